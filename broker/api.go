@@ -1,0 +1,169 @@
+// Package broker is Chronik's engine: topics, partitions, offset assignment,
+// idempotent producer state, fetch long-poll support, retention and the
+// metadata log. It knows nothing about the wire protocol; package kafka
+// translates kmsg requests into calls on *Broker.
+//
+// Errors returned by *Broker wrap a *kerr.Error (github.com/twmb/franz-go/pkg/kerr)
+// whenever a Kafka error code applies, e.g.
+//
+//	fmt.Errorf("produce %s-%d: %w", topic, p, kerr.UnknownTopicOrPartition)
+//
+// so that kafka maps them with errors.As. Any other error is
+// UNKNOWN_SERVER_ERROR.
+//
+// THIS FILE IS THE CONTRACT package kafka codes against. Keep the exported
+// names and signatures; add to them rather than change them.
+package broker
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Broker. Zero values take the documented defaults.
+type Config struct {
+	DataDir           string // required
+	NodeID            int32  // default 0
+	AdvertisedHost    string // what Metadata tells clients (default "localhost")
+	AdvertisedPort    int32  // default 9092
+	ClusterID         string // generated on first start and stored in the metadata log if empty
+	AutoCreateTopics  bool
+	DefaultPartitions int32 // default 1
+
+	// Broker-level defaults for topic configs (Kafka names in comments).
+	RetentionMs     int64 // log.retention.ms, default 7 days; -1 = forever
+	RetentionBytes  int64 // log.retention.bytes, default -1
+	SegmentBytes    int32 // log.segment.bytes, default 4 MiB (also the WAL segment size)
+	MaxMessageBytes int32 // message.max.bytes, default 1048588
+
+	Fsync         FsyncPolicy   // default FsyncAlways
+	FsyncInterval time.Duration // with FsyncInterval, default 100ms
+
+	RetentionCheckInterval time.Duration // default 5 minutes (log.retention.check.interval.ms)
+
+	Logger zerolog.Logger
+}
+
+// FsyncPolicy mirrors wal.FsyncPolicy so that callers need not import wal.
+type FsyncPolicy int
+
+const (
+	FsyncAlways FsyncPolicy = iota
+	FsyncInterval
+	FsyncNever
+)
+
+// Special timestamps for ListOffsets.
+const (
+	TimestampLatest       int64 = -1
+	TimestampEarliest     int64 = -2
+	TimestampMaxTimestamp int64 = -3
+)
+
+// TopicInfo is a snapshot of a topic's metadata.
+type TopicInfo struct {
+	Name       string
+	ID         [16]byte
+	Partitions int32
+	Internal   bool
+	Configs    map[string]string // only explicitly set (topic-level) configs
+}
+
+// ConfigEntry is one config as DescribeConfigs reports it.
+type ConfigEntry struct {
+	Name      string
+	Value     *string
+	ReadOnly  bool
+	Source    int8 // kmsg.ConfigSource: 1 DYNAMIC_TOPIC_CONFIG, 4 STATIC_BROKER_CONFIG, 5 DEFAULT_CONFIG
+	Sensitive bool
+	Type      int8 // kmsg.ConfigType: 1 BOOLEAN, 2 STRING, 3 INT, 4 SHORT, 5 LONG, 6 DOUBLE, 7 LIST ...
+	Doc       string
+}
+
+// ConfigOp is one IncrementalAlterConfigs operation.
+type ConfigOp struct {
+	Name  string
+	Op    int8 // 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT
+	Value *string
+}
+
+// ProduceResult is the outcome of appending to one partition.
+type ProduceResult struct {
+	BaseOffset     int64
+	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
+	LogStartOffset int64
+}
+
+// FetchResult is what one partition returns to a fetch.
+type FetchResult struct {
+	HighWatermark    int64
+	LastStableOffset int64
+	LogStartOffset   int64
+	Records          []byte // whole batches, back to back, as stored
+}
+
+// PartitionDirInfo is one partition in DescribeLogDirs.
+type PartitionDirInfo struct {
+	Topic     string
+	Partition int32
+	Size      int64
+}
+
+// The methods of *Broker (implemented in broker.go and friends):
+//
+//	Open(cfg Config) (*Broker, error)         // recovers the metadata log and every partition
+//	(*Broker).Close() error                   // stops background work, syncs and closes every log
+//	(*Broker).Config() Config                 // with defaults filled in
+//	(*Broker).ClusterID() string
+//
+// Topics and configs:
+//
+//	(*Broker).Topics() []TopicInfo            // sorted by name, internal topics included
+//	(*Broker).Topic(name string) (TopicInfo, bool)
+//	(*Broker).TopicByID(id [16]byte) (TopicInfo, bool)
+//	(*Broker).CreateTopic(name string, partitions int32, replicationFactor int16,
+//	    configs map[string]*string, validateOnly bool) (TopicInfo, error)
+//	    partitions/replicationFactor -1 take defaults; RF must be 1 standalone
+//	    (INVALID_REPLICATION_FACTOR); INVALID_TOPIC_EXCEPTION for bad names,
+//	    TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_CONFIG.
+//	(*Broker).AutoCreateTopic(name string) (TopicInfo, error) // honours Config.AutoCreateTopics (UNKNOWN_TOPIC_OR_PARTITION when off)
+//	(*Broker).DeleteTopic(name string) error
+//	(*Broker).CreatePartitions(name string, count int32, validateOnly bool) error
+//	(*Broker).TopicConfigs(name string) ([]ConfigEntry, error)  // every supported config with its effective value and source
+//	(*Broker).BrokerConfigs() []ConfigEntry
+//	(*Broker).AlterTopicConfigs(name string, set map[string]*string, validateOnly bool) error        // AlterConfigs: replaces all
+//	(*Broker).IncrementalAlterTopicConfigs(name string, ops []ConfigOp, validateOnly bool) error
+//
+// Data:
+//
+//	(*Broker).Produce(ctx context.Context, topic string, partition int32, records []byte,
+//	    acks int16, transactionalID *string) (ProduceResult, error)
+//	    records: one or more v2 record batches back to back, as sent. Validates
+//	    (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD,
+//	    UNSUPPORTED_FOR_MESSAGE_FORMAT for magic < 2), assigns offsets by
+//	    rewriting base offset only, idempotence checks
+//	    (DUPLICATE_SEQUENCE_NUMBER is never returned: a duplicate returns the
+//	    original BaseOffset with nil error; OUT_OF_ORDER_SEQUENCE_NUMBER,
+//	    INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID), and returns once acks are
+//	    met (0 and 1: after the local append; -1: after fsync per policy).
+//	(*Broker).Fetch(topic string, partition int32, offset int64, maxBytes int32,
+//	    isolationLevel int8) (FetchResult, error)
+//	    Never returns data at or past the high watermark. Returns at least one
+//	    whole batch if offset < HW, even above maxBytes (KIP-74).
+//	    OFFSET_OUT_OF_RANGE outside [logStartOffset, HW].
+//	(*Broker).AppendSignal() <-chan struct{}
+//	    A channel closed at the next append to any partition (long-poll Fetch
+//	    waits on it, then calls Fetch again).
+//	(*Broker).ListOffset(topic string, partition int32, timestamp int64,
+//	    isolationLevel int8) (offset int64, ts int64, err error)
+//	    Latest (-1), Earliest (-2), MaxTimestamp (-3) or the first offset whose
+//	    timestamp >= timestamp (-1, -1 if none).
+//	(*Broker).DeleteRecords(topic string, partition int32, offset int64) (lowWatermark int64, err error)
+//	    offset -1 means the high watermark. OFFSET_OUT_OF_RANGE past HW.
+//	(*Broker).PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error)
+//	(*Broker).LeaderEpoch(topic string, partition int32) int32   // 0 standalone
+//	(*Broker).InitProducerID(transactionalID *string, txnTimeoutMs int32,
+//	    producerID int64, producerEpoch int16) (int64, int16, error)
+//	(*Broker).LogDirs() (dir string, parts []PartitionDirInfo)
+//	(*Broker).Ready() bool                    // recovery done

@@ -1,0 +1,128 @@
+// Package wal is Chronik's durable log: framed, checksummed entries on top of
+// github.com/tidwall/wal, with tail repair, group commit, an fsync policy, a
+// Kafka offset/time index, retention primitives and a state sidecar.
+//
+// One Log is one directory. WAL indexes are contiguous uint64s; a log may
+// begin at any index. Kafka offsets are carried in each entry's frame header
+// and are independent of WAL indexes (entries of kind KindNoop or
+// KindConfChange carry no records and are skipped by the offset index).
+//
+// THIS FILE IS THE CONTRACT other packages code against. Keep the exported
+// names and signatures; add to them rather than change them.
+package wal
+
+import (
+	"errors"
+	"time"
+)
+
+// Named errors. Callers use errors.Is.
+var (
+	ErrClosed         = errors.New("wal: log closed")
+	ErrNotFound       = errors.New("wal: index not found") // index outside [FirstIndex, LastIndex]
+	ErrCorrupt        = errors.New("wal: corrupt entry")   // checksum or framing failure before the tail
+	ErrOutOfRange     = errors.New("wal: index out of range")
+	ErrOffsetNotFound = errors.New("wal: offset not in log") // offset/timestamp lookups past the end
+)
+
+// Kind says what an entry holds.
+type Kind uint8
+
+const (
+	KindData       Kind = 1 // a Kafka record batch (or several, back to back)
+	KindNoop       Kind = 2 // raft no-op, no records
+	KindConfChange Kind = 3 // raft conf change, no records
+	KindMeta       Kind = 4 // a metadata/state record (not Kafka records, but carries an offset like data)
+)
+
+// HasRecords reports whether entries of this kind occupy Kafka offsets.
+func (k Kind) HasRecords() bool { return k == KindData || k == KindMeta }
+
+// Entry is one framed log entry.
+type Entry struct {
+	Kind            Kind
+	Term            uint64 // raft term; 0 standalone
+	BaseOffset      int64  // Kafka base offset of the first record (HasRecords kinds)
+	LastOffsetDelta int32  // last offset = BaseOffset + LastOffsetDelta
+	MaxTimestamp    int64  // max record timestamp in ms (for time index and retention)
+	Payload         []byte
+}
+
+// LastOffset is BaseOffset + LastOffsetDelta.
+func (e Entry) LastOffset() int64 { return e.BaseOffset + int64(e.LastOffsetDelta) }
+
+// FsyncPolicy chooses when appends are made durable.
+type FsyncPolicy int
+
+const (
+	FsyncAlways   FsyncPolicy = iota // default: synced before Append returns
+	FsyncInterval                    // synced every Options.FsyncInterval
+	FsyncNever                       // left to the OS
+)
+
+// Options configure a Log. The zero value is valid and durable.
+type Options struct {
+	SegmentSize      int           // target bytes per segment file (default 4 MiB)
+	SegmentCacheSize int           // segments held in memory for reads (default 1)
+	Fsync            FsyncPolicy   // default FsyncAlways
+	FsyncInterval    time.Duration // for FsyncInterval (default 100ms)
+	IdleTimeout      time.Duration // release in-memory segment buffers after this long without use (default 30s; <0 never)
+	// OnRepair, if set, is called once per repair made while opening (a cut
+	// tail). Open also returns the repairs through (*Log).Repairs.
+	OnRepair func(Repair)
+}
+
+// Repair describes a tail cut made by Open.
+type Repair struct {
+	File     string // segment file that was cut
+	CutIndex uint64 // first WAL index that was removed (the first bad entry)
+	CutBytes int64  // bytes removed from the file
+	Reason   string // "torn entry", "zero-filled tail", "checksum mismatch", ...
+}
+
+// SegmentInfo describes one segment file, oldest first.
+type SegmentInfo struct {
+	FirstIndex   uint64
+	LastIndex    uint64 // FirstIndex-1 for an empty segment
+	Bytes        int64
+	MaxTimestamp int64 // max of the entries' MaxTimestamp; -1 if none
+	FirstOffset  int64 // Kafka offset of the first record entry; -1 if none
+	NextOffset   int64 // one past the last Kafka offset in the segment; -1 if none
+	Active       bool  // the tail segment, never dropped by retention
+}
+
+// The methods of *Log (implemented in log.go):
+//
+//	Open(dir string, opts Options) (*Log, error)
+//	    Creates the directory if needed, repairs the tail, rebuilds the
+//	    offset/time index from frame headers, validates every frame's CRC.
+//	(*Log).Append(entries ...Entry) (firstIndex uint64, err error)
+//	    Group-committed: safe from many goroutines; concurrent calls are
+//	    coalesced into one tidwall WriteBatch and one fsync. Returns when the
+//	    entries are durable per the fsync policy. Entries of a HasRecords kind
+//	    must have BaseOffset == NextOffset() at the time they are written
+//	    (the caller assigns offsets; Append checks and returns ErrOutOfRange).
+//	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log
+//	(*Log).FirstIndex() uint64                           // first present index; LastIndex()+1 when empty
+//	(*Log).LastIndex() uint64                            // FirstIndex()-1 when empty
+//	(*Log).StartOffset() int64                           // Kafka offset of the first record entry (NextOffset() if none)
+//	(*Log).NextOffset() int64                            // log end offset: last record offset + 1
+//	(*Log).FindOffset(offset int64) (index uint64, err error)
+//	    The index of the record entry containing offset, or of the first
+//	    record entry after it; ErrOffsetNotFound if offset >= NextOffset().
+//	(*Log).FindTimestamp(ts int64) (index uint64, err error)
+//	    The first record entry whose MaxTimestamp >= ts; ErrOffsetNotFound if none.
+//	(*Log).TruncateFront(index uint64) error              // index becomes the first entry
+//	(*Log).TruncateBack(index uint64) error               // index becomes the last entry
+//	(*Log).Reset(firstIndex uint64, nextOffset int64) error // drop everything; the log restarts empty at firstIndex (raft snapshot install)
+//	(*Log).Segments() []SegmentInfo
+//	(*Log).DropSegments(n int) error                     // removes the n oldest whole segments (never the active one)
+//	(*Log).RetainBytes(maxBytes int64) (dropped int, err error)  // drop leading segments while total > maxBytes
+//	(*Log).RetainAge(cutoff int64) (dropped int, err error)      // drop leading segments whose MaxTimestamp < cutoff (ms)
+//	(*Log).Size() int64                                  // total bytes on disk
+//	(*Log).SaveState(b []byte) error                     // atomic sidecar: temp, fsync, rename, dir fsync
+//	(*Log).LoadState() ([]byte, error)                   // nil, nil when none saved
+//	(*Log).Sync() error
+//	(*Log).Repairs() []Repair
+//	(*Log).Dir() string
+//	(*Log).Close() error                                 // syncs; idempotent-safe (second call returns ErrClosed)
