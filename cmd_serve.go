@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/kafka"
+)
+
+// serveFlags defines every setting of `chronik serve` once: its flag, its
+// CHRONIK_* environment variable and its default.
+func serveFlags() []cli.Flag {
+	env := func(name string) []string { return []string{"CHRONIK_" + name} }
+	return []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: ":9092", EnvVars: env("LISTEN"),
+			Usage: "Kafka listener address (host:port)"},
+		&cli.StringFlag{Name: "advertise", EnvVars: env("ADVERTISE"),
+			Usage: "address Metadata tells clients (host:port); default localhost:<port> when listening on all interfaces, else the listen address"},
+		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data", EnvVars: env("DATA_DIR"),
+			Usage: "directory holding the metadata log and every partition log"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"),
+			Usage: "trace, debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "json", EnvVars: env("LOG_FORMAT"),
+			Usage: "json or console"},
+		&cli.BoolFlag{Name: "auto-create-topics", Value: true, EnvVars: env("AUTO_CREATE_TOPICS"),
+			Usage: "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
+		&cli.IntFlag{Name: "default-partitions", Value: 1, EnvVars: env("DEFAULT_PARTITIONS"),
+			Usage: "partitions of auto-created topics and of CreateTopics with -1 (num.partitions)"},
+		&cli.StringFlag{Name: "fsync", Value: "always", EnvVars: env("FSYNC"),
+			Usage: "when appends are made durable: always (before acknowledging), interval, never"},
+		&cli.DurationFlag{Name: "fsync-interval", Value: 100 * time.Millisecond, EnvVars: env("FSYNC_INTERVAL"),
+			Usage: "sync period with --fsync interval"},
+		&cli.IntFlag{Name: "max-request-bytes", Value: 100 << 20, EnvVars: env("MAX_REQUEST_BYTES"),
+			Usage: "largest request frame accepted (socket.request.max.bytes)"},
+		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588, EnvVars: env("MAX_MESSAGE_BYTES"),
+			Usage: "largest record batch accepted (message.max.bytes)"},
+		&cli.DurationFlag{Name: "retention", Value: 7 * 24 * time.Hour, EnvVars: env("RETENTION"),
+			Usage: "default retention.ms of topics (0 keeps forever)"},
+		&cli.Int64Flag{Name: "retention-bytes", Value: -1, EnvVars: env("RETENTION_BYTES"),
+			Usage: "default retention.bytes per partition (-1 unlimited)"},
+		&cli.IntFlag{Name: "segment-bytes", Value: 4 << 20, EnvVars: env("SEGMENT_BYTES"),
+			Usage: "default segment.bytes: log segment file size, the unit retention removes"},
+		&cli.DurationFlag{Name: "retention-check-interval", Value: 5 * time.Minute, EnvVars: env("RETENTION_CHECK_INTERVAL"),
+			Usage: "how often retention runs (log.retention.check.interval.ms)"},
+		&cli.IntFlag{Name: "node-id", Value: 0, EnvVars: env("NODE_ID"),
+			Usage: "this broker's node id"},
+		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: env("SHUTDOWN_TIMEOUT"),
+			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
+	}
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "serve",
+		Usage:  "run a Chronik broker",
+		Flags:  serveFlags(),
+		Action: serveAction,
+	}
+}
+
+// advertisedAddr picks what Metadata tells clients.
+func advertisedAddr(listen, advertise string) (string, int32, error) {
+	addr := advertise
+	if addr == "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return "", 0, fmt.Errorf("listen: %q is not host:port: %v", listen, err)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		addr = net.JoinHostPort(host, port)
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("advertise: %q is not host:port: %v", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || host == "" {
+		return "", 0, fmt.Errorf("advertise: %q needs a host and a port 0-65535", addr)
+	}
+	return host, int32(port), nil
+}
+
+func parseFsync(s string) (broker.FsyncPolicy, error) {
+	switch s {
+	case "always":
+		return broker.FsyncAlways, nil
+	case "interval":
+		return broker.FsyncInterval, nil
+	case "never":
+		return broker.FsyncNever, nil
+	}
+	return 0, fmt.Errorf("fsync: %q is not one of always, interval, never", s)
+}
+
+// serveConfig turns flags into the broker and server configs; every error
+// names the setting.
+func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
+	var bc broker.Config
+	var kc kafka.Config
+	fsync, err := parseFsync(c.String("fsync"))
+	if err != nil {
+		return bc, kc, err
+	}
+	host, port, err := advertisedAddr(c.String("listen"), c.String("advertise"))
+	if err != nil {
+		return bc, kc, err
+	}
+	if c.String("data-dir") == "" {
+		return bc, kc, fmt.Errorf("data-dir: must not be empty")
+	}
+	if n := c.Int("default-partitions"); n < 1 || n > 1<<20 {
+		return bc, kc, fmt.Errorf("default-partitions: %d is not between 1 and 1048576", n)
+	}
+	if n := c.Int("max-request-bytes"); n < 1024 || n > 1<<30 {
+		return bc, kc, fmt.Errorf("max-request-bytes: %d is not between 1024 and 1073741824", n)
+	}
+	if n := c.Int("max-message-bytes"); n < 1024 || n > 1<<30 {
+		return bc, kc, fmt.Errorf("max-message-bytes: %d is not between 1024 and 1073741824", n)
+	}
+	if n := c.Int("segment-bytes"); n < 64<<10 || n > 1<<30 {
+		return bc, kc, fmt.Errorf("segment-bytes: %d is not between 65536 and 1073741824", n)
+	}
+	if c.Duration("fsync-interval") <= 0 {
+		return bc, kc, fmt.Errorf("fsync-interval: must be positive")
+	}
+	if c.Duration("retention-check-interval") <= 0 {
+		return bc, kc, fmt.Errorf("retention-check-interval: must be positive")
+	}
+	if c.Int("node-id") < 0 {
+		return bc, kc, fmt.Errorf("node-id: must not be negative")
+	}
+	retentionMs := c.Duration("retention").Milliseconds()
+	if retentionMs <= 0 {
+		retentionMs = -1
+	}
+	bc = broker.Config{
+		DataDir:                c.String("data-dir"),
+		NodeID:                 int32(c.Int("node-id")),
+		AdvertisedHost:         host,
+		AdvertisedPort:         port,
+		AutoCreateTopics:       c.Bool("auto-create-topics"),
+		DefaultPartitions:      int32(c.Int("default-partitions")),
+		RetentionMs:            retentionMs,
+		RetentionBytes:         c.Int64("retention-bytes"),
+		SegmentBytes:           int32(c.Int("segment-bytes")),
+		MaxMessageBytes:        int32(c.Int("max-message-bytes")),
+		Fsync:                  fsync,
+		FsyncInterval:          c.Duration("fsync-interval"),
+		RetentionCheckInterval: c.Duration("retention-check-interval"),
+	}
+	kc = kafka.Config{MaxRequestBytes: int32(c.Int("max-request-bytes"))}
+	return bc, kc, nil
+}
+
+func serveAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return cli.Exit(fmt.Sprintf("serve takes no arguments, got %q", c.Args().First()), 2)
+	}
+	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	bc, kc, err := serveConfig(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	bc.Logger = log.With().Str("component", "broker").Logger()
+	kc.Logger = log.With().Str("component", "kafka").Logger()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	start := time.Now()
+	b, err := broker.Open(bc)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("open data dir %s: %v", bc.DataDir, err), 1)
+	}
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		b.Close()
+		return cli.Exit(fmt.Sprintf("listen %s: %v", c.String("listen"), err), 1)
+	}
+	srv := kafka.New(kc, b)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info().
+		Str("listen", ln.Addr().String()).
+		Str("advertise", net.JoinHostPort(bc.AdvertisedHost, strconv.Itoa(int(bc.AdvertisedPort)))).
+		Str("data_dir", bc.DataDir).
+		Str("cluster_id", b.ClusterID()).
+		Dur("recovery", time.Since(start)).
+		Str("version", version).
+		Msg("chronik ready")
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case serveErr = <-served:
+		log.Error().Err(serveErr).Msg("listener failed")
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn().Err(err).Msg("in-flight requests did not finish before the shutdown timeout")
+	}
+	if err := b.Close(); err != nil {
+		return cli.Exit(fmt.Sprintf("close logs: %v", err), 1)
+	}
+	log.Info().Msg("stopped")
+	if serveErr != nil {
+		return cli.Exit(serveErr.Error(), 1)
+	}
+	return nil
+}

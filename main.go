@@ -1,0 +1,76 @@
+// Command chronik is a Kafka-compatible streaming broker.
+//
+//	chronik serve            run a broker (see chronik serve --help)
+//	chronik bench produce    measure produce throughput/latency against any broker
+//	chronik bench consume    measure consume throughput against any broker
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run is main without os.Exit, so tests can drive the CLI in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.Run(args); err != nil {
+		code := 1
+		if ec, ok := err.(cli.ExitCoder); ok {
+			code = ec.ExitCode()
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(stderr, "chronik: %s\n", msg)
+		}
+		return code
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:                 "chronik",
+		Usage:                "a Kafka-compatible streaming broker",
+		Version:              version,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		// Bad flags are usage errors: exit status 2, like most Unix tools.
+		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			return cli.Exit(fmt.Sprintf("%v (see --help)", err), 2)
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
+		Commands: []*cli.Command{
+			serveCommand(),
+			benchCommand(),
+		},
+	}
+}
+
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("log-level: %q is not one of trace, debug, info, warn, error", level)
+	}
+	switch format {
+	case "json":
+	case "console", "text":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Nop(), fmt.Errorf("log-format: %q is not one of json, console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
