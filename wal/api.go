@@ -67,6 +67,9 @@ type Options struct {
 	Fsync            FsyncPolicy   // default FsyncAlways
 	FsyncInterval    time.Duration // for FsyncInterval (default 100ms)
 	IdleTimeout      time.Duration // release in-memory segment buffers after this long without use (default 30s; <0 never)
+	// IndexIntervalBytes is the log bytes between two points of the sparse
+	// offset/time index (default 4096, like Kafka's index.interval.bytes).
+	IndexIntervalBytes int
 	// OnRepair, if set, is called once per repair made while opening (a cut
 	// tail). Open also returns the repairs through (*Log).Repairs.
 	OnRepair func(Repair)
@@ -102,6 +105,11 @@ type SegmentInfo struct {
 //	    entries are durable per the fsync policy. Entries of a HasRecords kind
 //	    must have BaseOffset == NextOffset() at the time they are written
 //	    (the caller assigns offsets; Append checks and returns ErrOutOfRange).
+//	(*Log).Enqueue(entries ...Entry) *Pending / (*Pending).Wait() (firstIndex uint64, err error)
+//	    Append in two steps: Enqueue fixes the entries' place in the log and
+//	    returns at once, so a caller can assign offsets and Enqueue under its
+//	    own lock, then Wait outside it and still share the group's fsync.
+//	    Every Enqueue must be followed by exactly one Wait.
 //	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log
 //	(*Log).FirstIndex() uint64                           // first present index; LastIndex()+1 when empty
 //	(*Log).LastIndex() uint64                            // FirstIndex()-1 when empty
@@ -123,6 +131,7 @@ type SegmentInfo struct {
 //	(*Log).SaveState(b []byte) error                     // atomic sidecar: temp, fsync, rename, dir fsync
 //	(*Log).LoadState() ([]byte, error)                   // nil, nil when none saved
 //	(*Log).Sync() error
+//	(*Log).DurableIndex() uint64                         // last index durable per the fsync policy
 //	(*Log).Repairs() []Repair
 //	(*Log).Dir() string
 //	(*Log).Close() error                                 // syncs; idempotent-safe (second call returns ErrClosed)

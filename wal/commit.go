@@ -1,0 +1,285 @@
+package wal
+
+import (
+	"fmt"
+	"time"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// Group commit, leader/follower, without a goroutine per log.
+//
+// Enqueue frames the entries (CRC included) in the caller's goroutine and
+// puts them on the pending list. If no commit round is running or promised,
+// the caller becomes the leader: its Wait runs one round, which takes every
+// pending request, checks their Kafka offsets in order, writes them as one
+// tidwall WriteBatch, fsyncs once per the policy and wakes each waiter. If
+// requests arrived during the round, the leader hands leadership to the
+// oldest of them and returns; that request's Wait runs the next round.
+//
+// Readers are only blocked while the batch is copied into tidwall, not
+// during the fsync: the fsync goes through our own handle on the tail file.
+
+// Pending is an enqueued append. Its owner must call Wait exactly once.
+type Pending struct {
+	l      *Log
+	frames []byte   // the encoded frames, back to back
+	ends   []int    // end of each frame in frames
+	hdrs   []header // for the offset check and the index
+	wake   chan bool
+	lead   bool // set by Enqueue; read by Wait in the same goroutine
+	ok     bool // accepted into the round's batch
+	done   bool
+	first  uint64
+	err    error
+}
+
+// Append appends entries and returns the index of the first, once they are
+// durable per the fsync policy. Concurrent calls are coalesced into one
+// write and one fsync. Entries of a HasRecords kind must continue the Kafka
+// offsets: BaseOffset == NextOffset() when written, else ErrOutOfRange.
+func (l *Log) Append(entries ...Entry) (uint64, error) {
+	return l.Enqueue(entries...).Wait()
+}
+
+// Enqueue queues entries for the next group commit and returns without
+// waiting; their position relative to other appends is fixed when it
+// returns. This lets a caller assign Kafka offsets under its own lock,
+// Enqueue, release the lock, and only then Wait, so that appends made under
+// the lock still share fsyncs. Every Enqueue must be followed by Wait.
+func (l *Log) Enqueue(entries ...Entry) *Pending {
+	p := &Pending{l: l}
+	if len(entries) == 0 {
+		p.done = true
+		return p
+	}
+	if err := p.encode(entries); err != nil {
+		p.done, p.err = true, err
+		return p
+	}
+	p.wake = make(chan bool, 1)
+	l.touch()
+	l.cmu.Lock()
+	if l.closed.Load() {
+		l.cmu.Unlock()
+		p.done, p.err = true, ErrClosed
+		return p
+	}
+	l.pending = append(l.pending, p)
+	if !l.committing {
+		l.committing = true
+		p.lead = true
+	}
+	l.cmu.Unlock()
+	return p
+}
+
+func (p *Pending) encode(entries []Entry) error {
+	size := 0
+	for i := range entries {
+		e := &entries[i]
+		switch {
+		case !e.Kind.valid():
+			return fmt.Errorf("%w: kind %d", ErrInvalidEntry, e.Kind)
+		case e.Kind.HasRecords() && (e.BaseOffset < 0 || e.LastOffsetDelta < 0):
+			return fmt.Errorf("%w: base offset %d, last offset delta %d", ErrInvalidEntry, e.BaseOffset, e.LastOffsetDelta)
+		case len(e.Payload) > maxPayload:
+			return fmt.Errorf("%w: payload of %d bytes", ErrInvalidEntry, len(e.Payload))
+		}
+		size += frameSize(e)
+	}
+	p.frames = make([]byte, 0, size)
+	p.ends = make([]int, len(entries))
+	p.hdrs = make([]header, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		p.frames = appendFrame(p.frames, e)
+		p.ends[i] = len(p.frames)
+		p.hdrs[i] = header{kind: e.Kind, term: e.Term, baseOffset: e.BaseOffset,
+			lastOffsetDelta: e.LastOffsetDelta, maxTimestamp: e.MaxTimestamp}
+	}
+	return nil
+}
+
+// Wait returns the index of the first entry once the append is durable per
+// the fsync policy, or why it failed. For zero entries it returns 0, nil.
+func (p *Pending) Wait() (uint64, error) {
+	if p.done {
+		return p.first, p.err
+	}
+	lead := p.lead
+	for {
+		if lead {
+			p.l.commitRound()
+		}
+		if lead = <-p.wake; !lead {
+			break
+		}
+	}
+	p.done = true
+	return p.first, p.err
+}
+
+// commitRound writes and syncs everything pending, then hands leadership on.
+func (l *Log) commitRound() {
+	l.cmu.Lock()
+	batch := l.pending
+	l.pending, l.spare = l.spare, nil
+	l.cmu.Unlock()
+
+	l.wmu.Lock()
+	l.writeGroup(batch)
+	l.wmu.Unlock()
+	for _, p := range batch {
+		p.wake <- false
+	}
+	clear(batch)
+
+	l.cmu.Lock()
+	if l.spare == nil {
+		l.spare = batch[:0]
+	}
+	if len(l.pending) > 0 {
+		l.pending[0].wake <- true
+	} else {
+		l.committing = false
+	}
+	l.cmu.Unlock()
+}
+
+// writeGroup writes one group commit. wmu held.
+func (l *Log) writeGroup(batch []*Pending) {
+	l.mu.Lock()
+	err := l.usable()
+	if err == nil {
+		err = l.ensureOpen()
+	}
+	if err != nil {
+		l.mu.Unlock()
+		for _, p := range batch {
+			p.err = err
+		}
+		return
+	}
+	next := l.next
+	index := l.idx.lastIndex() + 1
+	l.wbatch.Clear()
+	accepted, bytes := 0, 0
+	for _, p := range batch {
+		n, err := checkOffsets(p.hdrs, next)
+		if err != nil {
+			p.err = err
+			continue
+		}
+		next = n
+		p.ok, p.first = true, index
+		start := 0
+		for _, end := range p.ends {
+			l.wbatch.Write(index, p.frames[start:end])
+			index++
+			start = end
+		}
+		accepted++
+		bytes += len(p.frames)
+	}
+	if accepted == 0 {
+		l.mu.Unlock()
+		return
+	}
+	if err := l.tl.WriteBatch(&l.wbatch); err != nil {
+		err = l.failLocked("write", err)
+		l.mu.Unlock()
+		failAccepted(batch, err)
+		return
+	}
+	if bytes > 1<<20 || l.wbatchLen > 1<<20 {
+		l.wbatch = tidwall.Batch{} // do not keep a large buffer
+	}
+	l.wbatchLen = bytes
+	cycled := false
+	segSize := int64(l.opts.SegmentSize)
+	for _, p := range batch {
+		if !p.ok {
+			continue
+		}
+		start := 0
+		for i, end := range p.ends {
+			if l.idx.add(&p.hdrs[i], storedSize(end-start), segSize) {
+				cycled = true
+			}
+			start = end
+		}
+	}
+	l.next = next
+	l.mu.Unlock()
+
+	if err := l.afterWrite(cycled); err != nil {
+		failAccepted(batch, err)
+	}
+}
+
+func failAccepted(batch []*Pending, err error) {
+	for _, p := range batch {
+		if p.ok {
+			p.err = err
+		}
+	}
+}
+
+// checkOffsets checks that the record entries of one append continue the
+// Kafka offsets from next, and returns the offset after them.
+func checkOffsets(hdrs []header, next int64) (int64, error) {
+	for i := range hdrs {
+		h := &hdrs[i]
+		if !h.kind.HasRecords() {
+			continue
+		}
+		if h.baseOffset != next {
+			return 0, fmt.Errorf("%w: base offset %d, next offset is %d", ErrOutOfRange, h.baseOffset, next)
+		}
+		next = h.lastOffset() + 1
+	}
+	return next, nil
+}
+
+// afterWrite applies the fsync policy to what was just written. A new
+// segment file makes the directory fsync due (tidwall already synced the
+// segment it closed). wmu held.
+func (l *Log) afterWrite(cycled bool) error {
+	if cycled {
+		l.closeSyncFile()
+		if err := syncDir(l.dir); err != nil {
+			return l.fail("sync directory", err)
+		}
+	}
+	switch l.opts.Fsync {
+	case FsyncAlways:
+		return l.syncLocked()
+	case FsyncInterval:
+		l.dirty = true
+		if !l.syncArmed {
+			l.syncArmed = true
+			if l.syncTimer == nil {
+				l.syncTimer = time.AfterFunc(l.opts.FsyncInterval, l.intervalSync)
+			} else {
+				l.syncTimer.Reset(l.opts.FsyncInterval)
+			}
+		}
+	default:
+		l.dirty = true
+		l.durable.Store(l.idx.lastIndex())
+	}
+	return nil
+}
+
+// intervalSync runs on the FsyncInterval timer, armed only while something
+// is unsynced.
+func (l *Log) intervalSync() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.syncArmed = false
+	if l.closed.Load() || !l.dirty {
+		return
+	}
+	l.syncLocked()
+}

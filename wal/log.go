@@ -1,0 +1,1018 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// ErrInvalidEntry is returned by Append for an entry that cannot be framed:
+// an unknown Kind, a negative offset or offset delta on a record kind, or a
+// payload over 256 MiB.
+var ErrInvalidEntry = errors.New("wal: invalid entry")
+
+var errIndexInconsistent = fmt.Errorf("%w: index does not match the entries", ErrCorrupt)
+
+const (
+	defaultSegmentSize   = 4 << 20
+	maxSegmentSize       = 1 << 30
+	defaultFsyncInterval = 100 * time.Millisecond
+	defaultIdleTimeout   = 30 * time.Second
+	defaultIndexInterval = 4096
+)
+
+func (o Options) withDefaults() Options {
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = defaultSegmentSize
+	}
+	o.SegmentSize = min(o.SegmentSize, maxSegmentSize)
+	if o.SegmentCacheSize <= 0 {
+		o.SegmentCacheSize = 1
+	}
+	if o.FsyncInterval <= 0 {
+		o.FsyncInterval = defaultFsyncInterval
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = defaultIdleTimeout
+	}
+	if o.IndexIntervalBytes <= 0 {
+		o.IndexIntervalBytes = defaultIndexInterval
+	}
+	return o
+}
+
+// Log is a durable log in one directory. All methods are safe for
+// concurrent use.
+type Log struct {
+	dir  string
+	opts Options
+
+	closed  atomic.Bool
+	lastUse atomic.Int64  // monotonic ns of the last Append/Read
+	durable atomic.Uint64 // last index durable per the fsync policy
+
+	// The group-commit queue. See commit.go.
+	cmu        sync.Mutex
+	pending    []*Pending
+	spare      []*Pending
+	committing bool
+
+	// wmu serializes everything that writes: commit rounds, truncation,
+	// retention, Reset, Sync, idle release and Close. Everything it guards
+	// may be read under wmu alone. Lock order: wmu, then mu.
+	wmu       sync.Mutex
+	wbatch    tidwall.Batch
+	wbatchLen int      // bytes last put in wbatch (to drop a large buffer)
+	syncFile  *os.File // read-only handle on the tail segment, for fsync
+	dirty     bool     // written but not synced
+	syncArmed bool
+	syncTimer *time.Timer
+	stateMu   sync.Mutex // serializes SaveState
+
+	// mu guards the tidwall log (its concurrent reads mutate its cache) and
+	// the index. Writers of idx, next, floor, metaFloor hold wmu too.
+	mu        sync.Mutex
+	tl        *tidwall.Log // nil while released
+	idx       offsetIndex
+	next      int64 // NextOffset
+	floor     int64 // NextOffset while the log holds no record entries
+	metaFloor int64 // floor as persisted in the meta file (0 without one)
+	failed    error // sticky: a write or fsync failed; reopen the log
+	idleTimer *time.Timer
+	repairs   []Repair
+}
+
+var epoch = time.Now()
+
+func monotime() int64 { return int64(time.Since(epoch)) }
+
+// Open opens (creating if needed) the log in dir. It finishes an interrupted
+// Reset or truncation, cuts a damaged tail back to the last valid entry
+// (reported through Options.OnRepair and Repairs), verifies the checksum of
+// every entry and rebuilds the offset/time index from the frame headers.
+// Damage anywhere but the tail is an error wrapping ErrCorrupt (a
+// *CorruptError naming the file and index).
+func Open(dir string, opts Options) (*Log, error) {
+	opts = opts.withDefaults()
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	l := &Log{dir: dir, opts: opts}
+	l.idx.interval = int64(opts.IndexIntervalBytes)
+	if err := l.recover(); err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	l.lastUse.Store(monotime())
+	l.mu.Lock()
+	err = l.ensureOpen()
+	l.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	if opts.OnRepair != nil {
+		for _, r := range l.repairs {
+			opts.OnRepair(r)
+		}
+	}
+	return l, nil
+}
+
+// recover brings the directory into a consistent state and builds the index.
+func (l *Log) recover() error {
+	raw, err := readSidecar(l.dir, metaFile)
+	if err != nil {
+		return err
+	}
+	var m meta
+	hasMeta := raw != nil
+	if hasMeta {
+		if m, err = decodeMeta(raw); err != nil {
+			return err
+		}
+		if m.resetting {
+			if err := resetFiles(l.dir, m.firstIndex); err != nil {
+				return err
+			}
+			m.resetting = false
+			if err := writeAtomic(l.dir, metaFile, encodeMeta(m)); err != nil {
+				return err
+			}
+		}
+		l.metaFloor = m.floorOffset
+	}
+	if err := cleanDir(l.dir); err != nil {
+		return err
+	}
+	files, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		first := uint64(1)
+		if hasMeta && m.firstIndex > 0 {
+			first = m.firstIndex
+		}
+		if err := createEmptySegment(l.dir, first); err != nil {
+			return err
+		}
+		files = []uint64{first}
+	}
+	if err := l.scanFiles(files); err != nil {
+		return err
+	}
+	l.floor = l.metaFloor
+	if start := l.idx.startOffset(); start >= 0 {
+		l.floor = start
+	}
+	if l.floor != l.metaFloor {
+		// Only possible after a crash between a meta write and the cut it
+		// announced; make the meta file agree with the entries again.
+		if err := l.writeMeta(l.idx.firstIndex(), l.floor); err != nil {
+			return err
+		}
+	}
+	l.next = l.idx.nextOffset()
+	if l.next < 0 {
+		l.next = l.floor
+	}
+	l.durable.Store(l.idx.lastIndex())
+	return nil
+}
+
+// scanFiles verifies every segment file and builds the index. The last file
+// is cut back to its last valid entry if its tail is damaged.
+func (l *Log) scanFiles(files []uint64) error {
+	var buf []byte
+	for i, first := range files {
+		path := l.segPath(first)
+		data, err := readFileInto(path, buf)
+		if err != nil {
+			return err
+		}
+		buf = data[:0]
+		seg, stop := scanSegment(data, first, l.idx.interval)
+		last := i == len(files)-1
+		if stop != nil {
+			if !last || validFrameAfter(data, int(stop.pos)) {
+				return &CorruptError{File: path, Index: stop.index, Pos: stop.pos, Reason: stop.reason}
+			}
+			if err := cutFile(path, stop.pos); err != nil {
+				return err
+			}
+			l.repairs = append(l.repairs, Repair{
+				File:     path,
+				CutIndex: stop.index,
+				CutBytes: int64(len(data)) - stop.pos,
+				Reason:   stop.reason,
+			})
+		}
+		if !last && seg.next != files[i+1] {
+			return &CorruptError{File: l.segPath(files[i+1]), Index: files[i+1], Reason: fmt.Sprintf("segment does not follow index %d", seg.next-1)}
+		}
+		if !last {
+			seg.seal()
+		}
+		l.idx.segs = append(l.idx.segs, seg)
+	}
+	return nil
+}
+
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := int(fi.Size())
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// cutFile truncates path to size bytes and makes that durable.
+func cutFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
+
+func (l *Log) segPath(first uint64) string { return filepath.Join(l.dir, segmentName(first)) }
+
+// parseSegmentName returns the index of a tidwall file name (plain, .START
+// or .END) and its suffix.
+func parseSegmentName(name string) (index uint64, suffix string, ok bool) {
+	if len(name) < 20 {
+		return 0, "", false
+	}
+	index, err := strconv.ParseUint(name[:20], 10, 64)
+	if err != nil || index == 0 {
+		return 0, "", false
+	}
+	suffix = name[20:]
+	switch suffix {
+	case "", ".START", ".END", ".TEMP", ".START.TEMP", ".END.TEMP":
+		return index, suffix, true
+	}
+	return 0, "", false
+}
+
+// cleanDir finishes what tidwall leaves behind when a truncation is
+// interrupted, exactly as tidwall's own load does, so that the scan sees the
+// final set of segment files: a .START file replaces every segment before
+// it, an .END file every segment after it. Both were written atomically.
+// Leftover temp files are removed.
+func cleanDir(dir string) error {
+	ents, err := os.ReadDir(dir) // sorted by name
+	if err != nil {
+		return err
+	}
+	var names []string
+	start, end := -1, -1
+	changed := false
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() {
+			continue
+		}
+		if strings.HasSuffix(name, tmpSuffix) {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+			changed = true
+			continue
+		}
+		_, suffix, ok := parseSegmentName(name)
+		if !ok {
+			continue
+		}
+		switch suffix {
+		case ".TEMP", ".START.TEMP", ".END.TEMP":
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+			changed = true
+			continue
+		case ".START":
+			start = len(names)
+		case ".END":
+			if end == -1 {
+				end = len(names)
+			}
+		}
+		names = append(names, name)
+	}
+	if start != -1 && end != -1 {
+		return fmt.Errorf("%w: both %s and %s in %s", ErrCorrupt, names[start], names[end], dir)
+	}
+	finish := func(keep int, drop []string) error {
+		for _, n := range drop {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+				return err
+			}
+		}
+		n := names[keep]
+		final := n[:20]
+		return os.Rename(filepath.Join(dir, n), filepath.Join(dir, final))
+	}
+	if start != -1 {
+		if err := finish(start, names[:start]); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if end != -1 {
+		if err := finish(end, names[end+1:]); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if changed {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// listSegments returns the first indexes of the segment files, ascending.
+func listSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, e := range ents {
+		if index, suffix, ok := parseSegmentName(e.Name()); ok && suffix == "" && !e.IsDir() {
+			out = append(out, index)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func createEmptySegment(dir string, first uint64) error {
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(first)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// resetFiles removes every segment file and leaves one empty segment named
+// first, which tidwall opens as an empty log starting at first.
+func resetFiles(dir string, first uint64) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if _, _, ok := parseSegmentName(e.Name()); ok && !e.IsDir() {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return createEmptySegment(dir, first)
+}
+
+func (l *Log) writeMeta(first uint64, floor int64) error {
+	if err := writeAtomic(l.dir, metaFile, encodeMeta(meta{firstIndex: first, floorOffset: floor})); err != nil {
+		return err
+	}
+	l.metaFloor = floor
+	return nil
+}
+
+func (l *Log) tidwallOptions() *tidwall.Options {
+	return &tidwall.Options{
+		NoSync:           true, // we fsync per policy, once per group
+		SegmentSize:      l.opts.SegmentSize,
+		SegmentCacheSize: l.opts.SegmentCacheSize,
+		NoCopy:           true, // Read copies the payload itself
+		AllowEmpty:       true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	}
+}
+
+// ensureOpen opens the tidwall log if it was released. mu held.
+func (l *Log) ensureOpen() error {
+	if l.tl != nil {
+		return nil
+	}
+	tl, err := tidwall.Open(l.dir, l.tidwallOptions())
+	if err != nil {
+		return fmt.Errorf("%w: tidwall: %v", ErrCorrupt, err)
+	}
+	first, _ := tl.FirstIndex()
+	last, _ := tl.LastIndex()
+	if first != l.idx.firstIndex() || last != l.idx.lastIndex() {
+		tl.Close()
+		return fmt.Errorf("%w: tidwall sees [%d, %d], index has [%d, %d]", errIndexInconsistent,
+			first, last, l.idx.firstIndex(), l.idx.lastIndex())
+	}
+	l.tl = tl
+	if l.opts.IdleTimeout > 0 {
+		if l.idleTimer == nil {
+			l.idleTimer = time.AfterFunc(l.opts.IdleTimeout, l.idleCheck)
+		} else {
+			l.idleTimer.Reset(l.opts.IdleTimeout)
+		}
+	}
+	return nil
+}
+
+// releaseLocked closes the tidwall log, freeing its segment buffers; the
+// index stays. wmu and mu held.
+func (l *Log) releaseLocked() error {
+	l.closeSyncFile()
+	if l.tl == nil {
+		return nil
+	}
+	err := l.tl.Close() // fsyncs the tail
+	l.tl = nil
+	l.wbatch = tidwall.Batch{}
+	if err != nil {
+		l.failed = fmt.Errorf("wal: close %s: %w", l.dir, err)
+		return l.failed
+	}
+	l.dirty = false
+	l.durable.Store(l.idx.lastIndex())
+	return nil
+}
+
+func (l *Log) closeSyncFile() {
+	if l.syncFile != nil {
+		l.syncFile.Close()
+		l.syncFile = nil
+	}
+}
+
+// idleCheck runs on the idle timer: it releases the tidwall log after
+// IdleTimeout without Append or Read, or re-arms the timer.
+func (l *Log) idleCheck() {
+	if l.closed.Load() {
+		return
+	}
+	if idle := time.Duration(monotime() - l.lastUse.Load()); idle < l.opts.IdleTimeout {
+		l.mu.Lock()
+		if l.tl != nil && !l.closed.Load() {
+			l.idleTimer.Reset(l.opts.IdleTimeout - idle)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() || l.tl == nil {
+		return
+	}
+	if idle := time.Duration(monotime() - l.lastUse.Load()); idle < l.opts.IdleTimeout {
+		l.idleTimer.Reset(l.opts.IdleTimeout - idle)
+		return
+	}
+	l.releaseLocked()
+}
+
+func (l *Log) touch() { l.lastUse.Store(monotime()) }
+
+// usable returns why the log cannot be used, if it cannot. mu held.
+func (l *Log) usable() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// readHeader is the index's headerReader. mu held.
+func (l *Log) readHeader(index uint64) (header, int64, error) {
+	data, err := l.readRaw(index)
+	if err != nil {
+		return header{}, 0, err
+	}
+	h, err := decodeHeader(data)
+	if err != nil {
+		return header{}, 0, l.corruptAt(index, err)
+	}
+	return h, storedSize(len(data)), nil
+}
+
+// readRaw returns the frame at index; it aliases tidwall's buffer. mu held.
+func (l *Log) readRaw(index uint64) ([]byte, error) {
+	if err := l.ensureOpen(); err != nil {
+		return nil, err
+	}
+	data, err := l.tl.Read(index)
+	switch {
+	case errors.Is(err, tidwall.ErrNotFound):
+		return nil, ErrNotFound
+	case errors.Is(err, tidwall.ErrCorrupt):
+		return nil, l.corruptAt(index, err)
+	case err != nil:
+		return nil, fmt.Errorf("wal: read %d in %s: %w", index, l.dir, err)
+	}
+	return data, nil
+}
+
+func (l *Log) corruptAt(index uint64, err error) error {
+	path := l.dir
+	if k := l.idx.segmentOf(index); k >= 0 {
+		path = l.segPath(l.idx.segs[k].first)
+	}
+	return &CorruptError{File: path, Index: index, Pos: -1, Reason: err.Error()}
+}
+
+// Read returns the entry at index; ErrNotFound outside [FirstIndex, LastIndex].
+func (l *Log) Read(index uint64) (Entry, error) {
+	l.touch()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return Entry{}, err
+	}
+	if index < l.idx.firstIndex() || index > l.idx.lastIndex() {
+		return Entry{}, ErrNotFound
+	}
+	data, err := l.readRaw(index)
+	if err != nil {
+		return Entry{}, err
+	}
+	e, err := decodeFrame(data)
+	if err != nil {
+		return Entry{}, l.corruptAt(index, err)
+	}
+	e.Payload = bytes.Clone(e.Payload)
+	return e, nil
+}
+
+// FirstIndex is the first present index; LastIndex()+1 when empty.
+func (l *Log) FirstIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.idx.firstIndex()
+}
+
+// LastIndex is the last present index; FirstIndex()-1 when empty.
+func (l *Log) LastIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.idx.lastIndex()
+}
+
+// DurableIndex is the last index that is durable per the fsync policy
+// (with FsyncAlways, every acknowledged Append; with FsyncNever, LastIndex).
+func (l *Log) DurableIndex() uint64 { return l.durable.Load() }
+
+// StartOffset is the Kafka offset of the first record entry, NextOffset()
+// if there is none.
+func (l *Log) StartOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.idx.startOffset(); s >= 0 {
+		return s
+	}
+	return l.next
+}
+
+// NextOffset is the log end offset: last record offset + 1.
+func (l *Log) NextOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next
+}
+
+// FindOffset returns the index of the record entry containing offset, or of
+// the first record entry after it; ErrOffsetNotFound if offset >= NextOffset().
+func (l *Log) FindOffset(offset int64) (uint64, error) {
+	l.touch()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	if offset >= l.next {
+		return 0, ErrOffsetNotFound
+	}
+	index, ok, err := l.idx.findOffset(offset, l.readHeader)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrOffsetNotFound
+	}
+	return index, nil
+}
+
+// FindTimestamp returns the index of the first record entry whose
+// MaxTimestamp >= ts; ErrOffsetNotFound if none.
+func (l *Log) FindTimestamp(ts int64) (uint64, error) {
+	l.touch()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	index, ok, err := l.idx.findTimestamp(ts, l.readHeader)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrOffsetNotFound
+	}
+	return index, nil
+}
+
+// TruncateFront removes the entries before index, so index becomes the first
+// entry; index LastIndex()+1 empties the log. An index at or before
+// FirstIndex() is a no-op; one past LastIndex()+1 is ErrOutOfRange.
+func (l *Log) TruncateFront(index uint64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	first, last := l.idx.firstIndex(), l.idx.lastIndex()
+	if index <= first {
+		return nil
+	}
+	if index > last+1 {
+		return fmt.Errorf("%w: truncate front to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
+	}
+	if err := l.moveFloor(index); err != nil {
+		return err
+	}
+	k := l.idx.segmentOf(index)
+	if l.idx.segs[k].first == index {
+		return l.dropLocked(k)
+	}
+	// Mid-segment: tidwall rewrites the rest of segment k as a new file.
+	if err := l.ensureOpen(); err != nil {
+		return err
+	}
+	if err := l.tl.TruncateFront(index); err != nil {
+		return l.failLocked("truncate front", err)
+	}
+	seg, err := rebuildSegment(index, l.idx.segs[k].next, l.idx.interval, l.readHeader)
+	if err != nil {
+		return l.failLocked("truncate front", err)
+	}
+	if k < len(l.idx.segs)-1 {
+		seg.seal()
+	}
+	l.idx.segs = append([]*segment{seg}, l.idx.segs[k+1:]...)
+	l.closeSyncFile()
+	if err := syncDir(l.dir); err != nil {
+		return l.failLocked("truncate front", err)
+	}
+	return nil
+}
+
+// moveFloor persists the Kafka start offset the log will have once the
+// entries before index are gone, before they go: a log left without record
+// entries must reopen with the right NextOffset. wmu and mu held.
+func (l *Log) moveFloor(index uint64) error {
+	start, err := l.idx.firstRecordFrom(index, l.readHeader)
+	if err != nil {
+		return err
+	}
+	floor := start
+	if floor < 0 {
+		floor = l.next
+	}
+	l.floor = floor
+	if floor != l.metaFloor {
+		return l.writeMeta(index, floor)
+	}
+	return nil
+}
+
+// dropLocked removes the k oldest segment files, oldest first, so that a
+// crash leaves a contiguous log. wmu and mu held.
+func (l *Log) dropLocked(k int) error {
+	if err := l.releaseLocked(); err != nil {
+		return err
+	}
+	for i := 0; i < k; i++ {
+		if err := os.Remove(l.segPath(l.idx.segs[0].first)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return l.failLocked("drop segment", err)
+		}
+		l.idx.segs = l.idx.segs[1:]
+	}
+	l.idx.segs = append([]*segment(nil), l.idx.segs...)
+	if err := syncDir(l.dir); err != nil {
+		return l.failLocked("drop segment", err)
+	}
+	return nil
+}
+
+// failLocked makes a failed mutation sticky: the in-memory state may no
+// longer match the files, so every later call fails until the log is
+// reopened. mu held.
+func (l *Log) failLocked(op string, err error) error {
+	l.failed = fmt.Errorf("wal: %s in %s: %w", op, l.dir, err)
+	return l.failed
+}
+
+// TruncateBack removes the entries after index, so index becomes the last
+// entry; FirstIndex()-1 empties the log. An index at or after LastIndex() is
+// a no-op; one before FirstIndex()-1 is ErrOutOfRange.
+func (l *Log) TruncateBack(index uint64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	first, last := l.idx.firstIndex(), l.idx.lastIndex()
+	if index >= last {
+		return nil
+	}
+	if index+1 < first {
+		return fmt.Errorf("%w: truncate back to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
+	}
+	if err := l.ensureOpen(); err != nil {
+		return err
+	}
+	if err := l.tl.TruncateBack(index); err != nil {
+		return l.failLocked("truncate back", err)
+	}
+	k := max(l.idx.segmentOf(index), 0)
+	seg, err := rebuildSegment(l.idx.segs[k].first, index+1, l.idx.interval, l.readHeader)
+	if err != nil {
+		return l.failLocked("truncate back", err)
+	}
+	l.idx.segs = append(l.idx.segs[:k:k], seg)
+	l.next = l.idx.nextOffset()
+	if l.next < 0 {
+		l.next = l.floor
+	}
+	if l.durable.Load() > index {
+		l.durable.Store(index)
+	}
+	l.closeSyncFile()
+	if err := syncDir(l.dir); err != nil {
+		return l.failLocked("truncate back", err)
+	}
+	return nil
+}
+
+// Reset drops every entry; the log restarts empty at firstIndex (>= 1) with
+// NextOffset() == nextOffset (>= 0), which survives reopening. For raft
+// snapshot installation.
+func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
+	if firstIndex == 0 || nextOffset < 0 {
+		return fmt.Errorf("%w: reset to index %d offset %d", ErrOutOfRange, firstIndex, nextOffset)
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	m := meta{resetting: true, firstIndex: firstIndex, floorOffset: nextOffset}
+	if err := writeAtomic(l.dir, metaFile, encodeMeta(m)); err != nil {
+		return err
+	}
+	if err := l.releaseLocked(); err != nil {
+		return err
+	}
+	if err := resetFiles(l.dir, firstIndex); err != nil {
+		return l.failLocked("reset", err)
+	}
+	if err := l.writeMeta(firstIndex, nextOffset); err != nil {
+		return l.failLocked("reset", err)
+	}
+	l.idx.segs = []*segment{newSegment(firstIndex)}
+	l.floor, l.next = nextOffset, nextOffset
+	l.durable.Store(firstIndex - 1)
+	return nil
+}
+
+// Segments describes the segment files, oldest first.
+func (l *Log) Segments() []SegmentInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]SegmentInfo, len(l.idx.segs))
+	for i, s := range l.idx.segs {
+		out[i] = s.info(i == len(l.idx.segs)-1)
+	}
+	return out
+}
+
+// DropSegments removes the n oldest whole segments, never the active one.
+func (l *Log) DropSegments(n int) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.dropLeading(n)
+	return err
+}
+
+// dropLeading drops up to n leading segments. wmu and mu held.
+func (l *Log) dropLeading(n int) (int, error) {
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	n = min(n, len(l.idx.segs)-1)
+	if n <= 0 {
+		return 0, nil
+	}
+	if err := l.moveFloor(l.idx.segs[n].first); err != nil {
+		return 0, err
+	}
+	return n, l.dropLocked(n)
+}
+
+// RetainBytes drops leading segments while the log is larger than maxBytes.
+func (l *Log) RetainBytes(maxBytes int64) (int, error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var total int64
+	for _, s := range l.idx.segs {
+		total += s.bytes
+	}
+	n := 0
+	for n < len(l.idx.segs)-1 && total > maxBytes {
+		total -= l.idx.segs[n].bytes
+		n++
+	}
+	return l.dropLeading(n)
+}
+
+// RetainAge drops leading segments whose MaxTimestamp < cutoff (ms).
+// Segments without record entries count as older than any cutoff.
+func (l *Log) RetainAge(cutoff int64) (int, error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for n < len(l.idx.segs)-1 && l.idx.segs[n].maxTs < cutoff {
+		n++
+	}
+	return l.dropLeading(n)
+}
+
+// Size is the total bytes of the segment files.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var total int64
+	for _, s := range l.idx.segs {
+		total += s.bytes
+	}
+	return total
+}
+
+// SaveState atomically replaces the state sidecar with b.
+func (l *Log) SaveState(b []byte) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if err := writeAtomic(l.dir, stateFile, encodeState(b)); err != nil {
+		return fmt.Errorf("wal: save state in %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// LoadState returns the last saved state; nil, nil when none was saved.
+func (l *Log) LoadState() ([]byte, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	raw, err := readSidecar(l.dir, stateFile)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	b, err := decodeState(raw)
+	if err != nil {
+		return nil, fmt.Errorf("wal: load state in %s: %w", l.dir, err)
+	}
+	return b, nil
+}
+
+// Sync makes every written entry durable.
+func (l *Log) Sync() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	err := l.usable()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return l.syncLocked()
+}
+
+// syncLocked fsyncs the tail segment. wmu held.
+func (l *Log) syncLocked() error {
+	if l.syncFile == nil {
+		f, err := os.Open(l.segPath(l.idx.tail().first))
+		if err != nil {
+			return l.fail("sync", err)
+		}
+		l.syncFile = f
+	}
+	if err := l.syncFile.Sync(); err != nil {
+		return l.fail("sync", err)
+	}
+	l.dirty = false
+	l.durable.Store(l.idx.lastIndex())
+	return nil
+}
+
+func (l *Log) fail(op string, err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failLocked(op, err)
+}
+
+// Repairs returns the tail cuts Open made.
+func (l *Log) Repairs() []Repair {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Repair(nil), l.repairs...)
+}
+
+// Dir is the log's directory (absolute).
+func (l *Log) Dir() string { return l.dir }
+
+// Close syncs and closes the log. A second call returns ErrClosed.
+func (l *Log) Close() error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.idleTimer != nil {
+		l.idleTimer.Stop()
+	}
+	if l.syncTimer != nil {
+		l.syncTimer.Stop()
+	}
+	l.closeSyncFile()
+	if l.tl == nil {
+		return nil
+	}
+	err := l.tl.Close()
+	l.tl = nil
+	if err != nil {
+		return fmt.Errorf("wal: close %s: %w", l.dir, err)
+	}
+	return nil
+}
