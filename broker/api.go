@@ -42,6 +42,11 @@ type Config struct {
 
 	RetentionCheckInterval time.Duration // default 5 minutes (log.retention.check.interval.ms)
 
+	// StateSnapshotInterval is how often partitions that changed write their
+	// state file (log start offset, idempotent producer state); it bounds
+	// how much of a log Open re-reads after a crash. Default 30 seconds.
+	StateSnapshotInterval time.Duration
+
 	Logger zerolog.Logger
 }
 
@@ -140,9 +145,10 @@ type PartitionDirInfo struct {
 //	(*Broker).Produce(ctx context.Context, topic string, partition int32, records []byte,
 //	    acks int16, transactionalID *string) (ProduceResult, error)
 //	    records: one or more v2 record batches back to back, as sent. Validates
-//	    (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD,
-//	    UNSUPPORTED_FOR_MESSAGE_FORMAT for magic < 2), assigns offsets by
-//	    rewriting base offset only, idempotence checks
+//	    (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD — also for
+//	    magic != 2, as Kafka 4's ProduceRequest.validateRecords), assigns
+//	    offsets by rewriting base offset and leader epoch only (records is
+//	    modified in place), idempotence checks
 //	    (DUPLICATE_SEQUENCE_NUMBER is never returned: a duplicate returns the
 //	    original BaseOffset with nil error; OUT_OF_ORDER_SEQUENCE_NUMBER,
 //	    INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID), and returns once acks are
@@ -154,7 +160,8 @@ type PartitionDirInfo struct {
 //	    OFFSET_OUT_OF_RANGE outside [logStartOffset, HW].
 //	(*Broker).AppendSignal() <-chan struct{}
 //	    A channel closed at the next append to any partition (long-poll Fetch
-//	    waits on it, then calls Fetch again).
+//	    waits on it, then calls Fetch again). Take it BEFORE the Fetch that
+//	    may come back empty, so that no append can slip in between.
 //	(*Broker).ListOffset(topic string, partition int32, timestamp int64,
 //	    isolationLevel int8) (offset int64, ts int64, err error)
 //	    Latest (-1), Earliest (-2), MaxTimestamp (-3) or the first offset whose
@@ -167,3 +174,13 @@ type PartitionDirInfo struct {
 //	    producerID int64, producerEpoch int16) (int64, int16, error)
 //	(*Broker).LogDirs() (dir string, parts []PartitionDirInfo)
 //	(*Broker).Ready() bool                    // recovery done
+//
+// Additions beyond the first contract:
+//
+//	ErrClosed                                 // calls on a closed Broker
+//	(*Broker).RunRetention() int              // apply retention now; segments dropped
+//	(*Broker).SnapshotState()                 // write changed partition state files now
+//
+// Transactions are out of scope: a transactional id (Produce,
+// InitProducerID) or a transactional batch gets
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.

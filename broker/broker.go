@@ -1,0 +1,642 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// ErrClosed is returned by calls on a closed Broker (UNKNOWN_SERVER_ERROR
+// on the wire; package kafka stops serving before the broker closes).
+var ErrClosed = errors.New("broker: closed")
+
+const (
+	defaultAdvertisedHost         = "localhost"
+	defaultAdvertisedPort         = 9092
+	defaultFsyncInterval          = 100 * time.Millisecond
+	defaultRetentionCheckInterval = 5 * time.Minute
+	defaultStateSnapshotInterval  = 30 * time.Second
+
+	// producerIDBlockSize ids are reserved in the metadata log at a time,
+	// like Kafka's ProducerIdManager blocks: ids never repeat across
+	// restarts and most InitProducerID calls write nothing.
+	producerIDBlockSize = 1000
+
+	// maxPartitionsPerTopic bounds one CreateTopics/CreatePartitions
+	// (Kafka's controller caps one operation at 10000 records).
+	maxPartitionsPerTopic = 10000
+)
+
+// Broker is the standalone engine. All methods are safe for concurrent use.
+type Broker struct {
+	cfg    Config
+	logger zerolog.Logger
+	meta   *wal.Log
+
+	// adminMu serializes metadata changes: every metadata log append and
+	// the state below.
+	adminMu        sync.Mutex
+	state          *metaState
+	nextProducerID int64
+
+	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
+	topics    map[string]*topic
+	byID      map[[16]byte]*topic
+	clusterID string
+
+	appendSignal signal
+	ready        atomic.Bool
+	closed       atomic.Bool
+	stop         chan struct{}
+	wg           sync.WaitGroup // the background loop
+}
+
+// topic is one live topic.
+type topic struct {
+	name       string
+	id         [16]byte
+	cfg        atomic.Pointer[topicConfig] // effective config, replaced on change
+	meta       *topicMeta                  // guarded by Broker.adminMu
+	partitions []*partition                // guarded by Broker.mu; replaced, never mutated
+}
+
+func (t *topic) config() *topicConfig { return t.cfg.Load() }
+
+func (c Config) withDefaults() Config {
+	if c.AdvertisedHost == "" {
+		c.AdvertisedHost = defaultAdvertisedHost
+	}
+	if c.AdvertisedPort == 0 {
+		c.AdvertisedPort = defaultAdvertisedPort
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = defaultPartitions
+	}
+	if c.RetentionMs == 0 {
+		c.RetentionMs = defaultRetentionMs
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = defaultRetentionBytes
+	}
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = defaultSegmentBytes
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = defaultMaxMessageBytes
+	}
+	if c.FsyncInterval <= 0 {
+		c.FsyncInterval = defaultFsyncInterval
+	}
+	if c.RetentionCheckInterval <= 0 {
+		c.RetentionCheckInterval = defaultRetentionCheckInterval
+	}
+	if c.StateSnapshotInterval <= 0 {
+		c.StateSnapshotInterval = defaultStateSnapshotInterval
+	}
+	return c
+}
+
+func (c *Config) walFsync() wal.FsyncPolicy {
+	switch c.Fsync {
+	case FsyncInterval:
+		return wal.FsyncInterval
+	case FsyncNever:
+		return wal.FsyncNever
+	}
+	return wal.FsyncAlways
+}
+
+// Open recovers the metadata log, then every partition, and starts the
+// background retention and snapshot loop.
+func Open(cfg Config) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("broker: DataDir is required")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "data"), 0o755); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b := &Broker{
+		cfg:    cfg,
+		logger: cfg.Logger,
+		state:  newMetaState(),
+		topics: make(map[string]*topic),
+		byID:   make(map[[16]byte]*topic),
+		stop:   make(chan struct{}),
+	}
+	meta, err := wal.Open(filepath.Join(cfg.DataDir, "meta"), wal.Options{
+		Fsync:    wal.FsyncAlways, // metadata is small and always durable
+		OnRepair: b.logRepair,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open metadata log: %w", err)
+	}
+	b.meta = meta
+	if err := b.replayMeta(); err != nil {
+		meta.Close()
+		return nil, err
+	}
+	if err := b.openTopics(); err != nil {
+		b.closeLogs()
+		return nil, err
+	}
+	b.removeStrayData()
+	b.logger.Info().Str("cluster_id", b.clusterID).Int("topics", len(b.topics)).Str("data_dir", cfg.DataDir).Msg("broker recovered")
+	b.ready.Store(true)
+	b.wg.Add(1)
+	go b.background()
+	return b, nil
+}
+
+func (b *Broker) logRepair(r wal.Repair) {
+	b.logger.Warn().Str("file", r.File).Uint64("cut_index", r.CutIndex).Int64("cut_bytes", r.CutBytes).Str("reason", r.Reason).Msg("wal tail repaired")
+}
+
+// replayMeta folds the metadata log and settles the cluster id.
+func (b *Broker) replayMeta() error {
+	for idx := b.meta.FirstIndex(); idx <= b.meta.LastIndex(); idx++ {
+		e, err := b.meta.Read(idx)
+		if err != nil {
+			return fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
+		}
+		if e.Kind != wal.KindMeta {
+			continue
+		}
+		rec, err := decodeMetaRecord(e.Payload)
+		if err == nil {
+			err = b.state.apply(rec)
+		}
+		if err != nil {
+			return fmt.Errorf("broker: metadata log at %d: %w", idx, err)
+		}
+	}
+	b.nextProducerID = b.state.producerIDBlockEnd
+	switch {
+	case b.state.clusterID == "":
+		id := b.cfg.ClusterID
+		if id == "" {
+			id = newClusterID()
+		}
+		if err := b.appendMeta(metaRecord{Type: metaClusterID, ClusterID: id}); err != nil {
+			return err
+		}
+	case b.cfg.ClusterID != "" && b.cfg.ClusterID != b.state.clusterID:
+		return fmt.Errorf("broker: configured cluster id %q, but %s belongs to cluster %q", b.cfg.ClusterID, b.cfg.DataDir, b.state.clusterID)
+	}
+	b.clusterID = b.state.clusterID
+	b.cfg.ClusterID = b.clusterID
+	return nil
+}
+
+// appendMeta writes one record to the metadata log and folds it into the
+// state. Caller holds adminMu (or is Open).
+func (b *Broker) appendMeta(rec metaRecord) error {
+	_, err := b.meta.Append(wal.Entry{
+		Kind:         wal.KindMeta,
+		BaseOffset:   b.meta.NextOffset(),
+		MaxTimestamp: time.Now().UnixMilli(),
+		Payload:      encodeMetaRecord(rec),
+	})
+	if err != nil {
+		return fmt.Errorf("append metadata %s: %w", rec.Type, err)
+	}
+	rec.V = metaRecordVersion
+	if err := b.state.apply(rec); err != nil {
+		return fmt.Errorf("apply metadata %s: %w", rec.Type, err) // a bug: callers check first
+	}
+	return nil
+}
+
+// openTopics opens every partition of every topic, a few at a time.
+func (b *Broker) openTopics() error {
+	type job struct {
+		t   *topic
+		idx int32
+	}
+	var jobs []job
+	for _, tm := range b.state.topics {
+		t := b.newTopic(tm)
+		t.partitions = make([]*partition, tm.partitions)
+		b.topics[t.name], b.byID[t.id] = t, t
+		for i := range tm.partitions {
+			jobs = append(jobs, job{t, i})
+		}
+	}
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
+		next  atomic.Int64
+	)
+	for range min(len(jobs), 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(jobs)) {
+					return
+				}
+				j := jobs[i]
+				p, err := b.openPartition(j.t, j.idx)
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+					continue
+				}
+				j.t.partitions[j.idx] = p // distinct slots: no lock needed before publication
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("broker: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (b *Broker) newTopic(tm *topicMeta) *topic {
+	t := &topic{name: tm.name, id: tm.id, meta: tm}
+	tc := effectiveTopicConfig(&b.cfg, tm.configs)
+	t.cfg.Store(&tc)
+	return t
+}
+
+func (b *Broker) topicDir(id [16]byte) string {
+	return filepath.Join(b.cfg.DataDir, "data", topicIDHex(id))
+}
+
+// openPartition opens (creating if needed) one partition's log and recovers
+// its log start offset and producer state.
+func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
+	dir := filepath.Join(b.topicDir(t.id), strconv.Itoa(int(idx)))
+	tc := t.config()
+	log, err := wal.Open(dir, wal.Options{
+		SegmentSize:   int(tc.segmentBytes),
+		Fsync:         b.cfg.walFsync(),
+		FsyncInterval: b.cfg.FsyncInterval,
+		OnRepair:      b.logRepair,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
+	}
+	p := &partition{b: b, topic: t, index: idx, dir: dir, log: log}
+	snap, err := loadSnapshot(p.statePath())
+	if err != nil {
+		b.logger.Warn().Err(err).Str("topic", t.name).Int32("partition", idx).Msg("partition state unreadable; rebuilding producer state from the log")
+		snap = partitionSnapshot{}
+	}
+	end := log.NextOffset()
+	lso := min(max(snap.LogStartOffset, log.StartOffset()), end)
+	if err := p.recoverProducers(snap); err != nil {
+		log.Close()
+		return nil, err
+	}
+	p.nextOffset = end
+	p.highWatermark.Store(end)
+	p.logStartOffset.Store(lso)
+	return p, nil
+}
+
+// removeStrayData deletes topic and partition directories the metadata log
+// does not know: leftovers of a delete, create or CreatePartitions that
+// crashed between the directory and the metadata record.
+func (b *Broker) removeStrayData() {
+	dataDir := filepath.Join(b.cfg.DataDir, "data")
+	ents, err := os.ReadDir(dataDir)
+	if err != nil {
+		b.logger.Warn().Err(err).Msg("list data directory")
+		return
+	}
+	for _, e := range ents {
+		id, err := parseTopicID(e.Name())
+		if err != nil {
+			continue
+		}
+		t, ok := b.byID[id]
+		if !ok {
+			b.logger.Warn().Str("dir", e.Name()).Msg("removing data of a deleted topic")
+			os.RemoveAll(filepath.Join(dataDir, e.Name()))
+			continue
+		}
+		parts, err := os.ReadDir(filepath.Join(dataDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, pe := range parts {
+			n, err := strconv.Atoi(strings.TrimSuffix(pe.Name(), ".state"))
+			if err != nil || n < len(t.partitions) {
+				continue
+			}
+			b.logger.Warn().Str("topic", t.name).Str("entry", pe.Name()).Msg("removing data of an uncreated partition")
+			os.RemoveAll(filepath.Join(dataDir, e.Name(), pe.Name()))
+		}
+	}
+}
+
+// background owns the retention and state snapshot tickers.
+func (b *Broker) background() {
+	defer b.wg.Done()
+	retention := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer retention.Stop()
+	snapshots := time.NewTicker(b.cfg.StateSnapshotInterval)
+	defer snapshots.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-retention.C:
+			b.RunRetention()
+		case <-snapshots.C:
+			b.SnapshotState()
+		}
+	}
+}
+
+// allPartitions is every open partition, in topic-name order.
+func (b *Broker) allPartitions() []*partition {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	names := make([]string, 0, len(b.topics))
+	for n := range b.topics {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []*partition
+	for _, n := range names {
+		out = append(out, b.topics[n].partitions...)
+	}
+	return out
+}
+
+// RunRetention applies retention.ms and retention.bytes to every partition
+// now (the background loop calls it every RetentionCheckInterval) and
+// returns how many segments were dropped.
+func (b *Broker) RunRetention() int {
+	now := time.Now().UnixMilli()
+	total := 0
+	for _, p := range b.allPartitions() {
+		n, err := p.enforceRetention(now)
+		total += n
+		if err != nil && !errors.Is(err, wal.ErrClosed) {
+			b.logger.Error().Err(err).Msg("retention")
+		}
+	}
+	return total
+}
+
+// SnapshotState writes the state file (log start offset and producer state)
+// of every partition that changed since its last snapshot. The background
+// loop calls it every StateSnapshotInterval; it bounds how much of a log
+// Open re-reads after a crash.
+func (b *Broker) SnapshotState() {
+	for _, p := range b.allPartitions() {
+		if err := p.snapshotIfDirty(); err != nil {
+			b.logger.Error().Err(err).Msg("snapshot partition state")
+		}
+	}
+}
+
+// Close stops the background loop, then snapshots and closes every
+// partition and the metadata log. A second call returns ErrClosed.
+func (b *Broker) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	close(b.stop)
+	b.wg.Wait()
+	b.adminMu.Lock() // wait for an admin operation in flight
+	defer b.adminMu.Unlock()
+	return b.closeLogs()
+}
+
+func (b *Broker) closeLogs() error {
+	var errs []error
+	for _, p := range b.allPartitions() {
+		if p == nil {
+			continue
+		}
+		if err := p.close(false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := b.meta.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+		errs = append(errs, fmt.Errorf("close metadata log: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Config returns the configuration with defaults filled in.
+func (b *Broker) Config() Config { return b.cfg }
+
+// ClusterID is the id generated on first start (or configured).
+func (b *Broker) ClusterID() string { return b.clusterID }
+
+// Ready reports whether recovery is done.
+func (b *Broker) Ready() bool { return b.ready.Load() && !b.closed.Load() }
+
+// partition finds a live partition.
+func (b *Broker) partition(topic string, idx int32) (*partition, error) {
+	b.mu.RLock()
+	var p *partition
+	if t := b.topics[topic]; t != nil && idx >= 0 && int(idx) < len(t.partitions) {
+		p = t.partitions[idx]
+	}
+	b.mu.RUnlock()
+	if p == nil {
+		return nil, fmt.Errorf("%s-%d: %w", topic, idx, kerr.UnknownTopicOrPartition)
+	}
+	return p, nil
+}
+
+// Produce validates and appends one partition's record batches; see the
+// contract in api.go. The records buffer is modified in place (base offset,
+// partition leader epoch and, for LogAppendTime topics, the timestamp
+// fields) and must not be reused by the caller until Produce returns;
+// Produce does not keep it afterwards.
+//
+// acks 0, 1 and -1 all return after the wal Append: with FsyncAlways (the
+// default) that is after fsync, so acks=all is honoured. With FsyncInterval
+// or FsyncNever, acks=all is acknowledged before the data is synced, which
+// is what choosing those policies means.
+//
+// Transactions are not supported: a transactional id or a transactional
+// batch is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, what Kafka
+// answers a client not allowed to use transactional ids.
+func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) (ProduceResult, error) {
+	fail := ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1}
+	if transactionalID != nil {
+		return fail, fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+	}
+	if acks != 0 && acks != 1 && acks != -1 {
+		return fail, fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail, err
+	}
+	if b.closed.Load() {
+		return fail, ErrClosed
+	}
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return fail, err
+	}
+	r := produceReqPool.Get().(*produceReq)
+	defer func() {
+		*r = produceReq{}
+		produceReqPool.Put(r)
+	}()
+	r.buf = records
+	r.batches, err = parseBatches(r.hdrs[:0], records, p.topic.config().maxMessageBytes)
+	if err != nil {
+		return fail, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
+	}
+	for i := range r.batches {
+		if r.batches[i].transactional() {
+			return fail, fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+		}
+	}
+	p.produce(r)
+	if r.err != nil {
+		return fail, r.err
+	}
+	return r.res, nil
+}
+
+// Fetch returns stored batches from offset; see the contract in api.go.
+// isolationLevel is accepted but without transactions the last stable
+// offset is the high watermark.
+func (b *Broker) Fetch(topic string, partition int32, offset int64, maxBytes int32, isolationLevel int8) (FetchResult, error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, err
+	}
+	return p.fetch(offset, maxBytes)
+}
+
+// AppendSignal returns a channel closed at the next append to any
+// partition. Take it BEFORE the Fetch that may come back empty: any append
+// that Fetch did not see closes it.
+func (b *Broker) AppendSignal() <-chan struct{} { return b.appendSignal.wait() }
+
+// ListOffset answers ListOffsets; see the contract in api.go.
+func (b *Broker) ListOffset(topic string, partition int32, timestamp int64, isolationLevel int8) (int64, int64, error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, -1, err
+	}
+	return p.listOffset(timestamp)
+}
+
+// DeleteRecords moves the log start offset; see the contract in api.go.
+func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int64, error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, err
+	}
+	return p.deleteRecords(offset)
+}
+
+// PartitionOffsets returns the log start offset and high watermark.
+func (b *Broker) PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, -1, err
+	}
+	return p.logStartOffset.Load(), p.highWatermark.Load(), nil
+}
+
+// LeaderEpoch is 0 for every partition of a standalone broker (-1 for an
+// unknown partition).
+func (b *Broker) LeaderEpoch(topic string, partition int32) int32 {
+	if _, err := b.partition(topic, partition); err != nil {
+		return -1
+	}
+	return 0
+}
+
+// InitProducerID allocates an idempotent producer id, or bumps the epoch
+// of one this cluster allocated when the producer passes its current id and
+// epoch (KIP-360; a new id once the epoch is exhausted). Ids are reserved
+// in blocks in the metadata log and never repeat across restarts.
+//
+// Kafka itself hands a non-transactional producer a fresh id on every
+// InitProducerID; bumping is equally valid for clients and keeps one id per
+// producer session. Transactional ids are refused with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are out of scope.
+func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, producerID int64, producerEpoch int16) (int64, int16, error) {
+	if transactionalID != nil {
+		return -1, -1, fmt.Errorf("init producer id for %q: transactions are not supported: %w", *transactionalID, kerr.TransactionalIDAuthorizationFailed)
+	}
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return -1, -1, ErrClosed
+	}
+	if producerID >= 0 && producerID < b.nextProducerID && producerEpoch >= 0 && producerEpoch < math.MaxInt16-1 {
+		return producerID, producerEpoch + 1, nil
+	}
+	if b.nextProducerID >= b.state.producerIDBlockEnd {
+		if err := b.appendMeta(metaRecord{Type: metaProducerIDs, ProducerIDBlockEnd: b.nextProducerID + producerIDBlockSize}); err != nil {
+			return -1, -1, fmt.Errorf("init producer id: %w", err)
+		}
+	}
+	id := b.nextProducerID
+	b.nextProducerID++
+	return id, 0, nil
+}
+
+// LogDirs reports the data directory and every partition's size on disk.
+func (b *Broker) LogDirs() (string, []PartitionDirInfo) {
+	var parts []PartitionDirInfo
+	for _, p := range b.allPartitions() {
+		parts = append(parts, PartitionDirInfo{Topic: p.topic.name, Partition: p.index, Size: p.log.Size()})
+	}
+	return b.cfg.DataDir, parts
+}
+
+// signal is a channel closed on the next notify. The channel is made only
+// when someone waits, so appends nobody waits for cost one atomic load.
+type signal struct {
+	armed atomic.Bool
+	mu    sync.Mutex
+	ch    chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+		s.armed.Store(true)
+	}
+	return s.ch
+}
+
+func (s *signal) notify() {
+	if !s.armed.Load() {
+		return
+	}
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+		s.armed.Store(false)
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"testing"
+)
+
+func TestMetaStateReplay(t *testing.T) {
+	id := [16]byte{1, 2, 3}
+	idHex := topicIDHex(id)
+	recs := []metaRecord{
+		{Type: metaClusterID, ClusterID: "abc"},
+		{Type: metaTopicCreated, Topic: "t", ID: idHex, Partitions: 2, Configs: map[string]string{cfgRetentionMs: "5"}},
+		{Type: metaPartitionsAdded, Topic: "t", ID: idHex, Partitions: 4},
+		{Type: metaConfigsAltered, Topic: "t", ID: idHex, Configs: map[string]string{cfgRetentionBytes: "9"}},
+		{Type: metaProducerIDs, ProducerIDBlockEnd: 1000},
+		{Type: metaTopicCreated, Topic: "gone", ID: topicIDHex([16]byte{9}), Partitions: 1},
+		{Type: metaTopicDeleted, Topic: "gone", ID: topicIDHex([16]byte{9})},
+	}
+	s := newMetaState()
+	for i, r := range recs {
+		dec, err := decodeMetaRecord(encodeMetaRecord(r))
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if err := s.apply(dec); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	tm := s.topics["t"]
+	if s.clusterID != "abc" || len(s.topics) != 1 || tm == nil || tm.id != id || tm.partitions != 4 ||
+		len(tm.configs) != 1 || tm.configs[cfgRetentionBytes] != "9" || s.producerIDBlockEnd != 1000 {
+		t.Fatalf("state %+v topic %+v", s, tm)
+	}
+}
+
+func TestMetaStateRejects(t *testing.T) {
+	idHex := topicIDHex([16]byte{1})
+	setup := []metaRecord{{Type: metaTopicCreated, Topic: "t", ID: idHex, Partitions: 2}, {Type: metaProducerIDs, ProducerIDBlockEnd: 2000}}
+	bad := []metaRecord{
+		{Type: "nonsense"},
+		{Type: metaClusterID},
+		{Type: metaTopicCreated, Topic: "t", ID: idHex, Partitions: 1},
+		{Type: metaTopicCreated, Topic: "u", ID: "zz", Partitions: 1},
+		{Type: metaTopicCreated, Topic: "u", ID: idHex, Partitions: 0},
+		{Type: metaTopicDeleted, Topic: "nope", ID: idHex},
+		{Type: metaTopicDeleted, Topic: "t", ID: topicIDHex([16]byte{2})},
+		{Type: metaPartitionsAdded, Topic: "t", ID: idHex, Partitions: 2},
+		{Type: metaProducerIDs, ProducerIDBlockEnd: 1000},
+	}
+	for i, r := range bad {
+		s := newMetaState()
+		for _, r := range setup {
+			if err := s.apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.apply(r); err == nil {
+			t.Errorf("bad record %d (%s) accepted", i, r.Type)
+		}
+	}
+	if _, err := decodeMetaRecord([]byte(`{"v":2,"type":"cluster_id"}`)); err == nil {
+		t.Error("future version accepted")
+	}
+	if _, err := decodeMetaRecord([]byte(`{`)); err == nil {
+		t.Error("garbage accepted")
+	}
+}

@@ -1,0 +1,618 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// partition is one topic partition: a wal.Log plus the state that decides
+// offsets and idempotence.
+//
+// Appends use group commit at this level: every Produce queues its parsed
+// request, then takes appendMu. Whoever holds appendMu takes the whole queue,
+// assigns offsets in queue order, checks producer sequences, and hands all
+// batches of all queued requests to one wal Append (one write, one fsync).
+// A Produce that gets appendMu after its request was handled by an earlier
+// holder just returns. Offsets are thus assigned and written in one order
+// without holding a lock for longer than one Append, and concurrent
+// producers to one partition share fsyncs.
+type partition struct {
+	b     *Broker
+	topic *topic
+	index int32
+	dir   string // the wal directory
+	log   *wal.Log
+
+	highWatermark  atomic.Int64 // log end offset of acknowledged appends
+	logStartOffset atomic.Int64
+
+	qmu   sync.Mutex
+	queue []*produceReq
+
+	appendMu   sync.Mutex // held by the appending group leader; guards the fields below
+	closed     bool
+	deleted    bool
+	nextOffset int64
+	producers  producerStates
+	spare      []*produceReq     // the other queue buffer
+	pending    []pendingProducer // scratch: producer states of the group
+	entries    []wal.Entry       // scratch: the group's wal entries
+	dirty      bool              // appended or changed since the last snapshot
+
+	stateMu sync.Mutex // orders writes of the state file
+}
+
+// produceReq is one Produce call for one partition.
+type produceReq struct {
+	buf     []byte
+	batches []batchHeader
+	hdrs    [1]batchHeader // inline storage for the usual single batch
+	res     ProduceResult
+	err     error
+	done    bool // set by the group leader under appendMu
+}
+
+var produceReqPool = sync.Pool{New: func() any { return new(produceReq) }}
+
+// produce appends one request's batches; see the type comment.
+func (p *partition) produce(r *produceReq) {
+	p.qmu.Lock()
+	p.queue = append(p.queue, r)
+	p.qmu.Unlock()
+
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	if r.done {
+		return
+	}
+	p.qmu.Lock()
+	group := p.queue
+	p.queue = p.spare[:0]
+	p.qmu.Unlock()
+
+	p.appendGroup(group)
+
+	clear(group)
+	p.spare = group[:0]
+}
+
+// appendGroup assigns offsets to the queued requests, checks them, writes
+// them with one Append and answers each. Caller holds appendMu.
+func (p *partition) appendGroup(group []*produceReq) {
+	defer func() {
+		for _, r := range group {
+			r.done = true
+		}
+	}()
+	if p.closed {
+		err := p.closedErr()
+		for _, r := range group {
+			r.err = err
+		}
+		return
+	}
+
+	tc := p.topic.config()
+	now := time.Now().UnixMilli()
+	next := p.nextOffset
+	p.pending = p.pending[:0]
+	p.entries = p.entries[:0]
+	written := false
+	for _, r := range group {
+		if r.err != nil {
+			continue
+		}
+		pendingMark, entriesMark, nextMark := len(p.pending), len(p.entries), next
+		r.res = ProduceResult{BaseOffset: next, LogAppendTime: -1}
+		for i := range r.batches {
+			h := &r.batches[i]
+			maxTimestamp := h.maxTimestamp
+			if tc.logAppendTime {
+				maxTimestamp = now
+			}
+			if h.idempotent() {
+				st, known := lookupProducer(p.producers, p.pending, h.producerID)
+				verdict, cached, err := checkSequence(&st, known, h.producerEpoch, h.baseSequence, h.lastSequence(), next > 0)
+				if err != nil {
+					r.err = fmt.Errorf("producer %d: %w", h.producerID, err)
+					break
+				}
+				if verdict == seqDuplicate {
+					// Kafka answers the whole append as the duplicate
+					// and writes nothing (LogAppendTime -1).
+					r.res.BaseOffset = cached.BaseOffset
+					r.res.LogAppendTime = -1
+					r.done = true
+					break
+				}
+				st.push(h.producerEpoch, cachedBatch{
+					FirstSeq:        h.baseSequence,
+					LastSeq:         h.lastSequence(),
+					BaseOffset:      next,
+					LastOffsetDelta: h.lastOffsetDelta,
+				}, maxTimestamp)
+				p.pending = append(p.pending, pendingProducer{id: h.producerID, st: st})
+			}
+			b := r.buf[h.start : h.start+h.size]
+			assignOffset(b, next, 0)
+			if tc.logAppendTime {
+				stampLogAppendTime(b, now)
+				r.res.LogAppendTime = now
+			}
+			p.entries = append(p.entries, wal.Entry{
+				Kind:            wal.KindData,
+				BaseOffset:      next,
+				LastOffsetDelta: h.lastOffsetDelta,
+				MaxTimestamp:    maxTimestamp,
+				Payload:         b,
+			})
+			next += int64(h.lastOffsetDelta) + 1
+		}
+		if r.err != nil || r.done {
+			// Roll back this request's share; earlier ones stand.
+			p.pending, p.entries, next = p.pending[:pendingMark], p.entries[:entriesMark], nextMark
+			continue
+		}
+		written = true
+	}
+	if written {
+		_, err := p.log.Append(p.entries...)
+		clear(p.entries) // do not keep request buffers alive
+		if err != nil {
+			err = fmt.Errorf("append to %s-%d: %w", p.topic.name, p.index, err)
+			for _, r := range group {
+				if r.err == nil && !r.done {
+					r.err = err
+				}
+			}
+			p.nextOffset = p.log.NextOffset()
+			return
+		}
+		for _, pp := range p.pending {
+			p.producers[pp.id] = pp.st
+		}
+		p.nextOffset = next
+		p.dirty = true
+		p.highWatermark.Store(next)
+		p.b.appendSignal.notify()
+	}
+	lso := p.logStartOffset.Load()
+	for _, r := range group {
+		r.res.LogStartOffset = lso
+	}
+}
+
+func (p *partition) closedErr() error {
+	if p.deleted {
+		return fmt.Errorf("%s-%d deleted: %w", p.topic.name, p.index, kerr.UnknownTopicOrPartition)
+	}
+	return fmt.Errorf("%s-%d: %w", p.topic.name, p.index, ErrClosed)
+}
+
+// readErr maps a wal read error, which after a concurrent close or delete
+// is ErrClosed.
+func (p *partition) readErr(err error) error {
+	if errors.Is(err, wal.ErrClosed) {
+		p.appendMu.Lock()
+		defer p.appendMu.Unlock()
+		return p.closedErr()
+	}
+	return fmt.Errorf("read %s-%d: %w", p.topic.name, p.index, err)
+}
+
+func outOfRange(p *partition, offset, lso, hw int64) error {
+	return fmt.Errorf("offset %d outside [%d, %d] of %s-%d: %w", offset, lso, hw, p.topic.name, p.index, kerr.OffsetOutOfRange)
+}
+
+// fetch returns whole stored batches from the one containing offset up to
+// maxBytes (at least one batch, KIP-74), never at or past the high watermark.
+func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
+	for attempt := 0; ; attempt++ {
+		hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
+		res := FetchResult{HighWatermark: hw, LastStableOffset: hw, LogStartOffset: lso}
+		if offset < lso || offset > hw {
+			return res, outOfRange(p, offset, lso, hw)
+		}
+		if offset == hw {
+			return res, nil
+		}
+		records, err := p.readFrom(offset, hw, maxBytes)
+		if err == nil {
+			res.Records = records
+			return res, nil
+		}
+		// Retention or DeleteRecords may have dropped the segment
+		// between the offset check and the read: check again.
+		if (errors.Is(err, wal.ErrNotFound) || errors.Is(err, wal.ErrOffsetNotFound)) && attempt < 2 {
+			continue
+		}
+		return res, p.readErr(err)
+	}
+}
+
+// readFrom concatenates the payloads of the record entries from the one
+// holding offset, stopping before hw and before exceeding maxBytes (but
+// always including the first).
+func (p *partition) readFrom(offset, hw int64, maxBytes int32) ([]byte, error) {
+	idx, err := p.log.FindOffset(offset)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		payloads [][]byte
+		total    int
+	)
+	for ; ; idx++ {
+		e, err := p.log.Read(idx)
+		if err != nil {
+			if errors.Is(err, wal.ErrNotFound) && len(payloads) > 0 {
+				break
+			}
+			return nil, err
+		}
+		if e.Kind != wal.KindData {
+			continue
+		}
+		if e.BaseOffset >= hw {
+			break
+		}
+		if len(payloads) > 0 && total+len(e.Payload) > int(maxBytes) {
+			break
+		}
+		payloads = append(payloads, e.Payload)
+		total += len(e.Payload)
+		if total >= int(maxBytes) {
+			break
+		}
+	}
+	if len(payloads) == 1 {
+		return payloads[0], nil
+	}
+	out := make([]byte, 0, total)
+	for _, pl := range payloads {
+		out = append(out, pl...)
+	}
+	return out, nil
+}
+
+// listOffset answers ListOffsets for one partition.
+func (p *partition) listOffset(timestamp int64) (int64, int64, error) {
+	hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
+	switch timestamp {
+	case TimestampLatest:
+		return hw, -1, nil
+	case TimestampEarliest:
+		return lso, -1, nil
+	case TimestampMaxTimestamp:
+		return p.maxTimestampOffset(lso, hw)
+	}
+	if timestamp < 0 {
+		return -1, -1, fmt.Errorf("list offsets timestamp %d: %w", timestamp, kerr.InvalidRequest)
+	}
+	return p.offsetForTimestamp(timestamp, lso, hw)
+}
+
+// offsetForTimestamp is the first offset in [lso, hw) whose record timestamp
+// is >= ts: the first entry whose max timestamp reaches ts, then, for an
+// uncompressed CreateTime batch, its first record that does. For a
+// compressed batch the records are not decoded and the batch's first offset
+// (at or above lso) is returned with the batch's max timestamp.
+func (p *partition) offsetForTimestamp(ts, lso, hw int64) (int64, int64, error) {
+	idx, err := p.log.FindTimestamp(ts)
+	if errors.Is(err, wal.ErrOffsetNotFound) {
+		return -1, -1, nil
+	}
+	if err != nil {
+		return -1, -1, p.readErr(err)
+	}
+	for ; ; idx++ {
+		e, err := p.log.Read(idx)
+		if errors.Is(err, wal.ErrNotFound) {
+			return -1, -1, nil
+		}
+		if err != nil {
+			return -1, -1, p.readErr(err)
+		}
+		if e.Kind != wal.KindData || e.LastOffset() < lso || e.MaxTimestamp < ts {
+			continue
+		}
+		if e.BaseOffset >= hw {
+			return -1, -1, nil
+		}
+		if off, rts, ok := firstRecordAtOrAfter(e, ts, lso); ok {
+			return off, rts, nil
+		}
+	}
+}
+
+// firstRecordAtOrAfter finds in one stored batch the first record at or
+// above lso with timestamp >= ts.
+func firstRecordAtOrAfter(e wal.Entry, ts, lso int64) (int64, int64, bool) {
+	if len(e.Payload) < batchHeaderSize {
+		return 0, 0, false
+	}
+	h := readBatchHeader(e.Payload)
+	if h.logAppendTime() || h.compression() != 0 {
+		return max(e.BaseOffset, lso), e.MaxTimestamp, true
+	}
+	var off, rts int64
+	found := false
+	err := scanRecords(e.Payload, func(r recordPosition) bool {
+		o := e.BaseOffset + int64(r.offsetDelta)
+		if o >= lso && r.timestamp >= ts {
+			off, rts, found = o, r.timestamp, true
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return max(e.BaseOffset, lso), e.MaxTimestamp, true
+	}
+	return off, rts, found
+}
+
+// maxTimestampOffset is the offset and timestamp of the record with the
+// largest timestamp (the earliest such record on ties, as Kafka). The
+// newest segment with the largest max timestamp is located from segment
+// metadata, its entries are read to find the batch, and an uncompressed
+// CreateTime batch is scanned for the exact record; a compressed one
+// answers with its last offset (Kafka's pre-3.7 shallow answer).
+func (p *partition) maxTimestampOffset(lso, hw int64) (int64, int64, error) {
+	if lso >= hw {
+		return -1, -1, nil
+	}
+	var (
+		best    wal.SegmentInfo
+		bestSet bool
+	)
+	for _, s := range p.log.Segments() {
+		if s.FirstOffset < 0 || s.NextOffset <= lso || s.FirstOffset >= hw {
+			continue
+		}
+		if !bestSet || s.MaxTimestamp > best.MaxTimestamp {
+			best, bestSet = s, true
+		}
+	}
+	if !bestSet {
+		return -1, -1, nil
+	}
+	var (
+		batch wal.Entry
+		found bool
+	)
+	for idx := best.FirstIndex; idx <= best.LastIndex; idx++ {
+		e, err := p.log.Read(idx)
+		if errors.Is(err, wal.ErrNotFound) {
+			continue // dropped meanwhile
+		}
+		if err != nil {
+			return -1, -1, p.readErr(err)
+		}
+		if e.Kind != wal.KindData || e.LastOffset() < lso || e.BaseOffset >= hw {
+			continue
+		}
+		if !found || e.MaxTimestamp > batch.MaxTimestamp {
+			batch, found = e, true
+		}
+	}
+	if !found {
+		return -1, -1, nil
+	}
+	if off, ts, ok := firstRecordAtOrAfter(batch, batch.MaxTimestamp, lso); ok && len(batch.Payload) >= batchHeaderSize {
+		h := readBatchHeader(batch.Payload)
+		if h.compression() != 0 && !h.logAppendTime() {
+			return batch.LastOffset(), batch.MaxTimestamp, nil
+		}
+		return off, ts, nil
+	}
+	return batch.LastOffset(), batch.MaxTimestamp, nil
+}
+
+// deleteRecords moves the log start offset to offset (-1: the high
+// watermark), persists it, then drops whole segments below it.
+func (p *partition) deleteRecords(offset int64) (int64, error) {
+	p.appendMu.Lock()
+	if p.closed {
+		err := p.closedErr()
+		p.appendMu.Unlock()
+		return -1, err
+	}
+	hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
+	if offset == -1 {
+		offset = hw
+	}
+	if offset < 0 || offset > hw {
+		p.appendMu.Unlock()
+		return -1, outOfRange(p, offset, lso, hw)
+	}
+	if offset <= lso {
+		p.appendMu.Unlock()
+		return lso, nil
+	}
+	p.logStartOffset.Store(offset)
+	if err := p.saveStateLocked(); err != nil {
+		return -1, err
+	}
+	if err := p.dropSegmentsBelow(offset); err != nil {
+		return offset, err
+	}
+	return offset, nil
+}
+
+// dropSegmentsBelow removes the leading whole segments that hold only
+// offsets below lso.
+func (p *partition) dropSegmentsBelow(lso int64) error {
+	n := 0
+	for _, s := range p.log.Segments() {
+		if s.Active || (s.NextOffset >= 0 && s.NextOffset > lso) {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := p.log.DropSegments(n); err != nil && !errors.Is(err, wal.ErrClosed) {
+		return fmt.Errorf("drop segments of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	return nil
+}
+
+// enforceRetention applies retention.ms and retention.bytes and expires
+// idle producers. It returns the number of segments dropped.
+func (p *partition) enforceRetention(now int64) (int, error) {
+	tc := p.topic.config()
+	dropped := 0
+	if tc.retentionMs >= 0 {
+		n, err := p.log.RetainAge(now - tc.retentionMs)
+		dropped += n
+		if err != nil {
+			return dropped, fmt.Errorf("retention.ms on %s-%d: %w", p.topic.name, p.index, err)
+		}
+	}
+	if tc.retentionBytes >= 0 {
+		n, err := p.log.RetainBytes(tc.retentionBytes)
+		dropped += n
+		if err != nil {
+			return dropped, fmt.Errorf("retention.bytes on %s-%d: %w", p.topic.name, p.index, err)
+		}
+	}
+	if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
+		return dropped, err
+	}
+
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	if p.closed {
+		return dropped, nil
+	}
+	if start := p.log.StartOffset(); start > p.logStartOffset.Load() {
+		p.logStartOffset.Store(min(start, p.highWatermark.Load()))
+	}
+	if p.producers.expire(now-producerIDExpirationMs) > 0 {
+		p.dirty = true
+	}
+	return dropped, nil
+}
+
+// partitionSnapshot is the state file beside the partition's wal directory:
+// the log start offset and the producer states covering every batch below
+// NextOffset. It is not the wal's own state sidecar, which is reserved for
+// raft's HardState and ConfState.
+type partitionSnapshot struct {
+	V              int                     `json:"v"`
+	LogStartOffset int64                   `json:"log_start_offset"`
+	NextOffset     int64                   `json:"next_offset"`
+	Producers      map[int64]producerState `json:"producers,omitempty"`
+}
+
+const partitionSnapshotVersion = 1
+
+// saveStateLocked snapshots the state under appendMu, releases appendMu,
+// and writes the file in order with other snapshots.
+func (p *partition) saveStateLocked() error {
+	snap := partitionSnapshot{
+		V:              partitionSnapshotVersion,
+		LogStartOffset: p.logStartOffset.Load(),
+		NextOffset:     p.nextOffset,
+		Producers:      p.producers,
+	}
+	data, err := encodeSnapshot(snap)
+	p.dirty = false
+	p.stateMu.Lock()
+	p.appendMu.Unlock()
+	defer p.stateMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(p.statePath(), data); err != nil {
+		return fmt.Errorf("save state of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	return nil
+}
+
+// snapshotIfDirty writes the state file if anything changed since the last.
+func (p *partition) snapshotIfDirty() error {
+	p.appendMu.Lock()
+	if p.closed || !p.dirty {
+		p.appendMu.Unlock()
+		return nil
+	}
+	return p.saveStateLocked()
+}
+
+func (p *partition) statePath() string { return p.dir + ".state" }
+
+// recoverProducers rebuilds producer state: the snapshot's, then every
+// batch header after it. A snapshot that claims more than the log holds
+// (the tail was cut after it was written) is ignored and the whole log is
+// scanned.
+func (p *partition) recoverProducers(snap partitionSnapshot) error {
+	from := p.log.StartOffset()
+	p.producers = make(producerStates)
+	if snap.NextOffset <= p.log.NextOffset() && snap.NextOffset >= from {
+		for id, st := range snap.Producers {
+			p.producers[id] = st
+		}
+		from = snap.NextOffset
+	}
+	if from >= p.log.NextOffset() {
+		return nil
+	}
+	idx, err := p.log.FindOffset(from)
+	if err != nil {
+		return fmt.Errorf("recover producers of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	for ; idx <= p.log.LastIndex(); idx++ {
+		e, err := p.log.Read(idx)
+		if err != nil {
+			return fmt.Errorf("recover producers of %s-%d at index %d: %w", p.topic.name, p.index, idx, err)
+		}
+		if e.Kind != wal.KindData || len(e.Payload) < batchHeaderSize || e.BaseOffset < from {
+			continue
+		}
+		h := readBatchHeader(e.Payload)
+		if !h.idempotent() {
+			continue
+		}
+		st := p.producers[h.producerID]
+		st.push(h.producerEpoch, cachedBatch{
+			FirstSeq:        h.baseSequence,
+			LastSeq:         h.lastSequence(),
+			BaseOffset:      e.BaseOffset,
+			LastOffsetDelta: h.lastOffsetDelta,
+		}, e.MaxTimestamp)
+		p.producers[h.producerID] = st
+		p.dirty = true
+	}
+	return nil
+}
+
+// close snapshots the state (unless the partition is being deleted) and
+// closes the log. Safe to call twice.
+func (p *partition) close(deleting bool) error {
+	p.appendMu.Lock()
+	if p.closed {
+		p.appendMu.Unlock()
+		return nil
+	}
+	var saveErr error
+	if !deleting {
+		saveErr = p.saveStateLocked() // releases appendMu
+		p.appendMu.Lock()
+	}
+	p.closed, p.deleted = true, deleting
+	err := p.log.Close()
+	p.appendMu.Unlock()
+	if err != nil && !errors.Is(err, wal.ErrClosed) {
+		return fmt.Errorf("close %s-%d: %w", p.topic.name, p.index, err)
+	}
+	return saveErr
+}

@@ -1,0 +1,315 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func (b *Broker) topicInfo(t *topic) TopicInfo {
+	b.mu.RLock()
+	n := len(t.partitions)
+	b.mu.RUnlock()
+	return TopicInfo{
+		Name:       t.name,
+		ID:         t.id,
+		Partitions: int32(n),
+		Internal:   isInternalTopic(t.name),
+		Configs:    maps.Clone(t.meta.configs),
+	}
+}
+
+// Topics lists every topic, sorted by name.
+func (b *Broker) Topics() []TopicInfo {
+	b.adminMu.Lock() // t.meta is guarded by adminMu
+	defer b.adminMu.Unlock()
+	b.mu.RLock()
+	ts := slices.Collect(maps.Values(b.topics))
+	b.mu.RUnlock()
+	slices.SortFunc(ts, func(x, y *topic) int { return strings.Compare(x.name, y.name) })
+	out := make([]TopicInfo, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, b.topicInfo(t))
+	}
+	return out
+}
+
+// Topic returns one topic by name.
+func (b *Broker) Topic(name string) (TopicInfo, bool) {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	if t == nil {
+		return TopicInfo{}, false
+	}
+	return b.topicInfo(t), true
+}
+
+// TopicByID returns one topic by id.
+func (b *Broker) TopicByID(id [16]byte) (TopicInfo, bool) {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	b.mu.RLock()
+	t := b.byID[id]
+	b.mu.RUnlock()
+	if t == nil {
+		return TopicInfo{}, false
+	}
+	return b.topicInfo(t), true
+}
+
+func unknownTopic(name string) error {
+	return fmt.Errorf("topic %q: %w", name, kerr.UnknownTopicOrPartition)
+}
+
+// CreateTopic creates a topic, checking in Kafka's order: name, existence
+// (and '.'/'_' collisions), partitions, replication factor, configs.
+func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]*string, validateOnly bool) (TopicInfo, error) {
+	if err := validateTopicName(name); err != nil {
+		return TopicInfo{}, err
+	}
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return TopicInfo{}, ErrClosed
+	}
+	if _, ok := b.state.topics[name]; ok {
+		return TopicInfo{}, fmt.Errorf("topic %q already exists: %w", name, kerr.TopicAlreadyExists)
+	}
+	cn := collisionName(name)
+	for other := range b.state.topics {
+		if collisionName(other) == cn {
+			return TopicInfo{}, fmt.Errorf("topic %q collides with existing topic %q: %w", name, other, kerr.InvalidTopicException)
+		}
+	}
+	if partitions == -1 {
+		partitions = b.cfg.DefaultPartitions
+	}
+	if partitions < 1 || partitions > maxPartitionsPerTopic {
+		return TopicInfo{}, fmt.Errorf("%d partitions, must be 1..%d: %w", partitions, maxPartitionsPerTopic, kerr.InvalidPartitions)
+	}
+	if replicationFactor != -1 && replicationFactor != 1 {
+		return TopicInfo{}, fmt.Errorf("replication factor %d, a standalone broker has 1 replica: %w", replicationFactor, kerr.InvalidReplicationFactor)
+	}
+	set, err := normalizeConfigs(configs, false)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	info := TopicInfo{Name: name, Partitions: partitions, Internal: isInternalTopic(name), Configs: maps.Clone(set)}
+	if validateOnly {
+		return info, nil
+	}
+
+	id := newTopicID()
+	for b.byIDLocked(id) {
+		id = newTopicID()
+	}
+	tm := &topicMeta{name: name, id: id, partitions: partitions, configs: set}
+	t := b.newTopic(tm)
+	parts, err := b.openPartitions(t, 0, partitions)
+	if err == nil {
+		err = b.appendMeta(metaRecord{Type: metaTopicCreated, Topic: name, ID: topicIDHex(id), Partitions: partitions, Configs: set})
+	}
+	if err != nil {
+		b.discardPartitions(parts)
+		os.RemoveAll(b.topicDir(id))
+		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
+	}
+	t.meta = b.state.topics[name]
+	b.mu.Lock()
+	t.partitions = parts
+	b.topics[name], b.byID[id] = t, t
+	b.mu.Unlock()
+	b.logger.Info().Str("topic", name).Int32("partitions", partitions).Msg("topic created")
+	info.ID = id
+	return info, nil
+}
+
+func (b *Broker) byIDLocked(id [16]byte) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	_, ok := b.byID[id]
+	return ok
+}
+
+// openPartitions opens partitions [from, to) of t; on error it closes what
+// it opened and returns the error.
+func (b *Broker) openPartitions(t *topic, from, to int32) ([]*partition, error) {
+	parts := make([]*partition, 0, to-from)
+	for i := from; i < to; i++ {
+		p, err := b.openPartition(t, i)
+		if err != nil {
+			b.discardPartitions(parts)
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+// discardPartitions closes partitions that never became visible and removes
+// their data.
+func (b *Broker) discardPartitions(parts []*partition) {
+	for _, p := range parts {
+		p.close(true)
+		os.RemoveAll(p.dir)
+		os.Remove(p.statePath())
+	}
+}
+
+// AutoCreateTopic returns the topic, creating it with the defaults when
+// Config.AutoCreateTopics is on (UNKNOWN_TOPIC_OR_PARTITION when off).
+func (b *Broker) AutoCreateTopic(name string) (TopicInfo, error) {
+	if info, ok := b.Topic(name); ok {
+		return info, nil
+	}
+	if !b.cfg.AutoCreateTopics {
+		return TopicInfo{}, unknownTopic(name)
+	}
+	info, err := b.CreateTopic(name, -1, -1, nil, false)
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		if info, ok := b.Topic(name); ok {
+			return info, nil
+		}
+	}
+	return info, err
+}
+
+// DeleteTopic deletes a topic: the metadata record first, then the logs are
+// closed and their directories removed (Open removes leftovers of a crash
+// in between).
+func (b *Broker) DeleteTopic(name string) error {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	tm, ok := b.state.topics[name]
+	if !ok {
+		return unknownTopic(name)
+	}
+	if err := b.appendMeta(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
+		return fmt.Errorf("delete topic %q: %w", name, err)
+	}
+	b.mu.Lock()
+	t := b.topics[name]
+	delete(b.topics, name)
+	delete(b.byID, tm.id)
+	b.mu.Unlock()
+	for _, p := range t.partitions {
+		if err := p.close(true); err != nil {
+			b.logger.Warn().Err(err).Msg("close deleted partition")
+		}
+	}
+	if err := os.RemoveAll(b.topicDir(tm.id)); err != nil {
+		b.logger.Warn().Err(err).Str("topic", name).Msg("remove deleted topic's data; retried on next start")
+	}
+	b.logger.Info().Str("topic", name).Msg("topic deleted")
+	return nil
+}
+
+// CreatePartitions raises a topic's partition count to count.
+func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) error {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	tm, ok := b.state.topics[name]
+	if !ok {
+		return unknownTopic(name)
+	}
+	if count <= tm.partitions {
+		return fmt.Errorf("topic %q has %d partitions, cannot change to %d: %w", name, tm.partitions, count, kerr.InvalidPartitions)
+	}
+	if count > maxPartitionsPerTopic {
+		return fmt.Errorf("%d partitions, at most %d: %w", count, maxPartitionsPerTopic, kerr.InvalidPartitions)
+	}
+	if validateOnly {
+		return nil
+	}
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	parts, err := b.openPartitions(t, tm.partitions, count)
+	if err == nil {
+		err = b.appendMeta(metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count})
+	}
+	if err != nil {
+		b.discardPartitions(parts)
+		return fmt.Errorf("create partitions of %q: %w", name, err)
+	}
+	t.meta = b.state.topics[name]
+	b.mu.Lock()
+	t.partitions = append(slices.Clip(t.partitions), parts...)
+	b.mu.Unlock()
+	return nil
+}
+
+// TopicConfigs lists every supported config of a topic with its effective
+// value and source.
+func (b *Broker) TopicConfigs(name string) ([]ConfigEntry, error) {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	tm, ok := b.state.topics[name]
+	if !ok {
+		return nil, unknownTopic(name)
+	}
+	return describeTopicConfigs(&b.cfg, tm.configs), nil
+}
+
+// BrokerConfigs is the read-only broker-level view.
+func (b *Broker) BrokerConfigs() []ConfigEntry { return describeBrokerConfigs(&b.cfg) }
+
+// AlterTopicConfigs replaces all topic-level configs (AlterConfigs); a nil
+// value leaves that config unset.
+func (b *Broker) AlterTopicConfigs(name string, set map[string]*string, validateOnly bool) error {
+	configs, err := normalizeConfigs(set, true)
+	if err != nil {
+		return err
+	}
+	return b.replaceConfigs(name, func(map[string]string) (map[string]string, error) { return configs, nil }, validateOnly)
+}
+
+// IncrementalAlterTopicConfigs applies SET, DELETE, APPEND and SUBTRACT.
+func (b *Broker) IncrementalAlterTopicConfigs(name string, ops []ConfigOp, validateOnly bool) error {
+	return b.replaceConfigs(name, func(cur map[string]string) (map[string]string, error) {
+		return applyConfigOps(&b.cfg, cur, ops)
+	}, validateOnly)
+}
+
+func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map[string]string, error), validateOnly bool) error {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	tm, ok := b.state.topics[name]
+	if !ok {
+		return unknownTopic(name)
+	}
+	configs, err := change(tm.configs)
+	if err != nil {
+		return err
+	}
+	if validateOnly {
+		return nil
+	}
+	if err := b.appendMeta(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
+		return fmt.Errorf("alter configs of %q: %w", name, err)
+	}
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	t.meta = b.state.topics[name]
+	tc := effectiveTopicConfig(&b.cfg, t.meta.configs)
+	t.cfg.Store(&tc)
+	return nil
+}
