@@ -1,0 +1,210 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fetch: v4-18
+//
+// Behaviour:
+//   - Sessionless (KIP-227): every response carries SessionID 0, which
+//     tells the client that no session was created, so it keeps sending
+//     full fetches. A request naming a session (SessionID != 0) gets
+//     FETCH_SESSION_ID_NOT_FOUND; ForgottenTopics are ignored.
+//   - Long poll: while fewer than MinBytes are available and no partition
+//     has an error, wait up to MaxWaitMillis for the next append
+//     (broker.AppendSignal) and fetch again. Shutdown answers waiting
+//     fetches at once with what they have.
+//   - Limits, in whole batches: PartitionMaxBytes per partition, MaxBytes
+//     for the response. The first batch of the response is returned even
+//     if it is larger than either (KIP-74). Never past the high watermark.
+//   - CurrentLeaderEpoch (v9+): FENCED_LEADER_EPOCH if older than the
+//     partition's, UNKNOWN_LEADER_EPOCH if newer, -1 skips the check.
+//   - read_committed: there are no transactions yet, so no aborted
+//     transactions are listed and the last stable offset is the broker's.
+//
+// Version notes:
+//   - v4: IsolationLevel, LastStableOffset, AbortedTransactions
+//   - v5: LogStartOffset
+//   - v7: sessions and the top-level ErrorCode
+//   - v9: CurrentLeaderEpoch
+//   - v11: Rack (ignored), PreferredReadReplica (always -1)
+//   - v12: flexible; LastFetchedEpoch (not checked: no epoch history yet)
+//   - v13: topics named by ID (KIP-516): UNKNOWN_TOPIC_ID
+//   - v15: ReplicaState replaces ReplicaID
+//   - v16-v18: leader-discovery and replica fields a consumer does not send
+
+func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if req.SessionID != 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp
+	}
+
+	names := s.fetchSkeleton(req, resp)
+	var timer *time.Timer
+	for {
+		// Take the signal before reading, so an append racing with the
+		// read still wakes us.
+		appended := s.b.AppendSignal()
+		n, failed := s.fillFetch(req, resp, names)
+		if failed || int64(n) >= int64(req.MinBytes) || req.MaxWaitMillis <= 0 {
+			return resp
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+			defer timer.Stop()
+		}
+		select {
+		case <-appended:
+		case <-timer.C:
+			return resp
+		case <-ctx.Done():
+			return resp
+		case <-s.draining:
+			return resp
+		}
+	}
+}
+
+// fetchSkeleton lays out the response topics and partitions in request
+// order and resolves topic IDs to names ("" when unknown).
+func (s *Server) fetchSkeleton(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) []string {
+	names := make([]string, len(req.Topics))
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt, st := &req.Topics[i], &resp.Topics[i]
+		*st = kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		names[i] = rt.Topic
+		if req.Version >= 13 {
+			names[i] = ""
+			if info, ok := s.b.TopicByID(rt.TopicID); ok {
+				names[i], st.Topic = info.Name, info.Name
+			}
+		}
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+	}
+	return names
+}
+
+// fillFetch reads every partition once into resp, replacing what a previous
+// pass put there. It returns the record bytes gathered and whether any
+// partition failed (which answers the fetch at once).
+func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, names []string) (total int, failed bool) {
+	remaining := int64(req.MaxBytes)
+	for i := range req.Topics {
+		rt, st := &req.Topics[i], &resp.Topics[i]
+		name := names[i]
+		for j := range rt.Partitions {
+			rp, sp := &rt.Partitions[j], &st.Partitions[j]
+			*sp = kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark = -1
+
+			code := int16(0)
+			switch {
+			case name == "" && req.Version >= 13:
+				code = kerr.UnknownTopicID.Code
+			case name == "":
+				code = kerr.UnknownTopicOrPartition.Code
+			case req.Version >= 9:
+				code = s.checkLeaderEpoch(name, rp.Partition, rp.CurrentLeaderEpoch)
+			}
+			if code != 0 {
+				sp.ErrorCode, failed = code, true
+				continue
+			}
+
+			limit := min(int64(rp.PartitionMaxBytes), remaining)
+			if total > 0 && limit <= 0 {
+				// The response is full: offsets only, no read.
+				logStart, hw, err := s.b.PartitionOffsets(name, rp.Partition)
+				if err != nil {
+					sp.ErrorCode, failed = s.codeOf(err, "fetch offsets"), true
+					continue
+				}
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+				continue
+			}
+			res, err := s.b.Fetch(name, rp.Partition, rp.FetchOffset, int32(max(limit, 0)), req.IsolationLevel)
+			if err != nil {
+				sp.ErrorCode, failed = s.codeOf(err, "fetch"), true
+				continue
+			}
+			records := wholeBatches(res.Records, limit, total == 0)
+			sp.HighWatermark = res.HighWatermark
+			sp.LastStableOffset = res.LastStableOffset
+			sp.LogStartOffset = res.LogStartOffset
+			sp.RecordBatches = records
+			total += len(records)
+			remaining -= int64(len(records))
+		}
+	}
+	return total, failed
+}
+
+// checkLeaderEpoch compares a client's idea of the partition's leader
+// epoch with ours (KIP-320). -1 means the client does not know.
+func (s *Server) checkLeaderEpoch(topic string, partition, clientEpoch int32) int16 {
+	if clientEpoch < 0 {
+		return 0
+	}
+	switch epoch := s.b.LeaderEpoch(topic, partition); {
+	case clientEpoch < epoch:
+		return kerr.FencedLeaderEpoch.Code
+	case clientEpoch > epoch:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	return 0
+}
+
+// recordBatchOverhead is the part of a record batch its length field does
+// not count: the base offset and the length itself.
+const recordBatchOverhead = 12
+
+// wholeBatches returns the longest prefix of records that is made of whole
+// batches and fits in limit; if keepFirst, the first batch is kept even
+// when it alone exceeds limit (KIP-74).
+func wholeBatches(records []byte, limit int64, keepFirst bool) []byte {
+	if int64(len(records)) <= limit {
+		return records
+	}
+	n := 0
+	for n+recordBatchOverhead <= len(records) {
+		size := recordBatchOverhead + int(int32(binary.BigEndian.Uint32(records[n+8:])))
+		if size <= recordBatchOverhead || n+size > len(records) {
+			break
+		}
+		if int64(n+size) > limit && !(keepFirst && n == 0) {
+			break
+		}
+		n += size
+	}
+	return records[:n]
+}
+
+func failFetch(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.ErrorCode = code
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code
+			sp.HighWatermark = -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

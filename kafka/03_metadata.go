@@ -1,0 +1,178 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
+)
+
+// Metadata: v0-13
+//
+// Behaviour:
+//   - One broker: this node, at the broker's advertised host and port. It is
+//     the controller and the leader, only replica and only in-sync replica
+//     of every partition; the leader epoch is broker.LeaderEpoch.
+//   - All topics (internal ones included) for null topics (v1+) or an empty
+//     list (v0); no topics for an empty list (v1+).
+//   - An unknown topic is created when the request allows it
+//     (AllowAutoTopicCreation, always before v4) and the broker has
+//     auto-creation on; otherwise UNKNOWN_TOPIC_OR_PARTITION, or
+//     INVALID_TOPIC_EXCEPTION if the name could never be a topic.
+//   - Topics may be named by ID (v10+, null name): UNKNOWN_TOPIC_ID if
+//     there is no such topic.
+//   - Authorized operations (v8+), when asked for: everything, as there are
+//     no ACLs.
+//
+// Version notes:
+//   - v1: null topics means all, IsInternal, ControllerID, Rack
+//   - v2: ClusterID
+//   - v4: AllowAutoTopicCreation
+//   - v5: OfflineReplicas
+//   - v7: LeaderEpoch
+//   - v8: authorized operations (cluster-level until v10)
+//   - v9: flexible
+//   - v10: topic IDs
+//   - v13: top-level ErrorCode
+
+// Authorized-operation bitfields for a broker without ACLs: every operation
+// that applies to the resource (kmsg.ACLOperation values as bit numbers).
+var (
+	allTopicOperations = aclBits(kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs)
+	allClusterOperations = aclBits(kmsg.ACLOperationCreate, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs,
+		kmsg.ACLOperationIdempotentWrite)
+)
+
+func aclBits(ops ...kmsg.ACLOperation) int32 {
+	var bits int32
+	for _, op := range ops {
+		bits |= 1 << op
+	}
+	return bits
+}
+
+func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	cfg := s.b.Config()
+
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
+	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	clusterID := s.b.ClusterID()
+	resp.ClusterID = &clusterID
+	resp.ControllerID = cfg.NodeID
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = allClusterOperations
+	}
+
+	// Every partition has the same replica set: share one slice.
+	replicas := []int32{cfg.NodeID}
+	describe := func(info broker.TopicInfo) kmsg.MetadataResponseTopic {
+		st := kmsg.NewMetadataResponseTopic()
+		name := info.Name
+		st.Topic, st.TopicID, st.IsInternal = &name, info.ID, info.Internal
+		if req.IncludeTopicAuthorizedOperations {
+			st.AuthorizedOperations = allTopicOperations
+		}
+		st.Partitions = make([]kmsg.MetadataResponseTopicPartition, info.Partitions)
+		for p := range st.Partitions {
+			sp := &st.Partitions[p]
+			*sp = kmsg.NewMetadataResponseTopicPartition()
+			sp.Partition = int32(p)
+			sp.Leader = cfg.NodeID
+			sp.LeaderEpoch = s.b.LeaderEpoch(info.Name, int32(p))
+			sp.Replicas, sp.ISR, sp.OfflineReplicas = replicas, replicas, []int32{}
+		}
+		return st
+	}
+	failed := func(name *string, id [16]byte, code int16) kmsg.MetadataResponseTopic {
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.TopicID, st.ErrorCode = name, id, code
+		return st
+	}
+
+	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
+		for _, info := range s.b.Topics() {
+			resp.Topics = append(resp.Topics, describe(info))
+		}
+		return resp
+	}
+
+	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
+	seen := make(map[string]bool, len(req.Topics))
+	for _, rt := range req.Topics {
+		if rt.Topic == nil {
+			// By ID (v10+). A null name below v10 cannot be decoded.
+			if info, ok := s.b.TopicByID(rt.TopicID); ok {
+				resp.Topics = append(resp.Topics, describe(info))
+			} else {
+				resp.Topics = append(resp.Topics, failed(nil, rt.TopicID, kerr.UnknownTopicID.Code))
+			}
+			continue
+		}
+		name := *rt.Topic
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		info, ok := s.b.Topic(name)
+		switch {
+		case ok:
+		case !validTopicName(name):
+			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, kerr.InvalidTopicException.Code))
+			continue
+		case !autoCreate:
+			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, kerr.UnknownTopicOrPartition.Code))
+			continue
+		default:
+			var err error
+			if info, err = s.b.AutoCreateTopic(name); err != nil {
+				code := s.codeOf(err, "auto-create topic")
+				if code == kerr.TopicAlreadyExists.Code { // created meanwhile by another request
+					if info, ok = s.b.Topic(name); ok {
+						break
+					}
+				}
+				resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, code))
+				continue
+			}
+		}
+		resp.Topics = append(resp.Topics, describe(info))
+	}
+	return resp
+}
+
+// validTopicName reports whether name could be a Kafka topic: 1 to 249
+// characters from [a-zA-Z0-9._-], and not "." or "..". The broker enforces
+// the same when creating; Metadata needs it to tell INVALID_TOPIC_EXCEPTION
+// from UNKNOWN_TOPIC_OR_PARTITION without creating anything.
+func validTopicName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 249 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func failMetadata(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	resp.ErrorCode = code
+	for _, rt := range req.Topics {
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.TopicID, st.ErrorCode = rt.Topic, rt.TopicID, code
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

@@ -1,0 +1,79 @@
+package kafka
+
+import (
+	"context"
+	"regexp"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ApiVersions: v0-5
+//
+// Behaviour:
+//   - Lists exactly the apis table: every key we serve and its version
+//     range. Nothing else (no group or transaction APIs yet).
+//   - The response header is never flexible, even for v3+, so that a client
+//     can read the answer before it knows our versions.
+//   - A version above ours (KIP-511) is answered with a v0 response carrying
+//     UNSUPPORTED_VERSION and our whole table; the client retries at our
+//     highest ApiVersions version.
+//   - v3+: ClientSoftwareName and ClientSoftwareVersion must match Kafka's
+//     pattern, else INVALID_REQUEST. No features are advertised.
+//   - v5: a ClusterID or NodeID that is not ours is REBOOTSTRAP_REQUIRED
+//     (KIP-1242): the client was pointed at the wrong cluster or node.
+//
+// Version notes:
+//   - v1: ThrottleMillis
+//   - v3: flexible request (response header stays v0), client software
+//     name and version, feature tags
+//   - v5: ClusterID and NodeID in the request
+
+// softwareNamePattern is Kafka's ApiVersionsRequest validation pattern for
+// the client software name and version.
+var softwareNamePattern = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$`)
+
+func (s *Server) handleApiVersions(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.ApiVersionsRequest)
+	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+	if req.Version >= 3 && (!softwareNamePattern.MatchString(req.ClientSoftwareName) ||
+		!softwareNamePattern.MatchString(req.ClientSoftwareVersion)) {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
+	}
+	if req.Version >= 5 {
+		if (req.ClusterID != nil && *req.ClusterID != s.b.ClusterID()) ||
+			(req.NodeID >= 0 && req.NodeID != s.b.Config().NodeID) {
+			resp.ErrorCode = kerr.RebootstrapRequired.Code
+			return resp
+		}
+	}
+	resp.ApiKeys = advertisedVersions()
+	return resp
+}
+
+// apiVersionsUnsupported answers an ApiVersions request at a version we do
+// not serve: v0, UNSUPPORTED_VERSION, our table.
+func (s *Server) apiVersionsUnsupported() kmsg.Response {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.Version = 0
+	resp.ErrorCode = kerr.UnsupportedVersion.Code
+	resp.ApiKeys = advertisedVersions()
+	return resp
+}
+
+// advertisedVersions is the apis table as ApiVersions lists it.
+func advertisedVersions() []kmsg.ApiVersionsResponseApiKey {
+	keys := make([]kmsg.ApiVersionsResponseApiKey, len(apis))
+	for i, a := range apis {
+		keys[i] = kmsg.NewApiVersionsResponseApiKey()
+		keys[i].ApiKey, keys[i].MinVersion, keys[i].MaxVersion = a.key, a.min, a.max
+	}
+	return keys
+}
+
+func failApiVersions(kreq kmsg.Request, code int16) kmsg.Response {
+	resp := kreq.ResponseKind().(*kmsg.ApiVersionsResponse)
+	resp.ErrorCode = code
+	return resp
+}

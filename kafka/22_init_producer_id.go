@@ -1,0 +1,46 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// InitProducerID: v0-5
+//
+// Behaviour:
+//   - Without a transactional ID: a new producer ID at epoch 0, for
+//     idempotent producers. With ProducerID/ProducerEpoch (v3+) the broker
+//     bumps the epoch of that producer, or answers INVALID_PRODUCER_EPOCH /
+//     UNKNOWN_PRODUCER_ID.
+//   - A transactional ID is passed to the broker; transactions themselves
+//     (the coordinator APIs) are not served yet, so clients never get here
+//     with one.
+//
+// Version notes:
+//   - v2: flexible
+//   - v3: ProducerID and ProducerEpoch in the request (KIP-360)
+//   - v4, v5: new error codes for transactional producers (KIP-588,
+//     KIP-890); nothing new on the wire
+
+func (s *Server) handleInitProducerID(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.InitProducerIDRequest)
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	pid, epoch := int64(-1), int16(-1)
+	if req.Version >= 3 {
+		pid, epoch = req.ProducerID, req.ProducerEpoch
+	}
+	id, ep, err := s.b.InitProducerID(req.TransactionalID, req.TransactionTimeoutMillis, pid, epoch)
+	if err != nil {
+		resp.ErrorCode = s.codeOf(err, "init producer id")
+		return resp
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, ep
+	return resp
+}
+
+func failInitProducerID(kreq kmsg.Request, code int16) kmsg.Response {
+	resp := kreq.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ErrorCode = code
+	return resp
+}

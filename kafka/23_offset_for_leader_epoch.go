@@ -1,0 +1,80 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// OffsetForLeaderEpoch: v2-4
+//
+// Behaviour:
+//   - For the partition's current leader epoch (the only one a standalone
+//     broker ever has) the end offset is the high watermark.
+//   - An epoch above the current one, or below zero, is answered with
+//     epoch -1 and offset -1 (UNDEFINED), as Kafka answers an epoch it has
+//     no entry for. An older epoch is answered as the current one: the
+//     broker keeps no epoch history yet (cluster mode will need it).
+//   - CurrentLeaderEpoch is checked like Fetch's: FENCED_LEADER_EPOCH or
+//     UNKNOWN_LEADER_EPOCH; -1 skips the check.
+//
+// Version notes:
+//   - v2: CurrentLeaderEpoch, ThrottleMillis
+//   - v3: ReplicaID
+//   - v4: flexible
+
+func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		_, known := s.b.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition = rp.Partition
+			switch {
+			case !known:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				sp.ErrorCode = s.checkLeaderEpoch(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
+			}
+			if sp.ErrorCode == 0 {
+				s.epochEndOffset(rt.Topic, rp, &sp)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+func (s *Server) epochEndOffset(topic string, rp kmsg.OffsetForLeaderEpochRequestTopicPartition, sp *kmsg.OffsetForLeaderEpochResponseTopicPartition) {
+	_, hw, err := s.b.PartitionOffsets(topic, rp.Partition)
+	if err != nil {
+		sp.ErrorCode = s.codeOf(err, "offset for leader epoch")
+		return
+	}
+	current := s.b.LeaderEpoch(topic, rp.Partition)
+	if rp.LeaderEpoch < 0 || rp.LeaderEpoch > current {
+		return // UNDEFINED: -1, -1 (the defaults)
+	}
+	sp.LeaderEpoch, sp.EndOffset = current, hw
+}
+
+func failOffsetForLeaderEpoch(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition, sp.ErrorCode = rp.Partition, code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

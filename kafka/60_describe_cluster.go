@@ -1,0 +1,57 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeCluster: v0-2
+//
+// Behaviour:
+//   - The cluster ID, this node as the only broker and as the controller.
+//   - EndpointType (v1+): 1 (brokers) is answered; 2 (controllers) is
+//     MISMATCHED_ENDPOINT_TYPE, since this is a broker listener; anything
+//     else UNSUPPORTED_ENDPOINT_TYPE.
+//   - Cluster authorized operations, when asked for: everything, as there
+//     are no ACLs.
+//
+// Version notes:
+//   - v0: flexible from the start
+//   - v1: EndpointType
+//   - v2: IncludeFencedBrokers, IsFenced (never fenced)
+
+func (s *Server) handleDescribeCluster(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.DescribeClusterRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	if req.Version >= 1 {
+		resp.EndpointType = req.EndpointType
+		switch req.EndpointType {
+		case 1:
+		case 2:
+			resp.ErrorCode = kerr.MismatchedEndpointType.Code
+			resp.ErrorMessage = kmsg.StringPtr("this is a broker endpoint, not a controller endpoint")
+			return resp
+		default:
+			resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+			return resp
+		}
+	}
+	cfg := s.b.Config()
+	resp.ClusterID = s.b.ClusterID()
+	resp.ControllerID = cfg.NodeID
+	b := kmsg.NewDescribeClusterResponseBroker()
+	b.NodeID, b.Host, b.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
+	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = allClusterOperations
+	}
+	return resp
+}
+
+func failDescribeCluster(kreq kmsg.Request, code int16) kmsg.Response {
+	resp := kreq.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.ErrorCode = code
+	return resp
+}

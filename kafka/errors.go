@@ -1,0 +1,48 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// errorCode maps a broker error to its Kafka error code: the *kerr.Error it
+// wraps, REQUEST_TIMED_OUT for a missed deadline, else UNKNOWN_SERVER_ERROR.
+func errorCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// codeOf is errorCode that also logs errors the broker did not classify:
+// they are bugs or I/O failures an operator should see.
+func (s *Server) codeOf(err error, what string) int16 {
+	code := errorCode(err)
+	if code == kerr.UnknownServerError.Code {
+		s.log.Error().Err(err).Msg(what)
+	}
+	return code
+}
+
+// errorMessage is the message for a response's ErrorMessage field: nil on
+// success, the broker's error text otherwise.
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	m := err.Error()
+	return &m
+}
+
+// logNop is used where a handler runs without a connection (fuzzing).
+var logNop = zerolog.Nop()
