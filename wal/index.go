@@ -182,8 +182,8 @@ func (x *offsetIndex) findOffset(offset int64, read headerReader) (uint64, bool,
 		}
 		// The last point at or before offset; scanning starts there.
 		p := sort.Search(len(s.points), func(i int) bool { return s.points[i].baseOffset > offset }) - 1
-		if p < 0 {
-			return s.first + uint64(s.points[0].rel), true, nil
+		if p < 0 || s.points[p].baseOffset == offset {
+			return s.first + uint64(s.points[max(p, 0)].rel), true, nil
 		}
 		for i := s.first + uint64(s.points[p].rel); i < s.next; i++ {
 			h, _, err := read(i)
