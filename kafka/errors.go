@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -28,7 +27,7 @@ func errorCode(err error) int16 {
 // they are bugs or I/O failures an operator should see.
 func (s *Server) codeOf(err error, what string) int16 {
 	code := errorCode(err)
-	if code == kerr.UnknownServerError.Code {
+	if code == kerr.UnknownServerError.Code && !errors.Is(err, context.Canceled) {
 		s.log.Error().Err(err).Msg(what)
 	}
 	return code
@@ -43,6 +42,3 @@ func errorMessage(err error) *string {
 	m := err.Error()
 	return &m
 }
-
-// logNop is used where a handler runs without a connection (fuzzing).
-var logNop = zerolog.Nop()
