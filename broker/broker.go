@@ -70,7 +70,7 @@ type topic struct {
 	name       string
 	id         [16]byte
 	cfg        atomic.Pointer[topicConfig] // effective config, replaced on change
-	meta       *topicMeta                  // guarded by Broker.adminMu
+	meta       *topicMeta                  // guarded by Broker.mu; replaced, never mutated
 	partitions []*partition                // guarded by Broker.mu; replaced, never mutated
 }
 

@@ -551,17 +551,17 @@ func (p *partition) snapshotIfDirty() error {
 func (p *partition) statePath() string { return p.dir + ".state" }
 
 // recoverProducers rebuilds producer state: the snapshot's, then every
-// batch header after it. A snapshot that claims more than the log holds
-// (the tail was cut after it was written) is ignored and the whole log is
-// scanned.
+// batch header after it still in the log. A snapshot that claims more than
+// the log holds (the tail was cut after it was written) is ignored and the
+// whole log is scanned.
 func (p *partition) recoverProducers(snap partitionSnapshot) error {
 	from := p.log.StartOffset()
 	p.producers = make(producerStates)
-	if snap.NextOffset <= p.log.NextOffset() && snap.NextOffset >= from {
+	if snap.NextOffset <= p.log.NextOffset() {
 		for id, st := range snap.Producers {
 			p.producers[id] = st
 		}
-		from = snap.NextOffset
+		from = max(from, snap.NextOffset)
 	}
 	if from >= p.log.NextOffset() {
 		return nil

@@ -11,58 +11,51 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-func (b *Broker) topicInfo(t *topic) TopicInfo {
-	b.mu.RLock()
-	n := len(t.partitions)
-	b.mu.RUnlock()
+// topicInfo snapshots a topic. Caller holds b.mu.
+func topicInfo(t *topic) TopicInfo {
 	return TopicInfo{
 		Name:       t.name,
 		ID:         t.id,
-		Partitions: int32(n),
+		Partitions: int32(len(t.partitions)),
 		Internal:   isInternalTopic(t.name),
 		Configs:    maps.Clone(t.meta.configs),
 	}
 }
 
-// Topics lists every topic, sorted by name.
+// Topics lists every topic, sorted by name. Like every read of topic
+// metadata it takes only b.mu, never adminMu, so that a long CreateTopic
+// does not stall Metadata requests.
 func (b *Broker) Topics() []TopicInfo {
-	b.adminMu.Lock() // t.meta is guarded by adminMu
-	defer b.adminMu.Unlock()
 	b.mu.RLock()
-	ts := slices.Collect(maps.Values(b.topics))
-	b.mu.RUnlock()
-	slices.SortFunc(ts, func(x, y *topic) int { return strings.Compare(x.name, y.name) })
-	out := make([]TopicInfo, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, b.topicInfo(t))
+	out := make([]TopicInfo, 0, len(b.topics))
+	for _, t := range b.topics {
+		out = append(out, topicInfo(t))
 	}
+	b.mu.RUnlock()
+	slices.SortFunc(out, func(x, y TopicInfo) int { return strings.Compare(x.Name, y.Name) })
 	return out
 }
 
 // Topic returns one topic by name.
 func (b *Broker) Topic(name string) (TopicInfo, bool) {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	t := b.topics[name]
-	b.mu.RUnlock()
 	if t == nil {
 		return TopicInfo{}, false
 	}
-	return b.topicInfo(t), true
+	return topicInfo(t), true
 }
 
 // TopicByID returns one topic by id.
 func (b *Broker) TopicByID(id [16]byte) (TopicInfo, bool) {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	t := b.byID[id]
-	b.mu.RUnlock()
 	if t == nil {
 		return TopicInfo{}, false
 	}
-	return b.topicInfo(t), true
+	return topicInfo(t), true
 }
 
 func unknownTopic(name string) error {
@@ -122,8 +115,8 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 		os.RemoveAll(b.topicDir(id))
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
 	}
-	t.meta = b.state.topics[name]
 	b.mu.Lock()
+	t.meta = b.state.topics[name]
 	t.partitions = parts
 	b.topics[name], b.byID[id] = t, t
 	b.mu.Unlock()
@@ -246,8 +239,8 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 		b.discardPartitions(parts)
 		return fmt.Errorf("create partitions of %q: %w", name, err)
 	}
-	t.meta = b.state.topics[name]
 	b.mu.Lock()
+	t.meta = b.state.topics[name]
 	t.partitions = append(slices.Clip(t.partitions), parts...)
 	b.mu.Unlock()
 	return nil
@@ -256,13 +249,17 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 // TopicConfigs lists every supported config of a topic with its effective
 // value and source.
 func (b *Broker) TopicConfigs(name string) ([]ConfigEntry, error) {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
-	tm, ok := b.state.topics[name]
-	if !ok {
+	b.mu.RLock()
+	t := b.topics[name]
+	var configs map[string]string
+	if t != nil {
+		configs = t.meta.configs // never mutated once published
+	}
+	b.mu.RUnlock()
+	if t == nil {
 		return nil, unknownTopic(name)
 	}
-	return describeTopicConfigs(&b.cfg, tm.configs), nil
+	return describeTopicConfigs(&b.cfg, configs), nil
 }
 
 // BrokerConfigs is the read-only broker-level view.
@@ -305,11 +302,12 @@ func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map
 	if err := b.appendMeta(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
 		return fmt.Errorf("alter configs of %q: %w", name, err)
 	}
-	b.mu.RLock()
+	tm = b.state.topics[name]
+	tc := effectiveTopicConfig(&b.cfg, tm.configs)
+	b.mu.Lock()
 	t := b.topics[name]
-	b.mu.RUnlock()
-	t.meta = b.state.topics[name]
-	tc := effectiveTopicConfig(&b.cfg, t.meta.configs)
+	t.meta = tm
 	t.cfg.Store(&tc)
+	b.mu.Unlock()
 	return nil
 }
