@@ -410,3 +410,24 @@ func checkAlive(t testing.TB, rc *rawConn) {
 		t.Fatalf("metadata after the bad request: %d brokers", len(resp.Brokers))
 	}
 }
+
+// waitPending waits until some connection has a request in flight.
+func (e *testEnv) waitPending() {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.srv.mu.Lock()
+		n := int32(0)
+		for c := range e.srv.conns {
+			n += c.pending.Load()
+		}
+		e.srv.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatal("no request in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
