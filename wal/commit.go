@@ -192,6 +192,7 @@ func (l *Log) writeGroup(batch []*Pending) {
 		failAccepted(batch, err)
 		return
 	}
+	l.commits.Add(1)
 	if bytes > 1<<20 || l.wbatchLen > 1<<20 {
 		l.wbatch = tidwall.Batch{} // do not keep a large buffer
 	}

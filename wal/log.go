@@ -61,6 +61,7 @@ type Log struct {
 	closed  atomic.Bool
 	lastUse atomic.Int64  // monotonic ns of the last Append/Read
 	durable atomic.Uint64 // last index durable per the fsync policy
+	commits atomic.Uint64 // group commits written (for benchmarks)
 
 	// The group-commit queue. See commit.go.
 	cmu        sync.Mutex

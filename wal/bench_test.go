@@ -1,0 +1,199 @@
+package wal
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// Benchmarks. Compare BenchmarkAppend/appenders=N/fsync=always with
+// BenchmarkRawTidwall/batch=N/sync: 16 concurrent appenders are coalesced
+// into group commits of about 16 entries, the batch size of the raw case.
+//
+//	go test -run '^$' -bench . -benchtime 2s -count 5 ./wal/
+
+const benchPayload = 1024
+
+func BenchmarkAppend(b *testing.B) {
+	for _, appenders := range []int{1, 16} {
+		for _, fs := range []struct {
+			name   string
+			policy FsyncPolicy
+		}{{"always", FsyncAlways}, {"never", FsyncNever}} {
+			b.Run(fmt.Sprintf("appenders=%d/fsync=%s", appenders, fs.name), func(b *testing.B) {
+				benchAppend(b, appenders, fs.policy)
+			})
+		}
+	}
+}
+
+func benchAppend(b *testing.B, appenders int, policy FsyncPolicy) {
+	l := mustOpen(b, b.TempDir(), Options{Fsync: policy})
+	defer l.Close()
+	payload := make([]byte, benchPayload)
+	var (
+		mu    sync.Mutex // the broker's partition lock: offsets are assigned under it
+		next  int64
+		count atomic.Int64
+		wg    sync.WaitGroup
+	)
+	commits := l.commits.Load()
+	b.SetBytes(benchPayload)
+	b.ResetTimer()
+	for g := 0; g < appenders; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for count.Add(1) <= int64(b.N) {
+				mu.Lock()
+				p := l.Enqueue(Entry{Kind: KindData, BaseOffset: next, MaxTimestamp: next, Payload: payload})
+				next++
+				mu.Unlock()
+				if _, err := p.Wait(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/float64(l.commits.Load()-commits), "entries/commit")
+}
+
+// BenchmarkRawTidwall is the baseline: tidwall/wal alone, WriteBatch of
+// batch 1 KiB entries, fsync per batch (sync) or never (nosync).
+func BenchmarkRawTidwall(b *testing.B) {
+	for _, batch := range []int{1, 16} {
+		for _, sync := range []bool{true, false} {
+			name := "nosync"
+			if sync {
+				name = "sync"
+			}
+			b.Run(fmt.Sprintf("batch=%d/%s", batch, name), func(b *testing.B) {
+				tl, err := tidwall.Open(b.TempDir(), &tidwall.Options{
+					NoSync: !sync, SegmentSize: defaultSegmentSize, SegmentCacheSize: 1, NoCopy: true,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tl.Close()
+				payload := make([]byte, benchPayload)
+				var wb tidwall.Batch
+				index := uint64(1)
+				b.SetBytes(benchPayload)
+				b.ResetTimer()
+				for n := 0; n < b.N; n += batch {
+					for i := 0; i < min(batch, b.N-n); i++ {
+						wb.Write(index, payload)
+						index++
+					}
+					if err := tl.WriteBatch(&wb); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+var idleHeap struct {
+	once          sync.Once
+	perLog, index int
+}
+
+// BenchmarkIdleHeap reports the heap held by an open, idle (released) log
+// of 3 MiB of 1 KiB entries; the work is done once and reported per run.
+func BenchmarkIdleHeap(b *testing.B) {
+	idleHeap.once.Do(func() {
+		p, ix := idleHeapPerLog(b, b.TempDir(), 8, 3<<20)
+		idleHeap.perLog, idleHeap.index = int(p), ix
+	})
+	for range b.N {
+	}
+	b.ReportMetric(float64(idleHeap.perLog), "idle-heap-B/log")
+	b.ReportMetric(float64(idleHeap.index), "index-B/log")
+}
+
+var reopenLog struct {
+	once    sync.Once
+	dir     string
+	bytes   int64
+	entries uint64
+	err     error
+}
+
+func benchCleanup() {
+	if reopenLog.dir != "" {
+		os.RemoveAll(reopenLog.dir)
+	}
+}
+
+// BenchmarkReopen measures Open (tail repair scan, CRC of every entry,
+// index rebuild, tidwall open) of a log of CHRONIK_BENCH_REOPEN_BYTES
+// (default 256 MiB) of 1 KiB entries, built once. The files are in the page
+// cache, so this is the CPU and memory-copy cost of recovery.
+func BenchmarkReopen(b *testing.B) {
+	size := int64(256 << 20)
+	if s := os.Getenv("CHRONIK_BENCH_REOPEN_BYTES"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			b.Fatalf("CHRONIK_BENCH_REOPEN_BYTES: %v", err)
+		}
+		size = n
+	}
+	reopenLog.once.Do(func() {
+		dir, err := os.MkdirTemp("", "chronik-wal-reopen-")
+		if err != nil {
+			reopenLog.err = err
+			return
+		}
+		reopenLog.dir = filepath.Join(dir, "log")
+		l, err := Open(reopenLog.dir, Options{Fsync: FsyncNever})
+		if err != nil {
+			reopenLog.err = err
+			return
+		}
+		payload := make([]byte, benchPayload)
+		batch := make([]Entry, 64)
+		for l.Size() < size {
+			for i := range batch {
+				off := l.NextOffset() + int64(i)
+				batch[i] = Entry{Kind: KindData, BaseOffset: off, MaxTimestamp: off, Payload: payload}
+			}
+			if _, err := l.Append(batch...); err != nil {
+				reopenLog.err = err
+				return
+			}
+		}
+		reopenLog.bytes, reopenLog.entries = l.Size(), l.LastIndex()
+		reopenLog.err = l.Close()
+	})
+	if reopenLog.err != nil {
+		b.Fatal(reopenLog.err)
+	}
+	b.SetBytes(reopenLog.bytes)
+	var index int
+	b.ResetTimer()
+	for range b.N {
+		l, err := Open(reopenLog.dir, Options{IdleTimeout: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		index = l.idx.memSize()
+		l.Close()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	perOpen := b.Elapsed() / time.Duration(b.N)
+	b.ReportMetric(float64(perOpen)/float64(reopenLog.bytes)*float64(1<<30)/1e6, "ms/GiB")
+	b.ReportMetric(float64(index)/float64(reopenLog.entries), "index-B/entry")
+}
