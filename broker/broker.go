@@ -166,9 +166,12 @@ func (b *Broker) logRepair(r wal.Repair) {
 	b.logger.Warn().Str("file", r.File).Uint64("cut_index", r.CutIndex).Int64("cut_bytes", r.CutBytes).Str("reason", r.Reason).Msg("wal tail repaired")
 }
 
-// replayMeta folds the metadata log and settles the cluster id.
+// replayMeta folds the metadata log, settles the cluster id and compacts
+// the log when many records precede its newest snapshot.
 func (b *Broker) replayMeta() error {
-	for idx := b.meta.FirstIndex(); idx <= b.meta.LastIndex(); idx++ {
+	first, last := b.meta.FirstIndex(), b.meta.LastIndex()
+	lastSnapshot := first
+	for idx := first; idx <= last; idx++ {
 		e, err := b.meta.Read(idx)
 		if err != nil {
 			return fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
@@ -182,6 +185,14 @@ func (b *Broker) replayMeta() error {
 		}
 		if err != nil {
 			return fmt.Errorf("broker: metadata log at %d: %w", idx, err)
+		}
+		if rec.Type == metaSnapshot {
+			lastSnapshot = idx
+		}
+	}
+	if last >= first && last-lastSnapshot >= metaCompactThreshold {
+		if err := b.compactMeta(); err != nil {
+			return err
 		}
 	}
 	b.nextProducerID = b.state.producerIDBlockEnd
@@ -199,6 +210,26 @@ func (b *Broker) replayMeta() error {
 	}
 	b.clusterID = b.state.clusterID
 	b.cfg.ClusterID = b.clusterID
+	return nil
+}
+
+// compactMeta appends a snapshot of the state and drops every record before
+// it. A crash in between leaves both, and replaying both gives the same state.
+func (b *Broker) compactMeta() error {
+	snap := b.state.snapshot()
+	index, err := b.meta.Append(wal.Entry{
+		Kind:         wal.KindMeta,
+		BaseOffset:   b.meta.NextOffset(),
+		MaxTimestamp: time.Now().UnixMilli(),
+		Payload:      encodeMetaRecord(snap),
+	})
+	if err != nil {
+		return fmt.Errorf("broker: compact metadata log: %w", err)
+	}
+	if err := b.meta.TruncateFront(index); err != nil {
+		return fmt.Errorf("broker: compact metadata log: %w", err)
+	}
+	b.logger.Info().Uint64("first_index", index).Msg("metadata log compacted")
 	return nil
 }
 

@@ -886,3 +886,39 @@ func TestClusterIDAndClose(t *testing.T) {
 		t.Fatalf("log dirs %s %+v", dirName, parts)
 	}
 }
+
+func TestMetadataLogCompaction(t *testing.T) {
+	defer func(old uint64) { metaCompactThreshold = old }(metaCompactThreshold)
+	metaCompactThreshold = 5
+	b := openBroker(t, Config{})
+	for _, name := range []string{"a", "b", "c", "d"} {
+		createTopic(t, b, name, 1, nil)
+	}
+	if err := b.DeleteTopic("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreatePartitions("c", 3, false); err != nil {
+		t.Fatal(err)
+	}
+	pid, _, _ := b.InitProducerID(nil, 0, -1, -1)
+	mustProduce(t, b, "c", 2, buildBatch(plain(1)))
+	before := b.meta.LastIndex() - b.meta.FirstIndex() + 1
+	b = reopen(t, b)
+	if n := b.meta.LastIndex() - b.meta.FirstIndex() + 1; n != 1 || before < 5 {
+		t.Fatalf("metadata log has %d records after compaction (%d before)", n, before)
+	}
+	topics := b.Topics()
+	if len(topics) != 3 || topics[1].Name != "c" || topics[1].Partitions != 3 {
+		t.Fatalf("topics after compaction: %+v", topics)
+	}
+	if _, hw, _ := b.PartitionOffsets("c", 2); hw != 1 {
+		t.Fatal("data lost")
+	}
+	b = reopen(t, b) // replays the snapshot alone
+	if len(b.Topics()) != 3 {
+		t.Fatal("snapshot replay")
+	}
+	if id, _, _ := b.InitProducerID(nil, 0, -1, -1); id <= pid {
+		t.Fatalf("producer id %d after %d", id, pid)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 )
 
 // The metadata log: one JSON record per wal entry (Kind KindMeta), replayed
@@ -21,7 +22,13 @@ const (
 	metaPartitionsAdded = "partitions_added" // Topic, ID, Partitions (the new total)
 	metaConfigsAltered  = "configs_altered"  // Topic, ID, Configs (the full new set)
 	metaProducerIDs     = "producer_ids"     // ProducerIDBlockEnd: ids below it are allocated
+	metaSnapshot        = "snapshot"         // Snapshot: the whole state; replaces everything before it
 )
+
+// metaCompactThreshold is how many records may follow the newest snapshot
+// (or the start of the log) before Open writes a new one and drops them. A
+// variable so that tests can lower it.
+var metaCompactThreshold uint64 = 4096
 
 type metaRecord struct {
 	V                  int               `json:"v"`
@@ -32,6 +39,15 @@ type metaRecord struct {
 	Partitions         int32             `json:"partitions,omitempty"`
 	Configs            map[string]string `json:"configs,omitempty"`
 	ProducerIDBlockEnd int64             `json:"producer_id_block_end,omitempty"`
+	Topics             []metaTopic       `json:"topics,omitempty"` // snapshot only
+}
+
+// metaTopic is one topic in a snapshot record.
+type metaTopic struct {
+	Name       string            `json:"name"`
+	ID         string            `json:"id"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
 }
 
 // topicMeta is one topic as the metadata log defines it.
@@ -125,6 +141,17 @@ func (s *metaState) apply(r metaRecord) error {
 			nt.configs = maps.Clone(r.Configs)
 			s.topics[r.Topic] = &nt
 		}
+	case metaSnapshot:
+		fresh := newMetaState()
+		fresh.clusterID = r.ClusterID
+		fresh.producerIDBlockEnd = r.ProducerIDBlockEnd
+		for _, t := range r.Topics {
+			err := fresh.apply(metaRecord{Type: metaTopicCreated, Topic: t.Name, ID: t.ID, Partitions: t.Partitions, Configs: t.Configs})
+			if err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+		}
+		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
 			return fmt.Errorf("producer id block end %d below %d", r.ProducerIDBlockEnd, s.producerIDBlockEnd)
@@ -145,4 +172,14 @@ func (s *metaState) topicWithID(name, idHex string) (*topicMeta, error) {
 		return nil, fmt.Errorf("topic %q has id %s, record names %s", name, topicIDHex(t.id), idHex)
 	}
 	return t, nil
+}
+
+// snapshot is one record that rebuilds the whole state.
+func (s *metaState) snapshot() metaRecord {
+	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd}
+	for _, name := range slices.Sorted(maps.Keys(s.topics)) {
+		t := s.topics[name]
+		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs})
+	}
+	return r
 }
