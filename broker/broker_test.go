@@ -426,6 +426,13 @@ func TestListOffsets(t *testing.T) {
 	if off, _, _ := b.ListOffset("u", 0, TimestampEarliest, 0); off != 4 {
 		t.Fatalf("earliest %d", off)
 	}
+	// The segment's max timestamp (2020 at 5) now lies below the start.
+	if _, err := b.DeleteRecords("u", 0, 6); err != nil {
+		t.Fatal(err)
+	}
+	if off, ts, err := b.ListOffset("u", 0, TimestampMaxTimestamp, 0); off != 6 || ts != 1200 || err != nil {
+		t.Fatalf("max timestamp above the start: %d %d %v", off, ts, err)
+	}
 }
 
 func TestDeleteRecords(t *testing.T) {

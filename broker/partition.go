@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,60 +361,57 @@ func firstRecordAtOrAfter(e wal.Entry, ts, lso int64) (int64, int64, bool) {
 }
 
 // maxTimestampOffset is the offset and timestamp of the record with the
-// largest timestamp (the earliest such record on ties, as Kafka). The
-// newest segment with the largest max timestamp is located from segment
-// metadata, its entries are read to find the batch, and an uncompressed
-// CreateTime batch is scanned for the exact record; a compressed one
-// answers with its last offset (Kafka's pre-3.7 shallow answer).
+// largest timestamp in [lso, hw), the earliest such record on ties, as
+// Kafka. Segments are visited by descending max timestamp (from segment
+// metadata) until none can hold a larger one, usually just one segment;
+// within the best batch an uncompressed CreateTime batch is scanned for the
+// exact record, a LogAppendTime batch answers its first offset, and a
+// compressed one its last offset (Kafka's pre-3.7 shallow answer: the
+// records are never decompressed).
 func (p *partition) maxTimestampOffset(lso, hw int64) (int64, int64, error) {
-	if lso >= hw {
-		return -1, -1, nil
-	}
-	var (
-		best    wal.SegmentInfo
-		bestSet bool
-	)
+	var segs []wal.SegmentInfo
 	for _, s := range p.log.Segments() {
-		if s.FirstOffset < 0 || s.NextOffset <= lso || s.FirstOffset >= hw {
-			continue
-		}
-		if !bestSet || s.MaxTimestamp > best.MaxTimestamp {
-			best, bestSet = s, true
+		if s.FirstOffset >= 0 && s.NextOffset > lso && s.FirstOffset < hw {
+			segs = append(segs, s)
 		}
 	}
-	if !bestSet {
-		return -1, -1, nil
-	}
+	slices.SortStableFunc(segs, func(a, b wal.SegmentInfo) int { return cmp.Compare(b.MaxTimestamp, a.MaxTimestamp) })
 	var (
-		batch wal.Entry
+		best  wal.Entry
 		found bool
 	)
-	for idx := best.FirstIndex; idx <= best.LastIndex; idx++ {
-		e, err := p.log.Read(idx)
-		if errors.Is(err, wal.ErrNotFound) {
-			continue // dropped meanwhile
+	for _, s := range segs {
+		if found && s.MaxTimestamp < best.MaxTimestamp {
+			break
 		}
-		if err != nil {
-			return -1, -1, p.readErr(err)
-		}
-		if e.Kind != wal.KindData || e.LastOffset() < lso || e.BaseOffset >= hw {
-			continue
-		}
-		if !found || e.MaxTimestamp > batch.MaxTimestamp {
-			batch, found = e, true
+		for idx := s.FirstIndex; idx <= s.LastIndex; idx++ {
+			e, err := p.log.Read(idx)
+			if errors.Is(err, wal.ErrNotFound) {
+				continue // dropped meanwhile
+			}
+			if err != nil {
+				return -1, -1, p.readErr(err)
+			}
+			if e.Kind != wal.KindData || e.LastOffset() < lso || e.BaseOffset >= hw {
+				continue
+			}
+			if !found || e.MaxTimestamp > best.MaxTimestamp || (e.MaxTimestamp == best.MaxTimestamp && e.BaseOffset < best.BaseOffset) {
+				best, found = e, true
+			}
 		}
 	}
 	if !found {
 		return -1, -1, nil
 	}
-	if off, ts, ok := firstRecordAtOrAfter(batch, batch.MaxTimestamp, lso); ok && len(batch.Payload) >= batchHeaderSize {
-		h := readBatchHeader(batch.Payload)
-		if h.compression() != 0 && !h.logAppendTime() {
-			return batch.LastOffset(), batch.MaxTimestamp, nil
+	if len(best.Payload) >= batchHeaderSize {
+		if h := readBatchHeader(best.Payload); h.compression() != 0 && !h.logAppendTime() {
+			return best.LastOffset(), best.MaxTimestamp, nil
 		}
+	}
+	if off, ts, ok := firstRecordAtOrAfter(best, best.MaxTimestamp, lso); ok {
 		return off, ts, nil
 	}
-	return batch.LastOffset(), batch.MaxTimestamp, nil
+	return best.LastOffset(), best.MaxTimestamp, nil
 }
 
 // deleteRecords moves the log start offset to offset (-1: the high
