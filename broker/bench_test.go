@@ -54,6 +54,43 @@ func BenchmarkProduce(b *testing.B) {
 	}
 }
 
+// BenchmarkProducePipelined is one connection keeping 5 produce requests to
+// one partition in flight, in order, the way package kafka can with
+// ProduceStart: the next request is started once the previous one is
+// queued, and requests queued together share one append and one fsync.
+//
+//	go test -run '^$' -bench ProducePipelined -benchtime 2000x ./broker/
+func BenchmarkProducePipelined(b *testing.B) {
+	br := openBroker(b, Config{Fsync: FsyncAlways})
+	createTopic(b, br, "t", 1, nil)
+	template := benchBatch()
+	b.SetBytes(int64(len(template)))
+	b.ReportAllocs()
+	const inFlight = 5
+	var ring [inFlight + 3][]byte
+	for i := range ring {
+		ring[i] = append([]byte(nil), template...)
+	}
+	handles := make(chan *ProduceHandle, inFlight-1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for h := range handles {
+			if _, err := h.Wait(); err != nil {
+				b.Error(err)
+			}
+		}
+	}()
+	b.ResetTimer()
+	for i := range b.N {
+		buf := ring[i%len(ring)]
+		binary.BigEndian.PutUint64(buf, 0)
+		handles <- br.ProduceStart(context.Background(), "t", 0, buf, -1, nil)
+	}
+	close(handles)
+	<-done
+}
+
 // BenchmarkFetch reads 1 MiB per fetch from a partition of 16 KiB batches.
 func BenchmarkFetch(b *testing.B) {
 	br := openBroker(b, Config{Fsync: FsyncNever})

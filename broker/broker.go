@@ -510,43 +510,67 @@ func (b *Broker) partition(topic string, idx int32) (*partition, error) {
 // batch is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, what Kafka
 // answers a client not allowed to use transactional ids.
 func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) (ProduceResult, error) {
-	fail := ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1}
+	return b.ProduceStart(ctx, topic, partition, records, acks, transactionalID).Wait()
+}
+
+// ProduceStart is the first half of Produce: it validates the records and
+// queues them on their partition, fixing their place in the partition's
+// append order, and returns without waiting for the append. Wait, called
+// exactly once, finishes it. A connection that must keep its produce
+// requests to one partition in order (idempotent sequences) may start the
+// next request's append once ProduceStart of the previous one has
+// returned, instead of after its Wait: requests started that way share one
+// wal append and one fsync.
+func (b *Broker) ProduceStart(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) *ProduceHandle {
+	h := produceReqPool.Get().(*ProduceHandle)
+	h.err = b.startProduce(ctx, h, topic, partition, records, acks, transactionalID)
+	return h
+}
+
+// Wait returns the outcome of a ProduceStart. The handle must not be used
+// afterwards.
+func (h *ProduceHandle) Wait() (ProduceResult, error) {
+	if h.err == nil {
+		h.p.await(h)
+	}
+	res, err := h.res, h.err
+	if err != nil {
+		res = ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1}
+	}
+	*h = ProduceHandle{}
+	produceReqPool.Put(h)
+	return res, err
+}
+
+func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string) error {
 	if transactionalID != nil {
-		return fail, fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+		return fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
 	}
 	if acks != 0 && acks != 1 && acks != -1 {
-		return fail, fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
+		return fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
 	}
 	if err := ctx.Err(); err != nil {
-		return fail, err
+		return err
 	}
 	if b.closed.Load() {
-		return fail, ErrClosed
+		return ErrClosed
 	}
 	p, err := b.partition(topic, partition)
 	if err != nil {
-		return fail, err
+		return err
 	}
-	r := produceReqPool.Get().(*produceReq)
-	defer func() {
-		*r = produceReq{}
-		produceReqPool.Put(r)
-	}()
-	r.buf = records
-	r.batches, err = parseBatches(r.hdrs[:0], records, p.topic.config().maxMessageBytes)
+	h.buf = records
+	h.batches, err = parseBatches(h.hdrs[:0], records, p.topic.config().maxMessageBytes)
 	if err != nil {
-		return fail, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
+		return fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
-	for i := range r.batches {
-		if r.batches[i].transactional() {
-			return fail, fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+	for i := range h.batches {
+		if h.batches[i].transactional() {
+			return fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
 		}
 	}
-	p.produce(r)
-	if r.err != nil {
-		return fail, r.err
-	}
-	return r.res, nil
+	p.enqueue(h)
+	return nil
 }
 
 // Fetch returns stored batches from offset; see the contract in api.go.

@@ -929,3 +929,26 @@ func TestMetadataLogCompaction(t *testing.T) {
 		t.Fatalf("producer id %d after %d", id, pid)
 	}
 }
+
+func TestProduceStartKeepsOrder(t *testing.T) {
+	b := openBroker(t, Config{})
+	createTopic(t, b, "t", 1, nil)
+	pid, epoch, _ := b.InitProducerID(nil, 0, -1, -1)
+	var hs []*ProduceHandle
+	for i := range 5 {
+		hs = append(hs, b.ProduceStart(context.Background(), "t", 0, buildBatch(idem(2, pid, epoch, int32(2*i))), -1, nil))
+	}
+	bad := b.ProduceStart(context.Background(), "nope", 0, buildBatch(plain(1)), -1, nil)
+	_, err := bad.Wait()
+	wantKerr(t, err, kerr.UnknownTopicOrPartition)
+	// Waited for in reverse: the last Wait appends all five, in start order.
+	for i := len(hs) - 1; i >= 0; i-- {
+		res, err := hs[i].Wait()
+		if err != nil || res.BaseOffset != int64(2*i) {
+			t.Fatalf("request %d: %+v %v", i, res, err)
+		}
+	}
+	if got := fetchAll(t, b, "t", 0, 0); len(got) != 5 {
+		t.Fatalf("%d batches", len(got))
+	}
+}

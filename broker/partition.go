@@ -52,7 +52,12 @@ type partition struct {
 }
 
 // produceReq is one Produce call for one partition.
-type produceReq struct {
+type produceReq = ProduceHandle
+
+// ProduceHandle is a Produce whose place in its partition's append order is
+// fixed; see (*Broker).ProduceStart.
+type ProduceHandle struct {
+	p       *partition // nil when the request failed before it was queued
 	buf     []byte
 	batches []batchHeader
 	hdrs    [1]batchHeader // inline storage for the usual single batch
@@ -61,14 +66,19 @@ type produceReq struct {
 	done    bool // set by the group leader under appendMu
 }
 
-var produceReqPool = sync.Pool{New: func() any { return new(produceReq) }}
+var produceReqPool = sync.Pool{New: func() any { return new(ProduceHandle) }}
 
-// produce appends one request's batches; see the type comment.
-func (p *partition) produce(r *produceReq) {
+// enqueue fixes the request's place in the append order.
+func (p *partition) enqueue(r *produceReq) {
+	r.p = p
 	p.qmu.Lock()
 	p.queue = append(p.queue, r)
 	p.qmu.Unlock()
+}
 
+// await returns once the request is appended (or failed), appending it and
+// everything queued with it unless an earlier group leader already did.
+func (p *partition) await(r *produceReq) {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
 	if r.done {
