@@ -178,6 +178,14 @@ type PartitionDirInfo struct {
 // Additions beyond the first contract:
 //
 //	ErrClosed                                 // calls on a closed Broker
+//	(*Broker).ProduceStart(ctx, topic, partition, records, acks, transactionalID) *ProduceHandle
+//	(*ProduceHandle).Wait() (ProduceResult, error)
+//	    Produce in two halves. ProduceStart validates and queues; when it
+//	    returns, the request's place in the partition's append order is
+//	    fixed. Wait (exactly once) returns when acks are met. A connection
+//	    keeping its requests to one partition in order may start the next
+//	    one after the previous ProduceStart instead of after its Wait, so
+//	    that pipelined requests share one append and one fsync.
 //	(*Broker).RunRetention() int              // apply retention now; segments dropped
 //	(*Broker).SnapshotState()                 // write changed partition state files now
 //
