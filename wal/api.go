@@ -68,7 +68,7 @@ type Options struct {
 	FsyncInterval    time.Duration // for FsyncInterval (default 100ms)
 	IdleTimeout      time.Duration // release in-memory segment buffers after this long without use (default 30s; <0 never)
 	// IndexIntervalBytes is the log bytes between two points of the sparse
-	// offset/time index (default 4096, like Kafka's index.interval.bytes).
+	// offset/time index (default 32 KiB; Kafka's index.interval.bytes).
 	IndexIntervalBytes int
 	// OnRepair, if set, is called once per repair made while opening (a cut
 	// tail). Open also returns the repairs through (*Log).Repairs.

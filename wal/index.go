@@ -7,23 +7,25 @@ import (
 
 // The offset/time index is sparse, like Kafka's index.interval.bytes: every
 // segment keeps one point for its first record entry and then one for the
-// first record entry after every Options.IndexIntervalBytes (default 4 KiB)
-// of log. A point is 24 bytes, so the index costs about 6 KiB per MiB of log
-// (≈6 bytes per 1 KiB entry) plus ~100 bytes per segment. Lookups binary
-// search the points and then scan forward over at most one interval of frame
-// headers through a headerReader; no payload is parsed.
+// first record entry after every Options.IndexIntervalBytes of log (default
+// 32 KiB). A point is 16 bytes, so the index costs about 0.5 KiB per MiB of
+// log (0.5 bytes per 1 KiB entry; a 1 GiB log ≈ 0.5 MiB) plus ~100 bytes per
+// segment. Lookups binary search the points and then scan forward over at
+// most one interval of frame headers through a headerReader; no payload is
+// parsed. The interval is larger than Kafka's 4 KiB because the scan reads
+// headers from the segment buffer that tidwall loads for the Read that
+// follows a lookup anyway, not from disk.
 //
 // Kafka offsets increase strictly from entry to entry but may have gaps, so
 // everything here searches and nothing computes an offset from an index.
 // MaxTimestamp need not be monotonic; each point keeps the maximum of its
 // block so FindTimestamp can skip whole segments and blocks.
 
-// point indexes one record entry.
+// point indexes one record entry and the block of entries up to the next point.
 type point struct {
-	rel        uint32 // WAL index - segment first index
-	pos        uint32 // byte position of the entry in the segment file
-	baseOffset int64  // Kafka base offset of the entry
-	maxTs      int64  // max MaxTimestamp of the record entries from here to the next point
+	rel   uint32 // WAL index - segment first index
+	off   uint32 // Kafka base offset - segment firstOffset
+	maxTs int64  // max MaxTimestamp of the record entries of the block
 }
 
 // segment summarizes one segment file: entries [first, next).
@@ -33,6 +35,7 @@ type segment struct {
 	maxTs       int64 // math.MinInt64 when no record entries
 	firstOffset int64 // -1 when no record entries
 	nextOffset  int64 // -1 when no record entries
+	pointPos    int64 // byte position of the last point's entry
 	points      []point
 }
 
@@ -54,13 +57,17 @@ func (s *segment) add(h *header, size int64, interval int64) {
 			s.maxTs = h.maxTimestamp
 		}
 		n := len(s.points)
-		if n == 0 || s.bytes-int64(s.points[n-1].pos) >= interval {
+		// A point's offset is stored relative to the segment; in the
+		// (compacted, huge-gap) case where it does not fit, the entry
+		// joins the previous block instead.
+		rel := h.baseOffset - s.firstOffset
+		if n == 0 || s.bytes-s.pointPos >= interval && rel <= math.MaxUint32 {
 			s.points = append(s.points, point{
-				rel:        uint32(s.next - s.first),
-				pos:        uint32(s.bytes),
-				baseOffset: h.baseOffset,
-				maxTs:      h.maxTimestamp,
+				rel:   uint32(s.next - s.first),
+				off:   uint32(rel),
+				maxTs: h.maxTimestamp,
 			})
+			s.pointPos = s.bytes
 		} else if h.maxTimestamp > s.points[n-1].maxTs {
 			s.points[n-1].maxTs = h.maxTimestamp
 		}
@@ -93,7 +100,9 @@ func (s *segment) info(active bool) SegmentInfo {
 }
 
 // memSize estimates the heap bytes held by s.
-func (s *segment) memSize() int { return 80 + 24*cap(s.points) }
+func (s *segment) memSize() int { return 88 + 16*cap(s.points) }
+
+func (s *segment) pointOffset(p int) int64 { return s.firstOffset + int64(s.points[p].off) }
 
 // headerReader returns the header of the entry at index and its stored size.
 type headerReader func(index uint64) (header, int64, error)
@@ -181,8 +190,8 @@ func (x *offsetIndex) findOffset(offset int64, read headerReader) (uint64, bool,
 			continue
 		}
 		// The last point at or before offset; scanning starts there.
-		p := sort.Search(len(s.points), func(i int) bool { return s.points[i].baseOffset > offset }) - 1
-		if p < 0 || s.points[p].baseOffset == offset {
+		p := sort.Search(len(s.points), func(i int) bool { return s.pointOffset(i) > offset }) - 1
+		if p < 0 || s.pointOffset(p) == offset {
 			return s.first + uint64(s.points[max(p, 0)].rel), true, nil
 		}
 		for i := s.first + uint64(s.points[p].rel); i < s.next; i++ {
@@ -255,7 +264,7 @@ func (x *offsetIndex) firstRecordFrom(index uint64, read headerReader) (int64, e
 			}
 		}
 		if p < len(s.points) {
-			return s.points[p].baseOffset, nil
+			return s.pointOffset(p), nil
 		}
 	}
 	return -1, nil

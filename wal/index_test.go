@@ -69,6 +69,9 @@ func TestIndexLookupsWithGaps(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					off += 1 + rng.Int64N(50) // a gap
 				}
+				if seed%3 == 0 && rng.IntN(50) == 0 {
+					off += 1 + rng.Int64N(1<<34) // a gap too wide for a point's uint32
+				}
 				h.baseOffset = off
 				h.lastOffsetDelta = int32(rng.IntN(10))
 				off = h.lastOffset() + 1
@@ -114,7 +117,7 @@ func TestIndexLookupsWithGaps(t *testing.T) {
 		}
 		// A lookup scans the record entries of at most one interval (plus
 		// the one that crosses it); entries are at least frameOverhead+1 bytes.
-		if limit := int(interval/(frameOverhead+1)) + 2; interval > 1 && maxScan > limit {
+		if limit := int(interval/(frameOverhead+1)) + 2; interval > 1 && seed%3 != 0 && maxScan > limit {
 			t.Fatalf("seed %d: a lookup read %d headers, interval allows %d", seed, maxScan, limit)
 		}
 	}

@@ -29,7 +29,7 @@ const (
 	maxSegmentSize       = 1 << 30
 	defaultFsyncInterval = 100 * time.Millisecond
 	defaultIdleTimeout   = 30 * time.Second
-	defaultIndexInterval = 4096
+	defaultIndexInterval = 32 << 10
 )
 
 func (o Options) withDefaults() Options {
