@@ -64,6 +64,10 @@ const (
 	TimestampLatest       int64 = -1
 	TimestampEarliest     int64 = -2
 	TimestampMaxTimestamp int64 = -3
+	// KIP-1005: the local log start (earliest) and the last tiered offset
+	// (none: -1 without tiered storage).
+	TimestampEarliestLocal int64 = -4
+	TimestampLatestTiered  int64 = -5
 )
 
 // TopicInfo is a snapshot of a topic's metadata.

@@ -392,6 +392,8 @@ func TestListOffsets(t *testing.T) {
 		{TimestampLatest, 10, -1},
 		{TimestampEarliest, 0, -1},
 		{TimestampMaxTimestamp, 9, 3000}, // compressed: the batch's last offset
+		{TimestampEarliestLocal, 0, -1},
+		{TimestampLatestTiered, -1, -1},
 		{0, 0, 1000},
 		{1000, 0, 1000},
 		{1001, 1, 1500},

@@ -179,6 +179,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 		clear(p.entries) // do not keep request buffers alive
 		if err != nil {
 			err = fmt.Errorf("append to %s-%d: %w", p.topic.name, p.index, err)
+			p.b.logger.Error().Err(err).Msg("produce failed")
 			for _, r := range group {
 				if r.err == nil && !r.done {
 					r.err = err
@@ -300,8 +301,10 @@ func (p *partition) listOffset(timestamp int64) (int64, int64, error) {
 	switch timestamp {
 	case TimestampLatest:
 		return hw, -1, nil
-	case TimestampEarliest:
+	case TimestampEarliest, TimestampEarliestLocal:
 		return lso, -1, nil
+	case TimestampLatestTiered:
+		return -1, -1, nil
 	case TimestampMaxTimestamp:
 		return p.maxTimestampOffset(lso, hw)
 	}
