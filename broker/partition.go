@@ -327,6 +327,13 @@ func (p *partition) offsetForTimestamp(ts, lso, hw int64) (int64, int64, error) 
 	if err != nil {
 		return -1, -1, p.readErr(err)
 	}
+	if lso >= hw {
+		return -1, -1, nil
+	}
+	// Entries below the log start offset need not be read.
+	if first, err := p.log.FindOffset(lso); err == nil && first > idx {
+		idx = first
+	}
 	for ; ; idx++ {
 		e, err := p.log.Read(idx)
 		if errors.Is(err, wal.ErrNotFound) {
