@@ -523,7 +523,12 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 // wal append and one fsync.
 func (b *Broker) ProduceStart(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) *ProduceHandle {
 	h := produceReqPool.Get().(*ProduceHandle)
-	h.err = b.startProduce(ctx, h, topic, partition, records, acks, transactionalID)
+	p, err := b.startProduce(ctx, h, topic, partition, records, acks, transactionalID)
+	if err != nil {
+		h.err = err
+		return h
+	}
+	p.enqueue(h) // from here on h belongs to the partition's group leader until done
 	return h
 }
 
@@ -542,35 +547,35 @@ func (h *ProduceHandle) Wait() (ProduceResult, error) {
 	return res, err
 }
 
-func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string) error {
+// startProduce validates a request into h and returns its partition.
+func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string) (*partition, error) {
 	if transactionalID != nil {
-		return fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+		return nil, fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
 	}
 	if acks != 0 && acks != 1 && acks != -1 {
-		return fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
+		return nil, fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if b.closed.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	p, err := b.partition(topic, partition)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h.buf = records
 	h.batches, err = parseBatches(h.hdrs[:0], records, p.topic.config().maxMessageBytes)
 	if err != nil {
-		return fmt.Errorf("produce %s-%d: %w", topic, partition, err)
+		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
 	for i := range h.batches {
 		if h.batches[i].transactional() {
-			return fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
+			return nil, fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
 		}
 	}
-	p.enqueue(h)
-	return nil
+	return p, nil
 }
 
 // Fetch returns stored batches from offset; see the contract in api.go.
