@@ -954,3 +954,62 @@ func TestProduceStartKeepsOrder(t *testing.T) {
 		t.Fatalf("%d batches", len(got))
 	}
 }
+
+func TestStrayDataRemovedOnOpen(t *testing.T) {
+	b := openBroker(t, Config{})
+	a := createTopic(t, b, "a", 1, nil)
+	mustProduce(t, b, "a", 0, buildBatch(plain(1)))
+	dataDir := filepath.Join(b.cfg.DataDir, "data")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash leaves between creating directories and writing the
+	// metadata record: a topic nobody knows, a partition beyond the count.
+	stray := filepath.Join(dataDir, topicIDHex([16]byte{7, 7, 7}), "0")
+	extra := filepath.Join(dataDir, topicIDHex(a.ID), "5")
+	for _, d := range []string{stray, extra} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(extra+".state", []byte("{}"), 0o644)
+	b = openBroker(t, b.cfg)
+	for _, p := range []string{filepath.Dir(stray), extra, extra + ".state"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s survived: %v", p, err)
+		}
+	}
+	if got := fetchAll(t, b, "a", 0, 0); len(got) != 1 {
+		t.Fatal("live data removed")
+	}
+}
+
+func TestIdleProducersExpire(t *testing.T) {
+	b := openBroker(t, Config{})
+	createTopic(t, b, "t", 1, map[string]string{cfgRetentionMs: "-1"})
+	old := idem(1, 5, 0, 0)
+	old.baseTs = 1 // last written in 1970: idle far longer than producer.id.expiration.ms
+	mustProduce(t, b, "t", 0, buildBatch(old))
+	_, err := produce(t, b, "t", 0, buildBatch(idem(1, 5, 0, 7)))
+	wantKerr(t, err, kerr.OutOfOrderSequenceNumber)
+	b.RunRetention()
+	// Forgotten: like any unknown producer on a written partition, it may
+	// go on at any sequence.
+	mustProduce(t, b, "t", 0, buildBatch(idem(1, 5, 0, 7)))
+}
+
+func TestSegmentBytesTopicConfig(t *testing.T) {
+	b := openBroker(t, Config{SegmentBytes: 1024})
+	createTopic(t, b, "small", 1, nil)
+	createTopic(t, b, "big", 1, map[string]string{cfgSegmentBytes: "1048576"})
+	for range 10 {
+		for _, topic := range []string{"small", "big"} {
+			mustProduce(t, b, topic, 0, buildBatch(plain(10)))
+		}
+	}
+	small, _ := b.partition("small", 0)
+	big, _ := b.partition("big", 0)
+	if len(small.log.Segments()) < 3 || len(big.log.Segments()) != 1 {
+		t.Fatalf("segments: small %d, big %d", len(small.log.Segments()), len(big.log.Segments()))
+	}
+}
