@@ -155,8 +155,12 @@ type PartitionDirInfo struct {
 //	    modified in place), idempotence checks
 //	    (DUPLICATE_SEQUENCE_NUMBER is never returned: a duplicate returns the
 //	    original BaseOffset with nil error; OUT_OF_ORDER_SEQUENCE_NUMBER,
-//	    INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID), and returns once acks are
-//	    met (0 and 1: after the local append; -1: after fsync per policy).
+//	    INVALID_PRODUCER_EPOCH; UNKNOWN_PRODUCER_ID is never returned: as in
+//	    Kafka 2.5+, a producer unknown to a partition that has held records
+//	    may start at any sequence, on a never-written partition only at 0),
+//	    and returns once acks are met (0 and 1: after the local append; -1:
+//	    after fsync per policy; with FsyncInterval/FsyncNever acks=-1 also
+//	    returns after the append, before the sync).
 //	(*Broker).Fetch(topic string, partition int32, offset int64, maxBytes int32,
 //	    isolationLevel int8) (FetchResult, error)
 //	    Never returns data at or past the high watermark. Returns at least one
@@ -168,8 +172,11 @@ type PartitionDirInfo struct {
 //	    may come back empty, so that no append can slip in between.
 //	(*Broker).ListOffset(topic string, partition int32, timestamp int64,
 //	    isolationLevel int8) (offset int64, ts int64, err error)
-//	    Latest (-1), Earliest (-2), MaxTimestamp (-3) or the first offset whose
-//	    timestamp >= timestamp (-1, -1 if none).
+//	    Latest (-1), Earliest (-2), MaxTimestamp (-3), EarliestLocal (-4),
+//	    LatestTiered (-5: -1) or the first offset whose timestamp >=
+//	    timestamp (-1, -1 if none). Compressed batches are not decoded: by
+//	    timestamp they answer their first offset, for MaxTimestamp their
+//	    last, with the batch's max timestamp.
 //	(*Broker).DeleteRecords(topic string, partition int32, offset int64) (lowWatermark int64, err error)
 //	    offset -1 means the high watermark. OFFSET_OUT_OF_RANGE past HW.
 //	(*Broker).PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error)
