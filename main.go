@@ -40,7 +40,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	usageError := func(c *cli.Context, err error, isSubcommand bool) error {
+		return cli.Exit(fmt.Sprintf("%v (see --help)", err), 2)
+	}
+	app := &cli.App{
 		Name:                 "chronik",
 		Usage:                "a Kafka-compatible streaming broker",
 		Version:              version,
@@ -48,15 +51,23 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
 		// Bad flags are usage errors: exit status 2, like most Unix tools.
-		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
-			return cli.Exit(fmt.Sprintf("%v (see --help)", err), 2)
-		},
+		OnUsageError: usageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 		Commands: []*cli.Command{
 			serveCommand(),
 			benchCommand(),
+			docsCommand(),
 		},
 	}
+	var setUsage func([]*cli.Command)
+	setUsage = func(cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			cmd.OnUsageError = usageError
+			setUsage(cmd.Subcommands)
+		}
+	}
+	setUsage(app.Commands)
+	return app
 }
 
 // newLogger builds the process logger from --log-level and --log-format.

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/kafka"
+)
+
+// resolveOnly runs `chronik serve ARGS` up to the point where the broker
+// would open, and returns what it resolved.
+func resolveOnly(t *testing.T, args ...string) (broker.Config, kafka.Config, int, string) {
+	t.Helper()
+	var (
+		bc     broker.Config
+		kc     kafka.Config
+		stderr bytes.Buffer
+	)
+	app := newApp(&bytes.Buffer{}, &stderr)
+	for _, cmd := range app.Commands {
+		if cmd.Name == "serve" {
+			cmd.Action = func(c *cli.Context) error {
+				var err error
+				bc, kc, _, err = resolveServe(c)
+				if err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				return nil
+			}
+		}
+	}
+	code := 0
+	if err := app.Run(append([]string{"chronik", "serve"}, args...)); err != nil {
+		code = 1
+		if ec, ok := err.(cli.ExitCoder); ok {
+			code = ec.ExitCode()
+		}
+		stderr.WriteString(err.Error())
+	}
+	return bc, kc, code, stderr.String()
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chronik.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestServeDefaults(t *testing.T) {
+	bc, kc, code, msg := resolveOnly(t)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	if bc.DataDir != "./chronik-data" || bc.AdvertisedHost != "localhost" || bc.AdvertisedPort != 9092 {
+		t.Errorf("defaults: data dir %q advertise %s:%d", bc.DataDir, bc.AdvertisedHost, bc.AdvertisedPort)
+	}
+	if !bc.AutoCreateTopics || bc.Fsync != broker.FsyncAlways || bc.DefaultPartitions != 1 {
+		t.Errorf("defaults: auto-create %v fsync %v partitions %d", bc.AutoCreateTopics, bc.Fsync, bc.DefaultPartitions)
+	}
+	if kc.MaxRequestBytes != 100<<20 {
+		t.Errorf("max request bytes %d", kc.MaxRequestBytes)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	path := writeConfig(t, "data_dir: /from/file\nlisten: 127.0.0.1:7000\nfsync: never\ndefault_partitions: 3\n")
+	t.Setenv("CHRONIK_LISTEN", "127.0.0.1:8000")
+	bc, _, code, msg := resolveOnly(t, "--config", path, "--fsync", "interval")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	if bc.DataDir != "/from/file" {
+		t.Errorf("file should set data_dir, got %q", bc.DataDir)
+	}
+	if bc.AdvertisedPort != 8000 || bc.AdvertisedHost != "127.0.0.1" {
+		t.Errorf("environment should beat the file: advertise %s:%d", bc.AdvertisedHost, bc.AdvertisedPort)
+	}
+	if bc.Fsync != broker.FsyncInterval {
+		t.Errorf("flag should beat the file: fsync %v", bc.Fsync)
+	}
+	if bc.DefaultPartitions != 3 {
+		t.Errorf("file default_partitions: %d", bc.DefaultPartitions)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		args       []string
+		want       string
+	}{
+		{"unknown key", "listen: :9092\nretention_hours: 5\n", nil, `line 2: unknown key "retention_hours"`},
+		{"bad int", "default_partitions: many\n", nil, `line 1: default_partitions: invalid value "many"`},
+		{"bad duration", "\n\nfsync_interval: 5 parsecs\n", nil, `line 3: fsync_interval`},
+		{"bad enum", "fsync: sometimes\n", nil, `fsync: "sometimes" is not one of always, interval, never`},
+		{"not a mapping", "- a\n- b\n", nil, "line 1: expected a mapping"},
+		{"nested value", "listen:\n  host: x\n", nil, "line 2: listen: expected a single value"},
+		{"bad yaml", "listen: [\n", nil, "chronik.yaml"},
+		{"bad flag value", "", []string{"--default-partitions", "0"}, "default-partitions: 0 is not between"},
+		{"bad log level", "", []string{"--log-level", "loud"}, `log-level: "loud"`},
+		{"bad listen", "", []string{"--listen", "nope"}, `listen: "nope" is not host:port`},
+		{"unknown flag", "", []string{"--no-such-flag"}, "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.body != "" {
+				args = append([]string{"--config", writeConfig(t, tc.body)}, args...)
+			}
+			_, _, code, msg := resolveOnly(t, args...)
+			if code != 2 {
+				t.Errorf("exit status %d, want 2 (%s)", code, msg)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("message %q does not contain %q", msg, tc.want)
+			}
+		})
+	}
+	t.Run("unreadable file", func(t *testing.T) {
+		_, _, code, msg := resolveOnly(t, "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+		if code != 2 || !strings.Contains(msg, "missing.yaml") {
+			t.Errorf("exit %d message %q", code, msg)
+		}
+	})
+	t.Run("bad environment", func(t *testing.T) {
+		t.Setenv("CHRONIK_DEFAULT_PARTITIONS", "lots")
+		_, _, code, msg := resolveOnly(t)
+		if code == 0 || !strings.Contains(msg, "CHRONIK_DEFAULT_PARTITIONS") {
+			t.Errorf("exit %d message %q", code, msg)
+		}
+	})
+}
+
+func TestEmptyConfigFileTakesDefaults(t *testing.T) {
+	bc, _, code, msg := resolveOnly(t, "--config", writeConfig(t, "# nothing set\n"))
+	if code != 0 || bc.DataDir != "./chronik-data" {
+		t.Fatalf("exit %d (%s), data dir %q", code, msg, bc.DataDir)
+	}
+}
+
+// The README's configuration reference is generated from serveFlags; this
+// fails when it is stale. Regenerate with: go run . docs
+func TestReadmeConfigReference(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- config-reference:begin -->\n", "<!-- config-reference:end -->"
+	s := string(readme)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the %q ... %q markers", begin, end)
+	}
+	if got, want := s[i+len(begin):j], configReference(); got != want {
+		t.Fatalf("README.md configuration reference is stale; replace it with the output of `go run . docs`:\n%s", want)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	for _, f := range serveFlags() {
+		name := f.Names()[0]
+		ef, ok := f.(interface{ GetEnvVars() []string })
+		if !ok || len(ef.GetEnvVars()) != 1 || ef.GetEnvVars()[0] != envName(name) {
+			t.Errorf("flag --%s: environment variables %v, want [%s]", name, ef.GetEnvVars(), envName(name))
+		}
+	}
+}
