@@ -60,6 +60,10 @@ type Server struct {
 	wg        sync.WaitGroup // one count per live connection
 
 	maxNewPartitions int32
+
+	// panics counts handler panics recovered (and answered with
+	// UNKNOWN_SERVER_ERROR); the fuzz target checks it stays zero.
+	panics atomic.Int64
 }
 
 // New returns a Server for b. Call Serve to accept connections.
@@ -327,7 +331,7 @@ func (c *conn) readSize() (size int32, reason string, err error) {
 		}
 		if !isTimeout(err) {
 			if errors.Is(err, io.EOF) && c.br.Buffered() == 0 {
-				return 0, "", nil
+				return 0, "client closed the connection", nil
 			}
 			if errors.Is(err, io.EOF) {
 				return 0, "truncated frame", io.ErrUnexpectedEOF
