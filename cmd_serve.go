@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -18,43 +19,66 @@ import (
 // serveFlags defines every setting of `chronik serve` once: its flag, its
 // CHRONIK_* environment variable and its default.
 func serveFlags() []cli.Flag {
-	env := func(name string) []string { return []string{"CHRONIK_" + name} }
-	return []cli.Flag{
-		&cli.StringFlag{Name: "listen", Value: ":9092", EnvVars: env("LISTEN"),
+	return withEnv([]cli.Flag{
+		&cli.StringFlag{Name: "config",
+			Usage: "YAML file of settings (keys are the flag names with _ for -); flags and environment override it"},
+		&cli.StringFlag{Name: "listen", Value: ":9092",
 			Usage: "Kafka listener address (host:port)"},
-		&cli.StringFlag{Name: "advertise", EnvVars: env("ADVERTISE"),
+		&cli.StringFlag{Name: "advertise",
 			Usage: "address Metadata tells clients (host:port); default localhost:<port> when listening on all interfaces, else the listen address"},
-		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data", EnvVars: env("DATA_DIR"),
+		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data",
 			Usage: "directory holding the metadata log and every partition log"},
-		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"),
+		&cli.StringFlag{Name: "log-level", Value: "info",
 			Usage: "trace, debug, info, warn or error"},
-		&cli.StringFlag{Name: "log-format", Value: "json", EnvVars: env("LOG_FORMAT"),
+		&cli.StringFlag{Name: "log-format", Value: "json",
 			Usage: "json or console"},
-		&cli.BoolFlag{Name: "auto-create-topics", Value: true, EnvVars: env("AUTO_CREATE_TOPICS"),
+		&cli.BoolFlag{Name: "auto-create-topics", Value: true,
 			Usage: "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
-		&cli.IntFlag{Name: "default-partitions", Value: 1, EnvVars: env("DEFAULT_PARTITIONS"),
+		&cli.IntFlag{Name: "default-partitions", Value: 1,
 			Usage: "partitions of auto-created topics and of CreateTopics with -1 (num.partitions)"},
-		&cli.StringFlag{Name: "fsync", Value: "always", EnvVars: env("FSYNC"),
+		&cli.StringFlag{Name: "fsync", Value: "always",
 			Usage: "when appends are made durable: always (before acknowledging), interval, never"},
-		&cli.DurationFlag{Name: "fsync-interval", Value: 100 * time.Millisecond, EnvVars: env("FSYNC_INTERVAL"),
+		&cli.DurationFlag{Name: "fsync-interval", Value: 100 * time.Millisecond,
 			Usage: "sync period with --fsync interval"},
-		&cli.IntFlag{Name: "max-request-bytes", Value: 100 << 20, EnvVars: env("MAX_REQUEST_BYTES"),
+		&cli.IntFlag{Name: "max-request-bytes", Value: 100 << 20,
 			Usage: "largest request frame accepted (socket.request.max.bytes)"},
-		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588, EnvVars: env("MAX_MESSAGE_BYTES"),
+		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588,
 			Usage: "largest record batch accepted (message.max.bytes)"},
-		&cli.DurationFlag{Name: "retention", Value: 7 * 24 * time.Hour, EnvVars: env("RETENTION"),
+		&cli.DurationFlag{Name: "retention", Value: 7 * 24 * time.Hour,
 			Usage: "default retention.ms of topics (0 keeps forever)"},
-		&cli.Int64Flag{Name: "retention-bytes", Value: -1, EnvVars: env("RETENTION_BYTES"),
+		&cli.Int64Flag{Name: "retention-bytes", Value: -1,
 			Usage: "default retention.bytes per partition (-1 unlimited)"},
-		&cli.IntFlag{Name: "segment-bytes", Value: 4 << 20, EnvVars: env("SEGMENT_BYTES"),
+		&cli.IntFlag{Name: "segment-bytes", Value: 4 << 20,
 			Usage: "default segment.bytes: log segment file size, the unit retention removes"},
-		&cli.DurationFlag{Name: "retention-check-interval", Value: 5 * time.Minute, EnvVars: env("RETENTION_CHECK_INTERVAL"),
+		&cli.DurationFlag{Name: "retention-check-interval", Value: 5 * time.Minute,
 			Usage: "how often retention runs (log.retention.check.interval.ms)"},
-		&cli.IntFlag{Name: "node-id", Value: 0, EnvVars: env("NODE_ID"),
+		&cli.IntFlag{Name: "node-id", Value: 0,
 			Usage: "this broker's node id"},
-		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: env("SHUTDOWN_TIMEOUT"),
+		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
+	})
+}
+
+// withEnv gives every flag its CHRONIK_* environment variable.
+func withEnv(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		env := []string{envName(f.Names()[0])}
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			f.EnvVars = env
+		case *cli.BoolFlag:
+			f.EnvVars = env
+		case *cli.IntFlag:
+			f.EnvVars = env
+		case *cli.Int64Flag:
+			f.EnvVars = env
+		case *cli.DurationFlag:
+			f.EnvVars = env
+		default:
+			panic(fmt.Sprintf("withEnv: flag type %T", f))
+		}
 	}
+	return flags
 }
 
 func serveCommand() *cli.Command {
@@ -162,20 +186,34 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	return bc, kc, nil
 }
 
+// resolveServe applies the config file and checks every setting.
+func resolveServe(c *cli.Context) (broker.Config, kafka.Config, zerolog.Logger, error) {
+	if path := c.String("config"); path != "" {
+		if err := loadConfigFile(c, path, c.Command.Flags); err != nil {
+			return broker.Config{}, kafka.Config{}, zerolog.Nop(), err
+		}
+	}
+	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return broker.Config{}, kafka.Config{}, log, err
+	}
+	bc, kc, err := serveConfig(c)
+	if err != nil {
+		return bc, kc, log, err
+	}
+	bc.Logger = log.With().Str("component", "broker").Logger()
+	kc.Logger = log.With().Str("component", "kafka").Logger()
+	return bc, kc, log, nil
+}
+
 func serveAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("serve takes no arguments, got %q", c.Args().First()), 2)
 	}
-	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	bc, kc, log, err := resolveServe(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	bc, kc, err := serveConfig(c)
-	if err != nil {
-		return cli.Exit(err.Error(), 2)
-	}
-	bc.Logger = log.With().Str("component", "broker").Logger()
-	kc.Logger = log.With().Str("component", "kafka").Logger()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
