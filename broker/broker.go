@@ -561,6 +561,10 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
+	if isInternalTopic(topic) {
+		// Kafka's ReplicaManager: clients may not append to internal topics.
+		return nil, fmt.Errorf("produce %s-%d: cannot append to internal topic: %w", topic, partition, kerr.InvalidTopicException)
+	}
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return nil, err

@@ -256,6 +256,10 @@ func TestProduceValidationErrors(t *testing.T) {
 		{"unknown topic", func() error { _, err := produce(t, b, "u", 0, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},
 		{"unknown partition", func() error { _, err := produce(t, b, "t", 1, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},
 		{"negative partition", func() error { _, err := produce(t, b, "t", -1, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},
+		{"internal topic", func() error {
+			_, err := produce(t, b, "__consumer_offsets", 0, buildBatch(plain(1)))
+			return err
+		}, kerr.InvalidTopicException, nil},
 		{"acks 2", func() error { _, err := b.Produce(ctx, "t", 0, buildBatch(plain(1)), 2, nil); return err }, kerr.InvalidRequiredAcks, nil},
 		{"cancelled context", func() error {
 			c, cancel := context.WithCancel(ctx)
