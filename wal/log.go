@@ -145,6 +145,9 @@ func (l *Log) recover() error {
 		if m, err = decodeMeta(raw); err != nil {
 			return err
 		}
+		if m.firstIndex == 0 {
+			return errBadMeta
+		}
 		if m.resetting {
 			if err := resetFiles(l.dir, m.firstIndex); err != nil {
 				return err
@@ -442,8 +445,11 @@ func (l *Log) ensureOpen() error {
 		return nil
 	}
 	tl, err := tidwall.Open(l.dir, l.tidwallOptions())
-	if err != nil {
+	if errors.Is(err, tidwall.ErrCorrupt) {
 		return fmt.Errorf("%w: tidwall: %v", ErrCorrupt, err)
+	}
+	if err != nil {
+		return fmt.Errorf("tidwall: %w", err)
 	}
 	first, _ := tl.FirstIndex()
 	last, _ := tl.LastIndex()
@@ -889,15 +895,15 @@ func (l *Log) RetainBytes(maxBytes int64) (int, error) {
 	return l.dropLeading(n)
 }
 
-// RetainAge drops leading segments whose MaxTimestamp < cutoff (ms).
-// Segments without record entries count as older than any cutoff.
+// RetainAge drops leading segments whose MaxTimestamp < cutoff (ms), as
+// Segments reports it (-1 for a segment without record entries).
 func (l *Log) RetainAge(cutoff int64) (int, error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
-	for n < len(l.idx.segs)-1 && l.idx.segs[n].maxTs < cutoff {
+	for n < len(l.idx.segs)-1 && l.idx.segs[n].info(false).MaxTimestamp < cutoff {
 		n++
 	}
 	return l.dropLeading(n)
