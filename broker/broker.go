@@ -58,6 +58,8 @@ type Broker struct {
 	byID      map[[16]byte]*topic
 	clusterID string
 
+	metaWasEmpty bool // Open found no metadata: unknown data is kept, not removed
+
 	appendSignal signal
 	ready        atomic.Bool
 	closed       atomic.Bool
@@ -198,6 +200,7 @@ func (b *Broker) replayMeta() error {
 	b.nextProducerID = b.state.producerIDBlockEnd
 	switch {
 	case b.state.clusterID == "":
+		b.metaWasEmpty = true
 		id := b.cfg.ClusterID
 		if id == "" {
 			id = newClusterID()
@@ -360,6 +363,11 @@ func (b *Broker) removeStrayData() {
 			continue
 		}
 		t, ok := b.byID[id]
+		if !ok && b.metaWasEmpty {
+			// A lost metadata log must not cost the data as well.
+			b.logger.Error().Str("dir", e.Name()).Msg("topic data unknown to a new metadata log; left in place")
+			continue
+		}
 		if !ok {
 			b.logger.Warn().Str("dir", e.Name()).Msg("removing data of a deleted topic")
 			os.RemoveAll(filepath.Join(dataDir, e.Name()))

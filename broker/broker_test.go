@@ -986,6 +986,15 @@ func TestStrayDataRemovedOnOpen(t *testing.T) {
 	if got := fetchAll(t, b, "a", 0, 0); len(got) != 1 {
 		t.Fatal("live data removed")
 	}
+	// Without its metadata log, a data directory is left alone.
+	b.Close()
+	if err := os.RemoveAll(filepath.Join(b.cfg.DataDir, "meta")); err != nil {
+		t.Fatal(err)
+	}
+	b = openBroker(t, b.cfg)
+	if _, err := os.Stat(filepath.Join(dataDir, topicIDHex(a.ID), "0")); err != nil {
+		t.Fatalf("data removed after losing the metadata log: %v", err)
+	}
 }
 
 func TestIdleProducersExpire(t *testing.T) {
