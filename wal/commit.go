@@ -46,7 +46,9 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 // waiting; their position relative to other appends is fixed when it
 // returns. This lets a caller assign Kafka offsets under its own lock,
 // Enqueue, release the lock, and only then Wait, so that appends made under
-// the lock still share fsyncs. Every Enqueue must be followed by Wait.
+// the lock still share fsyncs. NextOffset() counts written entries only, so
+// such a caller keeps its own next offset. Every Enqueue must be followed by
+// exactly one Wait.
 func (l *Log) Enqueue(entries ...Entry) *Pending {
 	p := &Pending{l: l}
 	if len(entries) == 0 {

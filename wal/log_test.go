@@ -622,3 +622,102 @@ func TestSegmentsMatchFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentRetention races appends and reads with retention, front
+// truncation and idle release: a Read returns the entry that was appended
+// at that index or ErrNotFound, never anything else.
+func TestConcurrentRetention(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{SegmentSize: 8 << 10, Fsync: FsyncNever, IdleTimeout: time.Millisecond})
+	defer l.Close()
+	var (
+		mu      sync.Mutex // guards next and written
+		next    int64
+		written = map[uint64]Entry{}
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		errs    = make(chan error, 10)
+	)
+	for a := 0; a < 3; a++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				mu.Lock()
+				e := Entry{Kind: KindData, Term: uint64(a), BaseOffset: next, MaxTimestamp: int64(i), Payload: payloadFor(uint64(a*1000+i), 200)}
+				next++
+				p := l.Enqueue(e)
+				mu.Unlock()
+				idx, err := p.Wait()
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				written[idx] = e
+				mu.Unlock()
+			}
+		}()
+	}
+	var others sync.WaitGroup
+	others.Add(2)
+	go func() { // reader
+		defer others.Done()
+		for i := uint64(0); !stop.Load(); i++ {
+			first, last := l.FirstIndex(), l.LastIndex()
+			if last < first {
+				continue
+			}
+			idx := first + i%(last-first+1)
+			e, err := l.Read(idx)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			mu.Lock()
+			want, ok := written[idx]
+			mu.Unlock()
+			if err != nil || ok && !sameEntry(e, want) {
+				errs <- fmt.Errorf("read %d: %v", idx, err)
+				return
+			}
+		}
+	}()
+	go func() { // retention
+		defer others.Done()
+		for i := 0; !stop.Load(); i++ {
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = l.RetainBytes(64 << 10)
+			case 1:
+				err = l.TruncateFront(l.FirstIndex() + 3)
+			case 2:
+				_, err = l.RetainAge(50)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	stop.Store(true)
+	others.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := l.RetainBytes(64 << 10); err != nil || l.FirstIndex() == 1 || l.Size() > 64<<10+8<<10 {
+		t.Fatalf("retention: %v, first %d, size %d", err, l.FirstIndex(), l.Size())
+	}
+	for i := l.FirstIndex(); i <= l.LastIndex(); i++ {
+		if e, err := l.Read(i); err != nil || !sameEntry(e, written[i]) {
+			t.Fatalf("index %d: %v", i, err)
+		}
+	}
+	if l.LastIndex() != 900 || l.NextOffset() != 900 {
+		t.Fatalf("last %d next %d", l.LastIndex(), l.NextOffset())
+	}
+	checkFiles(t, l)
+}
