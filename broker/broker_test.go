@@ -1026,3 +1026,18 @@ func TestSegmentBytesTopicConfig(t *testing.T) {
 		t.Fatalf("segments: small %d, big %d", len(small.log.Segments()), len(big.log.Segments()))
 	}
 }
+
+func TestStorageErrors(t *testing.T) {
+	b := openBroker(t, Config{})
+	createTopic(t, b, "t", 1, nil)
+	mustProduce(t, b, "t", 0, buildBatch(plain(1)))
+	p, _ := b.partition("t", 0)
+	p.log.Close() // the log fails under the partition
+	_, err := produce(t, b, "t", 0, buildBatch(plain(1)))
+	wantKerr(t, err, kerr.KafkaStorageError)
+	if _, hw, _ := b.PartitionOffsets("t", 0); hw != 1 {
+		t.Fatalf("hw %d after a failed append", hw)
+	}
+	_, err = b.Fetch("t", 0, 0, 100, 0)
+	wantKerr(t, err, kerr.KafkaStorageError)
+}

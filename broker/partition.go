@@ -178,7 +178,9 @@ func (p *partition) appendGroup(group []*produceReq) {
 		_, err := p.log.Append(p.entries...)
 		clear(p.entries) // do not keep request buffers alive
 		if err != nil {
-			err = fmt.Errorf("append to %s-%d: %w", p.topic.name, p.index, err)
+			// KAFKA_STORAGE_ERROR, as Kafka answers for a failed log dir;
+			// the wal error stays in the chain for errors.Is.
+			err = fmt.Errorf("append to %s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
 			p.b.logger.Error().Err(err).Msg("produce failed")
 			for _, r := range group {
 				if r.err == nil && !r.done {
@@ -214,10 +216,13 @@ func (p *partition) closedErr() error {
 func (p *partition) readErr(err error) error {
 	if errors.Is(err, wal.ErrClosed) {
 		p.appendMu.Lock()
-		defer p.appendMu.Unlock()
-		return p.closedErr()
+		closed := p.closed
+		p.appendMu.Unlock()
+		if closed {
+			return p.closedErr()
+		}
 	}
-	return fmt.Errorf("read %s-%d: %w", p.topic.name, p.index, err)
+	return fmt.Errorf("read %s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
 }
 
 func outOfRange(p *partition, offset, lso, hw int64) error {
