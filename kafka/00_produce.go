@@ -127,6 +127,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 			wg.Go(func() {
 				defer func() {
 					if v := recover(); v != nil {
+						s.panics.Add(1)
 						s.log.Error().Str("panic", fmt.Sprint(v)).Str("topic", job.topic).
 							Int32("partition", job.in.Partition).Msg("produce panicked")
 						job.out.ErrorCode = kerr.UnknownServerError.Code

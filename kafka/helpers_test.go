@@ -34,14 +34,19 @@ type testEnv struct {
 	addr   string
 	served chan error
 	logs   *syncBuffer
+	wrap   func(net.Listener) net.Listener // optional, e.g. to record traffic
 }
 
-type envOpt func(*broker.Config, *Config)
+type envOpt func(*testEnv)
 
-func withAutoCreate() envOpt { return func(b *broker.Config, _ *Config) { b.AutoCreateTopics = true } }
+func withAutoCreate() envOpt { return func(e *testEnv) { e.bcfg.AutoCreateTopics = true } }
 
-func withMaxRequestBytes(n int32) envOpt {
-	return func(_ *broker.Config, k *Config) { k.MaxRequestBytes = n }
+func withMaxRequestBytes(n int32) envOpt { return func(e *testEnv) { e.kcfg.MaxRequestBytes = n } }
+
+func withIdleTimeout(d time.Duration) envOpt { return func(e *testEnv) { e.kcfg.IdleTimeout = d } }
+
+func withListener(wrap func(net.Listener) net.Listener) envOpt {
+	return func(e *testEnv) { e.wrap = wrap }
 }
 
 func startEnv(t testing.TB, opts ...envOpt) *testEnv {
@@ -49,7 +54,7 @@ func startEnv(t testing.TB, opts ...envOpt) *testEnv {
 	e := &testEnv{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
 	e.bcfg = broker.Config{DataDir: e.dir, AdvertisedHost: "127.0.0.1"}
 	for _, o := range opts {
-		o(&e.bcfg, &e.kcfg)
+		o(e)
 	}
 	e.start()
 	t.Cleanup(e.stop)
@@ -75,6 +80,9 @@ func (e *testEnv) start() {
 	kcfg.Logger = logger.With().Str("component", "kafka").Logger()
 	e.b, e.srv, e.addr = b, New(kcfg, b), ln.Addr().String()
 	e.served = make(chan error, 1)
+	if e.wrap != nil {
+		ln = e.wrap(ln)
+	}
 	go func() { e.served <- e.srv.Serve(ln) }()
 }
 

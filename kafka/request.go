@@ -135,6 +135,7 @@ func (s *Server) handle(ctx context.Context, r *request, log *zerolog.Logger) (f
 func (s *Server) call(ctx context.Context, r *request, log *zerolog.Logger) (resp kmsg.Response) {
 	defer func() {
 		if v := recover(); v != nil {
+			s.panics.Add(1)
 			log.Error().
 				Str("api", r.api.name).Int16("version", r.version).Int32("correlation_id", r.corrID).
 				Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).
