@@ -25,8 +25,10 @@ import (
 //   - acks=0 gets no response. If any partition failed, the connection is
 //     closed after the request, as Kafka does, so the client notices.
 //   - The partitions of one request are appended concurrently. A partition
-//     also named by a later request on the same connection is appended
-//     after this one (idempotent sequence numbers stay in order).
+//     also named by a later request on the same connection is queued after
+//     this one (idempotent sequence numbers stay in order), and pipelined
+//     requests to one partition share an append and an fsync
+//     (broker.ProduceStart, then Wait).
 //   - Produce never auto-creates topics: UNKNOWN_TOPIC_OR_PARTITION, or
 //     UNKNOWN_TOPIC_ID for an unknown topic ID.
 //   - A duplicate idempotent batch is acknowledged with its original base
@@ -119,11 +121,22 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 		}
 	}
 
-	if len(jobs) == 1 {
-		s.producePartition(ctx, r, req, jobs[0])
-	} else {
+	// Start every partition's append in request order: ProduceStart fixes
+	// the append order, so the same partition in the next request on this
+	// connection may start as soon as it returns, and both share one
+	// append and one fsync. Then wait for all of them concurrently: a
+	// waiter may be the one doing its partition's append and fsync.
+	handles := make([]*broker.ProduceHandle, len(jobs))
+	for i, job := range jobs {
+		handles[i] = s.startProduce(ctx, r, req, job)
+	}
+	switch len(jobs) {
+	case 0:
+	case 1:
+		s.finishProduce(req, jobs[0], handles[0])
+	default:
 		var wg sync.WaitGroup
-		for _, job := range jobs {
+		for i, job := range jobs[1:] {
 			wg.Go(func() {
 				defer func() {
 					if v := recover(); v != nil {
@@ -131,12 +144,12 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 						s.log.Error().Str("panic", fmt.Sprint(v)).Str("topic", job.topic).
 							Int32("partition", job.in.Partition).Msg("produce panicked")
 						job.out.ErrorCode = kerr.UnknownServerError.Code
-						r.order.finish(job.index)
 					}
 				}()
-				s.producePartition(ctx, r, req, job)
+				s.finishProduce(req, job, handles[i+1])
 			})
 		}
+		s.finishProduce(req, jobs[0], handles[0])
 		wg.Wait()
 	}
 
@@ -154,24 +167,39 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 	return resp
 }
 
-func (s *Server) producePartition(ctx context.Context, r *request, req *kmsg.ProduceRequest, job produceJob) {
+// startProduce queues one partition's records once the same partition's
+// earlier requests on the connection have been queued. A nil handle means
+// the wait for them failed (job.out holds the error).
+func (s *Server) startProduce(ctx context.Context, r *request, req *kmsg.ProduceRequest, job produceJob) *broker.ProduceHandle {
 	defer r.order.finish(job.index)
-	out := job.out
-	err := r.order.await(ctx, job.index)
-	var res broker.ProduceResult
-	if err == nil {
-		res, err = s.b.Produce(ctx, job.topic, job.in.Partition, job.in.Records, req.Acks, req.TransactionID)
+	if err := r.order.await(ctx, job.index); err != nil {
+		s.produceFailed(req, job, err)
+		return nil
 	}
-	if err != nil {
-		out.ErrorCode = s.codeOf(err, "produce")
-		if req.Version >= 8 {
-			out.ErrorMessage = errorMessage(err)
-		}
+	return s.b.ProduceStart(ctx, job.topic, job.in.Partition, job.in.Records, req.Acks, req.TransactionID)
+}
+
+// finishProduce waits for one partition's append and fills its answer.
+func (s *Server) finishProduce(req *kmsg.ProduceRequest, job produceJob, h *broker.ProduceHandle) {
+	if h == nil {
 		return
 	}
+	res, err := h.Wait()
+	if err != nil {
+		s.produceFailed(req, job, err)
+		return
+	}
+	out := job.out
 	out.BaseOffset = res.BaseOffset
 	out.LogAppendTime = res.LogAppendTime
 	out.LogStartOffset = res.LogStartOffset
+}
+
+func (s *Server) produceFailed(req *kmsg.ProduceRequest, job produceJob, err error) {
+	job.out.ErrorCode = s.codeOf(err, "produce")
+	if req.Version >= 8 {
+		job.out.ErrorMessage = errorMessage(err)
+	}
 }
 
 func failProduce(kreq kmsg.Request, code int16) kmsg.Response {

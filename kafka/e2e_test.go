@@ -559,3 +559,46 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 	rc.expectClosed()
 	<-done
 }
+
+// TestPipelinedIdempotentProduce sends many idempotent produce requests to
+// the same partitions on one connection without waiting for answers: they
+// run concurrently yet must reach each partition in request order (else
+// OUT_OF_ORDER_SEQUENCE_NUMBER), and the answers come back in order.
+func TestPipelinedIdempotentProduce(t *testing.T) {
+	e := startEnv(t)
+	e.createTopic("seq", 2, nil)
+	rc := e.dial()
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.SetVersion(4)
+	ir := rc.roundTrip(init).(*kmsg.InitProducerIDResponse)
+	wantCode(t, "init producer id", ir.ErrorCode)
+
+	const requests, perBatch = 40, 3
+	var sent []*kmsg.ProduceRequest
+	var corrs []int32
+	for i := range requests {
+		req := produceRequest("seq", 0, nil)
+		req.Topics[0].Partitions = nil
+		for p := range int32(2) {
+			recs := make([]testRecord, perBatch)
+			for j := range recs {
+				recs[j] = testRecord{value: []byte(fmt.Sprintf("%d-%d-%d", p, i, j))}
+			}
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = p
+			rp.Records = makeBatch(batchOpts{firstTimestamp: 1, producerID: ir.ProducerID, producerEpoch: ir.ProducerEpoch,
+				baseSequence: int32(i * perBatch)}, recs...)
+			req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+		}
+		sent = append(sent, req)
+		corrs = append(corrs, rc.send(req))
+	}
+	for i, req := range sent {
+		for _, p := range rc.read(req, corrs[i]).(*kmsg.ProduceResponse).Topics[0].Partitions {
+			wantCode(t, fmt.Sprintf("request %d partition %d", i, p.Partition), p.ErrorCode)
+			if p.BaseOffset != int64(i*perBatch) {
+				t.Fatalf("request %d partition %d: base offset %d, want %d", i, p.Partition, p.BaseOffset, i*perBatch)
+			}
+		}
+	}
+}
