@@ -104,6 +104,89 @@ func BenchmarkRawTidwall(b *testing.B) {
 	}
 }
 
+// BenchmarkPaired alternates chunks of group-committed appends (N
+// appenders) with chunks of raw tidwall WriteBatch (batch N), both with an
+// fsync per commit, so that both see the same disk: on a shared machine the
+// fsync latency drifts too much between separate benchmarks for their
+// ratio to mean anything. It reports both rates and their ratio.
+func BenchmarkPaired(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("appenders=batch=%d/fsync", n), func(b *testing.B) {
+			l := mustOpen(b, b.TempDir(), Options{Fsync: FsyncAlways})
+			defer l.Close()
+			tl, err := tidwall.Open(b.TempDir(), &tidwall.Options{
+				SegmentSize: defaultSegmentSize, SegmentCacheSize: 1, NoCopy: true,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tl.Close()
+			payload := make([]byte, benchPayload)
+			var (
+				mu        sync.Mutex
+				next      int64
+				rawIndex  = uint64(1)
+				wb        tidwall.Batch
+				ours, raw time.Duration
+			)
+			runOurs := func(k int) {
+				var wg sync.WaitGroup
+				for g := 0; g < n; g++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := g; i < k; i += n {
+							mu.Lock()
+							p := l.Enqueue(Entry{Kind: KindData, BaseOffset: next, Payload: payload})
+							next++
+							mu.Unlock()
+							if _, err := p.Wait(); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			runRaw := func(k int) {
+				for i := 0; i < k; i += n {
+					for j := i; j < min(i+n, k); j++ {
+						wb.Write(rawIndex, payload)
+						rawIndex++
+					}
+					if err := tl.WriteBatch(&wb); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			timed := func(f func(int), k int) time.Duration {
+				start := time.Now()
+				f(k)
+				return time.Since(start)
+			}
+			chunk := 128 * n
+			commits := l.commits.Load()
+			b.SetBytes(benchPayload)
+			for done, round := 0, 0; done < b.N; done, round = done+chunk, round+1 {
+				k := min(chunk, b.N-done)
+				if round%2 == 0 { // alternate which goes first
+					ours += timed(runOurs, k)
+					raw += timed(runRaw, k)
+				} else {
+					raw += timed(runRaw, k)
+					ours += timed(runOurs, k)
+				}
+			}
+			mb := func(d time.Duration) float64 { return float64(b.N) * benchPayload / d.Seconds() / 1e6 }
+			b.ReportMetric(mb(ours), "ours-MB/s")
+			b.ReportMetric(mb(raw), "raw-MB/s")
+			b.ReportMetric(raw.Seconds()/ours.Seconds(), "ours/raw")
+			b.ReportMetric(float64(b.N)/float64(l.commits.Load()-commits), "entries/commit")
+		})
+	}
+}
+
 var idleHeap struct {
 	once          sync.Once
 	perLog, index int

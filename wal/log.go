@@ -58,16 +58,19 @@ type Log struct {
 	dir  string
 	opts Options
 
-	closed  atomic.Bool
-	lastUse atomic.Int64  // monotonic ns of the last Append/Read
-	durable atomic.Uint64 // last index durable per the fsync policy
-	commits atomic.Uint64 // group commits written (for benchmarks)
+	closed    atomic.Bool
+	lastUse   atomic.Int64  // monotonic ns of the last Append/Read
+	durable   atomic.Uint64 // last index durable per the fsync policy
+	commits   atomic.Uint64 // group commits written (for benchmarks)
+	lastRound atomic.Int64  // monotime at the end of the last commit round
+	lastWoken atomic.Int64  // appends acknowledged by the last commit round
 
 	// The group-commit queue. See commit.go.
 	cmu        sync.Mutex
 	pending    []*Pending
 	spare      []*Pending
 	committing bool
+	npending   atomic.Int64 // len(pending), for gather
 
 	// wmu serializes everything that writes: commit rounds, truncation,
 	// retention, Reset, Sync, idle release and Close. Everything it guards
