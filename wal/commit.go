@@ -17,6 +17,9 @@ import (
 // tidwall WriteBatch, fsyncs once per the policy and wakes each waiter. If
 // requests arrived during the round, the leader hands leadership to the
 // oldest of them and returns; that request's Wait runs the next round.
+// Before a round, a leader yields briefly while the waiters just woken by
+// the previous round come back (see gather), so that a stream of appenders
+// forms one full group per fsync rather than alternating full and tiny ones.
 //
 // Readers are only blocked while the batch is copied into tidwall, not
 // during the fsync: the fsync goes through our own handle on the tail file.
