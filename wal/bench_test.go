@@ -215,7 +215,7 @@ var reopenLog struct {
 
 func benchCleanup() {
 	if reopenLog.dir != "" {
-		os.RemoveAll(reopenLog.dir)
+		os.RemoveAll(filepath.Dir(reopenLog.dir))
 	}
 }
 
