@@ -183,9 +183,6 @@ func (s *Server) isDraining() bool {
 }
 
 func (s *Server) startConn(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	c := &conn{
 		s:      s,
