@@ -30,6 +30,8 @@ type Pending struct {
 	frames []byte   // the encoded frames, back to back
 	ends   []int    // end of each frame in frames
 	hdrs   []header // for the offset check and the index
+	oneEnd [1]int
+	oneHdr [1]header
 	wake   chan bool
 	lead   bool // set by Enqueue; read by Wait in the same goroutine
 	ok     bool // accepted into the round's batch
@@ -96,8 +98,12 @@ func (p *Pending) encode(entries []Entry) error {
 		size += frameSize(e)
 	}
 	p.frames = make([]byte, 0, size)
-	p.ends = make([]int, len(entries))
-	p.hdrs = make([]header, len(entries))
+	if len(entries) == 1 { // the common case: no slices to allocate
+		p.ends, p.hdrs = p.oneEnd[:], p.oneHdr[:]
+	} else {
+		p.ends = make([]int, len(entries))
+		p.hdrs = make([]header, len(entries))
+	}
 	for i := range entries {
 		e := &entries[i]
 		p.frames = appendFrame(p.frames, e)
@@ -114,12 +120,13 @@ func (p *Pending) Wait() (uint64, error) {
 	if p.done {
 		return p.first, p.err
 	}
-	lead := p.lead
+	lead, handedOff := p.lead, false
 	for {
 		if lead {
-			p.l.gather()
+			p.l.gather(handedOff)
 			p.l.commitRound()
 		}
+		handedOff = true
 		if lead = <-p.wake; !lead {
 			break
 		}
@@ -132,13 +139,17 @@ func (p *Pending) Wait() (uint64, error) {
 // streaming in, the waiters of the round that just ended are runnable and
 // about to append again; yielding until they are back (or stop coming) lets
 // them share this round's fsync instead of leaving it to a batch of one.
-// It never sleeps, and a lone appender does not yield.
-func (l *Log) gather() {
+// It never sleeps, and a lone appender does not yield. handedOff says the
+// leader was queued during the last round (so it is not one of its waiters).
+func (l *Log) gather(handedOff bool) {
 	if monotime()-l.lastRound.Load() > int64(time.Millisecond) {
 		return
 	}
-	want := l.lastWoken.Load()
 	n, still := l.npending.Load(), 0
+	want := n + l.lastWoken.Load()
+	if !handedOff {
+		want-- // the leader itself is one of the woken
+	}
 	for i := 0; i < 32 && n < want && still < 2; i++ {
 		runtime.Gosched()
 		m := l.npending.Load()

@@ -976,7 +976,7 @@ func (l *Log) syncLocked() error {
 		}
 		l.syncFile = f
 	}
-	if err := l.syncFile.Sync(); err != nil {
+	if err := fdatasync(l.syncFile); err != nil {
 		return l.fail("sync", err)
 	}
 	l.dirty = false
