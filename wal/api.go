@@ -109,7 +109,7 @@ type SegmentInfo struct {
 //	    Append in two steps: Enqueue fixes the entries' place in the log and
 //	    returns at once, so a caller can assign offsets and Enqueue under its
 //	    own lock, then Wait outside it and still share the group's fsync.
-//	    Every Enqueue must be followed by exactly one Wait.
+//	    Every Enqueue must be followed by a Wait (in any order).
 //	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log
 //	(*Log).FirstIndex() uint64                           // first present index; LastIndex()+1 when empty
 //	(*Log).LastIndex() uint64                            // FirstIndex()-1 when empty

@@ -11,20 +11,21 @@ import (
 // Group commit, leader/follower, without a goroutine per log.
 //
 // Enqueue frames the entries (CRC included) in the caller's goroutine and
-// puts them on the pending list. If no commit round is running or promised,
-// the caller becomes the leader: its Wait runs one round, which takes every
-// pending request, checks their Kafka offsets in order, writes them as one
-// tidwall WriteBatch, fsyncs once per the policy and wakes each waiter. If
-// requests arrived during the round, the leader hands leadership to the
-// oldest of them and returns; that request's Wait runs the next round.
-// Before a round, a leader yields briefly while the waiters just woken by
+// puts them on the pending list. A Wait that finds no commit round running
+// runs one itself: it takes every pending request, checks their Kafka
+// offsets in order, writes them as one tidwall WriteBatch, fsyncs once per
+// the policy and wakes each waiter. Requests that arrived meanwhile are
+// handed to one of their waiters, whose Wait runs the next round; if none of
+// their owners is waiting yet, the first to call Wait will. So any order of
+// Enqueue and Wait calls makes progress.
+//
+// Before a round, its leader yields briefly while the waiters just woken by
 // the previous round come back (see gather), so that a stream of appenders
 // forms one full group per fsync rather than alternating full and tiny ones.
-//
 // Readers are only blocked while the batch is copied into tidwall, not
 // during the fsync: the fsync goes through our own handle on the tail file.
 
-// Pending is an enqueued append. Its owner must call Wait exactly once.
+// Pending is an enqueued append. Call Wait for its result.
 type Pending struct {
 	l      *Log
 	frames []byte   // the encoded frames, back to back
@@ -32,12 +33,16 @@ type Pending struct {
 	hdrs   []header // for the offset check and the index
 	oneEnd [1]int
 	oneHdr [1]header
-	wake   chan bool
-	lead   bool // set by Enqueue; read by Wait in the same goroutine
-	ok     bool // accepted into the round's batch
-	done   bool
+	wake   chan bool // true: run the next round; false: finished
+	ok     bool      // accepted into the round's batch
 	first  uint64
 	err    error
+
+	// Guarded by l.cmu.
+	finished bool // first and err are final
+	waiting  bool // the owner is blocked in Wait
+
+	done bool // the owner has seen the result
 }
 
 // Append appends entries and returns the index of the first, once they are
@@ -53,8 +58,10 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 // returns. This lets a caller assign Kafka offsets under its own lock,
 // Enqueue, release the lock, and only then Wait, so that appends made under
 // the lock still share fsyncs. NextOffset() counts written entries only, so
-// such a caller keeps its own next offset. Every Enqueue must be followed by
-// exactly one Wait.
+// such a caller keeps its own next offset. The entries are copied; the
+// caller may reuse their payloads at once. The entries are written when some
+// caller of Wait runs a commit round, so every Enqueue must be followed by a
+// Wait.
 func (l *Log) Enqueue(entries ...Entry) *Pending {
 	p := &Pending{l: l}
 	if len(entries) == 0 {
@@ -75,10 +82,6 @@ func (l *Log) Enqueue(entries ...Entry) *Pending {
 	}
 	l.pending = append(l.pending, p)
 	l.npending.Store(int64(len(l.pending)))
-	if !l.committing {
-		l.committing = true
-		p.lead = true
-	}
 	l.cmu.Unlock()
 	return p
 }
@@ -116,21 +119,34 @@ func (p *Pending) encode(entries []Entry) error {
 
 // Wait returns the index of the first entry once the append is durable per
 // the fsync policy, or why it failed. For zero entries it returns 0, nil.
+// Calling it again returns the same result.
 func (p *Pending) Wait() (uint64, error) {
 	if p.done {
 		return p.first, p.err
 	}
-	lead, handedOff := p.lead, false
-	for {
-		if lead {
-			p.l.gather(handedOff)
-			p.l.commitRound()
+	l, handedOff := p.l, false
+	l.cmu.Lock()
+	for !p.finished {
+		if !l.running {
+			l.running = true
+			l.cmu.Unlock()
+			l.gather(handedOff)
+			l.commitRound() // p is pending, so this round finishes it
+			l.cmu.Lock()
+			continue
 		}
-		handedOff = true
-		if lead = <-p.wake; !lead {
-			break
+		p.waiting = true
+		l.cmu.Unlock()
+		lead := <-p.wake
+		l.cmu.Lock()
+		if lead { // running was left set for us
+			l.cmu.Unlock()
+			l.gather(true)
+			l.commitRound()
+			l.cmu.Lock()
 		}
 	}
+	l.cmu.Unlock()
 	p.done = true
 	return p.first, p.err
 }
@@ -162,7 +178,8 @@ func (l *Log) gather(handedOff bool) {
 	}
 }
 
-// commitRound writes and syncs everything pending, then hands leadership on.
+// commitRound writes and syncs everything pending, then hands the next
+// round to a waiter, if one is waiting. The caller set l.running.
 func (l *Log) commitRound() {
 	l.cmu.Lock()
 	batch := l.pending
@@ -175,19 +192,27 @@ func (l *Log) commitRound() {
 	l.wmu.Unlock()
 	l.lastRound.Store(monotime())
 	l.lastWoken.Store(int64(len(batch)))
-	for _, p := range batch {
-		p.wake <- false
-	}
-	clear(batch)
 
 	l.cmu.Lock()
+	for _, p := range batch {
+		p.finished = true
+		if p.waiting {
+			p.waiting = false
+			p.wake <- false
+		}
+	}
+	clear(batch)
 	if l.spare == nil {
 		l.spare = batch[:0]
 	}
-	if len(l.pending) > 0 {
-		l.pending[0].wake <- true
-	} else {
-		l.committing = false
+	l.running = false
+	for _, p := range l.pending {
+		if p.waiting {
+			p.waiting = false
+			l.running = true
+			p.wake <- true
+			break
+		}
 	}
 	l.cmu.Unlock()
 }

@@ -66,11 +66,11 @@ type Log struct {
 	lastWoken atomic.Int64  // appends acknowledged by the last commit round
 
 	// The group-commit queue. See commit.go.
-	cmu        sync.Mutex
-	pending    []*Pending
-	spare      []*Pending
-	committing bool
-	npending   atomic.Int64 // len(pending), for gather
+	cmu      sync.Mutex
+	pending  []*Pending
+	spare    []*Pending
+	running  bool         // a commit round is running or was handed to a waiter
+	npending atomic.Int64 // len(pending), for gather
 
 	// wmu serializes everything that writes: commit rounds, truncation,
 	// retention, Reset, Sync, idle release and Close. Everything it guards

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -720,4 +721,60 @@ func TestConcurrentRetention(t *testing.T) {
 		t.Fatalf("last %d next %d", l.LastIndex(), l.NextOffset())
 	}
 	checkFiles(t, l)
+}
+
+// TestGroupCommitCoalesces queues appends without waiting, as a broker does
+// under its partition lock: all of them go out in one WriteBatch and one
+// fsync, in queue order, and a request whose offsets do not continue the
+// log fails alone.
+func TestGroupCommitCoalesces(t *testing.T) {
+	l := mustOpen(t, t.TempDir(), Options{})
+	defer l.Close()
+	appendData(t, l, 1, 10)
+	before := l.commits.Load()
+	var ps []*Pending
+	next := int64(1)
+	for i := 0; i < 6; i++ {
+		e := Entry{Kind: KindData, BaseOffset: next, LastOffsetDelta: 2, Payload: []byte{byte(i)}}
+		if i == 3 {
+			e.BaseOffset += 100 // out of sequence: rejected, the rest still written
+		} else {
+			next += 3
+		}
+		ps = append(ps, l.Enqueue(e))
+		ps = append(ps, l.Enqueue(Entry{Kind: KindNoop}))
+	}
+	// Waiting in reverse order works too: whoever waits first commits.
+	slices.Reverse(ps)
+	for _, p := range ps {
+		p.Wait()
+	}
+	slices.Reverse(ps)
+	want := uint64(2)
+	for i, p := range ps {
+		idx, err := p.Wait()
+		if i == 6 {
+			if !errors.Is(err, ErrOutOfRange) {
+				t.Fatalf("out-of-sequence append: %d %v", idx, err)
+			}
+			continue
+		}
+		if err != nil || idx != want {
+			t.Fatalf("append %d: index %d %v, want %d", i, idx, err, want)
+		}
+		want++
+	}
+	if n := l.commits.Load() - before; n != 1 {
+		t.Fatalf("%d commits for one group", n)
+	}
+	if l.NextOffset() != next || l.LastIndex() != want-1 || l.DurableIndex() != want-1 {
+		t.Fatalf("next offset %d want %d, last %d durable %d want %d", l.NextOffset(), next, l.LastIndex(), l.DurableIndex(), want-1)
+	}
+	// Wait after completion returns the same result again.
+	if idx, err := ps[0].Wait(); idx != 2 || err != nil {
+		t.Fatalf("second Wait: %d %v", idx, err)
+	}
+	if idx, err := l.Enqueue().Wait(); idx != 0 || err != nil {
+		t.Fatalf("empty append: %d %v", idx, err)
+	}
 }
