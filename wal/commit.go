@@ -224,13 +224,15 @@ func (l *Log) writeGroup(batch []*Pending) {
 	if err == nil {
 		err = l.ensureOpen()
 	}
+	l.mu.Unlock()
 	if err != nil {
-		l.mu.Unlock()
 		for _, p := range batch {
 			p.err = err
 		}
 		return
 	}
+	// Everything a round reads of the log changes only under wmu, which we
+	// hold; readers are locked out only for the write itself.
 	next := l.next
 	index := l.idx.lastIndex() + 1
 	l.wbatch.Clear()
@@ -253,9 +255,9 @@ func (l *Log) writeGroup(batch []*Pending) {
 		bytes += len(p.frames)
 	}
 	if accepted == 0 {
-		l.mu.Unlock()
 		return
 	}
+	l.mu.Lock()
 	if err := l.tl.WriteBatch(&l.wbatch); err != nil {
 		err = l.failLocked("write", err)
 		l.mu.Unlock()
