@@ -778,3 +778,36 @@ func TestGroupCommitCoalesces(t *testing.T) {
 		t.Fatalf("empty append: %d %v", idx, err)
 	}
 }
+
+// TestFsyncPolicies checks what DurableIndex promises under each policy.
+func TestFsyncPolicies(t *testing.T) {
+	for _, policy := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
+		l := mustOpen(t, t.TempDir(), Options{Fsync: policy, FsyncInterval: 5 * time.Millisecond, IdleTimeout: -1, SegmentSize: 4 << 10})
+		appendData(t, l, 50, 300) // several segments: directory fsyncs on the way
+		switch policy {
+		case FsyncAlways, FsyncNever:
+			if l.DurableIndex() != 50 {
+				t.Fatalf("policy %d: durable %d after append", policy, l.DurableIndex())
+			}
+		case FsyncInterval:
+			deadline := time.Now().Add(20 * time.Second)
+			for l.DurableIndex() != 50 {
+				if time.Now().After(deadline) {
+					t.Fatalf("interval sync never caught up: durable %d", l.DurableIndex())
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if err := l.Sync(); err != nil || l.DurableIndex() != 50 {
+			t.Fatalf("policy %d: Sync: %v durable %d", policy, err, l.DurableIndex())
+		}
+		if err := l.TruncateBack(20); err != nil || l.DurableIndex() != 20 {
+			t.Fatalf("policy %d: durable %d after truncate back: %v", policy, l.DurableIndex(), err)
+		}
+		checkFiles(t, l)
+		l.Close()
+		if err := l.Sync(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("sync after close: %v", err)
+		}
+	}
+}
