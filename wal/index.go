@@ -44,7 +44,6 @@ func newSegment(first uint64) *segment {
 }
 
 func (s *segment) hasRecords() bool { return s.firstOffset >= 0 }
-func (s *segment) count() uint64    { return s.next - s.first }
 
 // add appends the entry with header h, stored in size file bytes, at index s.next.
 func (s *segment) add(h *header, size int64, interval int64) {
