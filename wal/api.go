@@ -23,6 +23,9 @@ var (
 	ErrCorrupt        = errors.New("wal: corrupt entry")   // checksum or framing failure before the tail
 	ErrOutOfRange     = errors.New("wal: index out of range")
 	ErrOffsetNotFound = errors.New("wal: offset not in log") // offset/timestamp lookups past the end
+	// ErrInvalidEntry: Append of an entry that cannot be framed (unknown
+	// Kind, negative offset or delta on a record kind, payload > 256 MiB).
+	ErrInvalidEntry = errors.New("wal: invalid entry")
 )
 
 // Kind says what an entry holds.

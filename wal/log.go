@@ -17,11 +17,6 @@ import (
 	tidwall "github.com/tidwall/wal"
 )
 
-// ErrInvalidEntry is returned by Append for an entry that cannot be framed:
-// an unknown Kind, a negative offset or offset delta on a record kind, or a
-// payload over 256 MiB.
-var ErrInvalidEntry = errors.New("wal: invalid entry")
-
 var errIndexInconsistent = fmt.Errorf("%w: index does not match the entries", ErrCorrupt)
 
 const (
