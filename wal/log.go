@@ -875,7 +875,8 @@ func (l *Log) dropLeading(n int) (int, error) {
 	return n, l.dropLocked(n)
 }
 
-// RetainBytes drops leading segments while the log is larger than maxBytes.
+// RetainBytes drops leading segments while the log without them is still
+// at least maxBytes, as Kafka applies retention.bytes.
 func (l *Log) RetainBytes(maxBytes int64) (int, error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -886,7 +887,9 @@ func (l *Log) RetainBytes(maxBytes int64) (int, error) {
 		total += s.bytes
 	}
 	n := 0
-	for n < len(l.idx.segs)-1 && total > maxBytes {
+	// Kafka's rule: a segment goes only if what stays is still at least
+	// maxBytes, so the log never shrinks below retention.bytes.
+	for n < len(l.idx.segs)-1 && total-l.idx.segs[n].bytes >= maxBytes {
 		total -= l.idx.segs[n].bytes
 		n++
 	}

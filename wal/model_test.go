@@ -210,7 +210,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				op = fmt.Sprintf("retain %d bytes", limit)
 				var got int
 				got, err = l.RetainBytes(limit)
-				for n < len(segs)-1 && total > limit {
+				for n < len(segs)-1 && total-segs[n].Bytes >= limit {
 					total -= segs[n].Bytes
 					n++
 				}
