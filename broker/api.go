@@ -47,6 +47,21 @@ type Config struct {
 	// how much of a log Open re-reads after a crash. Default 30 seconds.
 	StateSnapshotInterval time.Duration
 
+	// Consumer groups (Kafka's names in comments). The internal topic
+	// __consumer_offsets is created on the first Open with
+	// OffsetsTopicPartitions partitions; later changes to the setting do
+	// not change an existing topic (Kafka's behaviour too: the partition
+	// count decides where every group lives).
+	OffsetsTopicPartitions        int32         // offsets.topic.num.partitions, default 50
+	OffsetsRetention              time.Duration // offsets.retention.minutes, default 7 days
+	OffsetsRetentionCheckInterval time.Duration // offsets.retention.check.interval.ms, default 10 minutes
+	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms
+	// (default 3s; negative: no delay).
+	GroupInitialRebalanceDelay time.Duration
+	GroupMinSessionTimeout     time.Duration // group.min.session.timeout.ms, default 6s
+	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms, default 30 minutes
+	GroupMaxSize               int           // group.max.size, default unlimited
+
 	Logger zerolog.Logger
 }
 
@@ -200,6 +215,33 @@ type PartitionDirInfo struct {
 //	(*Broker).RunRetention() int              // apply retention now; segments dropped
 //	(*Broker).SnapshotState()                 // write changed partition state files now
 //
+// Consumer groups (coordinator.go around the state machine in group*.go;
+// __consumer_offsets is created on the first Open and replayed on every
+// Open). Group calls that fail as a whole return an error wrapping
+// NOT_COORDINATOR (append failed, broker closing), INVALID_GROUP_ID (empty
+// group id) or COORDINATOR_NOT_AVAILABLE; per-member and per-partition
+// outcomes are Kafka error codes in the results:
+//
+//	(*Broker).FindCoordinator(keyType int8, key string) (Coordinator, error)
+//	    CoordinatorTypeGroup: this node. CoordinatorTypeTransaction:
+//	    TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Other types: INVALID_REQUEST.
+//	(*Broker).JoinGroup(ctx, groupID string, req GroupJoinRequest) (GroupJoinResponse, error)
+//	(*Broker).SyncGroup(ctx, groupID string, req GroupSyncRequest) (GroupSyncResponse, error)
+//	    Block until the delayed response is ready (the rebalance completed,
+//	    the leader's assignment arrived) or ctx ends (ctx.Err()).
+//	(*Broker).Heartbeat(groupID string, req GroupHeartbeatRequest) error
+//	(*Broker).LeaveGroup(groupID string, members []GroupLeaveMember) (GroupLeaveResponse, error)
+//	(*Broker).OffsetCommit(groupID string, req GroupCommitRequest) (codes []int16, err error)
+//	    codes parallel req.Offsets; unknown topics UNKNOWN_TOPIC_OR_PARTITION.
+//	(*Broker).OffsetFetch(groupID string, topics []GroupFetchTopic, requireStable bool) ([]GroupOffset, error)
+//	    nil topics: every committed offset; -1 where nothing is committed.
+//	(*Broker).DescribeGroup(groupID string) (GroupDescription, error)     // GROUP_ID_NOT_FOUND: State GroupDead
+//	(*Broker).ListGroups(states, types []string) ([]GroupListing, error)  // filters are case-insensitive
+//	(*Broker).DeleteGroup(groupID string) error                           // NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND
+//	(*Broker).OffsetDelete(groupID string, partitions []GroupTopicPartition) (codes []int16, err error)
+//	(*Broker).ExpireGroupOffsets() int    // offsets.retention.minutes now; tombstones written
+//	(*Broker).CompactGroupOffsets() int   // compact __consumer_offsets partitions now; partitions compacted
+//
 // Transactions are out of scope: a transactional id (Produce,
-// InitProducerID) or a transactional batch gets
+// InitProducerID, FindCoordinator) or a transactional batch gets
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED.

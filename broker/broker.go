@@ -60,6 +60,8 @@ type Broker struct {
 
 	metaWasEmpty bool // Open found no metadata: unknown data is kept, not removed
 
+	groups *groupCoordinator // set by Open
+
 	appendSignal signal
 	ready        atomic.Bool
 	closed       atomic.Bool
@@ -109,6 +111,24 @@ func (c Config) withDefaults() Config {
 	if c.StateSnapshotInterval <= 0 {
 		c.StateSnapshotInterval = defaultStateSnapshotInterval
 	}
+	if c.OffsetsTopicPartitions <= 0 {
+		c.OffsetsTopicPartitions = defaultOffsetsTopicPartitions
+	}
+	if c.OffsetsRetention <= 0 {
+		c.OffsetsRetention = groupDefaultOffsetsRetention
+	}
+	if c.OffsetsRetentionCheckInterval <= 0 {
+		c.OffsetsRetentionCheckInterval = defaultOffsetsRetentionCheckInterval
+	}
+	if c.GroupInitialRebalanceDelay == 0 {
+		c.GroupInitialRebalanceDelay = groupDefaultInitialRebalanceDelay
+	}
+	if c.GroupMinSessionTimeout <= 0 {
+		c.GroupMinSessionTimeout = groupDefaultMinSessionTimeout
+	}
+	if c.GroupMaxSessionTimeout <= 0 {
+		c.GroupMaxSessionTimeout = groupDefaultMaxSessionTimeout
+	}
 	return c
 }
 
@@ -157,6 +177,10 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.removeStrayData()
+	if err := b.openGroupCoordinator(); err != nil {
+		b.closeLogs()
+		return nil, err
+	}
 	b.logger.Info().Str("cluster_id", b.clusterID).Int("topics", len(b.topics)).Str("data_dir", cfg.DataDir).Msg("broker recovered")
 	b.ready.Store(true)
 	b.wg.Add(1)
@@ -459,6 +483,7 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	b.wg.Wait()
+	b.groups.close()
 	b.adminMu.Lock() // wait for an admin operation in flight
 	defer b.adminMu.Unlock()
 	return b.closeLogs()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -557,7 +558,7 @@ func TestRestartRecovery(t *testing.T) {
 			if b.ClusterID() != clusterID {
 				t.Fatalf("cluster id %q, was %q", b.ClusterID(), clusterID)
 			}
-			topics := b.Topics()
+			topics := userTopics(b)
 			if len(topics) != 1 || topics[0].Name != "a" || topics[0].ID != a.ID || topics[0].Partitions != 4 ||
 				topics[0].Configs[cfgRetentionMs] != "123456" || topics[0].Configs[cfgTimestampType] != "LogAppendTime" {
 				t.Fatalf("topics after restart: %+v", topics)
@@ -590,7 +591,7 @@ func TestRestartRecovery(t *testing.T) {
 			}
 			// The deleted topic's data is gone.
 			ents, _ := os.ReadDir(filepath.Join(b.cfg.DataDir, "data"))
-			if len(ents) != 1 {
+			if len(ents) != 2 { // a and __consumer_offsets
 				t.Fatalf("data dirs: %v", ents)
 			}
 		})
@@ -683,9 +684,25 @@ func TestTopicAdminErrors(t *testing.T) {
 	if info, _ := b.Topic("d"); info.Partitions != 5 {
 		t.Fatal("partitions not added")
 	}
-	if info, _ := b.Topic("__consumer_offsets"); info.Internal {
-		t.Fatal("phantom internal topic")
+	info, ok := b.Topic("__consumer_offsets")
+	if !ok || !info.Internal || info.Partitions != defaultOffsetsTopicPartitions {
+		t.Fatalf("internal topic %+v (exists %v)", info, ok)
 	}
+	wantKerr(t, b.DeleteTopic("__consumer_offsets"), kerr.InvalidTopicException)
+	wantKerr(t, b.CreatePartitions("__consumer_offsets", 60, false), kerr.InvalidTopicException)
+	_, err = b.CreateTopic("__consumer_offsets", 1, -1, nil, false)
+	wantKerr(t, err, kerr.TopicAlreadyExists)
+}
+
+// userTopics is Topics without the internal ones.
+func userTopics(b *Broker) []TopicInfo {
+	var out []TopicInfo
+	for _, t := range b.Topics() {
+		if !t.Internal {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func TestAutoCreateTopic(t *testing.T) {
@@ -895,6 +912,7 @@ func TestClusterIDAndClose(t *testing.T) {
 		t.Fatalf("generated cluster id %q", gen.ClusterID())
 	}
 	dirName, parts := b.LogDirs()
+	parts = slices.DeleteFunc(parts, func(p PartitionDirInfo) bool { return p.Topic == "__consumer_offsets" })
 	if dirName != dir || len(parts) != 1 || parts[0].Topic != "t" || parts[0].Size <= 0 {
 		t.Fatalf("log dirs %s %+v", dirName, parts)
 	}
@@ -920,7 +938,7 @@ func TestMetadataLogCompaction(t *testing.T) {
 	if n := b.meta.LastIndex() - b.meta.FirstIndex() + 1; n != 1 || before < 5 {
 		t.Fatalf("metadata log has %d records after compaction (%d before)", n, before)
 	}
-	topics := b.Topics()
+	topics := userTopics(b)
 	if len(topics) != 3 || topics[1].Name != "c" || topics[1].Partitions != 3 {
 		t.Fatalf("topics after compaction: %+v", topics)
 	}
@@ -928,7 +946,7 @@ func TestMetadataLogCompaction(t *testing.T) {
 		t.Fatal("data lost")
 	}
 	b = reopen(t, b) // replays the snapshot alone
-	if len(b.Topics()) != 3 {
+	if len(userTopics(b)) != 3 {
 		t.Fatal("snapshot replay")
 	}
 	if id, _, _ := b.InitProducerID(nil, 0, -1, -1); id <= pid {

@@ -492,7 +492,12 @@ func (p *partition) dropSegmentsBelow(lso int64) error {
 // enforceRetention applies retention.ms and retention.bytes and expires
 // idle producers. It returns the number of segments dropped.
 func (p *partition) enforceRetention(now int64) (int, error) {
-	tc := p.topic.config()
+	tc := *p.topic.config()
+	if isInternalTopic(p.topic.name) {
+		// __consumer_offsets is bounded by compaction, never by time or
+		// size: dropping its records would lose committed offsets.
+		tc.retentionMs, tc.retentionBytes = -1, -1
+	}
 	dropped := 0
 	if tc.retentionMs >= 0 {
 		n, err := p.log.RetainAge(now - tc.retentionMs)
@@ -619,6 +624,13 @@ func (p *partition) recoverProducers(snap partitionSnapshot) error {
 	return nil
 }
 
+// neverWritten reports a partition whose state is the zero state, which a
+// missing state file also means: nothing to save (most __consumer_offsets
+// partitions, every Close). Caller holds appendMu.
+func (p *partition) neverWritten() bool {
+	return !p.dirty && p.nextOffset == 0 && p.logStartOffset.Load() == 0 && len(p.producers) == 0
+}
+
 // close snapshots the state (unless the partition is being deleted) and
 // closes the log. Safe to call twice.
 func (p *partition) close(deleting bool) error {
@@ -628,7 +640,7 @@ func (p *partition) close(deleting bool) error {
 		return nil
 	}
 	var saveErr error
-	if !deleting {
+	if !deleting && !p.neverWritten() {
 		saveErr = p.saveStateLocked() // releases appendMu
 		p.appendMu.Lock()
 	}

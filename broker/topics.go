@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -134,15 +136,36 @@ func (b *Broker) byIDLocked(id [16]byte) bool {
 
 // openPartitions opens partitions [from, to) of t; on error it closes what
 // it opened and returns the error.
+// A few at a time: creating a log is mostly waiting for directory fsyncs.
 func (b *Broker) openPartitions(t *topic, from, to int32) ([]*partition, error) {
-	parts := make([]*partition, 0, to-from)
-	for i := from; i < to; i++ {
-		p, err := b.openPartition(t, i)
-		if err != nil {
-			b.discardPartitions(parts)
-			return nil, err
-		}
-		parts = append(parts, p)
+	parts := make([]*partition, to-from)
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int32
+		errMu sync.Mutex
+		errs  []error
+	)
+	next.Store(from)
+	for range min(int(to-from), 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < to; i = next.Add(1) - 1 {
+				p, err := b.openPartition(t, i)
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+					continue
+				}
+				parts[i-from] = p
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		b.discardPartitions(slices.DeleteFunc(parts, func(p *partition) bool { return p == nil }))
+		return nil, errors.Join(errs...)
 	}
 	return parts, nil
 }
@@ -188,6 +211,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	if !ok {
 		return unknownTopic(name)
 	}
+	if isInternalTopic(name) {
+		return fmt.Errorf("topic %q is internal and cannot be deleted: %w", name, kerr.InvalidTopicException)
+	}
 	if err := b.appendMeta(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
 	}
@@ -218,6 +244,10 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 	tm, ok := b.state.topics[name]
 	if !ok {
 		return unknownTopic(name)
+	}
+	if isInternalTopic(name) {
+		// The partition count decides which partition owns each group.
+		return fmt.Errorf("topic %q is internal, its partition count is fixed: %w", name, kerr.InvalidTopicException)
 	}
 	if count <= tm.partitions {
 		return fmt.Errorf("topic %q has %d partitions, cannot change to %d: %w", name, tm.partitions, count, kerr.InvalidPartitions)

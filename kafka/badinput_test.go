@@ -140,8 +140,8 @@ func TestInvalidTopicNames(t *testing.T) {
 			t.Errorf("metadata %q: %v, want INVALID_TOPIC_EXCEPTION", *mt.Topic, kerr.ErrorForCode(mt.ErrorCode))
 		}
 	}
-	if n := len(e.b.Topics()); n != 1 {
-		t.Fatalf("%d topics exist, want only precious", n)
+	if n := len(e.b.Topics()); n != 2 {
+		t.Fatalf("%d topics exist, want only precious and __consumer_offsets", n)
 	}
 	e.checkUnharmed(t)
 }

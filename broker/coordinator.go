@@ -1,0 +1,842 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// The group coordinator's I/O: the thin loop around the deterministic
+// GroupTable (group*.go), one table per __consumer_offsets partition.
+//
+// Calls on one table are serialised by its mutex, and the mutex is held
+// while the call's records are appended: a call's responses go out only
+// once its records are durable, and every later call sees a state whose
+// records are all durable. A JoinGroup or SyncGroup whose answer is
+// delayed registers a channel under its token and waits on it without the
+// mutex, so heartbeats, commits and the other members' joins proceed.
+//
+// Each table has one timer, set to its NextDeadline after every call; when
+// it fires it marks the table due and wakes the coordinator's one worker
+// goroutine, which runs Tick. The same worker runs ExpireOffsets every
+// OffsetsRetentionCheckInterval. Compaction is described in
+// coordinator_log.go.
+//
+// A failed append answers the call (and the delayed responses it
+// completed) with NOT_COORDINATOR, then drops the table and rebuilds it
+// from the log, as a coordinator that lost its partition would: clients
+// find the coordinator again and rejoin.
+
+// offsetsTopic is Kafka's internal topic of group metadata and offsets.
+const offsetsTopic = "__consumer_offsets"
+
+const (
+	defaultOffsetsTopicPartitions        = 50
+	defaultOffsetsRetentionCheckInterval = 10 * time.Minute
+)
+
+// Coordinator types of FindCoordinator.
+const (
+	CoordinatorTypeGroup       int8 = 0
+	CoordinatorTypeTransaction int8 = 1
+)
+
+// Coordinator is the node FindCoordinator names.
+type Coordinator struct {
+	NodeID int32
+	Host   string
+	Port   int32
+}
+
+// GroupFetchTopic is one topic of an OffsetFetch: nil Partitions means
+// every committed partition of the topic.
+type GroupFetchTopic struct {
+	Topic      string
+	Partitions []int32
+}
+
+// groupCoordinator owns the tables and the worker that ticks them.
+type groupCoordinator struct {
+	b     *Broker
+	cfg   GroupConfig
+	parts []*groupPartition // by __consumer_offsets partition
+
+	wake chan struct{} // a table is due
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// groupPartition is one __consumer_offsets partition and its groups.
+type groupPartition struct {
+	c     *groupCoordinator
+	index int32
+	p     *partition
+
+	mu      sync.Mutex // serialises every call on table, appends included
+	table   *GroupTable
+	closed  bool
+	token   uint64
+	waiters map[uint64]chan GroupResponse
+	timer   *time.Timer
+	due     atomic.Bool
+	// compactAt is the number of records above the log start at which the
+	// next compaction runs.
+	compactAt int64
+}
+
+// errNotCoordinator is what calls get while a table is unavailable.
+func errNotCoordinator(groupID string, cause error) error {
+	if cause == nil {
+		return fmt.Errorf("group %q: %w", groupID, kerr.NotCoordinator)
+	}
+	return fmt.Errorf("group %q: %w: %w", groupID, kerr.NotCoordinator, cause)
+}
+
+// ensureOffsetsTopic creates __consumer_offsets on the first Open.
+func (b *Broker) ensureOffsetsTopic() (*topic, error) {
+	b.mu.RLock()
+	t := b.topics[offsetsTopic]
+	b.mu.RUnlock()
+	if t == nil {
+		// Never deleted by time or size: compaction bounds it.
+		forever := "-1"
+		_, err := b.CreateTopic(offsetsTopic, b.cfg.OffsetsTopicPartitions, -1,
+			map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever}, false)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return nil, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
+		}
+		b.mu.RLock()
+		t = b.topics[offsetsTopic]
+		b.mu.RUnlock()
+	}
+	if n := int32(len(t.partitions)); n != b.cfg.OffsetsTopicPartitions {
+		b.logger.Warn().Int32("partitions", n).Int32("configured", b.cfg.OffsetsTopicPartitions).
+			Msg(offsetsTopic + " keeps the partition count it was created with")
+	}
+	return t, nil
+}
+
+// openGroupCoordinator replays every __consumer_offsets partition into its
+// table (a few at a time) and starts the worker.
+func (b *Broker) openGroupCoordinator() error {
+	t, err := b.ensureOffsetsTopic()
+	if err != nil {
+		return err
+	}
+	c := &groupCoordinator{
+		b: b,
+		cfg: GroupConfig{
+			InitialRebalanceDelay: b.cfg.GroupInitialRebalanceDelay,
+			MinSessionTimeout:     b.cfg.GroupMinSessionTimeout,
+			MaxSessionTimeout:     b.cfg.GroupMaxSessionTimeout,
+			MaxSize:               b.cfg.GroupMaxSize,
+			OffsetsRetention:      b.cfg.OffsetsRetention,
+		},
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+	}
+	b.mu.RLock()
+	parts := t.partitions
+	b.mu.RUnlock()
+	c.parts = make([]*groupPartition, len(parts))
+	for i, p := range parts {
+		gp := &groupPartition{c: c, index: int32(i), p: p, waiters: make(map[uint64]chan GroupResponse)}
+		gp.timer = time.AfterFunc(time.Hour, gp.markDue)
+		gp.timer.Stop()
+		c.parts[i] = gp
+	}
+
+	start := time.Now()
+	var (
+		wg      sync.WaitGroup
+		next    atomic.Int64
+		records atomic.Int64
+		errMu   sync.Mutex
+		errs    []error
+	)
+	for range min(len(parts), 4) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(c.parts)) {
+					return
+				}
+				gp := c.parts[i]
+				gp.mu.Lock()
+				n, err := gp.load(true)
+				gp.mu.Unlock()
+				records.Add(n)
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("broker: %w", errors.Join(errs...))
+	}
+	groups := 0
+	for _, gp := range c.parts {
+		groups += gp.table.Len()
+	}
+	b.logger.Info().Int("partitions", len(c.parts)).Int("groups", groups).Int64("records", records.Load()).
+		Dur("took", time.Since(start)).Msg("group coordinator loaded " + offsetsTopic)
+	b.groups = c
+	c.wg.Add(1)
+	go c.run()
+	return nil
+}
+
+// load replays the partition into a fresh table, compacting the log first
+// when it holds many more records than live keys (compactOnLoad). It
+// returns the records replayed. Caller holds mu.
+func (gp *groupPartition) load(compactOnLoad bool) (int64, error) {
+	res, err := replayGroups(gp.p, gp.c.cfg, time.Now())
+	if err != nil {
+		gp.table = nil
+		return res.records, fmt.Errorf("%s-%d: %w", offsetsTopic, gp.index, err)
+	}
+	gp.table = res.table
+	gp.compactAt = max(groupCompactMinRecords, groupCompactRatio*res.liveKeys)
+	if compactOnLoad && res.records >= gp.compactAt {
+		gp.compact(time.Now())
+	}
+	gp.rearm()
+	return res.records, nil
+}
+
+// compact compacts the partition's log and sets the next threshold.
+// Caller holds mu.
+func (gp *groupPartition) compact(now time.Time) bool {
+	before, after, err := compactGroupLog(gp.p, now)
+	if err != nil {
+		gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("compact " + offsetsTopic)
+		// Try again after as many records again.
+		gp.compactAt = before + max(groupCompactMinRecords, before)
+		return false
+	}
+	live := int64(0)
+	if gp.table != nil {
+		live = groupLiveKeys(gp.table)
+	}
+	gp.compactAt = max(groupCompactMinRecords, groupCompactRatio*max(live, after))
+	gp.c.b.logger.Info().Int32("partition", gp.index).Int64("records_before", before).Int64("records_after", after).
+		Msg("compacted " + offsetsTopic)
+	return true
+}
+
+// markDue runs on the table's timer goroutine.
+func (gp *groupPartition) markDue() {
+	gp.due.Store(true)
+	select {
+	case gp.c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// rearm sets the timer to the table's next deadline. Caller holds mu.
+func (gp *groupPartition) rearm() {
+	if gp.closed || gp.table == nil {
+		gp.timer.Stop()
+		return
+	}
+	at, ok := gp.table.NextDeadline()
+	if !ok {
+		gp.timer.Stop()
+		return
+	}
+	gp.timer.Reset(max(time.Until(at), 0))
+}
+
+// run is the coordinator's worker: ticks due tables and expires offsets.
+func (c *groupCoordinator) run() {
+	defer c.wg.Done()
+	expire := time.NewTicker(c.b.cfg.OffsetsRetentionCheckInterval)
+	defer expire.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+			for _, gp := range c.parts {
+				if gp.due.Swap(false) {
+					gp.tick()
+				}
+			}
+		case <-expire.C:
+			c.expireOffsets()
+		}
+	}
+}
+
+func (gp *groupPartition) tick() {
+	gp.mu.Lock()
+	defer gp.mu.Unlock()
+	if gp.closed || gp.table == nil {
+		return
+	}
+	gp.settle(gp.table.Tick(time.Now()))
+}
+
+func (c *groupCoordinator) expireOffsets() int {
+	records := 0
+	for _, gp := range c.parts {
+		gp.mu.Lock()
+		if !gp.closed && gp.table != nil {
+			out := gp.table.ExpireOffsets(time.Now())
+			records += len(out.Records)
+			gp.settle(out)
+		}
+		gp.mu.Unlock()
+	}
+	return records
+}
+
+// close answers every waiting request with NOT_COORDINATOR and stops the
+// worker and timers. The logs are closed by the broker afterwards.
+func (c *groupCoordinator) close() {
+	if c == nil {
+		return
+	}
+	close(c.stop)
+	c.wg.Wait()
+	for _, gp := range c.parts {
+		gp.mu.Lock()
+		gp.closed = true
+		gp.timer.Stop()
+		if gp.table != nil {
+			gp.deliver(gp.table.Unload().Responses)
+			gp.table = nil
+		}
+		gp.failWaiters()
+		gp.mu.Unlock()
+	}
+}
+
+// settle makes out's records durable, then delivers its responses. On an
+// append failure the responses are answered with NOT_COORDINATOR and the
+// table is rebuilt from the log; the error is returned for the call's own
+// answer. Caller holds mu.
+func (gp *groupPartition) settle(out GroupOutput) error {
+	if len(out.Records) > 0 {
+		if err := gp.append(out.Records); err != nil {
+			gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("group records not written; reloading the partition's groups")
+			for _, r := range out.Responses {
+				gp.fail(r.Token)
+			}
+			gp.reload()
+			return err
+		}
+	}
+	gp.deliver(out.Responses)
+	gp.rearm()
+	if len(out.Records) > 0 && gp.p.highWatermark.Load()-gp.p.logStartOffset.Load() >= gp.compactAt {
+		gp.compact(time.Now())
+	}
+	return nil
+}
+
+func (gp *groupPartition) append(records []GroupRecord) error {
+	recs := make([]groupLogRecord, len(records))
+	for i, r := range records {
+		recs[i] = groupLogRecord{key: r.Key, value: r.Value}
+	}
+	_, err := gp.p.appendInternal(encodeGroupBatch(recs, time.Now().UnixMilli()))
+	return err
+}
+
+// reload drops the table (answering its waiting requests) and replays the
+// log. Caller holds mu.
+func (gp *groupPartition) reload() {
+	if gp.table != nil {
+		gp.deliver(gp.table.Unload().Responses)
+		gp.table = nil
+	}
+	gp.failWaiters()
+	if _, err := gp.load(false); err != nil {
+		gp.c.b.logger.Error().Err(err).Msg("reload groups; retried on the next request")
+	}
+}
+
+// available returns the table, reloading it if a failure dropped it.
+// Caller holds mu.
+func (gp *groupPartition) available(groupID string) (*GroupTable, error) {
+	if gp.closed {
+		return nil, errNotCoordinator(groupID, ErrClosed)
+	}
+	if gp.table == nil {
+		gp.reload()
+		if gp.table == nil {
+			return nil, fmt.Errorf("group %q: partition %d unreadable: %w", groupID, gp.index, kerr.CoordinatorNotAvailable)
+		}
+	}
+	return gp.table, nil
+}
+
+// deliver hands responses to their waiters. Responses alias group state
+// that later calls may replace, so waiters get copies.
+func (gp *groupPartition) deliver(responses []GroupResponse) {
+	for _, r := range responses {
+		ch, ok := gp.waiters[r.Token]
+		if !ok {
+			continue // the requester went away
+		}
+		delete(gp.waiters, r.Token)
+		ch <- cloneGroupResponse(r)
+	}
+}
+
+// fail answers one waiting request with NOT_COORDINATOR.
+func (gp *groupPartition) fail(token uint64) {
+	ch, ok := gp.waiters[token]
+	if !ok {
+		return
+	}
+	delete(gp.waiters, token)
+	j, s := groupJoinError("", kerr.NotCoordinator.Code), groupSyncError(kerr.NotCoordinator.Code)
+	ch <- GroupResponse{Token: token, Join: &j, Sync: &s}
+}
+
+func (gp *groupPartition) failWaiters() {
+	for token := range gp.waiters {
+		gp.fail(token)
+	}
+}
+
+func cloneGroupResponse(r GroupResponse) GroupResponse {
+	if r.Join != nil {
+		j := *r.Join
+		j.Members = slices.Clone(j.Members)
+		for i := range j.Members {
+			j.Members[i].Metadata = bytes.Clone(j.Members[i].Metadata)
+		}
+		r.Join = &j
+	}
+	if r.Sync != nil {
+		s := *r.Sync
+		s.Assignment = bytes.Clone(s.Assignment)
+		if s.Assignment == nil {
+			s.Assignment = []byte{}
+		}
+		r.Sync = &s
+	}
+	return r
+}
+
+// groupPartitionFor routes a group id to its table.
+func (b *Broker) groupPartitionFor(groupID string) (*groupPartition, error) {
+	c := b.groups
+	if c == nil || b.closed.Load() {
+		return nil, errNotCoordinator(groupID, ErrClosed)
+	}
+	return c.parts[GroupOffsetsPartition(groupID, int32(len(c.parts)))], nil
+}
+
+// FindCoordinator answers where the coordinator of key is: this node for
+// every group. Transactions are not supported, so transactional ids get
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer Produce and
+// InitProducerID give them; other key types are INVALID_REQUEST.
+func (b *Broker) FindCoordinator(keyType int8, key string) (Coordinator, error) {
+	switch keyType {
+	case CoordinatorTypeGroup:
+	case CoordinatorTypeTransaction:
+		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for transactional id %q: transactions are not supported: %w", key, kerr.TransactionalIDAuthorizationFailed)
+	default:
+		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator type %d: %w", keyType, kerr.InvalidRequest)
+	}
+	if b.groups == nil || b.closed.Load() {
+		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for %q: %w", key, kerr.CoordinatorNotAvailable)
+	}
+	return Coordinator{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}, nil
+}
+
+// waitGroupResponse registers a token for a delayed response, runs call
+// (which hands the token to the table) and settles its output, then waits
+// for the token's response or ctx.
+func (b *Broker) waitGroupResponse(ctx context.Context, groupID string, call func(t *GroupTable, now time.Time, token uint64) GroupOutput) (GroupResponse, error) {
+	gp, err := b.groupPartitionFor(groupID)
+	if err != nil {
+		return GroupResponse{}, err
+	}
+	ch := make(chan GroupResponse, 1)
+	gp.mu.Lock()
+	t, err := gp.available(groupID)
+	if err != nil {
+		gp.mu.Unlock()
+		return GroupResponse{}, err
+	}
+	gp.token++
+	token := gp.token
+	gp.waiters[token] = ch
+	err = gp.settle(call(t, time.Now(), token))
+	gp.mu.Unlock()
+	if err != nil {
+		return GroupResponse{}, errNotCoordinator(groupID, err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		gp.mu.Lock()
+		delete(gp.waiters, token)
+		gp.mu.Unlock()
+		select {
+		case r := <-ch: // answered meanwhile
+			return r, nil
+		default:
+		}
+		return GroupResponse{}, ctx.Err()
+	}
+}
+
+// JoinGroup joins a member to a group and returns when the join completes
+// (the rebalance is done, or the request failed), or when ctx ends. Errors
+// are for the request as a whole (NOT_COORDINATOR, ctx.Err()); group
+// errors come back as the response's ErrorCode.
+func (b *Broker) JoinGroup(ctx context.Context, groupID string, req GroupJoinRequest) (GroupJoinResponse, error) {
+	r, err := b.waitGroupResponse(ctx, groupID, func(t *GroupTable, now time.Time, token uint64) GroupOutput {
+		return t.Join(now, token, groupID, req)
+	})
+	if err != nil {
+		return groupJoinError(req.MemberID, errorCodeOf(err)), err
+	}
+	return *r.Join, nil
+}
+
+// SyncGroup syncs a member and returns its assignment once the leader has
+// sent it (or the request failed), or when ctx ends.
+func (b *Broker) SyncGroup(ctx context.Context, groupID string, req GroupSyncRequest) (GroupSyncResponse, error) {
+	r, err := b.waitGroupResponse(ctx, groupID, func(t *GroupTable, now time.Time, token uint64) GroupOutput {
+		return t.Sync(now, token, groupID, req)
+	})
+	if err != nil {
+		return groupSyncError(errorCodeOf(err)), err
+	}
+	return *r.Sync, nil
+}
+
+// errorCodeOf is the Kafka code an error of this file wraps.
+func errorCodeOf(err error) int16 {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	return kerr.NotCoordinator.Code
+}
+
+// withGroupTable runs call on the group's table under its mutex and
+// settles the output. The call's result is only valid with a nil error.
+func (b *Broker) withGroupTable(groupID string, call func(t *GroupTable, now time.Time) GroupOutput) error {
+	gp, err := b.groupPartitionFor(groupID)
+	if err != nil {
+		return err
+	}
+	gp.mu.Lock()
+	defer gp.mu.Unlock()
+	t, err := gp.available(groupID)
+	if err != nil {
+		return err
+	}
+	if err := gp.settle(call(t, time.Now())); err != nil {
+		return errNotCoordinator(groupID, err)
+	}
+	return nil
+}
+
+// codeErr turns a group error code into an error wrapping its *kerr.Error.
+func codeErr(what string, code int16) error {
+	if code == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, kerr.ErrorForCode(code))
+}
+
+// Heartbeat keeps a member's session alive. The error wraps the group
+// error (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
+// FENCED_INSTANCE_ID, ...).
+func (b *Broker) Heartbeat(groupID string, req GroupHeartbeatRequest) error {
+	var code int16
+	err := b.withGroupTable(groupID, func(t *GroupTable, now time.Time) GroupOutput {
+		var out GroupOutput
+		code, out = t.Heartbeat(now, groupID, req)
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	return codeErr(fmt.Sprintf("heartbeat of %q in group %q", req.MemberID, groupID), code)
+}
+
+// LeaveGroup removes members (a batch, v3+). The response carries the
+// group-level code and one code per member.
+func (b *Broker) LeaveGroup(groupID string, members []GroupLeaveMember) (GroupLeaveResponse, error) {
+	var resp GroupLeaveResponse
+	err := b.withGroupTable(groupID, func(t *GroupTable, now time.Time) GroupOutput {
+		var out GroupOutput
+		resp, out = t.Leave(now, groupID, members)
+		return out
+	})
+	return resp, err
+}
+
+// OffsetCommit commits offsets; the codes parallel req.Offsets. Offsets of
+// topics that do not exist get UNKNOWN_TOPIC_OR_PARTITION (Kafka checks the
+// topic, not the partition); an empty group id is INVALID_GROUP_ID.
+func (b *Broker) OffsetCommit(groupID string, req GroupCommitRequest) ([]int16, error) {
+	codes := make([]int16, len(req.Offsets))
+	if groupID == "" {
+		return fillCodes(codes, kerr.InvalidGroupID.Code), fmt.Errorf("offset commit: empty group id: %w", kerr.InvalidGroupID)
+	}
+	var known []int
+	valid := req
+	valid.Offsets = nil
+	for i, o := range req.Offsets {
+		if _, ok := b.Topic(o.Topic); !ok {
+			codes[i] = kerr.UnknownTopicOrPartition.Code
+			continue
+		}
+		known = append(known, i)
+		valid.Offsets = append(valid.Offsets, o)
+	}
+	if len(known) == 0 {
+		return codes, nil
+	}
+	var got []int16
+	err := b.withGroupTable(groupID, func(t *GroupTable, now time.Time) GroupOutput {
+		var out GroupOutput
+		got, out = t.CommitOffsets(now, groupID, valid)
+		return out
+	})
+	if err != nil {
+		code := errorCodeOf(err)
+		for _, i := range known {
+			codes[i] = code
+		}
+		return codes, err
+	}
+	for j, i := range known {
+		codes[i] = got[j]
+	}
+	return codes, nil
+}
+
+func fillCodes(codes []int16, code int16) []int16 {
+	for i := range codes {
+		codes[i] = code
+	}
+	return codes
+}
+
+// OffsetFetch returns committed offsets: for the requested partitions in
+// request order (offset -1 where nothing is committed), or every committed
+// offset of the group, sorted, when topics is nil (a topic with nil
+// partitions lists that topic's committed partitions). Without
+// transactions no offset is ever pending, so requireStable changes
+// nothing.
+func (b *Broker) OffsetFetch(groupID string, topics []GroupFetchTopic, requireStable bool) ([]GroupOffset, error) {
+	if groupID == "" {
+		return nil, fmt.Errorf("offset fetch: empty group id: %w", kerr.InvalidGroupID)
+	}
+	var out []GroupOffset
+	err := b.withGroupTable(groupID, func(t *GroupTable, _ time.Time) GroupOutput {
+		g, ok := t.Group(groupID)
+		var all []GroupOffset
+		if ok {
+			all = g.Offsets()
+		}
+		if topics == nil {
+			out = all
+			return GroupOutput{}
+		}
+		for _, ft := range topics {
+			if ft.Partitions == nil {
+				for _, o := range all {
+					if o.Topic == ft.Topic {
+						out = append(out, o)
+					}
+				}
+				continue
+			}
+			for _, p := range ft.Partitions {
+				o := GroupOffset{
+					GroupTopicPartition:  GroupTopicPartition{ft.Topic, p},
+					GroupCommittedOffset: GroupCommittedOffset{Offset: -1, LeaderEpoch: -1, ExpireTimestamp: -1},
+				}
+				if ok {
+					if v, found := g.Offset(ft.Topic, p); found {
+						o.GroupCommittedOffset = v
+					}
+				}
+				out = append(out, o)
+			}
+		}
+		return GroupOutput{}
+	})
+	return out, err
+}
+
+// DescribeGroup describes one group. A group that does not exist is
+// reported with State GroupDead and an error wrapping GROUP_ID_NOT_FOUND
+// (DescribeGroups v6+ reports that code; older versions just the state).
+func (b *Broker) DescribeGroup(groupID string) (GroupDescription, error) {
+	if groupID == "" {
+		return GroupDescription{GroupID: groupID, State: GroupDead}, fmt.Errorf("describe group: empty group id: %w", kerr.InvalidGroupID)
+	}
+	var (
+		d     GroupDescription
+		found bool
+	)
+	err := b.withGroupTable(groupID, func(t *GroupTable, _ time.Time) GroupOutput {
+		d, found = t.Describe(groupID)
+		return GroupOutput{}
+	})
+	if err != nil {
+		return GroupDescription{GroupID: groupID, State: GroupDead}, err
+	}
+	d.Members = slices.Clone(d.Members)
+	for i := range d.Members {
+		d.Members[i].Metadata = bytes.Clone(d.Members[i].Metadata)
+		d.Members[i].Assignment = bytes.Clone(d.Members[i].Assignment)
+	}
+	if !found {
+		return d, fmt.Errorf("group %q: %w", groupID, kerr.GroupIDNotFound)
+	}
+	return d, nil
+}
+
+// ListGroups lists every group, sorted by id. states and types filter
+// (case-insensitively, as Kafka): states by GroupState names, types by
+// group type, which is "classic" for every group here.
+func (b *Broker) ListGroups(states, types []string) ([]GroupListing, error) {
+	c := b.groups
+	if c == nil || b.closed.Load() {
+		return nil, fmt.Errorf("list groups: %w", kerr.CoordinatorNotAvailable)
+	}
+	if len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, "classic") }) {
+		return nil, nil
+	}
+	var filter []GroupState
+	for _, s := range states {
+		for st := GroupEmpty; st <= GroupDead; st++ {
+			if strings.EqualFold(s, st.String()) {
+				filter = append(filter, st)
+			}
+		}
+	}
+	if len(states) > 0 && len(filter) == 0 {
+		return nil, nil
+	}
+	var out []GroupListing
+	for _, gp := range c.parts {
+		gp.mu.Lock()
+		if !gp.closed && gp.table != nil {
+			out = append(out, gp.table.List(filter...)...)
+		}
+		gp.mu.Unlock()
+	}
+	slices.SortFunc(out, func(x, y GroupListing) int { return strings.Compare(x.GroupID, y.GroupID) })
+	return out, nil
+}
+
+// DeleteGroup deletes an Empty group and its offsets: NON_EMPTY_GROUP while
+// it has members, GROUP_ID_NOT_FOUND if there is none.
+func (b *Broker) DeleteGroup(groupID string) error {
+	if groupID == "" {
+		return fmt.Errorf("delete group: empty group id: %w", kerr.InvalidGroupID)
+	}
+	var code int16
+	err := b.withGroupTable(groupID, func(t *GroupTable, now time.Time) GroupOutput {
+		var out GroupOutput
+		code, out = t.Delete(now, groupID)
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	return codeErr(fmt.Sprintf("delete group %q", groupID), code)
+}
+
+// OffsetDelete deletes committed offsets of a group. The error is the
+// group-level one (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, ...); otherwise the
+// codes parallel partitions (GROUP_SUBSCRIBED_TO_TOPIC for topics the
+// group's members consume; UNKNOWN_TOPIC_OR_PARTITION for topics that do
+// not exist, as Kafka).
+func (b *Broker) OffsetDelete(groupID string, partitions []GroupTopicPartition) ([]int16, error) {
+	if groupID == "" {
+		return nil, fmt.Errorf("offset delete: empty group id: %w", kerr.InvalidGroupID)
+	}
+	codes := make([]int16, len(partitions))
+	var known []int
+	var valid []GroupTopicPartition
+	for i, tp := range partitions {
+		if _, ok := b.Topic(tp.Topic); !ok {
+			codes[i] = kerr.UnknownTopicOrPartition.Code
+			continue
+		}
+		known = append(known, i)
+		valid = append(valid, tp)
+	}
+	var (
+		code int16
+		got  []int16
+	)
+	err := b.withGroupTable(groupID, func(t *GroupTable, now time.Time) GroupOutput {
+		var out GroupOutput
+		code, got, out = t.DeleteOffsets(now, groupID, valid)
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return nil, codeErr(fmt.Sprintf("offset delete in group %q", groupID), code)
+	}
+	for j, i := range known {
+		codes[i] = got[j]
+	}
+	return codes, nil
+}
+
+// ExpireGroupOffsets applies offsets.retention.minutes now (the background
+// worker does every OffsetsRetentionCheckInterval) and returns how many
+// records (tombstones) it wrote.
+func (b *Broker) ExpireGroupOffsets() int {
+	if b.groups == nil || b.closed.Load() {
+		return 0
+	}
+	return b.groups.expireOffsets()
+}
+
+// CompactGroupOffsets compacts every __consumer_offsets partition that
+// holds more records than live keys now (normally compaction runs by
+// itself, see coordinator_log.go) and returns how many it compacted.
+func (b *Broker) CompactGroupOffsets() int {
+	if b.groups == nil || b.closed.Load() {
+		return 0
+	}
+	n := 0
+	for _, gp := range b.groups.parts {
+		gp.mu.Lock()
+		if !gp.closed && gp.table != nil {
+			records := gp.p.highWatermark.Load() - gp.p.logStartOffset.Load()
+			if records > groupLiveKeys(gp.table) && gp.compact(time.Now()) {
+				n++
+			}
+		}
+		gp.mu.Unlock()
+	}
+	return n
+}
