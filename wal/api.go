@@ -113,7 +113,7 @@ type SegmentInfo struct {
 //	    returns at once, so a caller can assign offsets and Enqueue under its
 //	    own lock, then Wait outside it and still share the group's fsync.
 //	    Every Enqueue must be followed by a Wait (in any order).
-//	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log
+//	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log; Payload is read-only (shares the log's buffer)
 //	(*Log).FirstIndex() uint64                           // first present index; LastIndex()+1 when empty
 //	(*Log).LastIndex() uint64                            // FirstIndex()-1 when empty
 //	(*Log).StartOffset() int64                           // Kafka offset of the first record entry (NextOffset() if none)
