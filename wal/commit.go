@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	tidwall "github.com/tidwall/wal"
@@ -235,8 +236,9 @@ func (l *Log) writeGroup(batch []*Pending) {
 	// hold; readers are locked out only for the write itself.
 	next := l.next
 	index := l.idx.lastIndex() + 1
-	l.wbatch.Clear()
+	wb := batchPool.Get().(*tidwall.Batch)
 	accepted, bytes := 0, 0
+	defer func() { putBatch(wb, bytes) }()
 	for _, p := range batch {
 		n, err := checkOffsets(p.hdrs, next)
 		if err != nil {
@@ -247,7 +249,7 @@ func (l *Log) writeGroup(batch []*Pending) {
 		p.ok, p.first = true, index
 		start := 0
 		for _, end := range p.ends {
-			l.wbatch.Write(index, p.frames[start:end])
+			wb.Write(index, p.frames[start:end])
 			index++
 			start = end
 		}
@@ -258,17 +260,13 @@ func (l *Log) writeGroup(batch []*Pending) {
 		return
 	}
 	l.mu.Lock()
-	if err := l.tl.WriteBatch(&l.wbatch); err != nil {
+	if err := l.tl.WriteBatch(wb); err != nil {
 		err = l.failLocked("write", err)
 		l.mu.Unlock()
 		failAccepted(batch, err)
 		return
 	}
 	l.commits.Add(1)
-	if bytes > 1<<20 || l.wbatchLen > 1<<20 {
-		l.wbatch = tidwall.Batch{} // do not keep a large buffer
-	}
-	l.wbatchLen = bytes
 	cycled := false
 	segSize := int64(l.opts.SegmentSize)
 	for _, p := range batch {
@@ -355,4 +353,22 @@ func (l *Log) intervalSync() {
 		return
 	}
 	l.syncLocked()
+}
+
+// batchPool holds the tidwall batches that commit rounds copy frames into.
+// Shared by every log, so memory follows the number of concurrent commits,
+// not the number of logs, and a busy log does not regrow its batch buffer
+// on every round.
+var batchPool = sync.Pool{New: func() any { return new(tidwall.Batch) }}
+
+// maxPooledBatch is the largest batch buffer kept for reuse.
+const maxPooledBatch = 16 << 20
+
+// putBatch returns b to the pool unless it grew past maxPooledBatch
+// (bytes is what this round put in it).
+func putBatch(b *tidwall.Batch, bytes int) {
+	b.Clear()
+	if bytes <= maxPooledBatch {
+		batchPool.Put(b)
+	}
 }

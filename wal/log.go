@@ -70,8 +70,6 @@ type Log struct {
 	// retention, Reset, Sync, idle release and Close. Everything it guards
 	// may be read under wmu alone. Lock order: wmu, then mu.
 	wmu       sync.Mutex
-	wbatch    tidwall.Batch
-	wbatchLen int      // bytes last put in wbatch (to drop a large buffer)
 	syncFile  *os.File // read-only handle on the tail segment, for fsync
 	dirty     bool     // written but not synced
 	syncArmed bool
@@ -475,7 +473,6 @@ func (l *Log) releaseLocked() error {
 	}
 	err := l.tl.Close() // fsyncs the tail
 	l.tl = nil
-	l.wbatch = tidwall.Batch{}
 	if err != nil {
 		l.failed = fmt.Errorf("wal: close %s: %w", l.dir, err)
 		return l.failed
