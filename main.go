@@ -3,6 +3,9 @@
 //	chronik serve            run a broker (see chronik serve --help)
 //	chronik bench produce    measure produce throughput/latency against any broker
 //	chronik bench consume    measure consume throughput against any broker
+//	chronik topic ...        create, list, describe, delete, alter-config topics
+//	chronik cluster info     cluster id, controller and brokers
+//	chronik version          version, commit and Go version
 package main
 
 import (
@@ -51,11 +54,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
 		// Bad flags are usage errors: exit status 2, like most Unix tools.
-		OnUsageError: usageError,
+		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 		Commands: []*cli.Command{
 			serveCommand(),
+			topicCommand(),
+			clusterCommand(),
 			benchCommand(),
+			versionCommand(),
 			docsCommand(),
 		},
 	}

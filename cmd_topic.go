@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/urfave/cli/v2"
+)
+
+// chronik topic create|list|describe|delete|alter-config: topic
+// administration over the Kafka protocol (CreateTopics, Metadata,
+// ListOffsets, DescribeConfigs, DeleteTopics, IncrementalAlterConfigs), so
+// it works against any Kafka-compatible broker.
+
+func topicCommand() *cli.Command {
+	return commandGroup(&cli.Command{
+		Name:  "topic",
+		Usage: "create, list, describe, delete topics and change their configs",
+		Subcommands: []*cli.Command{
+			adminCommand(&cli.Command{
+				Name:      "create",
+				Usage:     "create a topic",
+				ArgsUsage: "NAME",
+				Flags: adminFlags(
+					&cli.IntFlag{Name: "partitions", Value: -1, Usage: "number of partitions (-1: the broker's default)"},
+					&cli.IntFlag{Name: "replication-factor", Value: -1, Usage: "replicas per partition (-1: the broker's default)"},
+					repeated("config", "topic config key=value (repeatable), e.g. retention.ms=86400000"),
+				),
+				Action: withArgs("topic NAME", 1, 1, topicCreate),
+			}),
+			adminCommand(&cli.Command{
+				Name:   "list",
+				Usage:  "list topics with their partition counts",
+				Flags:  adminFlags(&cli.BoolFlag{Name: "internal", Usage: "include internal topics"}),
+				Action: withArgs("no arguments", 0, 0, topicList),
+			}),
+			adminCommand(&cli.Command{
+				Name:        "describe",
+				Usage:       "show a topic's partitions (leader, replicas, offsets) and its non-default configs",
+				ArgsUsage:   "NAME",
+				Description: "A missing topic exits 1.",
+				Flags:       adminFlags(),
+				Action:      withArgs("topic NAME", 1, 1, topicDescribe),
+			}),
+			adminCommand(&cli.Command{
+				Name:      "delete",
+				Usage:     "delete topics and all their records",
+				ArgsUsage: "NAME...",
+				Flags:     adminFlags(),
+				Action:    withArgs("topic NAME", 1, -1, topicDelete),
+			}),
+			adminCommand(&cli.Command{
+				Name:      "alter-config",
+				Usage:     "set or remove topic configs (IncrementalAlterConfigs) and show the result",
+				ArgsUsage: "NAME",
+				Flags: adminFlags(
+					repeated("set", "config key=value to set (repeatable)"),
+					repeated("delete", "config key to return to its default (repeatable)"),
+				),
+				Action: withArgs("topic NAME", 1, 1, topicAlterConfig),
+			}),
+		},
+	})
+}
+
+// TopicCreated is what `topic create --format json` prints.
+type TopicCreated struct {
+	Name              string `json:"name"`
+	TopicID           string `json:"topic_id"`
+	Partitions        int32  `json:"partitions"`
+	ReplicationFactor int16  `json:"replication_factor"`
+}
+
+// TopicSummary is one entry of `topic list --format json`.
+type TopicSummary struct {
+	Name              string `json:"name"`
+	Partitions        int    `json:"partitions"`
+	ReplicationFactor int    `json:"replication_factor"`
+	Internal          bool   `json:"internal"`
+}
+
+// TopicDescription is what `topic describe --format json` prints. Configs
+// holds only the configs set on the topic (source DYNAMIC_TOPIC_CONFIG);
+// a sensitive value is null.
+type TopicDescription struct {
+	Name       string             `json:"name"`
+	TopicID    string             `json:"topic_id"`
+	Internal   bool               `json:"internal"`
+	Partitions []PartitionDesc    `json:"partitions"`
+	Configs    map[string]*string `json:"configs"`
+}
+
+// PartitionDesc is one partition of a TopicDescription.
+type PartitionDesc struct {
+	Partition      int32   `json:"partition"`
+	Leader         int32   `json:"leader"`
+	LeaderEpoch    int32   `json:"leader_epoch"`
+	Replicas       []int32 `json:"replicas"`
+	ISR            []int32 `json:"isr"`
+	LogStartOffset int64   `json:"log_start_offset"`
+	HighWatermark  int64   `json:"high_watermark"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// TopicDeleted is one entry of `topic delete --format json`.
+type TopicDeleted struct {
+	Name  string `json:"name"`
+	Error string `json:"error,omitempty"`
+}
+
+// TopicConfigs is what `topic alter-config --format json` prints: the
+// topic's non-default configs after the change.
+type TopicConfigs struct {
+	Name    string             `json:"name"`
+	Configs map[string]*string `json:"configs"`
+}
+
+// adminClient is a kadm client for --brokers and a context bounded by
+// --timeout; close releases both.
+func adminClient(c *cli.Context) (*kadm.Client, context.Context, func(), error) {
+	cl, err := newClient(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := withTimeout(c)
+	return kadm.NewClient(cl), ctx, func() { cancel(); cl.Close() }, nil
+}
+
+// withMessage adds a broker's error message to its error code, once: a
+// message that already names the code stands alone.
+func withMessage(err error, msg string) string {
+	var ke *kerr.Error
+	switch {
+	case msg == "" || strings.Contains(err.Error(), msg):
+		return err.Error()
+	case errors.As(err, &ke) && strings.Contains(msg, ke.Message):
+		return msg
+	}
+	return fmt.Sprintf("%v (%s)", err, msg)
+}
+
+// errTopicMissing is the one line for a topic the brokers do not have.
+func errTopicMissing(topic string) error {
+	return failErr("topic %q does not exist", topic)
+}
+
+func topicCreate(c *cli.Context, args []string) error {
+	format, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	name := args[0]
+	partitions, rf := c.Int("partitions"), c.Int("replication-factor")
+	if partitions == 0 || partitions < -1 || partitions > 1<<20 {
+		return usageErr("partitions: %d is not -1 or between 1 and 1048576", partitions)
+	}
+	if rf == 0 || rf < -1 || rf > 1<<15-1 {
+		return usageErr("replication-factor: %d is not -1 or between 1 and 32767", rf)
+	}
+	pairs, err := keyValues("config", repeatedValues(c, "config"))
+	if err != nil {
+		return err
+	}
+	configs := make(map[string]*string, len(pairs))
+	for _, kv := range pairs {
+		configs[kv[0]] = kmsg.StringPtr(kv[1])
+	}
+	adm, ctx, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resps, err := adm.CreateTopics(ctx, int32(partitions), int16(rf), configs, name)
+	if err != nil {
+		return brokerErr(c, ctx, "create topic "+name, err)
+	}
+	resp, ok := resps[name]
+	if !ok {
+		return failErr("create topic %s: the broker did not answer for the topic", name)
+	}
+	if resp.Err != nil {
+		return failErr("create topic %s: %s", name, withMessage(resp.Err, resp.ErrMessage))
+	}
+	out := TopicCreated{Name: name, TopicID: resp.ID.String(), Partitions: resp.NumPartitions, ReplicationFactor: resp.ReplicationFactor}
+	if format == "json" {
+		return writeJSON(c.App.Writer, out)
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "created topic %s: %d partitions, replication factor %d\n", out.Name, out.Partitions, out.ReplicationFactor)
+	return err
+}
+
+func topicList(c *cli.Context, _ []string) error {
+	format, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	adm, ctx, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	topics, err := adm.ListTopicsWithInternal(ctx)
+	if err != nil {
+		return brokerErr(c, ctx, "list topics", err)
+	}
+	out := []TopicSummary{}
+	for _, t := range topics.Sorted() {
+		if t.IsInternal && !c.Bool("internal") {
+			continue
+		}
+		out = append(out, TopicSummary{Name: t.Topic, Partitions: len(t.Partitions),
+			ReplicationFactor: t.Partitions.NumReplicas(), Internal: t.IsInternal})
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, out)
+	}
+	tab := newTable(c.App.Writer, "NAME", "PARTITIONS", "REPLICATION")
+	for _, t := range out {
+		tab.row(t.Name, t.Partitions, t.ReplicationFactor)
+	}
+	return tab.flush()
+}
+
+// describeTopic gathers a topic's partitions, offsets and non-default
+// configs. A missing topic is errTopicMissing.
+func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name string) (TopicDescription, error) {
+	topics, err := adm.ListTopicsWithInternal(ctx, name)
+	if err != nil {
+		return TopicDescription{}, brokerErr(c, ctx, "describe topic "+name, err)
+	}
+	t, ok := topics[name]
+	if !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
+		return TopicDescription{}, errTopicMissing(name)
+	}
+	if t.Err != nil {
+		return TopicDescription{}, failErr("describe topic %s: %v", name, t.Err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, name)
+	if err != nil {
+		return TopicDescription{}, brokerErr(c, ctx, "list offsets of "+name, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, name)
+	if err != nil {
+		return TopicDescription{}, brokerErr(c, ctx, "list offsets of "+name, err)
+	}
+	configs, err := topicConfigs(c, ctx, adm, name)
+	if err != nil {
+		return TopicDescription{}, err
+	}
+	d := TopicDescription{Name: name, TopicID: t.ID.String(), Internal: t.IsInternal,
+		Partitions: []PartitionDesc{}, Configs: configs}
+	for _, p := range t.Partitions.Sorted() {
+		pd := PartitionDesc{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), LogStartOffset: -1, HighWatermark: -1}
+		var errs []string
+		if p.Err != nil {
+			errs = append(errs, p.Err.Error())
+		}
+		if o, ok := starts.Lookup(name, p.Partition); ok && o.Err == nil {
+			pd.LogStartOffset = o.Offset
+		} else if ok {
+			errs = append(errs, "log start offset: "+o.Err.Error())
+		}
+		if o, ok := ends.Lookup(name, p.Partition); ok && o.Err == nil {
+			pd.HighWatermark = o.Offset
+		} else if ok {
+			errs = append(errs, "high watermark: "+o.Err.Error())
+		}
+		pd.Error = strings.Join(errs, "; ")
+		d.Partitions = append(d.Partitions, pd)
+	}
+	return d, nil
+}
+
+// topicConfigs returns the configs set on the topic itself.
+func topicConfigs(c *cli.Context, ctx context.Context, adm *kadm.Client, name string) (map[string]*string, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, name)
+	if err != nil {
+		return nil, brokerErr(c, ctx, "describe configs of "+name, err)
+	}
+	rc, err := rcs.On(name, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, errTopicMissing(name)
+	}
+	if err != nil {
+		return nil, failErr("describe configs of %s: %s", name, withMessage(err, rc.ErrMessage))
+	}
+	out := map[string]*string{}
+	for _, cfg := range rc.Configs {
+		if cfg.Source == kmsg.ConfigSourceDynamicTopicConfig {
+			out[cfg.Key] = cfg.Value
+		}
+	}
+	return out, nil
+}
+
+func nonNil(s []int32) []int32 {
+	if s == nil {
+		return []int32{}
+	}
+	return s
+}
+
+func topicDescribe(c *cli.Context, args []string) error {
+	format, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	adm, ctx, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	d, err := describeTopic(c, ctx, adm, args[0])
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, d)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Topic: %s\nTopic ID: %s\nPartitions: %d\n", d.Name, d.TopicID, len(d.Partitions))
+	fmt.Fprintf(w, "Configs: %s\n\n", configsLine(d.Configs))
+	tab := newTable(w, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG_START", "HIGH_WATERMARK", "ERROR")
+	for _, p := range d.Partitions {
+		tab.row(p.Partition, p.Leader, p.LeaderEpoch, joinInt32s(p.Replicas), joinInt32s(p.ISR), p.LogStartOffset, p.HighWatermark, p.Error)
+	}
+	return tab.flush()
+}
+
+// configsLine renders configs as "k=v, k=v" in key order, or "(none set)".
+func configsLine(configs map[string]*string) string {
+	if len(configs) == 0 {
+		return "(none set)"
+	}
+	keys := make([]string, 0, len(configs))
+	for k := range configs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v := "(sensitive)"
+		if configs[k] != nil {
+			v = *configs[k]
+		}
+		parts[i] = k + "=" + v
+	}
+	return strings.Join(parts, ", ")
+}
+
+func topicDelete(c *cli.Context, names []string) error {
+	format, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	adm, ctx, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resps, err := adm.DeleteTopics(ctx, names...)
+	if err != nil {
+		return brokerErr(c, ctx, "delete topics", err)
+	}
+	out := make([]TopicDeleted, 0, len(names))
+	var failed []string
+	for _, name := range names {
+		r, ok := resps[name]
+		d := TopicDeleted{Name: name}
+		switch {
+		case !ok:
+			d.Error = "the broker did not answer for the topic"
+		case errors.Is(r.Err, kerr.UnknownTopicOrPartition):
+			d.Error = "topic does not exist"
+		case r.Err != nil:
+			d.Error = withMessage(r.Err, r.ErrMessage)
+		}
+		if d.Error != "" {
+			failed = append(failed, fmt.Sprintf("%s: %s", name, d.Error))
+		}
+		out = append(out, d)
+	}
+	if format == "json" {
+		err = writeJSON(c.App.Writer, out)
+	} else {
+		for _, d := range out {
+			if d.Error == "" {
+				fmt.Fprintf(c.App.Writer, "deleted topic %s\n", d.Name)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return failErr("delete topic %s", strings.Join(failed, "; "))
+	}
+	return err
+}
+
+func topicAlterConfig(c *cli.Context, args []string) error {
+	format, err := outputFormat(c, "table", "json")
+	if err != nil {
+		return err
+	}
+	name := args[0]
+	sets, err := keyValues("set", repeatedValues(c, "set"))
+	if err != nil {
+		return err
+	}
+	deletes := repeatedValues(c, "delete")
+	if len(sets) == 0 && len(deletes) == 0 {
+		return usageErr("nothing to change: give --set key=value or --delete key (see --help)")
+	}
+	var alters []kadm.AlterConfig
+	for _, kv := range sets {
+		alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: kv[0], Value: kmsg.StringPtr(kv[1])})
+	}
+	for _, k := range deletes {
+		if k == "" || strings.Contains(k, "=") {
+			return usageErr("delete: %q is not a config key", k)
+		}
+		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
+	}
+	adm, ctx, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resps, err := adm.AlterTopicConfigs(ctx, alters, name)
+	if err != nil {
+		return brokerErr(c, ctx, "alter configs of "+name, err)
+	}
+	r, err := resps.On(name, nil)
+	if err == nil {
+		err = r.Err
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return errTopicMissing(name)
+	}
+	if err != nil {
+		return failErr("alter configs of %s: %s", name, withMessage(err, r.ErrMessage))
+	}
+	configs, err := topicConfigs(c, ctx, adm, name)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, TopicConfigs{Name: name, Configs: configs})
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "altered topic %s; configs now: %s\n", name, configsLine(configs))
+	return err
+}
