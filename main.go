@@ -4,6 +4,9 @@
 //	chronik bench produce    measure produce throughput/latency against any broker
 //	chronik bench consume    measure consume throughput against any broker
 //	chronik topic ...        create, list, describe, delete, alter-config topics
+//	chronik produce TOPIC    produce lines of standard input
+//	chronik consume TOPIC    print records (text or JSON lines)
+//	chronik group ...        list, describe (with lag), seek, delete groups
 //	chronik cluster info     cluster id, controller and brokers
 //	chronik version          version, commit and Go version
 package main
@@ -59,6 +62,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(),
 			topicCommand(),
+			produceCommand(),
+			consumeCommand(),
+			groupCommand(),
 			clusterCommand(),
 			benchCommand(),
 			versionCommand(),
