@@ -12,7 +12,7 @@ import (
 //
 // Behaviour:
 //   - Lists exactly the apis table: every key we serve and its version
-//     range. Nothing else (no group or transaction APIs yet).
+//     range. Nothing else (no transaction, ACL or KIP-848 group APIs).
 //   - The response header is never flexible, even for v3+, so that a client
 //     can read the answer before it knows our versions.
 //   - A version above ours (KIP-511) is answered with a v0 response carrying

@@ -26,6 +26,14 @@ const (
 	// nothing: they only read, and a long poll must not hold up the
 	// requests behind it.
 	concurrentFetch
+	// concurrentGroup requests (JoinGroup, SyncGroup) run on their own
+	// goroutine and order with nothing: the broker answers them when other
+	// members have joined or the leader has assigned, which may take a
+	// rebalance timeout, and the connection's other requests (a client's
+	// heartbeats, commits, metadata) must not wait behind them. Kafka
+	// itself processes one request per connection at a time, so clients
+	// already send these on a connection of their own or wait for them.
+	concurrentGroup
 )
 
 // api is one Kafka API this server implements: the versions it advertises
@@ -63,6 +71,15 @@ func init() {
 		{key: 1, name: "Fetch", min: 4, max: 18, schedule: concurrentFetch, handle: (*Server).handleFetch, fail: failFetch},
 		{key: 2, name: "ListOffsets", min: 1, max: 11, handle: (*Server).handleListOffsets, fail: failListOffsets},
 		{key: 3, name: "Metadata", min: 0, max: 13, handle: (*Server).handleMetadata, fail: failMetadata},
+		{key: 8, name: "OffsetCommit", min: 2, max: 10, handle: (*Server).handleOffsetCommit, fail: failOffsetCommit},
+		{key: 9, name: "OffsetFetch", min: 1, max: 10, handle: (*Server).handleOffsetFetch, fail: failOffsetFetch},
+		{key: 10, name: "FindCoordinator", min: 0, max: 6, handle: (*Server).handleFindCoordinator, fail: failFindCoordinator},
+		{key: 11, name: "JoinGroup", min: 2, max: 9, schedule: concurrentGroup, handle: (*Server).handleJoinGroup, fail: failJoinGroup},
+		{key: 12, name: "Heartbeat", min: 0, max: 4, handle: (*Server).handleHeartbeat, fail: failHeartbeat},
+		{key: 13, name: "LeaveGroup", min: 0, max: 5, handle: (*Server).handleLeaveGroup, fail: failLeaveGroup},
+		{key: 14, name: "SyncGroup", min: 0, max: 5, schedule: concurrentGroup, handle: (*Server).handleSyncGroup, fail: failSyncGroup},
+		{key: 15, name: "DescribeGroups", min: 0, max: 6, handle: (*Server).handleDescribeGroups, fail: failDescribeGroups},
+		{key: 16, name: "ListGroups", min: 0, max: 5, handle: (*Server).handleListGroups, fail: failListGroups},
 		{key: 18, name: "ApiVersions", min: 0, max: 5, handle: (*Server).handleApiVersions, fail: failApiVersions},
 		{key: 19, name: "CreateTopics", min: 2, max: 7, handle: (*Server).handleCreateTopics, fail: failCreateTopics},
 		{key: 20, name: "DeleteTopics", min: 1, max: 6, handle: (*Server).handleDeleteTopics, fail: failDeleteTopics},
@@ -73,7 +90,9 @@ func init() {
 		{key: 33, name: "AlterConfigs", min: 0, max: 2, handle: (*Server).handleAlterConfigs, fail: failAlterConfigs},
 		{key: 35, name: "DescribeLogDirs", min: 1, max: 5, handle: (*Server).handleDescribeLogDirs, fail: failDescribeLogDirs},
 		{key: 37, name: "CreatePartitions", min: 0, max: 3, handle: (*Server).handleCreatePartitions, fail: failCreatePartitions},
+		{key: 42, name: "DeleteGroups", min: 0, max: 3, handle: (*Server).handleDeleteGroups, fail: failDeleteGroups},
 		{key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, handle: (*Server).handleIncrementalAlterConfigs, fail: failIncrementalAlterConfigs},
+		{key: 47, name: "OffsetDelete", min: 0, max: 0, handle: (*Server).handleOffsetDelete, fail: failOffsetDelete},
 		{key: 60, name: "DescribeCluster", min: 0, max: 2, handle: (*Server).handleDescribeCluster, fail: failDescribeCluster},
 	}
 	for i := range apis {

@@ -187,7 +187,24 @@ func captureSeeds(t *testing.T) {
 		cl.Close()
 	}
 	consumeAll(ctx, t, e, "seed", 2, 40)
+	group := e.client(kgo.ConsumerGroup("seed-group"), kgo.ConsumeTopics("seed"), kgo.FetchMaxWait(100*time.Millisecond))
+	for got := 0; got < 40; {
+		fs := group.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("group consumed %d of 40 records", got)
+		}
+		got += len(fs.Records())
+	}
+	if err := group.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
 	steps := []func() error{
+		func() error { _, err := adm.ListGroups(ctx, "Stable"); return err },
+		func() error { _, err := adm.DescribeGroups(ctx, "seed-group"); return err },
+		func() error { return adm.FetchManyOffsets(ctx, "seed-group", "nobody").Error() },
+		func() error { group.Close(); return nil }, // LeaveGroup
+		func() error { _, err := adm.DeleteOffsets(ctx, "seed-group", kadm.TopicsSet{"seed": {0: {}}}); return err },
+		func() error { _, err := adm.DeleteGroups(ctx, "seed-group"); return err },
 		func() error { _, err := adm.DescribeTopicConfigs(ctx, "seed"); return err },
 		func() error { _, err := adm.DescribeBrokerConfigs(ctx, 0); return err },
 		func() error {

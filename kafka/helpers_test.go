@@ -35,6 +35,7 @@ type testEnv struct {
 	served chan error
 	logs   *syncBuffer
 	wrap   func(net.Listener) net.Listener // optional, e.g. to record traffic
+	listen string                          // address to listen on; default 127.0.0.1:0
 }
 
 type envOpt func(*testEnv)
@@ -52,7 +53,9 @@ func withListener(wrap func(net.Listener) net.Listener) envOpt {
 func startEnv(t testing.TB, opts ...envOpt) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
-	e.bcfg = broker.Config{DataDir: e.dir, AdvertisedHost: "127.0.0.1"}
+	// Groups form after 100ms instead of Kafka's 3s initial rebalance
+	// delay: tests join their members at once anyway.
+	e.bcfg = broker.Config{DataDir: e.dir, AdvertisedHost: "127.0.0.1", GroupInitialRebalanceDelay: 100 * time.Millisecond}
 	for _, o := range opts {
 		o(e)
 	}
@@ -63,7 +66,11 @@ func startEnv(t testing.TB, opts ...envOpt) *testEnv {
 
 func (e *testEnv) start() {
 	e.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := e.listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		e.t.Fatal(err)
 	}

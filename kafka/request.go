@@ -23,7 +23,10 @@ type request struct {
 	version  int16
 	corrID   int32
 	clientID string
-	api      *api         // never nil once decodeRequest succeeded
+	// clientHost is the client's address as Kafka reports it in group
+	// descriptions: "/" and the IP ("" outside the connection loop).
+	clientHost string
+	api        *api         // never nil once decodeRequest succeeded
 	kreq     kmsg.Request // nil only for an unsupported version kmsg cannot decode
 
 	// unsupported: the version is outside api's range; the answer is

@@ -189,6 +189,7 @@ func (s *Server) startConn(nc net.Conn) {
 		nc:     nc,
 		br:     bufio.NewReaderSize(nc, readBufferSize),
 		remote: nc.RemoteAddr().String(),
+		host:   clientHost(nc.RemoteAddr()),
 		ctx:    ctx,
 		cancel: cancel,
 		slots:  make(chan *slot, maxPipelined),
@@ -217,6 +218,7 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	remote string
+	host   string // "/" + the client's IP, for group member descriptions
 	log    zerolog.Logger
 
 	// ctx is cancelled when the connection is dead (read or write failed)
@@ -382,6 +384,7 @@ func (c *conn) dispatch(r *request) {
 	c.pending.Add(1)
 	c.slots <- sl
 
+	r.clientHost = c.host
 	sched := inOrder
 	if !r.unsupported {
 		sched = r.api.schedule
@@ -394,12 +397,39 @@ func (c *conn) dispatch(r *request) {
 			defer c.produces.Done()
 			c.run(r, sl)
 		}()
-	case concurrentFetch:
+	case concurrentFetch, concurrentGroup:
 		go c.run(r, sl)
 	default:
 		c.produces.Wait()
 		c.run(r, sl)
 	}
+}
+
+// clientHost is how Kafka names a client host: "/" and the IP address.
+func clientHost(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return "/" + tcp.IP.String()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "/" + addr.String()
+	}
+	return "/" + host
+}
+
+// untilDraining is ctx, also cancelled when the server starts draining: a
+// request that waits on other clients (JoinGroup, SyncGroup) must not hold
+// up Shutdown.
+func (s *Server) untilDraining(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.draining:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 func (c *conn) run(r *request, sl *slot) {

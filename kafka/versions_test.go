@@ -17,8 +17,9 @@ import (
 // kafka40Floor is the lowest version of each API Kafka 4.0 still serves
 // (KIP-896). Chronik advertises nothing older.
 var kafka40Floor = map[int16]int16{
-	0: 3, 1: 4, 2: 1, 3: 0, 18: 0, 19: 2, 20: 1, 21: 0, 22: 0, 23: 2,
-	32: 1, 33: 0, 35: 1, 37: 0, 44: 0, 60: 0,
+	0: 3, 1: 4, 2: 1, 3: 0, 8: 2, 9: 1, 10: 0, 11: 2, 12: 0, 13: 0, 14: 0, 15: 0, 16: 0,
+	18: 0, 19: 2, 20: 1, 21: 0, 22: 0, 23: 2, 32: 1, 33: 0, 35: 1, 37: 0, 42: 0, 44: 0,
+	47: 0, 60: 0,
 }
 
 func TestAPITableMatchesKafkaFloorAndKmsg(t *testing.T) {

@@ -1,0 +1,70 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator: v0-6
+//
+// Behaviour:
+//   - Groups (key type 0): this node coordinates every group; the group's
+//     state lives in __consumer_offsets partition
+//     broker.GroupOffsetsPartition(key, partitions), which this node leads.
+//   - Transactional ids (key type 1): TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//     the answer Produce and InitProducerID give transactional ids:
+//     transactions are not supported, and a retriable
+//     COORDINATOR_NOT_AVAILABLE would only make clients retry until they
+//     time out.
+//   - Any other key type (share groups are type 2): INVALID_REQUEST.
+//
+// Version notes:
+//   - v1: CoordinatorType, ErrorMessage, ThrottleMillis
+//   - v3: flexible
+//   - v4: batched CoordinatorKeys, one Coordinators entry per key (KIP-699)
+//   - v5, v6: new error codes and the share coordinator type; nothing new
+//     for groups
+
+func (s *Server) handleFindCoordinator(_ context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	keys := req.CoordinatorKeys
+	if req.Version < 4 {
+		keys = []string{req.CoordinatorKey}
+	}
+	for _, key := range keys {
+		sc := kmsg.NewFindCoordinatorResponseCoordinator()
+		sc.Key = key
+		c, err := s.b.FindCoordinator(req.CoordinatorType, key)
+		if err != nil {
+			sc.ErrorCode, sc.ErrorMessage = s.codeOf(err, "find coordinator"), errorMessage(err)
+			sc.NodeID, sc.Port = -1, -1
+		} else {
+			sc.NodeID, sc.Host, sc.Port = c.NodeID, c.Host, c.Port
+		}
+		resp.Coordinators = append(resp.Coordinators, sc)
+	}
+	if req.Version < 4 {
+		sc := resp.Coordinators[0]
+		resp.ErrorCode, resp.ErrorMessage = sc.ErrorCode, sc.ErrorMessage
+		resp.NodeID, resp.Host, resp.Port = sc.NodeID, sc.Host, sc.Port
+		resp.Coordinators = nil
+	}
+	return resp
+}
+
+func failFindCoordinator(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	if req.Version < 4 {
+		resp.ErrorCode, resp.NodeID, resp.Port = code, -1, -1
+		return resp
+	}
+	for _, key := range req.CoordinatorKeys {
+		sc := kmsg.NewFindCoordinatorResponseCoordinator()
+		sc.Key, sc.ErrorCode, sc.NodeID, sc.Port = key, code, -1, -1
+		resp.Coordinators = append(resp.Coordinators, sc)
+	}
+	return resp
+}
