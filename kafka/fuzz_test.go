@@ -203,7 +203,10 @@ func captureSeeds(t *testing.T) {
 		func() error { _, err := adm.DescribeGroups(ctx, "seed-group"); return err },
 		func() error { return adm.FetchManyOffsets(ctx, "seed-group", "nobody").Error() },
 		func() error { group.Close(); return nil }, // LeaveGroup
-		func() error { _, err := adm.DeleteOffsets(ctx, "seed-group", kadm.TopicsSet{"seed": {0: {}}}); return err },
+		func() error {
+			_, err := adm.DeleteOffsets(ctx, "seed-group", kadm.TopicsSet{"seed": {0: {}}})
+			return err
+		},
 		func() error { _, err := adm.DeleteGroups(ctx, "seed-group"); return err },
 		func() error { _, err := adm.DescribeTopicConfigs(ctx, "seed"); return err },
 		func() error { _, err := adm.DescribeBrokerConfigs(ctx, 0); return err },

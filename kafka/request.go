@@ -27,7 +27,7 @@ type request struct {
 	// descriptions: "/" and the IP ("" outside the connection loop).
 	clientHost string
 	api        *api         // never nil once decodeRequest succeeded
-	kreq     kmsg.Request // nil only for an unsupported version kmsg cannot decode
+	kreq       kmsg.Request // nil only for an unsupported version kmsg cannot decode
 
 	// unsupported: the version is outside api's range; the answer is
 	// UNSUPPORTED_VERSION.
