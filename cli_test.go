@@ -439,4 +439,9 @@ func TestProgressLine(t *testing.T) {
 	if p.total() != 3 || buf.Len() != 0 {
 		t.Errorf("total %d, wrote %q", p.total(), buf.String())
 	}
+	// On a terminal, each update overwrites the line.
+	p.add(997)
+	if last := p.update(500); last != 1000 || buf.String() != "\r\x1b[Kproduced 1000 records (1000/s)" {
+		t.Errorf("update returned %d, wrote %q", last, buf.String())
+	}
 }

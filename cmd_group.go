@@ -424,7 +424,6 @@ func groupDelete(c *cli.Context, groups []string) error {
 	if format == "json" {
 		err = writeJSON(c.App.Writer, out)
 	} else {
-		err = nil
 		for _, d := range out {
 			if d.Error == "" {
 				fmt.Fprintf(c.App.Writer, "deleted group %s\n", d.Group)

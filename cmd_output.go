@@ -21,18 +21,18 @@ import (
 // version) share: common flags, argument parsing, exit statuses, table and
 // JSON output, and the progress line.
 
-// exitCodes: every chronik command exits 0 on success, 1 when the operation
-// failed (a broker error, a missing topic or group, records that could not
-// be produced, fewer records than -n before --timeout) and 2 on a usage
-// error (an unknown flag, a bad flag value, a missing or extra argument).
-// Scripts may rely on these; exitCodesHelp says the same in every command's
-// help.
+// Exit statuses of the admin commands.
 const (
-	exitFailed = 1
-	exitUsage  = 2
+	exitFailed = 1 // the operation failed
+	exitUsage  = 2 // the command line is wrong
 )
 
-const exitCodesHelp = `Exit status: 0 success; 1 the operation failed (broker error, missing topic
+// exitCodes is the contract scripts may rely on, shown in every admin
+// command's help: 0 success; 1 the operation failed (a broker error, a
+// missing topic or group, records that could not be produced, fewer records
+// than -n before --timeout); 2 a usage error (an unknown flag or command, a
+// bad flag value, a missing or extra argument).
+const exitCodes = `Exit status: 0 success; 1 the operation failed (broker error, missing topic
 or group, failed records); 2 usage error (bad flag or value, missing or extra
 argument).`
 
@@ -84,9 +84,9 @@ func outputFormat(c *cli.Context, allowed ...string) (string, error) {
 // section of its help.
 func adminCommand(cmd *cli.Command) *cli.Command {
 	if cmd.Description == "" {
-		cmd.Description = exitCodesHelp
+		cmd.Description = exitCodes
 	} else {
-		cmd.Description += "\n\n" + exitCodesHelp
+		cmd.Description += "\n\n" + exitCodes
 	}
 	return cmd
 }
@@ -351,11 +351,17 @@ func (p *progress) loop() {
 			fmt.Fprint(p.w, "\r\x1b[K") // clear the line for what follows
 			return
 		case <-t.C:
-			n := p.total()
-			fmt.Fprint(p.w, "\r\x1b[K"+progressLine(p.verb, n, float64(n-last)/progressInterval.Seconds()))
-			last = n
+			last = p.update(last)
 		}
 	}
+}
+
+// update rewrites the line with the count and the rate since the previous
+// update, when the count was last; it returns the count.
+func (p *progress) update(last int64) int64 {
+	n := p.total()
+	fmt.Fprint(p.w, "\r\x1b[K"+progressLine(p.verb, n, float64(n-last)/progressInterval.Seconds()))
+	return n
 }
 
 // progressLine is the text of one update.
