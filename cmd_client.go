@@ -40,8 +40,8 @@ error; any record the broker did not acknowledge makes the exit status 1.
 A missing topic exits 1 (create it with chronik topic create).`,
 		Flags: []cli.Flag{
 			brokersFlag(),
-			&cli.StringFlag{Name: "key-separator", Usage: "split each line into key and value at the first SEP"},
-			repeated("header", "record header key=value (repeatable)"),
+			&cli.StringFlag{Name: "key-separator", Usage: "split each line into key and value at the first `SEP`"},
+			repeated("header", "record header `KEY=VALUE` (repeatable)"),
 			&cli.IntFlag{Name: "partition", Value: -1, Usage: "produce every record to this partition (-1: by key hash, or spread)"},
 			timeoutFlag(30*time.Second, "fail a record the brokers have not acknowledged within this long"),
 		},

@@ -30,7 +30,7 @@ func topicCommand() *cli.Command {
 				Flags: adminFlags(
 					&cli.IntFlag{Name: "partitions", Value: -1, Usage: "number of partitions (-1: the broker's default)"},
 					&cli.IntFlag{Name: "replication-factor", Value: -1, Usage: "replicas per partition (-1: the broker's default)"},
-					repeated("config", "topic config key=value (repeatable), e.g. retention.ms=86400000"),
+					repeated("config", "topic config `KEY=VALUE` (repeatable), e.g. retention.ms=86400000"),
 				),
 				Action: withArgs("topic NAME", 1, 1, topicCreate),
 			}),
@@ -60,8 +60,8 @@ func topicCommand() *cli.Command {
 				Usage:     "set or remove topic configs (IncrementalAlterConfigs) and show the result",
 				ArgsUsage: "NAME",
 				Flags: adminFlags(
-					repeated("set", "config key=value to set (repeatable)"),
-					repeated("delete", "config key to return to its default (repeatable)"),
+					repeated("set", "config `KEY=VALUE` to set (repeatable)"),
+					repeated("delete", "config `KEY` to return to its default (repeatable)"),
 				),
 				Action: withArgs("topic NAME", 1, 1, topicAlterConfig),
 			}),
