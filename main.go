@@ -59,6 +59,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Bad flags are usage errors: exit status 2, like most Unix tools.
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
+		// No command, or an unknown one: help, or a usage error (exit 2).
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("unknown command %q (see --help)", c.Args().First()), 2)
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Commands: []*cli.Command{
 			serveCommand(),
 			topicCommand(),

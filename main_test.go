@@ -173,3 +173,14 @@ func TestEnvNames(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownCommandExits2(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"chronik", "bogus"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "bogus"`) {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"chronik"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "serve") {
+		t.Fatalf("no command: exit %d, help %q", code, stdout.String())
+	}
+}
