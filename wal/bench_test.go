@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -279,4 +280,57 @@ func BenchmarkReopen(b *testing.B) {
 	perOpen := b.Elapsed() / time.Duration(b.N)
 	b.ReportMetric(float64(perOpen)/float64(reopenLog.bytes)*float64(1<<30)/1e6, "ms/GiB")
 	b.ReportMetric(float64(index)/float64(reopenLog.entries), "index-B/entry")
+}
+
+// BenchmarkRawFdatasync is the disk's own floor for a durable append: a
+// 4 KiB write followed by fdatasync, on 1 file and on 8 files in parallel
+// (8 partitions). It reports the p50/p99 latency of one write+sync, the
+// figure to hold Chronik's acks=all produce latency against.
+//
+//	go test -run '^$' -bench RawFdatasync -benchtime 2000x ./wal/
+func BenchmarkRawFdatasync(b *testing.B) {
+	for _, files := range []int{1, 8} {
+		b.Run(fmt.Sprintf("files=%d", files), func(b *testing.B) {
+			dir := b.TempDir()
+			buf := make([]byte, 4096)
+			lat := make([]time.Duration, b.N)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.SetBytes(int64(len(buf)))
+			b.ResetTimer()
+			for f := range files {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					fh, err := os.Create(filepath.Join(dir, strconv.Itoa(f)))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer fh.Close()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						start := time.Now()
+						if _, err := fh.Write(buf); err != nil {
+							b.Error(err)
+							return
+						}
+						if err := fdatasync(fh); err != nil {
+							b.Error(err)
+							return
+						}
+						lat[i] = time.Since(start)
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
 }
