@@ -72,6 +72,11 @@ type groupCoordinator struct {
 	wake chan struct{} // a table is due
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// What Open's replay read and how long it took (all partitions, in
+	// parallel), for the log and for benchmarks.
+	loadRecords int64
+	loadTook    time.Duration
 }
 
 // groupPartition is one __consumer_offsets partition and its groups.
@@ -192,8 +197,9 @@ func (b *Broker) openGroupCoordinator() error {
 	for _, gp := range c.parts {
 		groups += gp.table.Len()
 	}
-	b.logger.Info().Int("partitions", len(c.parts)).Int("groups", groups).Int64("records", records.Load()).
-		Dur("took", time.Since(start)).Msg("group coordinator loaded " + offsetsTopic)
+	c.loadRecords, c.loadTook = records.Load(), time.Since(start)
+	b.logger.Info().Int("partitions", len(c.parts)).Int("groups", groups).Int64("records", c.loadRecords).
+		Dur("took", c.loadTook).Msg("group coordinator loaded " + offsetsTopic)
 	b.groups = c
 	c.wg.Add(1)
 	go c.run()
