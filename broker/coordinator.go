@@ -198,6 +198,17 @@ func (b *Broker) openGroupCoordinator() error {
 		groups += gp.table.Len()
 	}
 	c.loadRecords, c.loadTook = records.Load(), time.Since(start)
+	// Offsets of topics deleted while groups were not watching (a crash
+	// between the topic's deletion and the tombstones).
+	for _, gp := range c.parts {
+		gp.mu.Lock()
+		for topic := range gp.table.OffsetTopics() {
+			if _, ok := b.Topic(topic); !ok {
+				gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
+			}
+		}
+		gp.mu.Unlock()
+	}
 	b.logger.Info().Int("partitions", len(c.parts)).Int("groups", groups).Int64("records", c.loadRecords).
 		Dur("took", c.loadTook).Msg("group coordinator loaded " + offsetsTopic)
 	b.groups = c
@@ -814,6 +825,20 @@ func (b *Broker) OffsetDelete(groupID string, partitions []GroupTopicPartition) 
 		codes[i] = got[j]
 	}
 	return codes, nil
+}
+
+// removeTopicOffsets tombstones every group's offsets of a deleted topic.
+func (c *groupCoordinator) removeTopicOffsets(topic string) {
+	if c == nil {
+		return
+	}
+	for _, gp := range c.parts {
+		gp.mu.Lock()
+		if !gp.closed && gp.table != nil && gp.table.OffsetTopics()[topic] {
+			gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
+		}
+		gp.mu.Unlock()
+	}
 }
 
 // ExpireGroupOffsets applies offsets.retention.minutes now (the background

@@ -124,10 +124,13 @@ func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, ke
 		return fmt.Errorf("%w: %d bytes", errGroupBatch, len(b))
 	}
 	h := readBatchHeader(b)
+	if h.size < batchHeaderSize || h.size > len(b) {
+		return fmt.Errorf("%w: batch length %d of %d bytes", errGroupBatch, h.size, len(b))
+	}
 	if h.compression() != 0 || h.control() {
 		return fmt.Errorf("%w: attributes %#x", errGroupBatch, h.attributes)
 	}
-	rest := b[batchHeaderSize:min(len(b), h.size)]
+	rest := b[batchHeaderSize:h.size]
 	varint := func(what string, i int32) (int64, error) {
 		v, n := binary.Varint(rest)
 		if n <= 0 {

@@ -403,3 +403,83 @@ func TestFindCoordinator(t *testing.T) {
 	_, err = b.FindCoordinator(2, "share")
 	wantKerr(t, err, kerr.InvalidRequest)
 }
+
+// TestGroupOffsetsOfDeletedTopic: deleting a topic removes every group's
+// offsets of it, durably; a topic created again under the name starts with
+// none.
+func TestGroupOffsetsOfDeletedTopic(t *testing.T) {
+	b := openBroker(t, coordTestConfig())
+	createTopic(t, b, "gone", 2, nil)
+	createTopic(t, b, "kept", 1, nil)
+	commitOne(t, b, "both", "", -1, "gone", 1, 5)
+	commitOne(t, b, "both", "", -1, "kept", 0, 6)
+	commitOne(t, b, "only-gone", "", -1, "gone", 0, 7)
+	if err := b.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got := fetchOffsets(t, b, "both"); len(got) != 1 || got[GroupTopicPartition{"kept", 0}] != 6 {
+			t.Fatalf("%s: offsets %v", when, got)
+		}
+		if _, err := b.DescribeGroup("only-gone"); !errors.Is(err, kerr.GroupIDNotFound) {
+			t.Fatalf("%s: group of the deleted topic only: %v", when, err)
+		}
+	}
+	check("after delete")
+	b = reopen(t, b)
+	check("after restart")
+	createTopic(t, b, "gone", 2, nil)
+	if got := fetchOffsets(t, b, "both"); len(got) != 1 {
+		t.Fatalf("recreated topic has offsets %v", got)
+	}
+}
+
+// TestGroupAppendFailure: when __consumer_offsets cannot be written, the
+// call and the delayed responses waiting on the partition get
+// NOT_COORDINATOR, nothing hangs, and the partition's groups are rebuilt
+// from what the log holds.
+func TestGroupAppendFailure(t *testing.T) {
+	b := openBroker(t, coordTestConfig())
+	createTopic(t, b, "t", 1, nil)
+	ids, gen := formGroup(t, b, "g", 2, "t")
+	// The leader rejoins: its JoinGroup waits for the other member.
+	joined := make(chan error, 1)
+	go func() {
+		r, err := b.JoinGroup(t.Context(), "g", GroupJoinRequest{MemberID: ids[0], ClientID: "c0", SessionTimeoutMs: 30_000,
+			RebalanceTimeoutMs: 10_000, ProtocolType: "consumer", Protocols: []GroupProtocol{{Name: "range", Metadata: groupConsumerMeta("t")}}})
+		if err == nil && r.ErrorCode != kerr.NotCoordinator.Code {
+			err = fmt.Errorf("pending join answered %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		joined <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if d, _ := b.DescribeGroup("g"); d.State == GroupPreparingRebalance {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no rebalance")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	gp, _ := b.groupPartitionFor("g")
+	gp.p.log.Close() // the disk goes away under the partition
+	codes, err := b.OffsetCommit("g", GroupCommitRequest{MemberID: ids[1], GenerationID: gen,
+		Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: 1, LeaderEpoch: -1}}})
+	wantKerr(t, err, kerr.NotCoordinator)
+	if codes[0] != kerr.NotCoordinator.Code {
+		t.Fatalf("commit code %v", kerr.ErrorForCode(codes[0]))
+	}
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pending join not answered")
+	}
+	// The log cannot be read either: the partition stays unavailable.
+	err = b.Heartbeat("g", GroupHeartbeatRequest{MemberID: ids[1], GenerationID: gen})
+	wantKerr(t, err, kerr.CoordinatorNotAvailable)
+}

@@ -230,6 +230,7 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err := os.RemoveAll(b.topicDir(tm.id)); err != nil {
 		b.logger.Warn().Err(err).Str("topic", name).Msg("remove deleted topic's data; retried on next start")
 	}
+	b.groups.removeTopicOffsets(name) // Open does it if we crash before
 	b.logger.Info().Str("topic", name).Msg("topic deleted")
 	return nil
 }
