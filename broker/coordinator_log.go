@@ -190,7 +190,10 @@ func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, ke
 
 // forEachRecord calls fn with every record at offsets [from, to) of the
 // partition, in log order. It reads the wal directly: the partition is
-// __consumer_offsets, whose batches Chronik wrote itself.
+// __consumer_offsets, whose batches Chronik wrote itself. A batch that
+// cannot be decoded (it passed the wal's checksum, so only a bug could
+// have written it) is logged and skipped rather than making every group of
+// the partition unavailable; an error of fn or of the wal ends the scan.
 func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int64, key, value []byte) error) error {
 	if from >= to {
 		return nil
@@ -220,8 +223,13 @@ func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int6
 			}
 			return fn(off, ts, key, value)
 		})
+		if errors.Is(err, errGroupBatch) {
+			p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Int64("offset", e.BaseOffset).
+				Msg("skipping an undecodable group batch")
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("%s-%d batch at offset %d: %w", p.topic.name, p.index, e.BaseOffset, err)
+			return err
 		}
 	}
 	return nil

@@ -462,3 +462,25 @@ func TestGroupAdminErrors(t *testing.T) {
 		wantErr(t, "v7 empty group id", rc.roundTrip(old).(*kmsg.OffsetFetchResponse).ErrorCode, kerr.InvalidGroupID)
 	})
 }
+
+// TestPendingJoinDoesNotHoldShutdown: a JoinGroup waiting for a rebalance
+// (here a one-minute initial delay) is answered NOT_COORDINATOR when the
+// server shuts down, instead of holding Shutdown for the rebalance.
+func TestPendingJoinDoesNotHoldShutdown(t *testing.T) {
+	e := startEnv(t)
+	e.bcfg.GroupInitialRebalanceDelay = time.Minute
+	e.restart()
+	rc := e.dial()
+	join := joinRequest("slow", "", nil)
+	join.SetVersion(3) // no MEMBER_ID_REQUIRED: the first join waits
+	corr := rc.send(join)
+	e.waitPending()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v after %v", err, time.Since(start))
+	}
+	resp := rc.read(join, corr).(*kmsg.JoinGroupResponse)
+	wantErr(t, "pending join at shutdown", resp.ErrorCode, kerr.NotCoordinator)
+}
