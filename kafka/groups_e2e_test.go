@@ -338,6 +338,23 @@ func TestGroupConsumersEndToEnd(t *testing.T) {
 			g.start() // rebalances: partitions move to it at their committed offsets
 			g.waitProcessed("after the broker restart")
 			g.waitCommittedExact()
+			// The same over the wire: OffsetFetch against ListOffsets.
+			adm := e.admin()
+			fetched, err := adm.FetchOffsets(g.ctx, g.group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ends, err := adm.ListEndOffsets(g.ctx, g.topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range int32(parts) {
+				o, _ := fetched.Lookup(g.topic, p)
+				end, _ := ends.Lookup(g.topic, p)
+				if o.Err != nil || end.Err != nil || o.At != end.Offset {
+					t.Fatalf("partition %d: committed %d (%v), end %d (%v)", p, o.At, o.Err, end.Offset, end.Err)
+				}
+			}
 
 			g.mu.Lock()
 			dups := 0
