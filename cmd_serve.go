@@ -52,6 +52,20 @@ func serveFlags() []cli.Flag {
 			Usage: "default segment.bytes: log segment file size, the unit retention removes"},
 		&cli.DurationFlag{Name: "retention-check-interval", Value: 5 * time.Minute,
 			Usage: "how often retention runs (log.retention.check.interval.ms)"},
+		&cli.IntFlag{Name: "offsets-topic-partitions", Value: 50,
+			Usage: "partitions of __consumer_offsets, fixed when it is first created (offsets.topic.num.partitions)"},
+		&cli.DurationFlag{Name: "offsets-retention", Value: 7 * 24 * time.Hour,
+			Usage: "committed offsets of an empty group expire this long after it became empty (offsets.retention.minutes)"},
+		&cli.DurationFlag{Name: "offsets-retention-check-interval", Value: 10 * time.Minute,
+			Usage: "how often expired offsets are removed (offsets.retention.check.interval.ms)"},
+		&cli.DurationFlag{Name: "group-initial-rebalance-delay", Value: 3 * time.Second,
+			Usage: "how long a new group waits for more members before its first rebalance (group.initial.rebalance.delay.ms); 0 for none"},
+		&cli.DurationFlag{Name: "group-min-session-timeout", Value: 6 * time.Second,
+			Usage: "smallest session timeout a consumer may ask for (group.min.session.timeout.ms)"},
+		&cli.DurationFlag{Name: "group-max-session-timeout", Value: 30 * time.Minute,
+			Usage: "largest session timeout a consumer may ask for (group.max.session.timeout.ms)"},
+		&cli.IntFlag{Name: "group-max-size", Value: 0,
+			Usage: "most members in one group, 0 for no limit (group.max.size)"},
 		&cli.IntFlag{Name: "node-id", Value: 0,
 			Usage: "this broker's node id"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
@@ -160,6 +174,23 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if c.Duration("retention-check-interval") <= 0 {
 		return bc, kc, fmt.Errorf("retention-check-interval: must be positive")
 	}
+	if n := c.Int("offsets-topic-partitions"); n < 1 || n > 1000 {
+		return bc, kc, fmt.Errorf("offsets-topic-partitions: %d is not between 1 and 1000", n)
+	}
+	for _, name := range []string{"offsets-retention", "offsets-retention-check-interval", "group-min-session-timeout", "group-max-session-timeout"} {
+		if c.Duration(name) <= 0 {
+			return bc, kc, fmt.Errorf("%s: must be positive", name)
+		}
+	}
+	if c.Duration("group-min-session-timeout") > c.Duration("group-max-session-timeout") {
+		return bc, kc, fmt.Errorf("group-min-session-timeout: %v is above group-max-session-timeout %v", c.Duration("group-min-session-timeout"), c.Duration("group-max-session-timeout"))
+	}
+	if c.Duration("group-initial-rebalance-delay") < 0 {
+		return bc, kc, fmt.Errorf("group-initial-rebalance-delay: must not be negative")
+	}
+	if c.Int("group-max-size") < 0 {
+		return bc, kc, fmt.Errorf("group-max-size: must not be negative")
+	}
 	if c.Int("node-id") < 0 {
 		return bc, kc, fmt.Errorf("node-id: must not be negative")
 	}
@@ -181,6 +212,17 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		Fsync:                  fsync,
 		FsyncInterval:          c.Duration("fsync-interval"),
 		RetentionCheckInterval: c.Duration("retention-check-interval"),
+
+		OffsetsTopicPartitions:        int32(c.Int("offsets-topic-partitions")),
+		OffsetsRetention:              c.Duration("offsets-retention"),
+		OffsetsRetentionCheckInterval: c.Duration("offsets-retention-check-interval"),
+		GroupInitialRebalanceDelay:    c.Duration("group-initial-rebalance-delay"),
+		GroupMinSessionTimeout:        c.Duration("group-min-session-timeout"),
+		GroupMaxSessionTimeout:        c.Duration("group-max-session-timeout"),
+		GroupMaxSize:                  c.Int("group-max-size"),
+	}
+	if bc.GroupInitialRebalanceDelay == 0 {
+		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none
 	}
 	kc = kafka.Config{MaxRequestBytes: int32(c.Int("max-request-bytes"))}
 	return bc, kc, nil

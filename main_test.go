@@ -184,3 +184,17 @@ func TestUnknownCommandExits2(t *testing.T) {
 		t.Fatalf("no command: exit %d, help %q", code, stdout.String())
 	}
 }
+
+func TestGroupSettings(t *testing.T) {
+	bc, _, code, msg := resolveOnly(t, "--group-initial-rebalance-delay", "0", "--offsets-topic-partitions", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	if bc.GroupInitialRebalanceDelay >= 0 || bc.OffsetsTopicPartitions != 3 {
+		t.Errorf("delay %v (want negative: none), offsets partitions %d", bc.GroupInitialRebalanceDelay, bc.OffsetsTopicPartitions)
+	}
+	_, _, code, msg = resolveOnly(t, "--group-min-session-timeout", "1h")
+	if code != 2 || !strings.Contains(msg, "above group-max-session-timeout") {
+		t.Errorf("exit %d: %s", code, msg)
+	}
+}
