@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
@@ -24,6 +26,8 @@ func serveFlags() []cli.Flag {
 			Usage: "YAML file of settings (keys are the flag names with _ for -); flags and environment override it"},
 		&cli.StringFlag{Name: "listen", Value: ":9092",
 			Usage: "Kafka listener address (host:port)"},
+		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9644",
+			Usage: "HTTP admin listener for /healthz, /readyz and /metrics (host:port); empty disables it"},
 		&cli.StringFlag{Name: "advertise",
 			Usage: "address Metadata tells clients (host:port); default localhost:<port> when listening on all interfaces, else the listen address"},
 		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data",
@@ -252,13 +256,41 @@ func serveAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("serve takes no arguments, got %q", c.Args().First()), 2)
 	}
+	// The log level SIGHUP reloads: flag or environment if given (read
+	// before the config file is applied), else the file's log_level.
+	levelSrc := levelSource{configPath: c.String("config"), dflt: "info"}
+	if c.IsSet("log-level") {
+		levelSrc.fixed = c.String("log-level")
+	}
 	bc, kc, log, err := resolveServe(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
+	// Loggers log everything; zerolog's global level filters, so SIGHUP
+	// can change it on the running process.
+	prevLevel := zerolog.GlobalLevel()
+	zerolog.SetGlobalLevel(log.GetLevel())
+	defer zerolog.SetGlobalLevel(prevLevel)
+	log = log.Level(zerolog.TraceLevel)
+	bc.Logger = bc.Logger.Level(zerolog.TraceLevel)
+	kc.Logger = kc.Logger.Level(zerolog.TraceLevel)
+
+	adm := newAdmin()
+	if addr := c.String("admin-listen"); addr != "" {
+		kc.Metrics = adm.metrics
+		bound, stopAdmin, err := adm.start(addr, log)
+		if err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		defer stopAdmin()
+		log.Info().Str("admin_listen", bound.String()).Msg("admin listener up")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	start := time.Now()
 	b, err := broker.Open(bc)
@@ -273,6 +305,8 @@ func serveAction(c *cli.Context) error {
 	srv := kafka.New(kc, b)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	adm.setReady(b, true)
+	sdNotify(daemon.SdNotifyReady, log)
 	log.Info().
 		Str("listen", ln.Addr().String()).
 		Str("advertise", net.JoinHostPort(bc.AdvertisedHost, strconv.Itoa(int(bc.AdvertisedPort)))).
@@ -283,12 +317,21 @@ func serveAction(c *cli.Context) error {
 		Msg("chronik ready")
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info().Msg("shutting down")
-	case serveErr = <-served:
-		log.Error().Err(serveErr).Msg("listener failed")
+wait:
+	for {
+		select {
+		case <-hup:
+			reloadLogLevel(levelSrc, log)
+		case <-ctx.Done():
+			log.Info().Msg("shutting down")
+			break wait
+		case serveErr = <-served:
+			log.Error().Err(serveErr).Msg("listener failed")
+			break wait
+		}
 	}
+	adm.setReady(nil, false)
+	sdNotify(daemon.SdNotifyStopping, log)
 	shutCtx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {

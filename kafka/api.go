@@ -18,6 +18,7 @@ type Config struct {
 	MaxRequestBytes int32         // largest accepted request frame (default 100 MiB); larger is refused before allocating
 	IdleTimeout     time.Duration // close connections idle this long (default 10 minutes, Kafka's connections.max.idle.ms)
 	Logger          zerolog.Logger
+	Metrics         *Metrics // nil: no metrics (see NewMetrics)
 }
 
 // The Server API (implemented in server.go):

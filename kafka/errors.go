@@ -27,6 +27,7 @@ func errorCode(err error) int16 {
 // they are bugs or I/O failures an operator should see.
 func (s *Server) codeOf(err error, what string) int16 {
 	code := errorCode(err)
+	s.cfg.Metrics.errorCode(code)
 	if code == kerr.UnknownServerError.Code && !errors.Is(err, context.Canceled) {
 		s.log.Error().Err(err).Msg(what)
 	}

@@ -206,6 +206,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.cfg.Metrics.connOpened()
 
 	go c.serve()
 }
@@ -254,6 +255,7 @@ func (c *conn) serve() {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
+		c.s.cfg.Metrics.connClosed()
 		c.s.wg.Done()
 	}()
 
@@ -306,6 +308,7 @@ func (c *conn) readLoop() (reason string, err error) {
 			}
 			return "read failed", err
 		}
+		c.s.cfg.Metrics.bytesIn(4 + int(size))
 		r, err := c.s.decodeRequest(body)
 		if err != nil {
 			return "undecodable request", err
@@ -434,6 +437,10 @@ func (s *Server) untilDraining(ctx context.Context) (context.Context, context.Ca
 
 func (c *conn) run(r *request, sl *slot) {
 	defer close(sl.done)
+	if m := c.s.cfg.Metrics; m != nil {
+		start := time.Now()
+		defer func() { m.request(r.key, time.Since(start)) }()
+	}
 	sl.frame, sl.closeReason = c.s.handle(c.ctx, r, &c.log)
 }
 
@@ -447,7 +454,9 @@ func (c *conn) writeLoop() {
 		if sl.frame != nil {
 			if !dead {
 				c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-				if _, err := c.nc.Write(*sl.frame); err != nil {
+				n, err := c.nc.Write(*sl.frame)
+				c.s.cfg.Metrics.bytesOut(n)
+				if err != nil {
 					dead = true
 					c.log.Debug().Err(err).Msg("write failed")
 					c.cancel()

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/kafka"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// metricValue returns the value of the sample line starting with series.
+func metricValue(t *testing.T, text, series string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no sample %s in /metrics:\n%s", series, text)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestAdminReadyzBeforeReady(t *testing.T) {
+	adm := newAdmin()
+	hs := httptest.NewServer(adm.handler())
+	defer hs.Close()
+	if code, _ := httpGet(t, hs.URL+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before recovery = %d, want 503", code)
+	}
+	if code, body := httpGet(t, hs.URL+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
+	}
+}
+
+func TestAdminMetricsWithBroker(t *testing.T) {
+	adm := newAdmin()
+	addr, stopAdmin, err := adm.start("127.0.0.1:0", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopAdmin()
+	base := "http://" + addr.String()
+	if code, _ := httpGet(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before recovery = %d, want 503", code)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(broker.Config{
+		DataDir:          t.TempDir(),
+		AdvertisedHost:   "127.0.0.1",
+		AdvertisedPort:   int32(ln.Addr().(*net.TCPAddr).Port),
+		AutoCreateTopics: true,
+		Logger:           zerolog.Nop(),
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv := kafka.New(kafka.Config{Logger: zerolog.Nop(), Metrics: adm.metrics}, b)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	adm.setReady(b, true)
+	defer func() {
+		adm.setReady(nil, false)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+		b.Close()
+	}()
+
+	if code, _ := httpGet(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz when ready = %d, want 200", code)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "metrics-test", Value: []byte("hello world")}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	cl.Close()
+
+	code, text := httpGet(t, base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	if v := metricValue(t, text, `chronik_kafka_requests_total{api="Produce"}`); v < 1 {
+		t.Errorf("produce requests = %v, want >= 1", v)
+	}
+	if v := metricValue(t, text, `chronik_kafka_request_duration_seconds_count{api="Produce"}`); v < 1 {
+		t.Errorf("produce latency count = %v, want >= 1", v)
+	}
+	if v := metricValue(t, text, `chronik_kafka_bytes_in_total`); v <= 0 {
+		t.Errorf("bytes in = %v, want > 0", v)
+	}
+	if v := metricValue(t, text, `chronik_kafka_bytes_out_total`); v <= 0 {
+		t.Errorf("bytes out = %v, want > 0", v)
+	}
+	if v := metricValue(t, text, `chronik_partitions`); v < 1 {
+		t.Errorf("partitions = %v, want >= 1", v)
+	}
+	if v := metricValue(t, text, `chronik_log_size_bytes{topic="metrics-test"}`); v <= 0 {
+		t.Errorf("log size = %v, want > 0", v)
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "chronik_kafka_open_connections"} {
+		if !strings.Contains(text, "\n"+name) {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if code, _ := httpGet(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d, want 200", code)
+	}
+	adm.setReady(nil, false)
+	if code, _ := httpGet(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while shutting down = %d, want 503", code)
+	}
+}
+
+func TestReloadLogLevel(t *testing.T) {
+	prev := zerolog.GlobalLevel()
+	defer zerolog.SetGlobalLevel(prev)
+	path := filepath.Join(t.TempDir(), "chronik.yaml")
+	if err := os.WriteFile(path, []byte("log_level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	log := zerolog.New(&out)
+	src := levelSource{configPath: path, dflt: "info"}
+	if err := reloadLogLevel(src, log); err != nil {
+		t.Fatal(err)
+	}
+	if zerolog.GlobalLevel() != zerolog.WarnLevel {
+		t.Errorf("level = %v, want warn", zerolog.GlobalLevel())
+	}
+	if !strings.Contains(out.String(), "log level reloaded") || !strings.Contains(out.String(), `"to":"warn"`) {
+		t.Errorf("no reload log line: %q", out.String())
+	}
+	if err := os.WriteFile(path, []byte("log_level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadLogLevel(src, log); err != nil || zerolog.GlobalLevel() != zerolog.DebugLevel {
+		t.Errorf("after edit: err %v level %v, want debug", err, zerolog.GlobalLevel())
+	}
+	// A flag or environment value wins over the file.
+	if err := reloadLogLevel(levelSource{fixed: "error", configPath: path, dflt: "info"}, log); err != nil || zerolog.GlobalLevel() != zerolog.ErrorLevel {
+		t.Errorf("fixed: err %v level %v, want error", err, zerolog.GlobalLevel())
+	}
+	// A bad value keeps the current level.
+	if err := os.WriteFile(path, []byte("log_level: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadLogLevel(src, log); err == nil || zerolog.GlobalLevel() != zerolog.ErrorLevel {
+		t.Errorf("bad value: err %v level %v, want an error and level kept", err, zerolog.GlobalLevel())
+	}
+}
+
+func TestSdNotifyReady(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	sdNotify("READY=1", zerolog.Nop())
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf[:n]); got != "READY=1" {
+		t.Errorf("notify = %q, want READY=1", got)
+	}
+}

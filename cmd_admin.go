@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/kafka"
+)
+
+// admin is the state behind the HTTP admin listener of `chronik serve`:
+// /healthz, /readyz and /metrics on a private Prometheus registry.
+type admin struct {
+	reg     *prometheus.Registry
+	metrics *kafka.Metrics // given to kafka.Config
+
+	broker atomic.Pointer[broker.Broker] // set once recovered
+	ready  atomic.Bool                   // recovered and listening, not shutting down
+}
+
+func newAdmin() *admin {
+	a := &admin{reg: prometheus.NewRegistry()}
+	a.metrics = kafka.NewMetrics(a.reg)
+	a.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		brokerCollector{a},
+	)
+	return a
+}
+
+// setReady marks the broker ready (recovered, Kafka listener up) or not.
+func (a *admin) setReady(b *broker.Broker, ready bool) {
+	if b != nil {
+		a.broker.Store(b)
+	}
+	a.ready.Store(ready)
+}
+
+func (a *admin) isReady() bool {
+	b := a.broker.Load()
+	return a.ready.Load() && b != nil && b.Ready()
+}
+
+func (a *admin) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !a.isReady() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	return mux
+}
+
+// start serves the admin endpoints on addr until stop is called.
+func (a *admin) start(addr string, log zerolog.Logger) (bound net.Addr, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin-listen %s: %v", addr, err)
+	}
+	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("admin listener failed")
+		}
+	}()
+	return ln.Addr(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	}, nil
+}
+
+var (
+	partitionsDesc = prometheus.NewDesc("chronik_partitions",
+		"Partitions this broker hosts (internal topics included).", nil, nil)
+	logSizeDesc = prometheus.NewDesc("chronik_log_size_bytes",
+		"Size on disk of every partition log of a topic.", []string{"topic"}, nil)
+)
+
+// brokerCollector reads partition counts and log sizes at scrape time.
+type brokerCollector struct{ a *admin }
+
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- partitionsDesc
+	ch <- logSizeDesc
+}
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.a.broker.Load()
+	if b == nil {
+		return
+	}
+	_, parts := b.LogDirs()
+	sizes := map[string]int64{}
+	for _, p := range parts {
+		sizes[p.Topic] += p.Size
+	}
+	ch <- prometheus.MustNewConstMetric(partitionsDesc, prometheus.GaugeValue, float64(len(parts)))
+	for topic, size := range sizes {
+		ch <- prometheus.MustNewConstMetric(logSizeDesc, prometheus.GaugeValue, float64(size), topic)
+	}
+}
+
+// sdNotify tells systemd (when NOTIFY_SOCKET is set) about a state change.
+func sdNotify(state string, log zerolog.Logger) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn().Err(err).Str("state", state).Msg("systemd notify failed")
+	}
+}
+
+// levelSource says where the log level comes from, for SIGHUP reloads:
+// the flag or environment value when one was given, else the config
+// file's log_level, else the default.
+type levelSource struct {
+	fixed      string // --log-level or CHRONIK_LOG_LEVEL; "" if not given
+	configPath string // --config; "" if none
+	dflt       string
+}
+
+func (s levelSource) level() (zerolog.Level, string, error) {
+	name := s.dflt
+	switch {
+	case s.fixed != "":
+		name = s.fixed
+	case s.configPath != "":
+		data, err := os.ReadFile(s.configPath)
+		if err != nil {
+			return 0, "", fmt.Errorf("config: %v", err)
+		}
+		var doc struct {
+			LogLevel *string `yaml:"log_level"`
+		}
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return 0, "", fmt.Errorf("config %s: %v", s.configPath, err)
+		}
+		if doc.LogLevel != nil {
+			name = *doc.LogLevel
+		}
+	}
+	lvl, err := zerolog.ParseLevel(name)
+	if err != nil || name == "" {
+		return 0, "", fmt.Errorf("log-level: %q is not one of trace, debug, info, warn, error", name)
+	}
+	return lvl, name, nil
+}
+
+// reloadLogLevel applies the log level of src to the running process (the
+// serve logger is built at trace level; zerolog's global level filters).
+func reloadLogLevel(src levelSource, log zerolog.Logger) error {
+	lvl, name, err := src.level()
+	if err != nil {
+		log.Error().Err(err).Msg("log level not reloaded")
+		return err
+	}
+	old := zerolog.GlobalLevel()
+	zerolog.SetGlobalLevel(lvl)
+	log.Log().Str("from", old.String()).Str("to", name).Msg("log level reloaded")
+	return nil
+}
