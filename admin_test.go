@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,5 +211,89 @@ func TestSdNotifyReady(t *testing.T) {
 	}
 	if got := string(buf[:n]); got != "READY=1" {
 		t.Errorf("notify = %q, want READY=1", got)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the serve goroutine's logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeSystemdLifecycle runs `chronik serve` in-process with
+// NOTIFY_SOCKET set: READY=1 arrives once it serves, SIGHUP reloads the
+// log level from the config file, SIGTERM sends STOPPING=1 and exits 0.
+func TestServeSystemdLifecycle(t *testing.T) {
+	prev := zerolog.GlobalLevel()
+	defer zerolog.SetGlobalLevel(prev)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	cfg := filepath.Join(dir, "chronik.yaml")
+	if err := os.WriteFile(cfg, []byte("log_level: info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run([]string{"chronik", "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
+			"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
+	}()
+	next := func(want string) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v\nstderr: %s", want, err, stderr.String())
+		}
+		if got := string(buf[:n]); got != want {
+			t.Fatalf("notify = %q, want %q", got, want)
+		}
+	}
+	next("READY=1")
+
+	if err := os.WriteFile(cfg, []byte("log_level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "log level reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP\nstderr: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if zerolog.GlobalLevel() != zerolog.DebugLevel {
+		t.Errorf("level after SIGHUP = %v, want debug", zerolog.GlobalLevel())
+	}
+
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	next("STOPPING=1")
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("serve exited %d\nstderr: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
 	}
 }
