@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"api"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "chronik_kafka_request_duration_seconds",
-			Help:    "Time from a request being read to its response being ready, by API.",
+			Help:    "Time from a request's handler starting to its response being ready, by API.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"api"}),
 		BytesIn: prometheus.NewCounter(prometheus.CounterOpts{
