@@ -179,6 +179,7 @@ for f in /etc/chronik/chronik.yaml /etc/sysconfig/chronik; do
 done
 grep -q '^/usr/bin/chronik .* -rwxr-xr-x root:root$' "$work/rpm.files" || fail "rpm: /usr/bin/chronik not 0755 root"
 grep -q '^/var/lib/chronik .* drwxr-x--- chronik:chronik$' "$work/rpm.files" || fail "rpm: /var/lib/chronik not 0750 chronik"
+grep -q '^/etc/chronik/chronik.yaml .* -rw-r----- root:chronik$' "$work/rpm.files" || fail "rpm: chronik.yaml not 0640 root:chronik"
 ok "rpm holds the binary, /etc/sysconfig/chronik, the unit and /var/lib/chronik; chronik.yaml and /etc/sysconfig/chronik are config(noreplace)"
 rpm -qp --scripts "$rpmfile" >"$work/rpm.scripts" 2>/dev/null
 for s in preinstall postinstall preuninstall postuninstall; do
