@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -85,6 +86,7 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 		AdvertisedPort:   int32(ln.Addr().(*net.TCPAddr).Port),
 		AutoCreateTopics: true,
 		Logger:           zerolog.Nop(),
+		OnFsync:          adm.observeFsync,
 	})
 	if err != nil {
 		ln.Close()
@@ -118,9 +120,21 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 			t.Fatalf("produce: %v", err)
 		}
 	}
+	// A group that committed offset 2 of the 5 records lags by 3.
+	offsets := make(kadm.Offsets)
+	offsets.Add(kadm.Offset{Topic: "metrics-test", Partition: 0, At: 2, LeaderEpoch: -1})
+	if resp, err := kadm.NewClient(cl).CommitOffsets(ctx, "lag-test", offsets); err != nil || resp.Error() != nil {
+		t.Fatalf("commit offsets: %v %v", err, resp.Error())
+	}
 	cl.Close()
 
 	code, text := httpGet(t, base+"/metrics")
+	if v := metricValue(t, text, `chronik_consumer_group_lag{group="lag-test",partition="0",topic="metrics-test"}`); v != 3 {
+		t.Errorf("group lag = %v, want 3", v)
+	}
+	if v := metricValue(t, text, `chronik_fsync_duration_seconds_count`); v < 5 {
+		t.Errorf("fsyncs observed = %v, want >= 5 (one per acknowledged produce at least)", v)
+	}
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}

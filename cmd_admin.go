@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 // /healthz, /readyz and /metrics on a private Prometheus registry.
 type admin struct {
 	reg     *prometheus.Registry
-	metrics *kafka.Metrics // given to kafka.Config
+	metrics *kafka.Metrics       // given to kafka.Config
+	fsync   prometheus.Histogram // fed by broker.Config.OnFsync
 
 	broker atomic.Pointer[broker.Broker] // set once recovered
 	ready  atomic.Bool                   // recovered and listening, not shutting down
@@ -34,13 +36,23 @@ type admin struct {
 func newAdmin() *admin {
 	a := &admin{reg: prometheus.NewRegistry()}
 	a.metrics = kafka.NewMetrics(a.reg)
+	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chronik_fsync_duration_seconds",
+		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per group commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
+	})
 	a.reg.MustRegister(
+		a.fsync,
+		groupLagCollector{a},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		brokerCollector{a},
 	)
 	return a
 }
+
+// observeFsync records one log fsync (broker.Config.OnFsync).
+func (a *admin) observeFsync(d time.Duration) { a.fsync.Observe(d.Seconds()) }
 
 // setReady marks the broker ready (recovered, Kafka listener up) or not.
 func (a *admin) setReady(b *broker.Broker, ready bool) {
@@ -121,6 +133,41 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(partitionsDesc, prometheus.GaugeValue, float64(len(parts)))
 	for topic, size := range sizes {
 		ch <- prometheus.MustNewConstMetric(logSizeDesc, prometheus.GaugeValue, float64(size), topic)
+	}
+}
+
+var groupLagDesc = prometheus.NewDesc("chronik_consumer_group_lag",
+	"Records between a group's committed offset and the high watermark, per partition with a commit.",
+	[]string{"group", "topic", "partition"}, nil)
+
+// groupLagCollector computes consumer group lag at scrape time from the
+// committed offsets and the partitions' high watermarks.
+type groupLagCollector struct{ a *admin }
+
+func (c groupLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- groupLagDesc }
+
+func (c groupLagCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.a.broker.Load()
+	if b == nil {
+		return
+	}
+	groups, err := b.ListGroups(nil, nil)
+	if err != nil {
+		return
+	}
+	for _, g := range groups {
+		offsets, err := b.OffsetFetch(g.GroupID, nil, false)
+		if err != nil {
+			continue
+		}
+		for _, o := range offsets {
+			_, hw, err := b.PartitionOffsets(o.Topic, o.Partition)
+			if err != nil || o.Offset < 0 {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue,
+				float64(max(hw-o.Offset, 0)), g.GroupID, o.Topic, strconv.Itoa(int(o.Partition)))
+		}
 	}
 }
 

@@ -278,6 +278,7 @@ func serveAction(c *cli.Context) error {
 	adm := newAdmin()
 	if addr := c.String("admin-listen"); addr != "" {
 		kc.Metrics = adm.metrics
+		bc.OnFsync = adm.observeFsync
 		bound, stopAdmin, err := adm.start(addr, log)
 		if err != nil {
 			return cli.Exit(err.Error(), 1)

@@ -62,6 +62,10 @@ type Config struct {
 	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms, default 30 minutes
 	GroupMaxSize               int           // group.max.size, default unlimited
 
+	// OnFsync, if set, is called after every fsync of a partition or
+	// metadata log with its duration (metrics). It must be cheap.
+	OnFsync func(time.Duration)
+
 	Logger zerolog.Logger
 }
 

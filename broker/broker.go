@@ -163,6 +163,7 @@ func Open(cfg Config) (*Broker, error) {
 	meta, err := wal.Open(filepath.Join(cfg.DataDir, "meta"), wal.Options{
 		Fsync:    wal.FsyncAlways, // metadata is small and always durable
 		OnRepair: b.logRepair,
+		OnSync:   cfg.OnFsync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: open metadata log: %w", err)
@@ -349,6 +350,7 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 		Fsync:         b.cfg.walFsync(),
 		FsyncInterval: b.cfg.FsyncInterval,
 		OnRepair:      b.logRepair,
+		OnSync:        b.cfg.OnFsync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)

@@ -76,6 +76,9 @@ type Options struct {
 	// OnRepair, if set, is called once per repair made while opening (a cut
 	// tail). Open also returns the repairs through (*Log).Repairs.
 	OnRepair func(Repair)
+	// OnSync, if set, is called after every fsync of the log with how long
+	// it took (for metrics; it must be cheap and must not call the log).
+	OnSync func(time.Duration)
 }
 
 // Repair describes a tail cut made by Open.

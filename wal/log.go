@@ -975,8 +975,12 @@ func (l *Log) syncLocked() error {
 		}
 		l.syncFile = f
 	}
+	start := time.Now()
 	if err := fdatasync(l.syncFile); err != nil {
 		return l.fail("sync", err)
+	}
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(time.Since(start))
 	}
 	l.dirty = false
 	l.durable.Store(l.idx.lastIndex())
