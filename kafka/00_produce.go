@@ -98,7 +98,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 			if info, ok := s.b.TopicByID(rt.TopicID); ok {
 				name, st.Topic = info.Name, info.Name
 			} else {
-				topicCode = kerr.UnknownTopicID.Code
+				topicCode = s.counted(kerr.UnknownTopicID.Code)
 			}
 		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
@@ -109,7 +109,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 			sp.BaseOffset = -1
 			switch {
 			case !validAcks:
-				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				sp.ErrorCode = s.counted(kerr.InvalidRequiredAcks.Code)
 				r.order.finish(index)
 			case topicCode != 0:
 				sp.ErrorCode = topicCode
@@ -143,7 +143,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 						s.panics.Add(1)
 						s.log.Error().Str("panic", fmt.Sprint(v)).Str("topic", job.topic).
 							Int32("partition", job.in.Partition).Msg("produce panicked")
-						job.out.ErrorCode = kerr.UnknownServerError.Code
+						job.out.ErrorCode = s.counted(kerr.UnknownServerError.Code)
 					}
 				}()
 				s.finishProduce(req, job, handles[i+1])

@@ -43,7 +43,7 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.SessionID != 0 {
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		resp.ErrorCode = s.counted(kerr.FetchSessionIDNotFound.Code)
 		return resp
 	}
 
@@ -111,9 +111,9 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 			code := int16(0)
 			switch {
 			case name == "" && req.Version >= 13:
-				code = kerr.UnknownTopicID.Code
+				code = s.counted(kerr.UnknownTopicID.Code)
 			case name == "":
-				code = kerr.UnknownTopicOrPartition.Code
+				code = s.counted(kerr.UnknownTopicOrPartition.Code)
 			case req.Version >= 9:
 				code = s.checkLeaderEpoch(name, rp.Partition, rp.CurrentLeaderEpoch)
 			}

@@ -68,7 +68,7 @@ func (s *Server) handleListOffsets(_ context.Context, r *request) kmsg.Response 
 			*sp = kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			if seen[tp{rt.Topic, rp.Partition}] > 1 {
-				sp.ErrorCode = kerr.InvalidRequest.Code
+				sp.ErrorCode = s.counted(kerr.InvalidRequest.Code)
 				continue
 			}
 			s.listOffset(req, rt.Topic, rp, sp)
@@ -81,12 +81,12 @@ func (s *Server) listOffset(req *kmsg.ListOffsetsRequest, topic string, rp kmsg.
 	ts := rp.Timestamp
 	if ts < 0 {
 		if v, ok := listOffsetsMinVersion[ts]; !ok || req.Version < v {
-			sp.ErrorCode = kerr.UnsupportedVersion.Code
+			sp.ErrorCode = s.counted(kerr.UnsupportedVersion.Code)
 			return
 		}
 	}
 	if _, ok := s.b.Topic(topic); !ok {
-		sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		sp.ErrorCode = s.counted(kerr.UnknownTopicOrPartition.Code)
 		return
 	}
 	if req.Version >= 4 {

@@ -50,7 +50,7 @@ func (s *Server) handleOffsetCommit(_ context.Context, r *request) kmsg.Response
 			if info, ok := s.b.TopicByID(rt.TopicID); ok {
 				name = info.Name
 			} else {
-				topicCode = kerr.UnknownTopicID.Code
+				topicCode = s.counted(kerr.UnknownTopicID.Code)
 			}
 		}
 		for pi, rp := range rt.Partitions {

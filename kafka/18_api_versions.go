@@ -38,13 +38,13 @@ func (s *Server) handleApiVersions(_ context.Context, r *request) kmsg.Response 
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	if req.Version >= 3 && (!softwareNamePattern.MatchString(req.ClientSoftwareName) ||
 		!softwareNamePattern.MatchString(req.ClientSoftwareVersion)) {
-		resp.ErrorCode = kerr.InvalidRequest.Code
+		resp.ErrorCode = s.counted(kerr.InvalidRequest.Code)
 		return resp
 	}
 	if req.Version >= 5 {
 		if (req.ClusterID != nil && *req.ClusterID != s.b.ClusterID()) ||
 			(req.NodeID >= 0 && req.NodeID != s.b.Config().NodeID) {
-			resp.ErrorCode = kerr.RebootstrapRequired.Code
+			resp.ErrorCode = s.counted(kerr.RebootstrapRequired.Code)
 			return resp
 		}
 	}
@@ -57,7 +57,7 @@ func (s *Server) handleApiVersions(_ context.Context, r *request) kmsg.Response 
 func (s *Server) apiVersionsUnsupported() kmsg.Response {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.Version = 0
-	resp.ErrorCode = kerr.UnsupportedVersion.Code
+	resp.ErrorCode = s.counted(kerr.UnsupportedVersion.Code)
 	resp.ApiKeys = advertisedVersions()
 	return resp
 }

@@ -46,7 +46,7 @@ func (s *Server) handleCreateTopics(_ context.Context, r *request) kmsg.Response
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
 		if count[rt.Topic] > 1 {
-			st.ErrorCode = kerr.InvalidRequest.Code
+			st.ErrorCode = s.counted(kerr.InvalidRequest.Code)
 			st.ErrorMessage = kmsg.StringPtr("topic " + rt.Topic + " is named more than once in the request")
 		} else {
 			s.createTopic(req, rt, &st)

@@ -36,7 +36,7 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, r *request) kmsg.
 			sp.Partition = rp.Partition
 			switch {
 			case !known:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sp.ErrorCode = s.counted(kerr.UnknownTopicOrPartition.Code)
 			default:
 				sp.ErrorCode = s.checkLeaderEpoch(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			}

@@ -30,11 +30,11 @@ func (s *Server) handleDescribeCluster(_ context.Context, r *request) kmsg.Respo
 		switch req.EndpointType {
 		case 1:
 		case 2:
-			resp.ErrorCode = kerr.MismatchedEndpointType.Code
+			resp.ErrorCode = s.counted(kerr.MismatchedEndpointType.Code)
 			resp.ErrorMessage = kmsg.StringPtr("this is a broker endpoint, not a controller endpoint")
 			return resp
 		default:
-			resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+			resp.ErrorCode = s.counted(kerr.UnsupportedEndpointType.Code)
 			return resp
 		}
 	}

@@ -43,3 +43,10 @@ func errorMessage(err error) *string {
 	m := err.Error()
 	return &m
 }
+
+// counted records code in the error-code metric and returns it, for codes
+// a handler sets itself rather than getting from the broker (codeOf).
+func (s *Server) counted(code int16) int16 {
+	s.cfg.Metrics.errorCode(code)
+	return code
+}

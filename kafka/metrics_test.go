@@ -47,3 +47,20 @@ func TestMetricsNilDisabled(t *testing.T) {
 	m.connOpened()
 	m.connClosed()
 }
+
+// Codes a handler sets itself (not from a broker error) are counted too.
+func TestHandlerSetCodesAreCounted(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	s := &Server{cfg: Config{Metrics: m}}
+	if got := s.counted(kerr.InvalidRequiredAcks.Code); got != kerr.InvalidRequiredAcks.Code {
+		t.Fatalf("counted returned %d", got)
+	}
+	s.counted(kerr.UnsupportedVersion.Code)
+	s.counted(kerr.UnsupportedVersion.Code)
+	if got := testutil.ToFloat64(m.ErrorCodes.WithLabelValues("INVALID_REQUIRED_ACKS")); got != 1 {
+		t.Errorf("INVALID_REQUIRED_ACKS = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.ErrorCodes.WithLabelValues("UNSUPPORTED_VERSION")); got != 2 {
+		t.Errorf("UNSUPPORTED_VERSION = %v, want 2", got)
+	}
+}

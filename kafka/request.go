@@ -116,11 +116,11 @@ func (s *Server) handle(ctx context.Context, r *request, log *zerolog.Logger) (f
 	case r.unsupported && r.key == 18:
 		resp = s.apiVersionsUnsupported()
 	case r.unsupported && r.kreq == nil:
-		return encodeBareError(r.corrID, kerr.UnsupportedVersion.Code), ""
+		return encodeBareError(r.corrID, s.counted(kerr.UnsupportedVersion.Code)), ""
 	case r.unsupported && r.noResponse:
 		return nil, fmt.Sprintf("acks=0 produce at unsupported version %d", r.version)
 	case r.unsupported:
-		resp = r.api.fail(r.kreq, kerr.UnsupportedVersion.Code)
+		resp = r.api.fail(r.kreq, s.counted(kerr.UnsupportedVersion.Code))
 	default:
 		resp = s.call(ctx, r, log)
 	}
@@ -147,6 +147,7 @@ func (s *Server) call(ctx context.Context, r *request, log *zerolog.Logger) (res
 			if r.noResponse {
 				r.closeReason = "acks=0 produce handler panicked"
 			}
+			s.counted(kerr.UnknownServerError.Code)
 			resp = failSafely(r)
 		}
 	}()
