@@ -46,6 +46,8 @@ func serveFlags() []cli.Flag {
 			Usage: "sync period with --fsync interval"},
 		&cli.IntFlag{Name: "max-request-bytes", Value: 100 << 20,
 			Usage: "largest request frame accepted (socket.request.max.bytes)"},
+		&cli.Int64Flag{Name: "max-inflight-request-bytes", Value: 512 << 20,
+			Usage: "request bytes held across all connections at once; readers wait for room before allocating (queued.max.request.bytes)"},
 		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588,
 			Usage: "largest record batch accepted (message.max.bytes)"},
 		&cli.DurationFlag{Name: "retention", Value: 7 * 24 * time.Hour,
@@ -228,7 +230,10 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none
 	}
-	kc = kafka.Config{MaxRequestBytes: int32(c.Int("max-request-bytes"))}
+	if n := c.Int64("max-inflight-request-bytes"); n < int64(c.Int("max-request-bytes")) {
+		return bc, kc, fmt.Errorf("max-inflight-request-bytes: %d is below max-request-bytes %d", n, c.Int("max-request-bytes"))
+	}
+	kc = kafka.Config{MaxRequestBytes: int32(c.Int("max-request-bytes")), MaxInflightRequestBytes: c.Int64("max-inflight-request-bytes")}
 	return bc, kc, nil
 }
 

@@ -15,10 +15,15 @@ import (
 
 // Config configures a Server. Zero values take the documented defaults.
 type Config struct {
-	MaxRequestBytes int32         // largest accepted request frame (default 100 MiB); larger is refused before allocating
-	IdleTimeout     time.Duration // close connections idle this long (default 10 minutes, Kafka's connections.max.idle.ms)
-	Logger          zerolog.Logger
-	Metrics         *Metrics // nil: no metrics (see NewMetrics)
+	MaxRequestBytes int32 // largest accepted request frame (default 100 MiB); larger is refused before allocating
+	// MaxInflightRequestBytes bounds the request bytes read, queued or being
+	// handled across all connections (Kafka's queued.max.request.bytes;
+	// default 512 MiB, at least MaxRequestBytes). Readers wait for room
+	// before allocating a body.
+	MaxInflightRequestBytes int64
+	IdleTimeout             time.Duration // close connections idle this long (default 10 minutes, Kafka's connections.max.idle.ms)
+	Logger                  zerolog.Logger
+	Metrics                 *Metrics // nil: no metrics (see NewMetrics)
 }
 
 // The Server API (implemented in server.go):

@@ -26,8 +26,11 @@ type request struct {
 	// clientHost is the client's address as Kafka reports it in group
 	// descriptions: "/" and the IP ("" outside the connection loop).
 	clientHost string
-	api        *api         // never nil once decodeRequest succeeded
-	kreq       kmsg.Request // nil only for an unsupported version kmsg cannot decode
+	// budgetBytes is what this request holds of the server's byte budget,
+	// returned when its handler is done.
+	budgetBytes int64
+	api         *api         // never nil once decodeRequest succeeded
+	kreq        kmsg.Request // nil only for an unsupported version kmsg cannot decode
 
 	// unsupported: the version is outside api's range; the answer is
 	// UNSUPPORTED_VERSION.

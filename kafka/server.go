@@ -61,6 +61,9 @@ type Server struct {
 
 	maxNewPartitions int32
 
+	// budget bounds request bytes held across connections.
+	budget *byteBudget
+
 	// panics counts handler panics recovered (and answered with
 	// UNKNOWN_SERVER_ERROR); the fuzz target checks it stays zero.
 	panics atomic.Int64
@@ -74,6 +77,12 @@ func New(cfg Config, b *broker.Broker) *Server {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = defaultIdleTimeout
 	}
+	if cfg.MaxInflightRequestBytes <= 0 {
+		cfg.MaxInflightRequestBytes = defaultMaxInflightRequestBytes
+	}
+	if cfg.MaxInflightRequestBytes < int64(cfg.MaxRequestBytes) {
+		cfg.MaxInflightRequestBytes = int64(cfg.MaxRequestBytes)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:              cfg,
@@ -85,8 +94,13 @@ func New(cfg Config, b *broker.Broker) *Server {
 		listeners:        make(map[net.Listener]struct{}),
 		conns:            make(map[*conn]struct{}),
 		maxNewPartitions: defaultMaxNewPartitions,
+		budget:           newByteBudget(cfg.MaxInflightRequestBytes),
 	}
 }
+
+// defaultMaxInflightRequestBytes is the default of
+// Config.MaxInflightRequestBytes.
+const defaultMaxInflightRequestBytes = 512 << 20
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns the listener's error if accepting fails for another reason.
@@ -301,8 +315,13 @@ func (c *conn) readLoop() (reason string, err error) {
 		if size > maxBytes {
 			return "frame larger than max request bytes", errFrameTooLarge(size, maxBytes)
 		}
+		// Room in the server-wide budget first, then the allocation.
+		if err := c.s.budget.acquire(c.ctx, int64(size)); err != nil {
+			return "server shutting down", nil
+		}
 		body := make([]byte, size)
 		if err := c.readFull(body); err != nil {
+			c.s.budget.release(int64(size))
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return "truncated frame", err
 			}
@@ -311,8 +330,10 @@ func (c *conn) readLoop() (reason string, err error) {
 		c.s.cfg.Metrics.bytesIn(4 + int(size))
 		r, err := c.s.decodeRequest(body)
 		if err != nil {
+			c.s.budget.release(int64(size))
 			return "undecodable request", err
 		}
+		r.budgetBytes = int64(size) // released when its handler is done
 		c.dispatch(r)
 	}
 }
@@ -437,6 +458,7 @@ func (s *Server) untilDraining(ctx context.Context) (context.Context, context.Ca
 
 func (c *conn) run(r *request, sl *slot) {
 	defer close(sl.done)
+	defer c.s.budget.release(r.budgetBytes)
 	if m := c.s.cfg.Metrics; m != nil {
 		start := time.Now()
 		defer func() { m.request(r.key, time.Since(start)) }()
