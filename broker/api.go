@@ -156,6 +156,7 @@ type PartitionDirInfo struct {
 //	    (INVALID_REPLICATION_FACTOR); INVALID_TOPIC_EXCEPTION for bad names,
 //	    TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_CONFIG.
 //	(*Broker).AutoCreateTopic(name string) (TopicInfo, error) // honours Config.AutoCreateTopics (UNKNOWN_TOPIC_OR_PARTITION when off)
+//	ValidateTopicName(name string) error   // Kafka's name rule; wraps INVALID_TOPIC_EXCEPTION
 //	(*Broker).DeleteTopic(name string) error
 //	(*Broker).CreatePartitions(name string, count int32, validateOnly bool) error
 //	(*Broker).TopicConfigs(name string) ([]ConfigEntry, error)  // every supported config with its effective value and source

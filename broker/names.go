@@ -33,6 +33,11 @@ func validateTopicName(name string) error {
 	return nil
 }
 
+// ValidateTopicName is validateTopicName for callers that must classify a
+// name without creating anything (Metadata: INVALID_TOPIC_EXCEPTION rather
+// than UNKNOWN_TOPIC_OR_PARTITION).
+func ValidateTopicName(name string) error { return validateTopicName(name) }
+
 // collisionName is the name under which Kafka considers two topics to
 // collide: '.' and '_' are the same in metric names (Topic.unifyCollisionChars).
 func collisionName(name string) string { return strings.ReplaceAll(name, ".", "_") }

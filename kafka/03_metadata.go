@@ -124,7 +124,7 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 		info, ok := s.b.Topic(name)
 		switch {
 		case ok:
-		case !validTopicName(name):
+		case broker.ValidateTopicName(name) != nil:
 			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, kerr.InvalidTopicException.Code))
 			continue
 		case !autoCreate:
@@ -146,23 +146,6 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 		resp.Topics = append(resp.Topics, describe(info))
 	}
 	return resp
-}
-
-// validTopicName reports whether name could be a Kafka topic: 1 to 249
-// characters from [a-zA-Z0-9._-], and not "." or "..". The broker enforces
-// the same when creating; Metadata needs it to tell INVALID_TOPIC_EXCEPTION
-// from UNKNOWN_TOPIC_OR_PARTITION without creating anything.
-func validTopicName(name string) bool {
-	if name == "" || name == "." || name == ".." || len(name) > 249 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func failMetadata(kreq kmsg.Request, code int16) kmsg.Response {
