@@ -104,9 +104,10 @@ func (r *produceResult) summary(topic string) string {
 	return b.String()
 }
 
-// checkTopic returns the topic's partitions, errTopicMissing when it does
-// not exist.
-func checkTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, topic string) ([]int32, error) {
+// checkTopic returns the partitions to work on: all of the topic's when
+// partition is -1, else just that one. It fails with errTopicMissing when
+// the topic does not exist and when the partition is not one of its.
+func checkTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, topic string, partition int) ([]int32, error) {
 	topics, err := adm.ListTopics(ctx, topic)
 	if err != nil {
 		return nil, brokerErr(c, ctx, "look up topic "+topic, err)
@@ -118,20 +119,16 @@ func checkTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, topic str
 	if t.Err != nil {
 		return nil, failErr("look up topic %s: %v", topic, t.Err)
 	}
-	return t.Partitions.Numbers(), nil
-}
-
-// checkPartition fails unless p is -1 (any) or one of parts.
-func checkPartition(topic string, parts []int32, p int) error {
-	if p < 0 {
-		return nil
+	parts := t.Partitions.Numbers()
+	if partition < 0 {
+		return parts, nil
 	}
 	for _, q := range parts {
-		if int(q) == p {
-			return nil
+		if int(q) == partition {
+			return []int32{q}, nil
 		}
 	}
-	return failErr("topic %s has no partition %d (it has %d partitions)", topic, p, len(parts))
+	return nil, failErr("topic %s has no partition %d (it has %d partitions)", topic, partition, len(parts))
 }
 
 func produceAction(c *cli.Context, args []string) error {
@@ -163,12 +160,9 @@ func produceAction(c *cli.Context, args []string) error {
 	defer cl.Close()
 
 	ctx, cancel := withTimeout(c)
-	parts, err := checkTopic(c, ctx, kadm.NewClient(cl), topic)
+	_, err = checkTopic(c, ctx, kadm.NewClient(cl), topic, partition)
 	cancel()
 	if err != nil {
-		return err
-	}
-	if err := checkPartition(topic, parts, partition); err != nil {
 		return err
 	}
 
@@ -449,15 +443,9 @@ func consumeAction(c *cli.Context, args []string) error {
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	parts, err := checkTopic(c, ctx, adm, topic)
+	parts, err := checkTopic(c, ctx, adm, topic, partition)
 	if err != nil {
 		return err
-	}
-	if err := checkPartition(topic, parts, partition); err != nil {
-		return err
-	}
-	if partition >= 0 {
-		parts = []int32{int32(partition)}
 	}
 	if group != "" {
 		if err := requireAPIs(c, ctx, adm, "consume --group", consumeGroupAPIs...); err != nil {

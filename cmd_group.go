@@ -345,15 +345,9 @@ func groupSeek(c *cli.Context, args []string) error {
 	} else if ok && len(g.Members) > 0 {
 		return failErr("group %s has %d members; seek only a group with no members (stop its consumers first)", group, len(g.Members))
 	}
-	parts, err := checkTopic(c, ctx, adm, topic)
+	parts, err := checkTopic(c, ctx, adm, topic, partition)
 	if err != nil {
 		return err
-	}
-	if err := checkPartition(topic, parts, partition); err != nil {
-		return err
-	}
-	if partition >= 0 {
-		parts = []int32{int32(partition)}
 	}
 	starts, _, err := startOffsets(c, ctx, adm, topic, parts, to)
 	if err != nil {
@@ -402,7 +396,6 @@ func groupDelete(c *cli.Context, groups []string) error {
 		return brokerErr(c, ctx, "delete groups", err)
 	}
 	out := make([]GroupDeleted, 0, len(groups))
-	var failed []string
 	for _, g := range groups {
 		r, ok := resps[g]
 		d := GroupDeleted{Group: g}
@@ -416,22 +409,7 @@ func groupDelete(c *cli.Context, groups []string) error {
 		case r.Err != nil:
 			d.Error = withMessage(r.Err, r.ErrMessage)
 		}
-		if d.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s: %s", g, d.Error))
-		}
 		out = append(out, d)
 	}
-	if format == "json" {
-		err = writeJSON(c.App.Writer, out)
-	} else {
-		for _, d := range out {
-			if d.Error == "" {
-				fmt.Fprintf(c.App.Writer, "deleted group %s\n", d.Group)
-			}
-		}
-	}
-	if len(failed) > 0 {
-		return failErr("delete group %s", strings.Join(failed, "; "))
-	}
-	return err
+	return reportDeletes(c, format, "group", out, func(d GroupDeleted) (string, string) { return d.Group, d.Error })
 }

@@ -378,3 +378,29 @@ func (p *progress) end() {
 	<-p.done
 	p.stop = nil
 }
+
+// reportDeletes prints the outcome of a delete command (topic, group): the
+// results as JSON, or a line per deleted name; any failures make the exit
+// status 1 with one line naming each.
+func reportDeletes[T any](c *cli.Context, format, kind string, out []T, nameErr func(T) (name, errMsg string)) error {
+	var failed []string
+	for _, d := range out {
+		if name, msg := nameErr(d); msg != "" {
+			failed = append(failed, fmt.Sprintf("%s: %s", name, msg))
+		}
+	}
+	var err error
+	if format == "json" {
+		err = writeJSON(c.App.Writer, out)
+	} else {
+		for _, d := range out {
+			if name, msg := nameErr(d); msg == "" {
+				fmt.Fprintf(c.App.Writer, "deleted %s %s\n", kind, name)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return failErr("delete %s %s", kind, strings.Join(failed, "; "))
+	}
+	return err
+}

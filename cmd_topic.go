@@ -373,7 +373,6 @@ func topicDelete(c *cli.Context, names []string) error {
 		return brokerErr(c, ctx, "delete topics", err)
 	}
 	out := make([]TopicDeleted, 0, len(names))
-	var failed []string
 	for _, name := range names {
 		r, ok := resps[name]
 		d := TopicDeleted{Name: name}
@@ -385,24 +384,9 @@ func topicDelete(c *cli.Context, names []string) error {
 		case r.Err != nil:
 			d.Error = withMessage(r.Err, r.ErrMessage)
 		}
-		if d.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s: %s", name, d.Error))
-		}
 		out = append(out, d)
 	}
-	if format == "json" {
-		err = writeJSON(c.App.Writer, out)
-	} else {
-		for _, d := range out {
-			if d.Error == "" {
-				fmt.Fprintf(c.App.Writer, "deleted topic %s\n", d.Name)
-			}
-		}
-	}
-	if len(failed) > 0 {
-		return failErr("delete topic %s", strings.Join(failed, "; "))
-	}
-	return err
+	return reportDeletes(c, format, "topic", out, func(d TopicDeleted) (string, string) { return d.Name, d.Error })
 }
 
 func topicAlterConfig(c *cli.Context, args []string) error {
