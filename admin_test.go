@@ -76,40 +76,19 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 		t.Fatalf("/readyz before recovery = %d, want 503", code)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(broker.Config{
-		DataDir:          t.TempDir(),
-		AdvertisedHost:   "127.0.0.1",
-		AdvertisedPort:   int32(ln.Addr().(*net.TCPAddr).Port),
-		AutoCreateTopics: true,
-		Logger:           zerolog.Nop(),
-		OnFsync:          adm.observeFsync,
+	kafkaAddr, b := startBrokerWith(t, func(bc *broker.Config, kc *kafka.Config) {
+		bc.AutoCreateTopics = true
+		bc.OnFsync = adm.observeFsync
+		kc.Metrics = adm.metrics
 	})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	srv := kafka.New(kafka.Config{Logger: zerolog.Nop(), Metrics: adm.metrics}, b)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	adm.setReady(b, true)
-	defer func() {
-		adm.setReady(nil, false)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-		b.Close()
-	}()
+	defer adm.setReady(nil, false)
 
 	if code, _ := httpGet(t, base+"/readyz"); code != 200 {
 		t.Fatalf("/readyz when ready = %d, want 200", code)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()), kgo.AllowAutoTopicCreation())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,22 +20,34 @@ import (
 // startBroker runs a real Chronik broker on a temp dir, served on a real
 // 127.0.0.1 listener, and returns its address; cleanup shuts it down.
 func startBroker(t *testing.T) string {
+	addr, _ := startBrokerWith(t, nil)
+	return addr
+}
+
+// startBrokerWith is startBroker with configs adjusted by tune (nil: none);
+// it also returns the broker.
+func startBrokerWith(t *testing.T, tune func(*broker.Config, *kafka.Config)) (string, *broker.Broker) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Open(broker.Config{
+	bc := broker.Config{
 		DataDir:        t.TempDir(),
 		AdvertisedHost: "127.0.0.1",
 		AdvertisedPort: int32(ln.Addr().(*net.TCPAddr).Port),
 		Logger:         zerolog.Nop(),
-	})
+	}
+	kc := kafka.Config{Logger: zerolog.Nop()}
+	if tune != nil {
+		tune(&bc, &kc)
+	}
+	b, err := broker.Open(bc)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("open broker: %v", err)
 	}
-	srv := kafka.New(kafka.Config{Logger: zerolog.Nop()}, b)
+	srv := kafka.New(kc, b)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -51,7 +63,7 @@ func startBroker(t *testing.T) string {
 			t.Errorf("close broker: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), b
 }
 
 // result is one CLI run.
