@@ -271,9 +271,11 @@ func TestProduceConsumeJSON(t *testing.T) {
 	if r := ok(t, "", "consume", b, "t", "--from", "latest", "-e"); r.stdout != "" {
 		t.Errorf("from latest -e printed %q", r.stdout)
 	}
-	// -n larger than what there is, bounded by --timeout: exit 1.
-	r = runCLI(t, "", "consume", b, "t", "-n", "7", "--timeout", "300ms", "--format", "json")
-	if r.code != 1 || len(decodeLines(t, r)) != 6 || !strings.Contains(r.stderr, "consumed 6 of 7 records: --timeout 300ms passed") {
+	// -n larger than what there is, bounded by --timeout: exit 1. The
+	// timeout must leave room to connect and fetch the 6 records even on a
+	// loaded machine under -race (300ms did not).
+	r = runCLI(t, "", "consume", b, "t", "-n", "7", "--timeout", "3s", "--format", "json")
+	if r.code != 1 || len(decodeLines(t, r)) != 6 || !strings.Contains(r.stderr, "consumed 6 of 7 records: --timeout 3s passed") {
 		t.Errorf("short -n: exit %d stderr %q", r.code, r.stderr)
 	}
 }
