@@ -1,0 +1,253 @@
+// Package cluster is Chronik's optional raft layer: one etcd raft group
+// (go.etcd.io/raft/v3, RawNode) per partition on the partition's own
+// wal.Log, a controller group over the metadata log, the peer transport and
+// leader routing. It plugs into package broker through an interface broker
+// defines (DESIGN.md, "Cluster rules").
+//
+// go.etcd.io/raft/v3 v3.6.0 rather than v3.7.0: v3.6.0's raftpb types are
+// values with generated Marshal/Unmarshal/Size methods (what etcd 3.6 runs),
+// while v3.7.0 moved to google.golang.org/protobuf with pointer fields
+// (Message.Entries is []*Entry, every scalar a *uint64), which costs an
+// allocation per entry and per field on the replication path.
+//
+// The pieces, each in its own files:
+//
+//   - storage.go: Storage, raft.Storage on a wal.Log (raft index == WAL
+//     index), plus the write side the engine uses while handling a Ready.
+//   - entry.go: how a raft entry's Data maps to a wal.Entry.
+//   - transport.go: Transport, one TCP connection per peer pair carrying
+//     batched messages of every group.
+//   - engine.go: Engine, a RawNode per group driven by a fixed worker pool,
+//     with quiescence of idle groups.
+//
+// THIS FILE IS THE CONTRACT the pieces code against. Keep the exported
+// names and signatures; add to them rather than change them.
+package cluster
+
+import (
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Named errors. Callers use errors.Is.
+var (
+	ErrStopped        = errors.New("cluster: stopped")
+	ErrNotLeader      = errors.New("cluster: not leader")       // a proposal on a follower, or leadership lost before commit
+	ErrUnknownGroup   = errors.New("cluster: unknown group")    // a message or call for a group this node does not host
+	ErrProposalFailed = errors.New("cluster: proposal dropped") // raft dropped the proposal (no leader, conf change pending, ...)
+)
+
+// GroupID names a raft group. 0 is the controller group; partition groups
+// get ids from the controller.
+type GroupID uint64
+
+// ControllerGroup is the controller's group id.
+const ControllerGroup GroupID = 0
+
+// GroupMessage is one raft message of one group; the transport batches them.
+type GroupMessage struct {
+	Group GroupID
+	Msg   raftpb.Message
+}
+
+// ---------------------------------------------------------------------------
+// Entry data (entry.go)
+//
+// A raft entry of type EntryNormal is stored as one wal entry:
+//
+//	raft Data empty (the leader's no-op at the start of a term) -> wal.KindNoop, no payload
+//	raft Data = [kind byte][payload]                            -> wal entry of that kind with that payload
+//
+// where kind is wal.KindData (payload: one Kafka v2 record batch) or
+// wal.KindMeta (payload: a metadata record). A raft EntryConfChangeV2 is
+// wal.KindConfChange with the marshalled ConfChangeV2 as payload (EntryConfChange
+// v1 is converted to V2 before it is stored; Chronik only proposes V2).
+//
+// The wal entry's Term is the raft term. Its Kafka offsets are NOT in the
+// raft data: Storage.Append computes them deterministically from the log
+// prefix (BaseOffset = the log's NextOffset at that point; LastOffsetDelta
+// and MaxTimestamp from the batch header for KindData; KindMeta occupies one
+// offset), and rewrites the base offset field of a KindData batch in the
+// payload to match, so every replica stores byte-identical batches with
+// identical offsets.
+//
+//	EncodeData(kind wal.Kind, payload []byte) []byte
+//	AppendData(dst []byte, kind wal.Kind, payload []byte) []byte
+//	DecodeData(data []byte) (kind wal.Kind, payload []byte, err error)
+//
+// ---------------------------------------------------------------------------
+// Storage (storage.go)
+//
+//	OpenStorage(log *wal.Log) (*Storage, error)
+//	    Loads HardState, ConfState and the snapshot point (index and term of
+//	    the entry before FirstIndex) from the log's state sidecar
+//	    (wal.Log.SaveState/LoadState). A log with no sidecar is a standalone
+//	    log becoming a replica: its entries (all term 0) are reported to raft
+//	    as term 1, so they replicate as ordinary raft entries, and the
+//	    snapshot point is (FirstIndex-1, FirstIndex>1 ? 1 : 0).
+//	(*Storage) raft.Storage methods: InitialState, Entries, Term, LastIndex,
+//	    FirstIndex, Snapshot.
+//	(*Storage).Append(entries []raftpb.Entry) error
+//	    Entries from a Ready: entries at or below LastIndex replace the
+//	    conflicting suffix (TruncateBack first); durable per the log's fsync
+//	    policy on return. Called by one goroutine at a time per group.
+//	(*Storage).SetHardState(hs raftpb.HardState) error     // sidecar; no-op if unchanged
+//	(*Storage).SetConfState(cs raftpb.ConfState) error     // sidecar
+//	(*Storage).ApplySnapshot(snap raftpb.Snapshot) error
+//	    wal.Reset(snap.Metadata.Index+1, nextOffset) where nextOffset comes
+//	    from the snapshot data (SnapshotData), then the sidecar.
+//	(*Storage).CompactTo(index uint64) error  // the snapshot point moves to index (after retention dropped segments)
+//	(*Storage).Offsets(index uint64) (baseOffset int64, lastOffset int64, err error)
+//	    The Kafka offsets of the entry at index (for acks after commit).
+//	(*Storage).OffsetAtIndex(index uint64) int64
+//	    The Kafka offset one past the last record at or before index (the
+//	    high watermark for commit index `index`).
+//	(*Storage).Log() *wal.Log
+//
+// SnapshotData is the Data of a partition group's raft snapshot: where the
+// follower's log restarts. Snapshots carry no records: a follower that needs
+// one lost entries to retention, as a Kafka follower would.
+type SnapshotData struct {
+	NextOffset     int64 // Kafka offset of the first entry after the snapshot
+	LogStartOffset int64
+}
+
+// ---------------------------------------------------------------------------
+// Transport (transport.go)
+//
+//	NewTransport(cfg TransportConfig) *Transport
+//	(*Transport).Serve(l net.Listener) error         // accepts peer connections until Close
+//	(*Transport).Send(to uint64, msgs []GroupMessage) // never blocks: queued per peer, dropped (and counted) when the queue is full; raft retries
+//	(*Transport).AddPeer(id uint64, addr string)
+//	(*Transport).RemovePeer(id uint64)
+//	(*Transport).Connected(id uint64) bool
+//	(*Transport).Stats() TransportStats
+//	(*Transport).SetFault(f Fault)                   // tests: drop traffic to/from peers
+//	(*Transport).Close() error
+//
+// One TCP connection per peer pair, each direction written by one goroutine
+// that drains the peer's queue into one frame per write: all queued
+// messages of all groups. Each connection opens with a handshake naming
+// both node ids and the cluster id; a mismatch closes it with a logged
+// reason. Frames are length-prefixed with a maximum size and a CRC32C;
+// anything malformed closes the connection (fuzz target FuzzDecodeFrame).
+type TransportConfig struct {
+	NodeID    uint64
+	ClusterID string
+	Peers     map[uint64]string // raft addresses, this node's own included
+	// Handler receives every message batch from a peer, on that peer's
+	// reader goroutine; it must not block for long.
+	Handler func(from uint64, msgs []GroupMessage)
+	// OnPeerDown is called when the connection to a peer is lost (the
+	// engine wakes quiesced groups that peer leads).
+	OnPeerDown     func(id uint64)
+	MaxFrameBytes  int           // default 64 MiB
+	QueueMessages  int           // per peer, default 4096
+	DialTimeout    time.Duration // default 1s
+	HeartbeatEvery time.Duration // node-level liveness ping, default 200ms
+	Logger         zerolog.Logger
+}
+
+// Fault drops messages for tests (a partition of the network).
+type Fault struct {
+	DropTo   map[uint64]bool // drop everything sent to these nodes
+	DropFrom map[uint64]bool // drop everything received from these nodes
+}
+
+// TransportStats are counters for metrics.
+type TransportStats struct {
+	FramesSent, FramesReceived     uint64
+	MessagesSent, MessagesReceived uint64
+	BytesSent, BytesReceived       uint64
+	Dropped                        uint64 // queue full or fault
+	PeersConnected                 int
+}
+
+// ---------------------------------------------------------------------------
+// Engine (engine.go)
+//
+//	NewEngine(cfg EngineConfig) *Engine
+//	(*Engine).Start()
+//	(*Engine).AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*Group, error)
+//	    join: the initial voters when the group's log is empty (bootstrap);
+//	    ignored when the storage already has a ConfState.
+//	(*Engine).RemoveGroup(id GroupID) error
+//	(*Engine).Group(id GroupID) *Group
+//	(*Engine).Step(from uint64, msgs []GroupMessage)  // the transport's Handler
+//	(*Engine).PeerDown(id uint64)                     // the transport's OnPeerDown
+//	(*Engine).Stop()
+//	(*Group).Propose(ctx context.Context, data []byte) (index uint64, err error)
+//	    Returns once the entry is committed and applied locally.
+//	(*Group).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
+//	(*Group).Status() GroupStatus
+//	(*Group).TransferLeadership(to uint64)
+//	(*Group).Campaign()
+//
+// Workers: EngineConfig.Workers goroutines (default GOMAXPROCS) take groups
+// that have work (a proposal, an incoming message, a tick while not
+// quiesced) from a ready queue; one group is handled by one worker at a
+// time. Handling a Ready follows raft's contract: Storage.Append and
+// SetHardState (durable) before sending the messages that depend on them,
+// then apply committed entries through StateMachine.Apply, then Advance.
+// Proposals queued while a group was busy go into raft together (one Ready,
+// one wal append).
+//
+// Quiescence: a leader whose followers have acknowledged everything and
+// that has no pending proposals stops ticking and tells its followers to
+// stop too; the group wakes on a proposal, on any message, or when the
+// transport reports its leader's node down. Idle groups therefore send no
+// heartbeats: peer traffic does not grow with the number of partitions.
+type EngineConfig struct {
+	NodeID        uint64
+	Transport     interface{ Send(to uint64, msgs []GroupMessage) }
+	TickInterval  time.Duration // default 100ms
+	ElectionTicks int           // default 10
+	HeartbeatTick int           // default 1
+	Workers       int           // default GOMAXPROCS
+	MaxSizePerMsg uint64        // default 1 MiB
+	MaxInflight   int           // default 256
+	Logger        zerolog.Logger
+}
+
+// GroupStorage is what the engine needs of a group's storage; *Storage is
+// the implementation (tests may wrap raft.MemoryStorage).
+type GroupStorage interface {
+	raft.Storage
+	Append(entries []raftpb.Entry) error
+	SetHardState(hs raftpb.HardState) error
+	SetConfState(cs raftpb.ConfState) error
+	ApplySnapshot(snap raftpb.Snapshot) error
+}
+
+// StateMachine is what a group applies its committed entries to. Calls come
+// from one worker at a time per group, in log order.
+type StateMachine interface {
+	// Apply is called with committed entries that are durable locally,
+	// after Storage.Append stored them. Conf changes are applied by the
+	// engine before Apply sees them.
+	Apply(entries []raftpb.Entry) error
+	// LeaderChanged reports a new leader (0: none known) and term.
+	LeaderChanged(leader, term uint64)
+	// SnapshotData is the Data of a snapshot at the storage's first index.
+	SnapshotData() ([]byte, error)
+	// Restore is called after Storage.ApplySnapshot installed a snapshot.
+	Restore(snap raftpb.Snapshot) error
+}
+
+// GroupStatus is a group's state as seen from this node.
+type GroupStatus struct {
+	ID        GroupID
+	Leader    uint64
+	Term      uint64
+	Commit    uint64
+	Applied   uint64
+	IsLeader  bool
+	Quiesced  bool
+	Voters    []uint64
+	Learners  []uint64
+	LastIndex uint64
+}
