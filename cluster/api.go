@@ -202,8 +202,10 @@ type TransportStats struct {
 // transport reports its leader's node down. Idle groups therefore send no
 // heartbeats: peer traffic does not grow with the number of partitions.
 type EngineConfig struct {
-	NodeID        uint64
-	Transport     interface{ Send(to uint64, msgs []GroupMessage) }
+	NodeID    uint64
+	Transport interface {
+		Send(to uint64, msgs []GroupMessage)
+	}
 	TickInterval  time.Duration // default 100ms
 	ElectionTicks int           // default 10
 	HeartbeatTick int           // default 1
