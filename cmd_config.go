@@ -60,18 +60,51 @@ func loadConfigFile(c *cli.Context, path string, flags []cli.Flag) error {
 		if !ok {
 			return fmt.Errorf("config %s line %d: unknown key %q (see chronik serve --help)", path, k.Line, k.Value)
 		}
-		if v.Kind != yaml.ScalarNode {
-			return fmt.Errorf("config %s line %d: %s: expected a single value", path, v.Line, k.Value)
+		value, err := configValue(k.Value, v)
+		if err != nil {
+			return fmt.Errorf("config %s line %d: %s: %v", path, v.Line, k.Value, err)
 		}
 		name := f.Names()[0]
 		if c.IsSet(name) {
 			continue // flag or environment wins
 		}
-		if err := c.Set(name, v.Value); err != nil {
+		if err := c.Set(name, value); err != nil {
 			return fmt.Errorf("config %s line %d: %s: invalid value %q", path, v.Line, k.Value, v.Value)
 		}
 	}
 	return nil
+}
+
+// configValue is a setting's value as its flag takes it. Every setting is a
+// single value, except peers, which may also be written as a mapping of node
+// id to raft address or a list of id=address entries.
+func configValue(key string, v *yaml.Node) (string, error) {
+	if v.Kind == yaml.ScalarNode {
+		return v.Value, nil
+	}
+	if key == "peers" {
+		var parts []string
+		switch v.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				id, addr := v.Content[i], v.Content[i+1]
+				if id.Kind != yaml.ScalarNode || addr.Kind != yaml.ScalarNode {
+					return "", fmt.Errorf("expected node id: host:port entries")
+				}
+				parts = append(parts, id.Value+"="+addr.Value)
+			}
+			return strings.Join(parts, ","), nil
+		case yaml.SequenceNode:
+			for _, e := range v.Content {
+				if e.Kind != yaml.ScalarNode {
+					return "", fmt.Errorf("expected a list of id=host:port entries")
+				}
+				parts = append(parts, e.Value)
+			}
+			return strings.Join(parts, ","), nil
+		}
+	}
+	return "", fmt.Errorf("expected a single value")
 }
 
 // configReference renders the settings of `chronik serve` as the Markdown

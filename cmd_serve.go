@@ -73,7 +73,9 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "group-max-size", Value: 0,
 			Usage: "most members in one group, 0 for no limit (group.max.size)"},
 		&cli.IntFlag{Name: "node-id", Value: 0,
-			Usage: "this broker's node id"},
+			Usage: "this broker's node id; with --peers it must be one of the peers' ids (1 or more)"},
+		&cli.StringFlag{Name: "peers",
+			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); empty runs standalone"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
 	})
@@ -200,6 +202,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if c.Int("node-id") < 0 {
 		return bc, kc, fmt.Errorf("node-id: must not be negative")
 	}
+	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
+		return bc, kc, err
+	}
 	retentionMs := c.Duration("retention").Milliseconds()
 	if retentionMs <= 0 {
 		retentionMs = -1
@@ -270,6 +275,9 @@ func serveAction(c *cli.Context) error {
 	bc, kc, log, err := resolveServe(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
+	}
+	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
+		return serveCluster(c, bc, kc, log, peers)
 	}
 	// Loggers log everything; zerolog's global level filters, so SIGHUP
 	// can change it on the running process.
