@@ -66,6 +66,10 @@ type Config struct {
 	// metadata log with its duration (metrics). It must be cheap.
 	OnFsync func(time.Duration)
 
+	// Replication turns on cluster mode: every partition's log becomes the
+	// raft log of its group (see replica.go). Nil runs standalone.
+	Replication Replication
+
 	Logger zerolog.Logger
 }
 
@@ -200,7 +204,10 @@ type PartitionDirInfo struct {
 //	(*Broker).DeleteRecords(topic string, partition int32, offset int64) (lowWatermark int64, err error)
 //	    offset -1 means the high watermark. OFFSET_OUT_OF_RANGE past HW.
 //	(*Broker).PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error)
-//	(*Broker).LeaderEpoch(topic string, partition int32) int32   // 0 standalone
+//	(*Broker).LeaderEpoch(topic string, partition int32) int32   // 0 standalone; the raft term in a cluster
+//	(*Broker).PartitionLeader(topic string, partition int32) (leader, epoch int32, err error)
+//	    The leader's node id (-1 when none is known) and leader epoch;
+//	    standalone this node at epoch 0.
 //	(*Broker).InitProducerID(transactionalID *string, txnTimeoutMs int32,
 //	    producerID int64, producerEpoch int16) (int64, int16, error)
 //	(*Broker).LogDirs() (dir string, parts []PartitionDirInfo)

@@ -370,6 +370,20 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 	p.nextOffset = end
 	p.highWatermark.Store(end)
 	p.logStartOffset.Store(lso)
+	p.replica.self = b.cfg.NodeID
+	p.replica.leader.Store(b.cfg.NodeID)
+	if r := b.cfg.Replication; r != nil {
+		// The log end is not committed until the group says so, and no
+		// node leads before an election.
+		p.replica.leader.Store(-1)
+		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
+		repl, err := r.Replica(ReplicaSpec{Topic: t.name, TopicID: t.id, Partition: idx}, log, p)
+		if err != nil {
+			log.Close()
+			return nil, fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err)
+		}
+		p.replica.repl = repl
+	}
 	return p, nil
 }
 
@@ -660,13 +674,24 @@ func (b *Broker) PartitionOffsets(topic string, partition int32) (logStart, high
 	return p.logStartOffset.Load(), p.highWatermark.Load(), nil
 }
 
-// LeaderEpoch is 0 for every partition of a standalone broker (-1 for an
-// unknown partition).
+// LeaderEpoch is 0 for every partition of a standalone broker and the raft
+// term in a cluster (-1 for an unknown partition).
 func (b *Broker) LeaderEpoch(topic string, partition int32) int32 {
-	if _, err := b.partition(topic, partition); err != nil {
+	p, err := b.partition(topic, partition)
+	if err != nil {
 		return -1
 	}
-	return 0
+	return p.replica.epoch.Load()
+}
+
+// PartitionLeader returns a partition's leader (-1 when none is known) and
+// leader epoch; standalone, this node at epoch 0.
+func (b *Broker) PartitionLeader(topic string, partition int32) (leader, epoch int32, err error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, -1, err
+	}
+	return p.replica.leader.Load(), p.replica.epoch.Load(), nil
 }
 
 // InitProducerID allocates an idempotent producer id, or bumps the epoch

@@ -35,6 +35,8 @@ type partition struct {
 	highWatermark  atomic.Int64 // log end offset of acknowledged appends
 	logStartOffset atomic.Int64
 
+	replica replicaState // cluster mode: the partition's raft group
+
 	qmu   sync.Mutex
 	queue []*produceReq
 
@@ -110,6 +112,20 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		return
 	}
+	if p.replica.repl != nil {
+		err := error(nil)
+		if !p.leads() {
+			err = p.notLeader()
+		} else if err = p.resyncLocked(); err != nil {
+			err = fmt.Errorf("%s-%d: recover producer state: %w: %w", p.topic.name, p.index, kerr.NotLeaderForPartition, err)
+		}
+		if err != nil {
+			for _, r := range group {
+				r.err = err
+			}
+			return
+		}
+	}
 
 	tc := p.topic.config()
 	now := time.Now().UnixMilli()
@@ -153,7 +169,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 				p.pending = append(p.pending, pendingProducer{id: h.producerID, st: st})
 			}
 			b := r.buf[h.start : h.start+h.size]
-			assignOffset(b, next, 0)
+			assignOffset(b, next, p.replica.epoch.Load())
 			if tc.logAppendTime {
 				stampLogAppendTime(b, now)
 				r.res.LogAppendTime = now
@@ -175,8 +191,24 @@ func (p *partition) appendGroup(group []*produceReq) {
 		written = true
 	}
 	if written {
-		_, err := p.log.Append(p.entries...)
+		var err error
+		if p.replica.repl != nil {
+			err = p.replicate(p.entries)
+		} else {
+			_, err = p.log.Append(p.entries...)
+		}
 		clear(p.entries) // do not keep request buffers alive
+		if err != nil && p.replica.repl != nil {
+			// The entries may still commit under a new leader: the log,
+			// not this attempt, decides the next offsets.
+			p.replica.resync.Store(true)
+			for _, r := range group {
+				if r.err == nil && !r.done {
+					r.err = err
+				}
+			}
+			return
+		}
 		if err != nil {
 			// KAFKA_STORAGE_ERROR, as Kafka answers for a failed log dir;
 			// the wal error stays in the chain for errors.Is.
@@ -195,8 +227,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		p.nextOffset = next
 		p.dirty = true
-		p.highWatermark.Store(next)
-		p.b.appendSignal.notify()
+		p.Committed(next)
 	}
 	lso := p.logStartOffset.Load()
 	for _, r := range group {
@@ -233,6 +264,9 @@ func outOfRange(p *partition, offset, lso, hw int64) error {
 // maxBytes (at least one batch, KIP-74), never at or past the high watermark.
 func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 	for attempt := 0; ; attempt++ {
+		if !p.leads() {
+			return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, p.notLeader()
+		}
 		hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
 		res := FetchResult{HighWatermark: hw, LastStableOffset: hw, LogStartOffset: lso}
 		if offset < lso || offset > hw {
@@ -634,6 +668,9 @@ func (p *partition) neverWritten() bool {
 // close snapshots the state (unless the partition is being deleted) and
 // closes the log. Safe to call twice.
 func (p *partition) close(deleting bool) error {
+	if p.replica.cancel != nil {
+		p.replica.cancel() // a Replicate waiting for a quorum gives up
+	}
 	p.appendMu.Lock()
 	if p.closed {
 		p.appendMu.Unlock()
@@ -645,6 +682,11 @@ func (p *partition) close(deleting bool) error {
 		p.appendMu.Lock()
 	}
 	p.closed, p.deleted = true, deleting
+	if p.replica.repl != nil {
+		if err := p.replica.repl.Close(); err != nil {
+			p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("close replica")
+		}
+	}
 	err := p.log.Close()
 	p.appendMu.Unlock()
 	if err != nil && !errors.Is(err, wal.ErrClosed) {

@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// Replication is how cluster mode plugs into the broker (Config.Replication;
+// nil runs standalone). Package cluster implements it; broker never imports
+// cluster (DESIGN.md, "Layout").
+//
+// Standalone, a partition appends to its wal.Log itself and "committed"
+// means written and synced per the fsync policy. With Replication, a
+// partition's log is the raft log of the partition's group: the replica
+// writes it (raft index == WAL index), the partition only proposes, and the
+// high watermark follows the raft commit index.
+type Replication interface {
+	// Replica makes a partition's open log the storage of its raft group
+	// and returns the group's handle. Events for the partition arrive on
+	// events, from the replication layer's goroutines: implementations of
+	// ReplicaEvents never block and never call back into the Replica.
+	Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error)
+	// NodeID is this node's id (Kafka broker id == raft node id).
+	NodeID() int32
+}
+
+// ReplicaSpec names a partition and its replicas.
+type ReplicaSpec struct {
+	Topic     string
+	TopicID   [16]byte
+	Partition int32
+	Replicas  []int32 // node ids; nil: every node of the cluster
+}
+
+// Replica is one partition's raft group as the broker sees it.
+type Replica interface {
+	// Replicate proposes entries whose Kafka offsets the partition
+	// assigned (from the log end it tracks while leader) and returns
+	// once they are committed and in the local log, with the base offset
+	// the first entry was stored at. Errors wrap a *kerr.Error:
+	// NOT_LEADER_OR_FOLLOWER when this node is not (or stopped being) the
+	// leader, REQUEST_TIMED_OUT when ctx ended first. A failed Replicate
+	// may still have been appended and be committed later by a new leader;
+	// idempotent producers retry and are deduplicated.
+	Replicate(ctx context.Context, entries []wal.Entry) (baseOffset int64, err error)
+	// Close stops the replica (the group goes on elsewhere).
+	Close() error
+}
+
+// ReplicaEvents receives a replica's state changes. Each call must return
+// quickly: it runs on a replication worker.
+type ReplicaEvents interface {
+	// Committed reports the high watermark: the Kafka offset one past the
+	// last committed record entry. It never decreases.
+	Committed(highWatermark int64)
+	// LeaderChanged reports the group's leader (-1 when none is known) and
+	// its leader epoch (the raft term).
+	LeaderChanged(leader int32, epoch int32)
+}
+
+// replicateTimeout bounds one Replicate: a group without a quorum answers
+// REQUEST_TIMED_OUT instead of holding the partition (Kafka's produce
+// timeout; clients retry).
+const replicateTimeout = 30 * time.Second
+
+// replicaState is a partition's view of its group. Standalone partitions
+// are their own leader at epoch 0.
+type replicaState struct {
+	repl   Replica
+	ctx    context.Context // ends when the partition closes
+	cancel context.CancelFunc
+	self   int32
+	leader atomic.Int32
+	epoch  atomic.Int32
+	// resync is set when this node becomes leader: the next append first
+	// takes the log end and the producer states from the log, which the
+	// replication layer wrote while this node followed.
+	resync atomic.Bool
+}
+
+// leads reports whether this node may append to and serve the partition.
+func (p *partition) leads() bool {
+	return p.replica.repl == nil || p.replica.leader.Load() == p.replica.self
+}
+
+// notLeader is the error for produce and fetch on a follower.
+func (p *partition) notLeader() error {
+	return fmt.Errorf("%s-%d: this node is not the leader (leader %d): %w", p.topic.name, p.index, p.replica.leader.Load(), kerr.NotLeaderForPartition)
+}
+
+// Committed implements ReplicaEvents.
+func (p *partition) Committed(hw int64) {
+	for {
+		cur := p.highWatermark.Load()
+		if hw <= cur || p.highWatermark.CompareAndSwap(cur, hw) {
+			break
+		}
+	}
+	p.b.appendSignal.notify()
+}
+
+// LeaderChanged implements ReplicaEvents.
+func (p *partition) LeaderChanged(leader, epoch int32) {
+	p.replica.epoch.Store(epoch)
+	prev := p.replica.leader.Swap(leader)
+	if leader == p.replica.self && prev != leader {
+		p.replica.resync.Store(true)
+	}
+	p.b.appendSignal.notify() // long polls on a follower return NOT_LEADER
+}
+
+// resyncLocked takes the log end and producer states from the log after
+// this node became leader. Caller holds appendMu.
+func (p *partition) resyncLocked() error {
+	if !p.replica.resync.CompareAndSwap(true, false) {
+		return nil
+	}
+	snap, err := loadSnapshot(p.statePath())
+	if err != nil {
+		snap = partitionSnapshot{}
+	}
+	if err := p.recoverProducers(snap); err != nil {
+		p.replica.resync.Store(true)
+		return err
+	}
+	p.nextOffset = p.log.NextOffset()
+	return nil
+}
+
+// replicate writes the group's entries through the replica. Caller holds
+// appendMu.
+func (p *partition) replicate(entries []wal.Entry) error {
+	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
+	base, err := p.replica.repl.Replicate(ctx, entries)
+	cancel()
+	if err != nil {
+		var ke *kerr.Error
+		if !errors.As(err, &ke) {
+			err = fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
+		}
+		return fmt.Errorf("replicate to %s-%d: %w", p.topic.name, p.index, err)
+	}
+	if len(entries) > 0 && base != entries[0].BaseOffset {
+		// The replication layer computes offsets from the log prefix; a
+		// difference means the partition's view of the log end was stale.
+		p.replica.resync.Store(true)
+		return fmt.Errorf("replicate to %s-%d: stored at offset %d, expected %d: %w", p.topic.name, p.index, base, entries[0].BaseOffset, kerr.NotLeaderForPartition)
+	}
+	return nil
+}

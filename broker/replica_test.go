@@ -1,0 +1,130 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// localReplication stands in for a one-node raft group: Replicate writes
+// the entries to the log itself (term = the current epoch), as the raft
+// storage would, and commits at once. The test drives leadership through
+// the events. It checks the broker's side of the seam; package cluster's
+// tests check the real groups.
+type localReplication struct {
+	mu       sync.Mutex
+	replicas map[string]*localReplica
+}
+
+type localReplica struct {
+	log    *wal.Log
+	events ReplicaEvents
+	epoch  int32
+}
+
+func (r *localReplication) NodeID() int32 { return 1 }
+
+func (r *localReplication) Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := &localReplica{log: log, events: events}
+	if spec.Topic == "t" {
+		r.replicas[spec.Topic] = rep
+	}
+	return rep, nil
+}
+
+func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry) (int64, error) {
+	base := l.log.NextOffset()
+	for i := range entries {
+		entries[i].Term = uint64(l.epoch)
+	}
+	if _, err := l.log.Append(entries...); err != nil {
+		return -1, err
+	}
+	l.events.Committed(l.log.NextOffset())
+	return base, nil
+}
+
+func (l *localReplica) Close() error { return nil }
+
+// lead makes node the leader at epoch.
+func (l *localReplica) lead(node, epoch int32) {
+	l.epoch = epoch
+	l.events.LeaderChanged(node, epoch)
+}
+
+func TestReplicaSeam(t *testing.T) {
+	repl := &localReplication{replicas: map[string]*localReplica{}}
+	b := openBroker(t, Config{NodeID: 1, Replication: repl})
+	if _, err := b.CreateTopic("t", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	rep := repl.replicas["t"]
+	ctx := context.Background()
+
+	// No leader yet: produce and fetch are refused, Metadata says -1.
+	if _, err := b.Produce(ctx, "t", 0, buildBatch(plain(2)), -1, nil); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("produce before an election: %v", err)
+	}
+	if _, err := b.Fetch("t", 0, 0, 1<<20, 0); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("fetch before an election: %v", err)
+	}
+	if leader, _, _ := b.PartitionLeader("t", 0); leader != -1 {
+		t.Fatalf("leader before an election: %d", leader)
+	}
+
+	// This node leads at epoch 3: the stored batch carries the epoch.
+	rep.lead(1, 3)
+	res, err := b.Produce(ctx, "t", 0, buildBatch(idem(2, 7, 0, 0)), -1, nil)
+	if err != nil || res.BaseOffset != 0 {
+		t.Fatalf("produce as leader: %+v %v", res, err)
+	}
+	if e := b.LeaderEpoch("t", 0); e != 3 {
+		t.Fatalf("leader epoch %d, want 3", e)
+	}
+	f, err := b.Fetch("t", 0, 0, 1<<20, 0)
+	if err != nil || f.HighWatermark != 2 {
+		t.Fatalf("fetch as leader: hw %d, %v", f.HighWatermark, err)
+	}
+	if e := int32(binary.BigEndian.Uint32(f.Records[offLeaderEpoch:])); e != 3 {
+		t.Fatalf("stored leader epoch %d, want 3", e)
+	}
+
+	// Node 2 takes over: this node refuses, while the group writes what
+	// node 2's producers sent (producer 8) into the local log.
+	rep.lead(2, 4)
+	if _, err := b.Produce(ctx, "t", 0, buildBatch(plain(1)), -1, nil); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("produce as follower: %v", err)
+	}
+	if _, err := b.Fetch("t", 0, 0, 1<<20, 0); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("fetch as follower: %v", err)
+	}
+	fromOther := buildBatch(idem(3, 8, 0, 0))
+	assignOffset(fromOther, 2, 4)
+	if _, err := rep.log.Append(wal.Entry{Kind: wal.KindData, Term: 4, BaseOffset: 2, LastOffsetDelta: 2, MaxTimestamp: 1000, Payload: fromOther}); err != nil {
+		t.Fatal(err)
+	}
+	rep.events.Committed(5)
+
+	// Back to this node: the log end and producer 8's state come from the
+	// log, so its retry is a duplicate and new records follow offset 5.
+	rep.lead(1, 5)
+	res, err = b.Produce(ctx, "t", 0, buildBatch(idem(3, 8, 0, 0)), -1, nil)
+	if err != nil || res.BaseOffset != 2 {
+		t.Fatalf("retry of a batch the previous leader stored: %+v %v, want the original offset 2", res, err)
+	}
+	res, err = b.Produce(ctx, "t", 0, buildBatch(plain(1)), -1, nil)
+	if err != nil || res.BaseOffset != 5 {
+		t.Fatalf("produce after regaining leadership: %+v %v, want offset 5", res, err)
+	}
+	if lso, hw, _ := b.PartitionOffsets("t", 0); lso != 0 || hw != 6 {
+		t.Fatalf("offsets [%d, %d), want [0, 6)", lso, hw)
+	}
+}
