@@ -52,6 +52,8 @@ type Broker struct {
 	adminMu        sync.Mutex
 	state          *metaState
 	nextProducerID int64
+	producerIDEnd  int64      // cluster mode: end of this node's producer id block
+	ctl            Controller // cluster mode: the controller group; nil standalone
 
 	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
 	topics    map[string]*topic
@@ -169,18 +171,36 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: open metadata log: %w", err)
 	}
 	b.meta = meta
-	if err := b.replayMeta(); err != nil {
-		meta.Close()
-		return nil, err
+	if r := cfg.Replication; r != nil {
+		if err := b.openClustered(r); err != nil {
+			b.closed.Store(true)
+			close(b.stop)
+			b.wg.Wait()
+			if b.ctl != nil {
+				b.ctl.Close()
+			}
+			b.closeLogs()
+			return nil, err
+		}
+	} else {
+		if err := b.replayMeta(); err != nil {
+			meta.Close()
+			return nil, err
+		}
+		if err := b.openTopics(); err != nil {
+			b.closeLogs()
+			return nil, err
+		}
+		b.removeStrayData()
 	}
-	if err := b.openTopics(); err != nil {
-		b.closeLogs()
-		return nil, err
-	}
-	b.removeStrayData()
-	if err := b.openGroupCoordinator(); err != nil {
-		b.closeLogs()
-		return nil, err
+	// Cluster mode has no group coordinator yet: it must follow the
+	// leaders of the __consumer_offsets groups (issue 6). Group calls
+	// answer COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR meanwhile.
+	if b.ctl == nil {
+		if err := b.openGroupCoordinator(); err != nil {
+			b.closeLogs()
+			return nil, err
+		}
 	}
 	b.logger.Info().Str("cluster_id", b.clusterID).Int("topics", len(b.topics)).Str("data_dir", cfg.DataDir).Msg("broker recovered")
 	b.ready.Store(true)
@@ -292,7 +312,9 @@ func (b *Broker) openTopics() error {
 		t.partitions = make([]*partition, tm.partitions)
 		b.topics[t.name], b.byID[t.id] = t, t
 		for i := range tm.partitions {
-			jobs = append(jobs, job{t, i})
+			if b.hosts(tm, i) {
+				jobs = append(jobs, job{t, i})
+			}
 		}
 	}
 	var (
@@ -377,7 +399,7 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 		// node leads before an election.
 		p.replica.leader.Store(-1)
 		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
-		repl, err := r.Replica(ReplicaSpec{Topic: t.name, TopicID: t.id, Partition: idx}, log, p)
+		repl, err := r.Replica(b.spec(t, idx), log, p)
 		if err != nil {
 			log.Close()
 			return nil, fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err)
@@ -500,6 +522,13 @@ func (b *Broker) Close() error {
 	close(b.stop)
 	b.wg.Wait()
 	b.groups.close()
+	if b.ctl != nil {
+		// Stops applying records (ApplyMeta takes adminMu) before the
+		// logs close.
+		if err := b.ctl.Close(); err != nil {
+			b.logger.Warn().Err(err).Msg("close controller group")
+		}
+	}
 	b.adminMu.Lock() // wait for an admin operation in flight
 	defer b.adminMu.Unlock()
 	return b.closeLogs()
@@ -525,7 +554,11 @@ func (b *Broker) closeLogs() error {
 func (b *Broker) Config() Config { return b.cfg }
 
 // ClusterID is the id generated on first start (or configured).
-func (b *Broker) ClusterID() string { return b.clusterID }
+func (b *Broker) ClusterID() string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.clusterID
+}
 
 // Ready reports whether recovery is done.
 func (b *Broker) Ready() bool { return b.ready.Load() && !b.closed.Load() }
@@ -534,10 +567,15 @@ func (b *Broker) Ready() bool { return b.ready.Load() && !b.closed.Load() }
 func (b *Broker) partition(topic string, idx int32) (*partition, error) {
 	b.mu.RLock()
 	var p *partition
-	if t := b.topics[topic]; t != nil && idx >= 0 && int(idx) < len(t.partitions) {
+	t := b.topics[topic]
+	exists := t != nil && idx >= 0 && int(idx) < len(t.partitions)
+	if exists {
 		p = t.partitions[idx]
 	}
 	b.mu.RUnlock()
+	if p == nil && exists {
+		return nil, fmt.Errorf("%s-%d is not hosted on node %d: %w", topic, idx, b.cfg.NodeID, kerr.NotLeaderForPartition)
+	}
 	if p == nil {
 		return nil, fmt.Errorf("%s-%d: %w", topic, idx, kerr.UnknownTopicOrPartition)
 	}
@@ -715,7 +753,16 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 	if producerID >= 0 && producerID < b.nextProducerID && producerEpoch >= 0 && producerEpoch < math.MaxInt16-1 {
 		return producerID, producerEpoch + 1, nil
 	}
-	if b.nextProducerID >= b.state.producerIDBlockEnd {
+	if b.ctl != nil {
+		for b.nextProducerID >= b.producerIDEnd {
+			if err := b.proposeLocked(metaRecord{Type: metaProducerIDBlock, Node: b.cfg.NodeID}); err != nil {
+				return -1, -1, fmt.Errorf("init producer id: %w", err)
+			}
+			if b.closed.Load() {
+				return -1, -1, ErrClosed
+			}
+		}
+	} else if b.nextProducerID >= b.state.producerIDBlockEnd {
 		if err := b.appendMeta(metaRecord{Type: metaProducerIDs, ProducerIDBlockEnd: b.nextProducerID + producerIDBlockSize}); err != nil {
 			return -1, -1, fmt.Errorf("init producer id: %w", err)
 		}

@@ -23,6 +23,10 @@ const (
 	metaConfigsAltered  = "configs_altered"  // Topic, ID, Configs (the full new set)
 	metaProducerIDs     = "producer_ids"     // ProducerIDBlockEnd: ids below it are allocated
 	metaSnapshot        = "snapshot"         // Snapshot: the whole state; replaces everything before it
+
+	// Cluster mode only.
+	metaBrokerRegistered = "broker_registered" // Node, Host, Port: a node's Kafka address
+	metaProducerIDBlock  = "producer_id_block" // Node: the next block of producer ids goes to that node
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -40,6 +44,24 @@ type metaRecord struct {
 	Configs            map[string]string `json:"configs,omitempty"`
 	ProducerIDBlockEnd int64             `json:"producer_id_block_end,omitempty"`
 	Topics             []metaTopic       `json:"topics,omitempty"` // snapshot only
+
+	// Cluster mode.
+	Node     int32        `json:"node,omitempty"`
+	Host     string       `json:"host,omitempty"`
+	Port     int32        `json:"port,omitempty"`
+	Replicas [][]int32    `json:"replicas,omitempty"` // topic_created, partitions_added: replicas of each new partition, preferred leader first
+	Brokers  []metaBroker `json:"brokers,omitempty"`  // snapshot only
+	// NextGroup (snapshot only) is the raft group id the next partition gets.
+	NextGroup uint64 `json:"next_group,omitempty"`
+	// NodeBlocks (snapshot only): each node's current producer id block start.
+	NodeBlocks map[int32]int64 `json:"node_blocks,omitempty"`
+}
+
+// metaBroker is one registered node.
+type metaBroker struct {
+	Node int32  `json:"node"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
 }
 
 // metaTopic is one topic in a snapshot record.
@@ -48,6 +70,8 @@ type metaTopic struct {
 	ID         string            `json:"id"`
 	Partitions int32             `json:"partitions"`
 	Configs    map[string]string `json:"configs,omitempty"`
+	Replicas   [][]int32         `json:"replicas,omitempty"`
+	Groups     []uint64          `json:"groups,omitempty"`
 }
 
 // topicMeta is one topic as the metadata log defines it.
@@ -56,6 +80,11 @@ type topicMeta struct {
 	id         [16]byte
 	partitions int32
 	configs    map[string]string // normalized, never mutated once published
+	// Cluster mode: each partition's replicas (preferred leader first; nil
+	// for topics created standalone) and raft group id. Group ids are
+	// handed out in apply order, so every node computes the same ones.
+	replicas [][]int32
+	groups   []uint64
 }
 
 // metaState is the metadata log folded: what Open rebuilds by replay.
@@ -63,9 +92,25 @@ type metaState struct {
 	clusterID          string
 	topics             map[string]*topicMeta
 	producerIDBlockEnd int64
+
+	brokers    map[int32]metaBroker // cluster mode: registered nodes
+	nextGroup  uint64               // raft group id of the next partition (0 is the controller)
+	nodeBlocks map[int32]int64      // cluster mode: each node's producer id block start
 }
 
-func newMetaState() *metaState { return &metaState{topics: make(map[string]*topicMeta)} }
+func newMetaState() *metaState {
+	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextGroup: 1, nodeBlocks: make(map[int32]int64)}
+}
+
+// newGroups hands out n raft group ids.
+func (s *metaState) newGroups(n int32) []uint64 {
+	g := make([]uint64, n)
+	for i := range g {
+		g[i] = s.nextGroup
+		s.nextGroup++
+	}
+	return g
+}
 
 func decodeMetaRecord(b []byte) (metaRecord, error) {
 	var r metaRecord
@@ -108,6 +153,10 @@ func (s *metaState) apply(r metaRecord) error {
 		if r.ClusterID == "" {
 			return fmt.Errorf("empty cluster id")
 		}
+		if s.clusterID != "" && s.clusterID != r.ClusterID {
+			// Cluster mode: several nodes may propose one; the first wins.
+			return fmt.Errorf("cluster id %q already set, %q ignored", s.clusterID, r.ClusterID)
+		}
 		s.clusterID = r.ClusterID
 	case metaTopicCreated:
 		id, err := parseTopicID(r.ID)
@@ -120,7 +169,11 @@ func (s *metaState) apply(r metaRecord) error {
 		if r.Partitions < 1 {
 			return fmt.Errorf("topic %q created with %d partitions", r.Topic, r.Partitions)
 		}
-		s.topics[r.Topic] = &topicMeta{name: r.Topic, id: id, partitions: r.Partitions, configs: maps.Clone(r.Configs)}
+		if r.Replicas != nil && len(r.Replicas) != int(r.Partitions) {
+			return fmt.Errorf("topic %q: %d replica lists for %d partitions", r.Topic, len(r.Replicas), r.Partitions)
+		}
+		s.topics[r.Topic] = &topicMeta{name: r.Topic, id: id, partitions: r.Partitions, configs: maps.Clone(r.Configs),
+			replicas: r.Replicas, groups: s.newGroups(r.Partitions)}
 	case metaTopicDeleted, metaPartitionsAdded, metaConfigsAltered:
 		t, err := s.topicWithID(r.Topic, r.ID)
 		if err != nil {
@@ -133,8 +186,16 @@ func (s *metaState) apply(r metaRecord) error {
 			if r.Partitions <= t.partitions {
 				return fmt.Errorf("topic %q: partitions %d not above %d", r.Topic, r.Partitions, t.partitions)
 			}
+			added := r.Partitions - t.partitions
+			if r.Replicas != nil && len(r.Replicas) != int(added) {
+				return fmt.Errorf("topic %q: %d replica lists for %d new partitions", r.Topic, len(r.Replicas), added)
+			}
 			nt := *t
 			nt.partitions = r.Partitions
+			nt.groups = append(slices.Clip(t.groups), s.newGroups(added)...)
+			if t.replicas != nil || r.Replicas != nil {
+				nt.replicas = append(slices.Clip(t.replicas), r.Replicas...)
+			}
 			s.topics[r.Topic] = &nt
 		case metaConfigsAltered:
 			nt := *t
@@ -146,17 +207,38 @@ func (s *metaState) apply(r metaRecord) error {
 		fresh.clusterID = r.ClusterID
 		fresh.producerIDBlockEnd = r.ProducerIDBlockEnd
 		for _, t := range r.Topics {
-			err := fresh.apply(metaRecord{Type: metaTopicCreated, Topic: t.Name, ID: t.ID, Partitions: t.Partitions, Configs: t.Configs})
+			err := fresh.apply(metaRecord{Type: metaTopicCreated, Topic: t.Name, ID: t.ID, Partitions: t.Partitions, Configs: t.Configs, Replicas: t.Replicas})
 			if err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
+			if t.Groups != nil {
+				if len(t.Groups) != int(t.Partitions) {
+					return fmt.Errorf("snapshot: topic %q: %d groups for %d partitions", t.Name, len(t.Groups), t.Partitions)
+				}
+				fresh.topics[t.Name].groups = t.Groups
+			}
 		}
+		for _, br := range r.Brokers {
+			fresh.brokers[br.Node] = br
+		}
+		if r.NextGroup > 0 {
+			fresh.nextGroup = r.NextGroup
+		}
+		maps.Copy(fresh.nodeBlocks, r.NodeBlocks)
 		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
 			return fmt.Errorf("producer id block end %d below %d", r.ProducerIDBlockEnd, s.producerIDBlockEnd)
 		}
 		s.producerIDBlockEnd = r.ProducerIDBlockEnd
+	case metaBrokerRegistered:
+		if r.Node < 0 || r.Host == "" || r.Port <= 0 {
+			return fmt.Errorf("broker registration %d %s:%d", r.Node, r.Host, r.Port)
+		}
+		s.brokers[r.Node] = metaBroker{Node: r.Node, Host: r.Host, Port: r.Port}
+	case metaProducerIDBlock:
+		s.nodeBlocks[r.Node] = s.producerIDBlockEnd
+		s.producerIDBlockEnd += producerIDBlockSize
 	default:
 		return fmt.Errorf("unknown metadata record type %q", r.Type)
 	}
@@ -176,10 +258,16 @@ func (s *metaState) topicWithID(name, idHex string) (*topicMeta, error) {
 
 // snapshot is one record that rebuilds the whole state.
 func (s *metaState) snapshot() metaRecord {
-	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd}
+	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd, NextGroup: s.nextGroup}
 	for _, name := range slices.Sorted(maps.Keys(s.topics)) {
 		t := s.topics[name]
-		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs})
+		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs, Replicas: t.replicas, Groups: t.groups})
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.brokers)) {
+		r.Brokers = append(r.Brokers, s.brokers[id])
+	}
+	if len(s.nodeBlocks) > 0 {
+		r.NodeBlocks = maps.Clone(s.nodeBlocks)
 	}
 	return r
 }

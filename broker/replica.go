@@ -29,6 +29,32 @@ type Replication interface {
 	Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error)
 	// NodeID is this node's id (Kafka broker id == raft node id).
 	NodeID() int32
+	// Controller makes the metadata log the controller group's raft log.
+	// It returns the index through which the log is known committed; Open
+	// replays the records up to it, then calls Start, after which every
+	// record committed later is applied through events on every node, in
+	// log order.
+	Controller(log *wal.Log, events ControllerEvents) (ctl Controller, committed uint64, err error)
+}
+
+// Controller is the controller group as the broker sees it.
+type Controller interface {
+	// Start runs the group from the replayed index on.
+	Start() error
+	// Propose appends a metadata record and returns once it is committed
+	// and applied on this node. Errors wrap a *kerr.Error
+	// (NOT_CONTROLLER without a leader, REQUEST_TIMED_OUT).
+	Propose(ctx context.Context, record []byte) error
+	// Nodes lists the controller group's voters: the cluster's nodes.
+	Nodes() []int32
+	// Leader is the controller leader's node id, -1 when none is known.
+	Leader() int32
+	Close() error
+}
+
+// ControllerEvents receives committed metadata records.
+type ControllerEvents interface {
+	ApplyMeta(record []byte)
 }
 
 // ReplicaSpec names a partition and its replicas.
@@ -36,7 +62,8 @@ type ReplicaSpec struct {
 	Topic     string
 	TopicID   [16]byte
 	Partition int32
-	Replicas  []int32 // node ids; nil: every node of the cluster
+	Group     uint64  // the partition's raft group id, unique in the cluster
+	Replicas  []int32 // node ids, preferred leader first
 }
 
 // Replica is one partition's raft group as the broker sees it.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -29,6 +30,33 @@ type localReplica struct {
 }
 
 func (r *localReplication) NodeID() int32 { return 1 }
+
+func (r *localReplication) Controller(log *wal.Log, events ControllerEvents) (Controller, uint64, error) {
+	return &localController{log: log, events: events}, log.LastIndex(), nil
+}
+
+// localController commits a record by appending it to the metadata log and
+// applying it at once, as a one-node controller group would.
+type localController struct {
+	mu     sync.Mutex
+	log    *wal.Log
+	events ControllerEvents
+}
+
+func (c *localController) Start() error   { return nil }
+func (c *localController) Nodes() []int32 { return []int32{1} }
+func (c *localController) Leader() int32  { return 1 }
+func (c *localController) Close() error   { return nil }
+
+func (c *localController) Propose(ctx context.Context, record []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.log.Append(wal.Entry{Kind: wal.KindMeta, BaseOffset: c.log.NextOffset(), Payload: record}); err != nil {
+		return err
+	}
+	c.events.ApplyMeta(record)
+	return nil
+}
 
 func (r *localReplication) Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error) {
 	r.mu.Lock()
@@ -126,5 +154,75 @@ func TestReplicaSeam(t *testing.T) {
 	}
 	if lso, hw, _ := b.PartitionOffsets("t", 0); lso != 0 || hw != 6 {
 		t.Fatalf("offsets [%d, %d), want [0, 6)", lso, hw)
+	}
+}
+
+// In cluster mode every metadata change is a proposal applied through
+// ApplyMeta; the state survives a reopen by replay up to the committed
+// index.
+func TestClusteredMetadata(t *testing.T) {
+	dir := t.TempDir()
+	repl := &localReplication{replicas: map[string]*localReplica{}}
+	b := openBroker(t, Config{DataDir: dir, NodeID: 1, AdvertisedHost: "h1", AdvertisedPort: 9001, Replication: repl})
+	waitFor(t, func() bool { return b.ClusterID() != "" && len(b.Brokers()) == 1 && b.Brokers()[0].Host == "h1" })
+
+	if _, err := b.CreateTopic("t", 3, 2, nil, false); !errors.Is(err, kerr.InvalidReplicationFactor) {
+		t.Fatalf("RF 2 on one node: %v", err)
+	}
+	info, err := b.CreateTopic("t", 3, -1, nil, false)
+	if err != nil || info.Partitions != 3 {
+		t.Fatalf("create: %+v %v", info, err)
+	}
+	if _, err := b.CreateTopic("t", 3, -1, nil, false); !errors.Is(err, kerr.TopicAlreadyExists) {
+		t.Fatalf("create twice: %v", err)
+	}
+	if r := b.PartitionReplicas("t", 2); len(r) != 1 || r[0] != 1 {
+		t.Fatalf("replicas %v", r)
+	}
+	if err := b.CreatePartitions("t", 4, false); err != nil {
+		t.Fatal(err)
+	}
+	v := "1000"
+	if err := b.IncrementalAlterTopicConfigs("t", []ConfigOp{{Name: "retention.ms", Op: 0, Value: &v}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateTopic("gone", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	id1, _, err := b.InitProducerID(nil, 0, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterID := b.ClusterID()
+
+	b = reopen(t, b)
+	if b.ClusterID() != clusterID {
+		t.Fatalf("cluster id %q after reopen, was %q", b.ClusterID(), clusterID)
+	}
+	ti, ok := b.Topic("t")
+	if !ok || ti.Partitions != 4 || ti.Configs["retention.ms"] != "1000" {
+		t.Fatalf("topic after reopen: %+v %v", ti, ok)
+	}
+	if _, ok := b.Topic("gone"); ok {
+		t.Fatal("deleted topic back after reopen")
+	}
+	id2, _, err := b.InitProducerID(nil, 0, -1, -1)
+	if err != nil || id2 <= id1 {
+		t.Fatalf("producer id after reopen %d (%v), first was %d", id2, err, id1)
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -90,14 +90,22 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if partitions < 1 || partitions > maxPartitionsPerTopic {
 		return TopicInfo{}, fmt.Errorf("%d partitions, must be 1..%d: %w", partitions, maxPartitionsPerTopic, kerr.InvalidPartitions)
 	}
-	if replicationFactor != -1 && replicationFactor != 1 {
+	if b.ctl == nil && replicationFactor != -1 && replicationFactor != 1 {
 		return TopicInfo{}, fmt.Errorf("replication factor %d, a standalone broker has 1 replica: %w", replicationFactor, kerr.InvalidReplicationFactor)
+	}
+	if b.ctl != nil {
+		if _, err := b.replicationFactor(replicationFactor); err != nil {
+			return TopicInfo{}, err
+		}
 	}
 	set, err := normalizeConfigs(configs, false)
 	if err != nil {
 		return TopicInfo{}, err
 	}
 	info := TopicInfo{Name: name, Partitions: partitions, Internal: isInternalTopic(name), Configs: maps.Clone(set)}
+	if b.ctl != nil {
+		return b.createTopicClustered(info, replicationFactor, set, validateOnly)
+	}
 	if validateOnly {
 		return info, nil
 	}
@@ -214,6 +222,12 @@ func (b *Broker) DeleteTopic(name string) error {
 	if isInternalTopic(name) {
 		return fmt.Errorf("topic %q is internal and cannot be deleted: %w", name, kerr.InvalidTopicException)
 	}
+	if b.ctl != nil {
+		if err := b.proposeLocked(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
+			return fmt.Errorf("delete topic %q: %w", name, err)
+		}
+		return nil // ApplyMeta closed and removed the partitions
+	}
 	if err := b.appendMeta(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
 	}
@@ -257,6 +271,23 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 		return fmt.Errorf("%d partitions, at most %d: %w", count, maxPartitionsPerTopic, kerr.InvalidPartitions)
 	}
 	if validateOnly {
+		return nil
+	}
+	if b.ctl != nil {
+		rf := len(b.ctl.Nodes())
+		if tm.replicas != nil {
+			rf = len(tm.replicas[0])
+		}
+		rec := metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count}
+		if tm.replicas != nil {
+			rec.Replicas = assignReplicas(name, b.ctl.Nodes(), min(rf, len(b.ctl.Nodes())), tm.partitions, count)
+		}
+		if err := b.proposeLocked(rec); err != nil {
+			return fmt.Errorf("create partitions of %q: %w", name, err)
+		}
+		if b.state.topics[name] == nil || b.state.topics[name].partitions < count {
+			return fmt.Errorf("partitions of %q changed concurrently: %w", name, kerr.InvalidPartitions)
+		}
 		return nil
 	}
 	b.mu.RLock()
@@ -328,6 +359,12 @@ func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map
 		return err
 	}
 	if validateOnly {
+		return nil
+	}
+	if b.ctl != nil {
+		if err := b.proposeLocked(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
+			return fmt.Errorf("alter configs of %q: %w", name, err)
+		}
 		return nil
 	}
 	if err := b.appendMeta(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {

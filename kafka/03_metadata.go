@@ -59,20 +59,18 @@ func aclBits(ops ...kmsg.ACLOperation) int32 {
 func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	cfg := s.b.Config()
-
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	for _, bi := range s.b.Brokers() {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = bi.NodeID, bi.Host, bi.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	clusterID := s.b.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = cfg.NodeID
+	resp.ControllerID = s.b.ControllerID()
 	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
 		resp.AuthorizedOperations = allClusterOperations
 	}
 
-	// Every partition has the same replica set: share one slice.
-	replicas := []int32{cfg.NodeID}
 	describe := func(info broker.TopicInfo) kmsg.MetadataResponseTopic {
 		st := kmsg.NewMetadataResponseTopic()
 		name := info.Name
@@ -85,8 +83,17 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 			sp := &st.Partitions[p]
 			*sp = kmsg.NewMetadataResponseTopicPartition()
 			sp.Partition = int32(p)
-			sp.Leader = cfg.NodeID
-			sp.LeaderEpoch = s.b.LeaderEpoch(info.Name, int32(p))
+			replicas := s.b.PartitionReplicas(info.Name, int32(p))
+			leader, epoch, err := s.b.PartitionLeader(info.Name, int32(p))
+			if err != nil && len(replicas) > 0 {
+				// Not hosted here (cluster mode, fewer replicas than
+				// nodes): point at the preferred leader.
+				leader, epoch = replicas[0], -1
+			}
+			sp.Leader, sp.LeaderEpoch = leader, epoch
+			if leader < 0 {
+				sp.ErrorCode = kerr.LeaderNotAvailable.Code
+			}
 			sp.Replicas, sp.ISR, sp.OfflineReplicas = replicas, replicas, []int32{}
 		}
 		return st

@@ -38,12 +38,13 @@ func (s *Server) handleDescribeCluster(_ context.Context, r *request) kmsg.Respo
 			return resp
 		}
 	}
-	cfg := s.b.Config()
 	resp.ClusterID = s.b.ClusterID()
-	resp.ControllerID = cfg.NodeID
-	b := kmsg.NewDescribeClusterResponseBroker()
-	b.NodeID, b.Host, b.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
-	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
+	resp.ControllerID = s.b.ControllerID()
+	for _, bi := range s.b.Brokers() {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = bi.NodeID, bi.Host, bi.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	if req.IncludeClusterAuthorizedOperations {
 		resp.ClusterAuthorizedOperations = allClusterOperations
 	}

@@ -1,0 +1,362 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// Cluster mode's metadata: the metadata log is the controller group's raft
+// log. Admin calls check under adminMu as standalone, release it, propose
+// one record and wait until it is applied here; ApplyMeta, run on every
+// node in log order, folds each committed record into the state and opens,
+// closes or reconfigures the partitions this node hosts. Two proposals may
+// race (two creates of one name): the second one's record does not apply
+// (metaState.apply refuses it the same way on every node), and its proposer
+// finds out by looking at the state afterwards.
+
+// proposeTimeout bounds one metadata proposal.
+const proposeTimeout = 15 * time.Second
+
+// openClustered is Open's cluster path: replay what is committed, open the
+// hosted partitions, start the controller group, register this node.
+func (b *Broker) openClustered(r Replication) error {
+	ctl, committed, err := r.Controller(b.meta, b)
+	if err != nil {
+		return fmt.Errorf("broker: controller group: %w", err)
+	}
+	b.ctl = ctl
+	last := min(committed, b.meta.LastIndex())
+	for idx := b.meta.FirstIndex(); idx <= last; idx++ {
+		e, err := b.meta.Read(idx)
+		if err != nil {
+			return fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
+		}
+		if e.Kind != wal.KindMeta {
+			continue
+		}
+		rec, err := decodeMetaRecord(e.Payload)
+		if err == nil {
+			err = b.state.apply(rec)
+		}
+		if err != nil {
+			b.logger.Debug().Err(err).Uint64("index", idx).Msg("metadata record not applied")
+		}
+	}
+	b.clusterID = b.state.clusterID
+	// This node's newest producer id block may have been used before the
+	// restart: the first InitProducerID asks for a fresh one.
+	if err := b.openTopics(); err != nil {
+		return err
+	}
+	if err := ctl.Start(); err != nil {
+		return fmt.Errorf("broker: start controller group: %w", err)
+	}
+	b.wg.Add(1)
+	go b.register()
+	return nil
+}
+
+// register proposes the cluster id (when none is set yet) and this node's
+// Kafka address until both are in the metadata, retrying while the
+// controller group has no leader.
+func (b *Broker) register() {
+	defer b.wg.Done()
+	self := metaBroker{Node: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		b.adminMu.Lock()
+		needID := b.state.clusterID == ""
+		registered := b.state.brokers[self.Node] == self
+		b.adminMu.Unlock()
+		var err error
+		switch {
+		case needID:
+			id := b.cfg.ClusterID
+			if id == "" {
+				id = newClusterID()
+			}
+			err = b.propose(metaRecord{Type: metaClusterID, ClusterID: id})
+		case !registered:
+			err = b.propose(metaRecord{Type: metaBrokerRegistered, Node: self.Node, Host: self.Host, Port: self.Port})
+		default:
+			b.logger.Info().Int32("node", self.Node).Str("cluster_id", b.ClusterID()).Msg("registered with the controller")
+			return
+		}
+		if err != nil {
+			b.logger.Debug().Err(err).Msg("registration not committed yet; retrying")
+		}
+		select {
+		case <-b.stop:
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// propose replicates one metadata record through the controller group.
+// Caller must not hold adminMu: ApplyMeta takes it.
+func (b *Broker) propose(rec metaRecord) error {
+	ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
+	defer cancel()
+	if err := b.ctl.Propose(ctx, encodeMetaRecord(rec)); err != nil {
+		var ke *kerr.Error
+		if !errors.As(err, &ke) {
+			err = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+		}
+		return fmt.Errorf("metadata %s: %w", rec.Type, err)
+	}
+	return nil
+}
+
+// proposeLocked is propose for a caller holding adminMu: it is released
+// while the record replicates and held again on return.
+func (b *Broker) proposeLocked(rec metaRecord) error {
+	b.adminMu.Unlock()
+	defer b.adminMu.Lock()
+	return b.propose(rec)
+}
+
+// ApplyMeta implements ControllerEvents: one committed metadata record, on
+// every node, in log order.
+func (b *Broker) ApplyMeta(record []byte) {
+	rec, err := decodeMetaRecord(record)
+	if err != nil {
+		b.logger.Error().Err(err).Msg("undecodable metadata record skipped")
+		return
+	}
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return
+	}
+	prev := b.state.topics[rec.Topic]
+	if err := b.state.apply(rec); err != nil {
+		b.logger.Debug().Err(err).Str("type", rec.Type).Msg("metadata record not applied")
+		return
+	}
+	switch rec.Type {
+	case metaClusterID:
+		b.mu.Lock()
+		b.clusterID = b.state.clusterID
+		b.mu.Unlock()
+	case metaProducerIDBlock:
+		if rec.Node == b.cfg.NodeID {
+			b.takeProducerBlock()
+		}
+	case metaTopicCreated:
+		tm := b.state.topics[rec.Topic]
+		t := b.newTopic(tm)
+		parts, err := b.openHosted(t, 0, tm.partitions)
+		if err != nil {
+			b.logger.Error().Err(err).Str("topic", rec.Topic).Msg("open partitions of a new topic")
+		}
+		b.mu.Lock()
+		t.partitions = parts
+		b.topics[t.name], b.byID[t.id] = t, t
+		b.mu.Unlock()
+		b.logger.Info().Str("topic", rec.Topic).Int32("partitions", tm.partitions).Msg("topic created")
+	case metaPartitionsAdded:
+		tm := b.state.topics[rec.Topic]
+		b.mu.Lock()
+		t := b.topics[rec.Topic]
+		t.meta = tm // before opening: the new partitions' groups are in it
+		b.mu.Unlock()
+		parts, err := b.openHosted(t, prev.partitions, tm.partitions)
+		if err != nil {
+			b.logger.Error().Err(err).Str("topic", rec.Topic).Msg("open added partitions")
+		}
+		b.mu.Lock()
+		t.partitions = append(slices.Clip(t.partitions), parts...)
+		b.mu.Unlock()
+	case metaConfigsAltered:
+		tm := b.state.topics[rec.Topic]
+		tc := effectiveTopicConfig(&b.cfg, tm.configs)
+		b.mu.Lock()
+		t := b.topics[rec.Topic]
+		t.meta = tm
+		t.cfg.Store(&tc)
+		b.mu.Unlock()
+	case metaTopicDeleted:
+		b.mu.Lock()
+		t := b.topics[rec.Topic]
+		delete(b.topics, rec.Topic)
+		delete(b.byID, prev.id)
+		b.mu.Unlock()
+		for _, p := range t.partitions {
+			if p != nil {
+				if err := p.close(true); err != nil {
+					b.logger.Warn().Err(err).Msg("close deleted partition")
+				}
+			}
+		}
+		if err := os.RemoveAll(b.topicDir(prev.id)); err != nil {
+			b.logger.Warn().Err(err).Str("topic", rec.Topic).Msg("remove deleted topic's data")
+		}
+		b.groups.removeTopicOffsets(rec.Topic)
+		b.logger.Info().Str("topic", rec.Topic).Msg("topic deleted")
+	}
+}
+
+// openHosted opens the partitions in [from, to) that this node replicates;
+// the others stay nil. A partition that fails to open stays nil too (its
+// error is returned and logged): the group goes on on the other replicas.
+func (b *Broker) openHosted(t *topic, from, to int32) ([]*partition, error) {
+	parts := make([]*partition, to-from)
+	var errs []error
+	for i := from; i < to; i++ {
+		if !b.hosts(t.meta, i) {
+			continue
+		}
+		p, err := b.openPartition(t, i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		parts[i-from] = p
+	}
+	return parts, errors.Join(errs...)
+}
+
+// hosts reports whether this node replicates partition i of a topic.
+// Standalone every partition is local; so are topics created before the
+// node joined a cluster (no assignment: every node).
+func (b *Broker) hosts(tm *topicMeta, i int32) bool {
+	if b.ctl == nil || tm.replicas == nil {
+		return true
+	}
+	return slices.Contains(tm.replicas[i], b.cfg.NodeID)
+}
+
+// spec describes partition i of a topic to the replication layer.
+func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
+	s := ReplicaSpec{Topic: t.name, TopicID: t.id, Partition: i}
+	if int(i) < len(t.meta.groups) {
+		s.Group = t.meta.groups[i]
+	}
+	if t.meta.replicas != nil {
+		s.Replicas = t.meta.replicas[i]
+	} else if b.ctl != nil {
+		s.Replicas = b.ctl.Nodes()
+	}
+	return s
+}
+
+// assignReplicas picks replicas for partitions [from, to) of a topic:
+// consecutive nodes starting at a per-topic offset, so preferred leaders
+// (the first replica) spread across nodes within and across topics.
+func assignReplicas(name string, nodes []int32, rf int, from, to int32) [][]int32 {
+	nodes = slices.Sorted(slices.Values(nodes))
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	start := int(h.Sum32() % uint32(len(nodes)))
+	out := make([][]int32, 0, to-from)
+	for i := from; i < to; i++ {
+		r := make([]int32, rf)
+		for k := range r {
+			r[k] = nodes[(start+int(i)+k)%len(nodes)]
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// replicationFactor checks a requested replication factor against the
+// cluster (-1: min(3, nodes)).
+func (b *Broker) replicationFactor(rf int16) (int, error) {
+	n := len(b.ctl.Nodes())
+	if rf == -1 {
+		return min(3, n), nil
+	}
+	if rf < 1 || int(rf) > n {
+		return 0, fmt.Errorf("replication factor %d, the cluster has %d nodes: %w", rf, n, kerr.InvalidReplicationFactor)
+	}
+	return int(rf), nil
+}
+
+// createTopicClustered is CreateTopic's cluster path, after the checks
+// shared with standalone. Caller holds adminMu.
+func (b *Broker) createTopicClustered(info TopicInfo, rf int16, set map[string]string, validateOnly bool) (TopicInfo, error) {
+	n, err := b.replicationFactor(rf)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	if validateOnly {
+		return info, nil
+	}
+	id := newTopicID()
+	rec := metaRecord{Type: metaTopicCreated, Topic: info.Name, ID: topicIDHex(id), Partitions: info.Partitions, Configs: set,
+		Replicas: assignReplicas(info.Name, b.ctl.Nodes(), n, 0, info.Partitions)}
+	if err := b.proposeLocked(rec); err != nil {
+		return TopicInfo{}, fmt.Errorf("create topic %q: %w", info.Name, err)
+	}
+	if tm := b.state.topics[info.Name]; tm == nil || tm.id != id {
+		return TopicInfo{}, fmt.Errorf("topic %q was created concurrently: %w", info.Name, kerr.TopicAlreadyExists)
+	}
+	info.ID = id
+	info.Configs = maps.Clone(set)
+	return info, nil
+}
+
+// takeProducerBlock moves this node to the block just allocated to it.
+// Caller holds adminMu.
+func (b *Broker) takeProducerBlock() {
+	if start, ok := b.state.nodeBlocks[b.cfg.NodeID]; ok {
+		b.nextProducerID = start
+		b.producerIDEnd = start + producerIDBlockSize
+	}
+}
+
+// ControllerID is the controller leader's node id (standalone: this node).
+func (b *Broker) ControllerID() int32 {
+	if b.ctl == nil {
+		return b.cfg.NodeID
+	}
+	return b.ctl.Leader()
+}
+
+// BrokerInfo is one node as Metadata lists it.
+type BrokerInfo struct {
+	NodeID int32
+	Host   string
+	Port   int32
+}
+
+// Brokers lists the cluster's nodes with their Kafka addresses (standalone:
+// this node).
+func (b *Broker) Brokers() []BrokerInfo {
+	self := BrokerInfo{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}
+	if b.ctl == nil {
+		return []BrokerInfo{self}
+	}
+	b.adminMu.Lock()
+	out := make([]BrokerInfo, 0, len(b.state.brokers)+1)
+	for _, id := range slices.Sorted(maps.Keys(b.state.brokers)) {
+		br := b.state.brokers[id]
+		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port})
+	}
+	b.adminMu.Unlock()
+	if !slices.ContainsFunc(out, func(x BrokerInfo) bool { return x.NodeID == self.NodeID }) {
+		out = append(out, self) // registration not committed yet
+	}
+	return out
+}
+
+// PartitionReplicas lists a partition's replicas (standalone: this node).
+func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[topic]
+	if t == nil || partition < 0 || partition >= t.meta.partitions {
+		return nil
+	}
+	return b.spec(t, partition).Replicas
+}
