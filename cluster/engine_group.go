@@ -86,6 +86,7 @@ type Group struct {
 	accepted     []*proposal // in raft, waiting for the next Ready to learn their index
 	acceptedTerm uint64
 	waiters      []*proposal // in the log at (index, term), waiting to be applied
+	resolved     []*proposal // applied; finished after Advance and the status update
 	lastIndex    uint64
 	term         uint64
 	lead         uint64
@@ -174,6 +175,8 @@ func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []u
 		sm:   sm,
 		log:  e.log.With().Uint64("group", uint64(id)).Logger(),
 		done: make(chan struct{}),
+		// Nobody else can see g yet; it goes on the queue below.
+		scheduled: true,
 	}
 	rc := &raft.Config{
 		ID:                        e.cfg.NodeID,
@@ -215,7 +218,6 @@ func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []u
 	g.updateStatus()
 	e.groups[id] = g
 	e.setActive(g, true)
-	g.scheduled = true // nobody else can see g yet
 	e.q.push(g)
 	return g, nil
 }
@@ -609,6 +611,15 @@ func (g *Group) handleReady() error {
 		g.rn.ReportSnapshot(to, raft.SnapshotFinish)
 	}
 	g.snapTo = g.snapTo[:0]
+	if len(g.resolved) > 0 {
+		// Status().Applied covers the index before Propose returns it.
+		g.updateStatus()
+		for _, p := range g.resolved {
+			close(p.done)
+		}
+		clear(g.resolved)
+		g.resolved = g.resolved[:0]
+	}
 	return nil
 }
 
@@ -734,10 +745,10 @@ func (g *Group) resolve(ents []raftpb.Entry, aerr error) {
 			}
 		}
 		if err != nil {
-			w.finish(0, err)
-		} else {
-			w.finish(w.index, nil)
+			w.index = 0
 		}
+		w.err = err
+		g.resolved = append(g.resolved, w)
 	}
 	if n > 0 {
 		m := copy(g.waiters, g.waiters[n:])
@@ -919,5 +930,6 @@ func (g *Group) finalize(err error) {
 	g.failList(&g.held, err)
 	g.failList(&g.accepted, err)
 	g.failList(&g.waiters, err)
+	g.failList(&g.resolved, err)
 	close(g.done)
 }
