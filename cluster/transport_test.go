@@ -454,7 +454,8 @@ func TestHandshakeRoundTrip(t *testing.T) {
 func TestTransportExchangeAllDirections(t *testing.T) {
 	checkNoLeak(t)
 	const k, perPair, entries = 3, 3000, 2
-	nodes := startCluster(t, k, nil)
+	// Small frames, so batches are split in the live path too.
+	nodes := startCluster(t, k, func(c *TransportConfig) { c.MaxFrameBytes = 64 << 10 })
 	// Connected first, so this is steady-state traffic, not a queue
 	// flushed at connect (TestTransportBatchesQueuedMessages covers that).
 	waitFor(t, 10*time.Second, "all connections", func() bool {
@@ -483,6 +484,9 @@ func TestTransportExchangeAllDirections(t *testing.T) {
 						seq++
 					}
 					src.tr.Send(dst.id, msgs)
+					if batch == 17 {
+						time.Sleep(time.Millisecond) // let the writer catch up now and then
+					}
 				}
 			}(src, dst)
 		}
