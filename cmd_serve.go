@@ -276,9 +276,6 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
-		return serveCluster(c, bc, kc, log, peers)
-	}
 	// Loggers log everything; zerolog's global level filters, so SIGHUP
 	// can change it on the running process.
 	prevLevel := zerolog.GlobalLevel()
@@ -307,6 +304,14 @@ func serveAction(c *cli.Context) error {
 	defer signal.Stop(hup)
 
 	start := time.Now()
+	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
+		node, err := startClusterNode(bc, peers, log)
+		if err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		defer node.Close() // after the broker closed its groups
+		bc.Replication = node
+	}
 	b, err := broker.Open(bc)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("open data dir %s: %v", bc.DataDir, err), 1)

@@ -7,10 +7,9 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
 	"github.com/chronik-stream/chronik/broker"
-	"github.com/chronik-stream/chronik/kafka"
+	"github.com/chronik-stream/chronik/cluster"
 )
 
 // parsePeers reads --peers: id=host:port entries separated by commas. An
@@ -55,9 +54,17 @@ func parsePeers(s string, nodeID int) (map[uint64]string, error) {
 	return peers, nil
 }
 
-// serveCluster runs a cluster member. Not yet wired: the raft layer
-// (package cluster) is being built under issue 6, and a node must not
-// silently run standalone when it was asked to join a cluster.
-func serveCluster(_ *cli.Context, _ broker.Config, _ kafka.Config, _ zerolog.Logger, peers map[uint64]string) error {
-	return cli.Exit(fmt.Sprintf("peers: cluster mode (%d peers) is not available in this build yet; remove --peers to run standalone", len(peers)), 2)
+// startClusterNode starts the raft layer: this node listens on its own
+// peers entry.
+func startClusterNode(bc broker.Config, peers map[uint64]string, log zerolog.Logger) (*cluster.Node, error) {
+	node, err := cluster.StartNode(cluster.NodeConfig{
+		NodeID: uint64(bc.NodeID),
+		Peers:  peers,
+		Logger: log.With().Str("component", "cluster").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	log.Info().Int32("node_id", bc.NodeID).Str("raft_listen", peers[uint64(bc.NodeID)]).Int("peers", len(peers)).Msg("cluster mode")
+	return node, nil
 }

@@ -397,6 +397,7 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 	if r := b.cfg.Replication; r != nil {
 		// The log end is not committed until the group says so, and no
 		// node leads before an election.
+		p.highWatermark.Store(lso)
 		p.replica.leader.Store(-1)
 		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
 		repl, err := r.Replica(b.spec(t, idx), log, p)

@@ -1,0 +1,392 @@
+package cluster
+
+// Node ties the pieces together for package broker: it implements
+// broker.Replication with one Transport and one Engine, a controller group
+// (GroupID 0) over the metadata log and one group per hosted partition.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	NodeID uint64
+	// Peers are every node's raft address, this node's included.
+	Peers map[uint64]string
+	// Listener is the raft listener; nil listens on Peers[NodeID].
+	Listener      net.Listener
+	TickInterval  time.Duration // default 100ms
+	ElectionTicks int           // default 10
+	Logger        zerolog.Logger
+}
+
+// Node is one cluster member's raft layer.
+type Node struct {
+	cfg NodeConfig
+	log zerolog.Logger
+	tr  *Transport
+	eng *Engine
+	ln  net.Listener
+
+	served chan error
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var _ broker.Replication = (*Node)(nil)
+
+// StartNode listens on this node's raft address and starts the transport
+// and the engine. Groups are added as the broker opens its logs.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if _, ok := cfg.Peers[cfg.NodeID]; !ok || cfg.NodeID == 0 {
+		return nil, fmt.Errorf("cluster: node id %d is not one of the peers", cfg.NodeID)
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", cfg.Peers[cfg.NodeID])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: raft listener: %w", err)
+		}
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1)}
+	n.eng = NewEngine(EngineConfig{
+		NodeID:        cfg.NodeID,
+		TickInterval:  cfg.TickInterval,
+		ElectionTicks: cfg.ElectionTicks,
+		Logger:        cfg.Logger,
+	})
+	n.tr = NewTransport(TransportConfig{
+		NodeID:     cfg.NodeID,
+		Peers:      cfg.Peers,
+		Handler:    n.eng.Step,
+		OnPeerDown: n.eng.PeerDown,
+		Logger:     cfg.Logger,
+	})
+	n.eng.cfg.Transport = n.tr
+	n.eng.Start()
+	go func() { n.served <- n.tr.Serve(ln) }()
+	return n, nil
+}
+
+// Close stops the engine and the transport.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.eng.Stop()
+	err := n.tr.Close()
+	n.ln.Close()
+	<-n.served
+	return err
+}
+
+// Engine and Transport are exposed for metrics and tests.
+func (n *Node) Engine() *Engine       { return n.eng }
+func (n *Node) Transport() *Transport { return n.tr }
+
+// NodeID implements broker.Replication.
+func (n *Node) NodeID() int32 { return int32(n.cfg.NodeID) }
+
+func (n *Node) peerIDs() []uint64 {
+	ids := make([]uint64, 0, len(n.cfg.Peers))
+	for id := range n.cfg.Peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// ---------------------------------------------------------------------------
+// The controller group.
+
+// controller is the metadata log's group.
+type controller struct {
+	n       *Node
+	st      *Storage
+	events  broker.ControllerEvents
+	applied uint64 // replayed by the broker before Start
+	g       *Group
+	leader  atomic.Int64
+
+	// Proposals made on a follower travel to the leader as a raft MsgProp
+	// and are recognized when their record is applied here.
+	mu      sync.Mutex
+	waiting []*forwarded
+}
+
+type forwarded struct {
+	data []byte
+	done chan struct{}
+}
+
+// Controller implements broker.Replication.
+func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.Controller, uint64, error) {
+	st, err := OpenStorage(log)
+	if err != nil {
+		return nil, 0, err
+	}
+	hs, cs, err := st.InitialState()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(cs.Voters) == 0 && log.LastIndex() >= log.FirstIndex() {
+		return nil, 0, fmt.Errorf("cluster: %s holds standalone metadata; turning a standalone node into a cluster member is not supported yet", log.Dir())
+	}
+	c := &controller{n: n, st: st, events: events, applied: hs.Commit}
+	c.leader.Store(-1)
+	return c, hs.Commit, nil
+}
+
+func (c *controller) Start() error {
+	g, err := c.n.eng.AddGroup(ControllerGroup, c.st, c, c.n.peerIDs())
+	if err != nil {
+		return err
+	}
+	c.g = g
+	return nil
+}
+
+func (c *controller) AppliedIndex() uint64 { return c.applied }
+
+func (c *controller) Apply(entries []raftpb.Entry) error {
+	for i := range entries {
+		e := &entries[i]
+		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+			continue
+		}
+		kind, payload, err := DecodeData(e.Data)
+		if err != nil || kind != wal.KindMeta {
+			c.n.log.Error().Uint64("index", e.Index).Msg("controller: entry is not a metadata record; skipped")
+			continue
+		}
+		c.events.ApplyMeta(payload)
+		c.resolveForwarded(e.Data)
+	}
+	return nil
+}
+
+func (c *controller) resolveForwarded(data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, f := range c.waiting {
+		if bytes.Equal(f.data, data) {
+			close(f.done)
+			c.waiting = slices.Delete(c.waiting, i, i+1)
+			return
+		}
+	}
+}
+
+func (c *controller) LeaderChanged(leader, term uint64) {
+	if leader == 0 {
+		c.leader.Store(-1)
+		return
+	}
+	c.leader.Store(int64(leader))
+}
+
+func (c *controller) SnapshotData() ([]byte, error) { return nil, nil }
+
+func (c *controller) Restore(raftpb.Snapshot) error {
+	return errors.New("controller: snapshots of the metadata log are not supported yet")
+}
+
+func (c *controller) Nodes() []int32 {
+	var voters []uint64
+	if c.g != nil {
+		voters = c.g.Status().Voters
+	}
+	if len(voters) == 0 {
+		voters = c.n.peerIDs()
+	}
+	out := make([]int32, len(voters))
+	for i, v := range voters {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+func (c *controller) Leader() int32 { return int32(c.leader.Load()) }
+
+func (c *controller) Close() error {
+	if c.g == nil {
+		return nil
+	}
+	err := c.n.eng.RemoveGroup(ControllerGroup)
+	if errors.Is(err, ErrStopped) || errors.Is(err, ErrUnknownGroup) {
+		err = nil
+	}
+	return err
+}
+
+// Propose implements broker.Controller: on the leader through the engine,
+// on a follower forwarded to the leader.
+func (c *controller) Propose(ctx context.Context, record []byte) error {
+	data := EncodeData(wal.KindMeta, record)
+	leader := c.leader.Load()
+	switch {
+	case leader < 0:
+		return fmt.Errorf("controller has no leader: %w", kerr.NotController)
+	case uint64(leader) == c.n.cfg.NodeID:
+		_, err := c.g.Propose(ctx, data)
+		return mapErr(err, kerr.NotController)
+	}
+	f := &forwarded{data: data, done: make(chan struct{})}
+	c.mu.Lock()
+	c.waiting = append(c.waiting, f)
+	c.mu.Unlock()
+	c.n.tr.Send(uint64(leader), []GroupMessage{{Group: ControllerGroup, Msg: raftpb.Message{
+		Type:    raftpb.MsgProp,
+		From:    c.n.cfg.NodeID,
+		To:      uint64(leader),
+		Entries: []raftpb.Entry{{Data: data}},
+	}}})
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		if i := slices.Index(c.waiting, f); i >= 0 {
+			c.waiting = slices.Delete(c.waiting, i, i+1)
+		}
+		c.mu.Unlock()
+		return mapErr(ctx.Err(), kerr.NotController)
+	}
+}
+
+// mapErr turns cluster and context errors into the Kafka error a client
+// retries on.
+func mapErr(err error, notLeader *kerr.Error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+	default:
+		return fmt.Errorf("%w: %w", notLeader, err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Partition groups.
+
+type replica struct {
+	n      *Node
+	st     *Storage
+	g      *Group
+	id     GroupID
+	events broker.ReplicaEvents
+}
+
+// Replica implements broker.Replication.
+func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.ReplicaEvents) (broker.Replica, error) {
+	if spec.Group == 0 {
+		return nil, fmt.Errorf("cluster: %s-%d has no raft group id", spec.Topic, spec.Partition)
+	}
+	st, err := OpenStorage(log)
+	if err != nil {
+		return nil, err
+	}
+	hs, _, err := st.InitialState()
+	if err != nil {
+		return nil, err
+	}
+	r := &replica{n: n, st: st, id: GroupID(spec.Group), events: events}
+	join := make([]uint64, len(spec.Replicas))
+	for i, id := range spec.Replicas {
+		join[i] = uint64(id)
+	}
+	events.Committed(st.OffsetAtIndex(hs.Commit))
+	g, err := n.eng.AddGroup(r.id, st, r, join)
+	if err != nil {
+		return nil, err
+	}
+	r.g = g
+	return r, nil
+}
+
+// AppliedIndex: a partition's log is its state; nothing is re-applied.
+func (r *replica) AppliedIndex() uint64 { return math.MaxUint64 }
+
+func (r *replica) Apply(entries []raftpb.Entry) error {
+	if len(entries) > 0 {
+		r.events.Committed(r.st.OffsetAtIndex(entries[len(entries)-1].Index))
+	}
+	return nil
+}
+
+func (r *replica) LeaderChanged(leader, term uint64) {
+	l := int32(-1)
+	if leader != 0 {
+		l = int32(leader)
+	}
+	r.events.LeaderChanged(l, int32(term))
+}
+
+func (r *replica) SnapshotData() ([]byte, error) {
+	return SnapshotData{NextOffset: r.st.OffsetAtIndex(r.st.log.FirstIndex() - 1)}.Marshal(), nil
+}
+
+func (r *replica) Restore(snap raftpb.Snapshot) error {
+	r.events.Committed(r.st.OffsetAtIndex(snap.Metadata.Index))
+	return nil
+}
+
+// Replicate implements broker.Replica: every entry is one proposal; they
+// are all submitted before waiting, so they share one raft Ready (one
+// append, one fsync, one message per follower).
+func (r *replica) Replicate(ctx context.Context, entries []wal.Entry) (int64, error) {
+	props := make([]*proposal, 0, len(entries))
+	for i := range entries {
+		p, err := r.g.submit(ctx, &proposal{data: EncodeData(wal.KindData, entries[i].Payload)})
+		if err != nil {
+			return -1, mapErr(err, kerr.NotLeaderForPartition)
+		}
+		props = append(props, p)
+	}
+	var first uint64
+	for i, p := range props {
+		idx, err := r.g.wait(ctx, p)
+		if err != nil {
+			return -1, mapErr(err, kerr.NotLeaderForPartition)
+		}
+		if i == 0 {
+			first = idx
+		}
+	}
+	base, _, err := r.st.Offsets(first)
+	if err != nil {
+		return -1, mapErr(err, kerr.NotLeaderForPartition)
+	}
+	return base, nil
+}
+
+func (r *replica) Close() error {
+	err := r.n.eng.RemoveGroup(r.id)
+	if errors.Is(err, ErrStopped) || errors.Is(err, ErrUnknownGroup) {
+		err = nil
+	}
+	return err
+}
