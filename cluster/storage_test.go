@@ -1,0 +1,1144 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+func openTestLog(t testing.TB, dir string, opts wal.Options) *wal.Log {
+	t.Helper()
+	l, err := wal.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func openTestStorage(t testing.TB, dir string, opts wal.Options) (*wal.Log, *Storage) {
+	t.Helper()
+	l := openTestLog(t, dir, opts)
+	s, err := OpenStorage(l)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	return l, s
+}
+
+// reopen flushes s, closes its log and opens both again.
+func reopen(t testing.TB, s *Storage, opts wal.Options) (*wal.Log, *Storage) {
+	t.Helper()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	dir := s.Log().Dir()
+	if err := s.Log().Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openTestStorage(t, dir, opts)
+}
+
+func dataEnt(index, term uint64, batches ...[]byte) raftpb.Entry {
+	return raftpb.Entry{Index: index, Term: term, Data: EncodeData(wal.KindData, bytes.Join(batches, nil))}
+}
+
+func metaEnt(index, term uint64) raftpb.Entry {
+	return raftpb.Entry{Index: index, Term: term, Data: EncodeData(wal.KindMeta, []byte(fmt.Sprintf("meta-%d", index)))}
+}
+
+func noopEnt(index, term uint64) raftpb.Entry { return raftpb.Entry{Index: index, Term: term} }
+
+func confEnt(index, term uint64) raftpb.Entry {
+	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: index}}}
+	b, _ := cc.Marshal()
+	return raftpb.Entry{Index: index, Term: term, Type: raftpb.EntryConfChangeV2, Data: b}
+}
+
+// stamped is e as Storage stores it, given the next offset before it; it
+// returns the entry and the next offset after it.
+func stamped(e raftpb.Entry, next int64) (raftpb.Entry, int64) {
+	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+		return e, next
+	}
+	kind, p, err := DecodeData(e.Data)
+	if err != nil {
+		panic(err)
+	}
+	if kind == wal.KindMeta {
+		return e, next + 1
+	}
+	q := append([]byte(nil), p...)
+	delta, _, err := scanBatches(q)
+	if err != nil {
+		panic(err)
+	}
+	stampBatches(q, next, int32(e.Term))
+	e.Data = EncodeData(kind, q)
+	return e, next + int64(delta) + 1
+}
+
+func mustAppend(t testing.TB, s *Storage, ents ...raftpb.Entry) {
+	t.Helper()
+	if err := s.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func entriesEqual(a, b []raftpb.Entry) error {
+	if len(a) != len(b) {
+		return fmt.Errorf("%d entries, want %d", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].Index != b[i].Index || a[i].Term != b[i].Term || a[i].Type != b[i].Type || !bytes.Equal(a[i].Data, b[i].Data) {
+			return fmt.Errorf("entry %d: index %d term %d type %v data %x, want index %d term %d type %v data %x",
+				i, a[i].Index, a[i].Term, a[i].Type, a[i].Data, b[i].Index, b[i].Term, b[i].Type, b[i].Data)
+		}
+	}
+	return nil
+}
+
+// TestStorageModel runs random operation sequences against Storage and
+// raft.MemoryStorage (holding the entries as Storage should store them)
+// and compares every raft.Storage answer, the Kafka offsets, and the state
+// across reopening.
+func TestStorageModel(t *testing.T) {
+	steps := 1000
+	if testing.Short() {
+		steps = 200
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testStorageModel(t, seed, steps) })
+	}
+}
+
+func testStorageModel(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	opts := wal.Options{SegmentSize: 8 << 10, IndexIntervalBytes: 1 << 10, Fsync: wal.FsyncNever}
+	log, st := openTestStorage(t, t.TempDir(), opts)
+	defer func() { log.Close() }()
+	ms := raft.NewMemoryStorage()
+	next := map[uint64]int64{0: 0} // Kafka NextOffset after each index >= the snapshot point
+	var hs raftpb.HardState
+	var cs raftpb.ConfState
+	curTerm := uint64(1)
+
+	check := func(step int, what string) {
+		t.Helper()
+		fail := func(format string, args ...any) {
+			t.Helper()
+			t.Fatalf("step %d (%s): %s", step, what, fmt.Sprintf(format, args...))
+		}
+		mf, _ := ms.FirstIndex()
+		ml, _ := ms.LastIndex()
+		sf, _ := st.FirstIndex()
+		sl, _ := st.LastIndex()
+		if mf != sf || ml != sl {
+			fail("first/last %d/%d, want %d/%d", sf, sl, mf, ml)
+		}
+		for i := max(mf, 2) - 2; i <= ml+2; i++ {
+			mt, merr := ms.Term(i)
+			stt, serr := st.Term(i)
+			if mt != stt || merr != serr {
+				fail("Term(%d) = %d %v, want %d %v", i, stt, serr, mt, merr)
+			}
+		}
+		for k := 0; k < 4; k++ {
+			lo := mf - 1 + uint64(rng.IntN(int(ml-mf)+3))
+			if lo > ml+1 {
+				lo = ml + 1
+			}
+			hi := lo + uint64(rng.IntN(int(ml+2-lo)))
+			maxSize := []uint64{0, 100, 500, 4000, 1 << 30}[rng.IntN(5)]
+			me, merr := ms.Entries(lo, hi, maxSize)
+			se, serr := st.Entries(lo, hi, maxSize)
+			if merr != serr {
+				fail("Entries(%d, %d, %d) err %v, want %v", lo, hi, maxSize, serr, merr)
+			}
+			if err := entriesEqual(se, me); err != nil {
+				fail("Entries(%d, %d, %d): %v", lo, hi, maxSize, err)
+			}
+		}
+		// MemoryStorage.Compact leaves its Snapshot() alone; Storage's
+		// snapshot is always the compaction point.
+		mterm, _ := ms.Term(mf - 1)
+		ssnap, _ := st.Snapshot()
+		if ssnap.Metadata.Index != mf-1 || ssnap.Metadata.Term != mterm || !reflect.DeepEqual(ssnap.Metadata.ConfState, cs) {
+			fail("snapshot %+v, want index %d term %d", ssnap.Metadata, mf-1, mterm)
+		}
+		var sd SnapshotData
+		if err := sd.Unmarshal(ssnap.Data); err != nil || sd.NextOffset != next[mf-1] {
+			fail("snapshot data %+v %v, want next offset %d", sd, err, next[mf-1])
+		}
+		shs, scs, _ := st.InitialState()
+		if shs != hs {
+			fail("hard state %+v, want %+v", shs, hs)
+		}
+		if !reflect.DeepEqual(scs, cs) {
+			fail("conf state %+v, want %+v", scs, cs)
+		}
+		for i := mf - 1; i <= ml+1; i++ {
+			want := next[min(i, ml)]
+			if got := st.OffsetAtIndex(i); got != want {
+				fail("OffsetAtIndex(%d) = %d, want %d", i, got, want)
+			}
+		}
+		for i := mf; i <= ml; i++ {
+			b, l, err := st.Offsets(i)
+			if err != nil || b != next[i-1] || l != next[i]-1 {
+				fail("Offsets(%d) = %d %d %v, want %d %d", i, b, l, err, next[i-1], next[i]-1)
+			}
+		}
+		if _, _, err := st.Offsets(ml + 1); !errors.Is(err, raft.ErrUnavailable) {
+			fail("Offsets past the end: %v", err)
+		}
+		if mf > 1 {
+			if _, _, err := st.Offsets(mf - 1); !errors.Is(err, raft.ErrCompacted) {
+				fail("Offsets at the snapshot point: %v", err)
+			}
+		}
+		if got := log.NextOffset(); got != next[ml] {
+			fail("wal NextOffset %d, want %d", got, next[ml])
+		}
+	}
+
+	check(0, "open")
+	for step := 1; step <= steps; step++ {
+		first, _ := ms.FirstIndex()
+		last, _ := ms.LastIndex()
+		var what string
+		switch op := rng.IntN(100); {
+		case op < 55: // append, maybe overlapping, maybe partly compacted
+			lowest := max(hs.Commit+1, 1)
+			back := uint64(0)
+			if rng.IntN(4) == 0 {
+				back = uint64(1 + rng.IntN(4))
+			}
+			at := last + 1
+			if back > 0 && last+1 > lowest {
+				at = max(last+1-back, lowest)
+			}
+			if rng.IntN(10) == 0 && first > 2 {
+				at = first - uint64(1+rng.IntN(2)) // starts in the compacted part
+				if at <= hs.Commit {
+					at = last + 1
+				}
+			}
+			if at <= last || rng.IntN(4) == 0 {
+				curTerm++
+			}
+			n := 1 + rng.IntN(16)
+			var in, want []raftpb.Entry
+			nx := next[max(at, first)-1]
+			for i := 0; i < n; i++ {
+				idx := at + uint64(i)
+				var e raftpb.Entry
+				switch k := rng.IntN(20); {
+				case k < 14:
+					bs := [][]byte{testBatch(int32(1+rng.IntN(5)), int64(rng.IntN(1e6)), 61+rng.IntN(300))}
+					if k == 0 {
+						bs = append(bs, testBatch(int32(1+rng.IntN(3)), 5, 70))
+					}
+					e = dataEnt(idx, curTerm, bs...)
+				case k < 16:
+					e = metaEnt(idx, curTerm)
+				case k < 18:
+					e = noopEnt(idx, curTerm)
+				default:
+					e = confEnt(idx, curTerm)
+				}
+				in = append(in, e)
+				if idx >= first {
+					var se raftpb.Entry
+					se, nx = stamped(e, nx)
+					want = append(want, se)
+					next[idx] = nx
+				}
+			}
+			orig := make([][]byte, len(in))
+			for i := range in {
+				orig[i] = append([]byte(nil), in[i].Data...)
+			}
+			what = fmt.Sprintf("append %d entries at %d term %d", n, at, curTerm)
+			if err := ms.Append(want); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Append(in); err != nil {
+				t.Fatalf("step %d (%s): %v", step, what, err)
+			}
+			for i := range in {
+				if !bytes.Equal(in[i].Data, orig[i]) {
+					t.Fatalf("step %d: Append modified the caller's entry %d", step, in[i].Index)
+				}
+			}
+			newLast := at + uint64(n) - 1
+			for i := newLast + 1; i <= last; i++ {
+				delete(next, i)
+			}
+		case op < 63: // compact
+			if hs.Commit < first {
+				continue
+			}
+			i := first + uint64(rng.IntN(int(hs.Commit-first)+1))
+			what = fmt.Sprint("compact to ", i)
+			if err := ms.Compact(i); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CompactTo(i); err != nil {
+				t.Fatalf("step %d (%s): %v", step, what, err)
+			}
+			for j := first - 1; j < i; j++ {
+				delete(next, j)
+			}
+		case op < 67: // install a snapshot
+			snapIdx := first - 1
+			if rng.IntN(8) > 0 {
+				snapIdx = max(hs.Commit, first-1) + 1 + uint64(rng.IntN(20))
+			}
+			curTerm++
+			nextOff := next[last] + int64(rng.IntN(100))
+			cs = raftpb.ConfState{Voters: []uint64{1, 2, uint64(3 + rng.IntN(3))}}
+			snap := raftpb.Snapshot{
+				Data:     SnapshotData{NextOffset: nextOff, LogStartOffset: nextOff}.Marshal(),
+				Metadata: raftpb.SnapshotMetadata{Index: snapIdx, Term: curTerm, ConfState: cs},
+			}
+			what = fmt.Sprintf("snapshot at %d term %d next %d", snapIdx, curTerm, nextOff)
+			if snapIdx <= first-1 { // older than the compaction point
+				if err := st.ApplySnapshot(snap); err != raft.ErrSnapOutOfDate {
+					t.Fatalf("step %d (%s): %v, want ErrSnapOutOfDate", step, what, err)
+				}
+				_, cs, _ = st.InitialState()
+				continue
+			}
+			if err := ms.ApplySnapshot(snap); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.ApplySnapshot(snap); err != nil {
+				t.Fatalf("step %d (%s): %v", step, what, err)
+			}
+			next = map[uint64]int64{snapIdx: nextOff}
+			hs.Commit = max(hs.Commit, snapIdx)
+			hs.Term = max(hs.Term, curTerm)
+			ms.SetHardState(hs)
+		case op < 82: // hard state
+			if rng.IntN(3) == 0 {
+				hs.Term, hs.Vote = curTerm, uint64(rng.IntN(4))
+			}
+			hs.Commit = max(hs.Commit, first-1) + uint64(rng.IntN(int(last-max(hs.Commit, first-1))+1))
+			what = fmt.Sprintf("hard state %+v", hs)
+			ms.SetHardState(hs)
+			if err := st.SetHardState(hs); err != nil {
+				t.Fatal(err)
+			}
+		case op < 85: // conf state
+			cs = raftpb.ConfState{Voters: []uint64{1, uint64(2 + rng.IntN(5))}, Learners: []uint64{9}}
+			what = "conf state"
+			if err := st.SetConfState(cs); err != nil {
+				t.Fatal(err)
+			}
+		case op < 92:
+			what = "reopen"
+			log, st = reopen(t, st, opts)
+		default:
+			what = "check"
+		}
+		check(step, what)
+	}
+}
+
+func TestStorageAppendCases(t *testing.T) {
+	b := testBatch(2, 10, 80)
+	tests := []struct {
+		name     string
+		base     []raftpb.Entry // appended first (entries 1..)
+		compact  uint64         // CompactTo after base, if > 0
+		app      []raftpb.Entry
+		wantErr  bool
+		last     uint64
+		terms    []uint64 // Term(1..last) (compacted ones skipped as 0)
+		nextOffs int64
+	}{
+		{"continue", []raftpb.Entry{dataEnt(1, 1, b)}, 0, []raftpb.Entry{dataEnt(2, 1, b)}, false, 2, []uint64{1, 1}, 4},
+		{"new term", []raftpb.Entry{dataEnt(1, 1, b)}, 0, []raftpb.Entry{noopEnt(2, 3), dataEnt(3, 3, b)}, false, 3, []uint64{1, 3, 3}, 4},
+		{"gap", []raftpb.Entry{dataEnt(1, 1, b)}, 0, []raftpb.Entry{dataEnt(3, 1, b)}, true, 1, []uint64{1}, 2},
+		{"overlap replaces suffix", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b), dataEnt(3, 1, b)}, 0,
+			[]raftpb.Entry{noopEnt(2, 2), metaEnt(3, 2)}, false, 3, []uint64{1, 2, 2}, 3},
+		{"overlap shorter than the log", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b), dataEnt(3, 1, b), dataEnt(4, 1, b)}, 0,
+			[]raftpb.Entry{dataEnt(2, 2, b)}, false, 2, []uint64{1, 2}, 4},
+		{"overlap everything", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b)}, 0,
+			[]raftpb.Entry{metaEnt(1, 2)}, false, 1, []uint64{2}, 1},
+		{"entirely compacted", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b), dataEnt(3, 1, b)}, 2,
+			[]raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b)}, false, 3, []uint64{0, 0, 1}, 6},
+		{"partly compacted", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b), dataEnt(3, 1, b)}, 2,
+			[]raftpb.Entry{dataEnt(2, 1, b), dataEnt(3, 2, b), dataEnt(4, 2, b)}, false, 4, []uint64{0, 0, 2, 2}, 8},
+		{"bad data changes nothing", []raftpb.Entry{dataEnt(1, 1, b), dataEnt(2, 1, b)}, 0,
+			[]raftpb.Entry{dataEnt(2, 2, b), {Index: 3, Term: 2, Data: []byte{9}}}, true, 2, []uint64{1, 1}, 4},
+		{"bad batch", nil, 0, []raftpb.Entry{{Index: 1, Term: 1, Data: []byte{byte(wal.KindData), 1, 2}}}, true, 0, nil, 0},
+		{"not contiguous", nil, 0, []raftpb.Entry{dataEnt(1, 1, b), dataEnt(3, 1, b)}, true, 0, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			log, s := openTestStorage(t, t.TempDir(), wal.Options{})
+			defer log.Close()
+			if len(tc.base) > 0 {
+				mustAppend(t, s, tc.base...)
+			}
+			if tc.compact > 0 {
+				if err := s.CompactTo(tc.compact); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := s.Append(tc.app)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Append: %v, want error %v", err, tc.wantErr)
+			}
+			for pass := 0; pass < 2; pass++ {
+				if last, _ := s.LastIndex(); last != tc.last {
+					t.Fatalf("pass %d: last index %d, want %d", pass, last, tc.last)
+				}
+				for i, want := range tc.terms {
+					if want == 0 {
+						continue
+					}
+					if got, err := s.Term(uint64(i + 1)); got != want || err != nil {
+						t.Fatalf("pass %d: Term(%d) = %d %v, want %d", pass, i+1, got, err, want)
+					}
+				}
+				if got := s.OffsetAtIndex(tc.last); got != tc.nextOffs || log.NextOffset() != tc.nextOffs {
+					t.Fatalf("pass %d: OffsetAtIndex(last) %d, wal NextOffset %d, want %d", pass, got, log.NextOffset(), tc.nextOffs)
+				}
+				log, s = reopen(t, s, wal.Options{})
+			}
+		})
+	}
+}
+
+// TestStorageTruncateNextOffset checks that wal.TruncateBack keeps Kafka's
+// NextOffset right for the offsets Append assigns after a conflict,
+// including truncation into an earlier segment and back to before the
+// first record.
+func TestStorageTruncateNextOffset(t *testing.T) {
+	opts := wal.Options{SegmentSize: 2 << 10, IndexIntervalBytes: 256}
+	log, s := openTestStorage(t, t.TempDir(), opts)
+	defer func() { log.Close() }()
+	mustAppend(t, s, noopEnt(1, 1), confEnt(2, 1))
+	var ents []raftpb.Entry
+	for i := uint64(3); i <= 40; i++ {
+		ents = append(ents, dataEnt(i, 1, testBatch(3, 1, 200)))
+	}
+	mustAppend(t, s, ents...)
+	for _, to := range []uint64{35, 20, 4, 2, 1} {
+		mustAppend(t, s, metaEnt(to+1, 2+to)) // conflicts with term 1 or an older term-(2+x) entry
+		want := int64(0)
+		if to >= 3 {
+			want = int64(to-2) * 3
+		}
+		if got := log.NextOffset(); got != want+1 {
+			t.Fatalf("after truncating to %d: wal NextOffset %d, want %d", to, got, want+1)
+		}
+		if b, l, err := s.Offsets(to + 1); err != nil || b != want || l != want {
+			t.Fatalf("meta entry %d offsets %d %d %v, want %d", to+1, b, l, err, want)
+		}
+		log, s = reopen(t, s, opts)
+		if got := s.OffsetAtIndex(to + 1); got != want+1 {
+			t.Fatalf("after reopen: OffsetAtIndex(%d) = %d, want %d", to+1, got, want+1)
+		}
+	}
+}
+
+func TestStorageReopen(t *testing.T) {
+	dir := t.TempDir()
+	log, s := openTestStorage(t, dir, wal.Options{})
+	b := testBatch(4, 100, 200)
+	mustAppend(t, s, noopEnt(1, 1), dataEnt(2, 1, b), metaEnt(3, 1))
+	mustAppend(t, s, noopEnt(4, 3), dataEnt(5, 3, b, b), confEnt(6, 3))
+	hs := raftpb.HardState{Term: 3, Vote: 1, Commit: 5}
+	cs := raftpb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}
+	if err := s.SetHardState(hs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetConfState(cs); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Entries(1, 7, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	log, s = openTestStorage(t, dir, wal.Options{})
+	defer func() { log.Close() }()
+	ghs, gcs, _ := s.InitialState()
+	if ghs != hs || !reflect.DeepEqual(gcs, cs) {
+		t.Fatalf("state %+v %+v, want %+v %+v", ghs, gcs, hs, cs)
+	}
+	after, err := s.Entries(1, 7, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := entriesEqual(after, before); err != nil {
+		t.Fatal(err)
+	}
+	wantTerms := []uint64{1, 1, 1, 3, 3, 3}
+	wantOffs := [][2]int64{{0, -1}, {0, 3}, {4, 4}, {5, 4}, {5, 12}, {13, 12}}
+	for i := uint64(1); i <= 6; i++ {
+		if tm, _ := s.Term(i); tm != wantTerms[i-1] {
+			t.Fatalf("Term(%d) = %d", i, tm)
+		}
+		bo, lo, err := s.Offsets(i)
+		if err != nil || bo != wantOffs[i-1][0] || lo != wantOffs[i-1][1] {
+			t.Fatalf("Offsets(%d) = %d %d %v, want %v", i, bo, lo, err, wantOffs[i-1])
+		}
+	}
+
+	// A commit-only change is not written at once (raft.MustSync); Flush
+	// writes it. Term/Vote changes are written at once.
+	hs.Commit = 6
+	if err := s.SetHardState(hs); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	log, s = openTestStorage(t, dir, wal.Options{})
+	if got, _, _ := s.InitialState(); got.Commit != 5 && got.Commit != 6 {
+		t.Fatalf("commit %d after reopen without Flush", got.Commit)
+	}
+	if err := s.SetHardState(raftpb.HardState{Term: 4, Vote: 2, Commit: 6}); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	log, s = openTestStorage(t, dir, wal.Options{})
+	if got, _, _ := s.InitialState(); got != (raftpb.HardState{Term: 4, Vote: 2, Commit: 6}) {
+		t.Fatalf("hard state %+v after a term change", got)
+	}
+}
+
+// TestStorageStandalone opens logs written by a standalone broker (term 0,
+// offsets assigned by the writer, no sidecar) as raft storage.
+func TestStorageStandalone(t *testing.T) {
+	b := testBatch(3, 50, 100)
+	standalone := func(t *testing.T, dir string) *wal.Log {
+		log := openTestLog(t, dir, wal.Options{SegmentSize: 1 << 10})
+		next := int64(0)
+		for i := 0; i < 30; i++ {
+			p := append([]byte(nil), b...)
+			stampBatches(p, next, 0)
+			if _, err := log.Append(wal.Entry{Kind: wal.KindData, BaseOffset: next, LastOffsetDelta: 2, MaxTimestamp: 50, Payload: p}); err != nil {
+				t.Fatal(err)
+			}
+			next += 3
+		}
+		if _, err := log.Append(wal.Entry{Kind: wal.KindMeta, BaseOffset: next, MaxTimestamp: 60, Payload: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+		return log
+	}
+	t.Run("whole log", func(t *testing.T) {
+		log := standalone(t, t.TempDir())
+		defer log.Close()
+		s, err := OpenStorage(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, cs, _ := s.InitialState()
+		if hs != (raftpb.HardState{Term: 1, Commit: 31}) || len(cs.Voters) != 0 {
+			t.Fatalf("state %+v %+v", hs, cs)
+		}
+		if f, _ := s.FirstIndex(); f != 1 {
+			t.Fatalf("first %d", f)
+		}
+		if tm, err := s.Term(0); tm != 0 || err != nil {
+			t.Fatalf("Term(0) = %d %v", tm, err)
+		}
+		for i := uint64(1); i <= 31; i++ {
+			if tm, err := s.Term(i); tm != 1 || err != nil {
+				t.Fatalf("Term(%d) = %d %v", i, tm, err)
+			}
+		}
+		if bo, lo, _ := s.Offsets(31); bo != 90 || lo != 90 {
+			t.Fatalf("meta offsets %d %d", bo, lo)
+		}
+		if bo, lo, _ := s.Offsets(5); bo != 12 || lo != 14 {
+			t.Fatalf("Offsets(5) = %d %d", bo, lo)
+		}
+		if got := s.OffsetAtIndex(10); got != 30 {
+			t.Fatalf("OffsetAtIndex(10) = %d", got)
+		}
+		ents, err := s.Entries(1, 3, 1<<20)
+		if err != nil || len(ents) != 2 || ents[1].Term != 1 {
+			t.Fatalf("Entries: %v %+v", err, ents)
+		}
+		if bases, _ := batchFields(t, ents[1].Data[1:]); bases[0] != 3 {
+			t.Fatalf("standalone batch base %d", bases[0])
+		}
+		// Raft entries continue the offsets.
+		mustAppend(t, s, noopEnt(32, 2), dataEnt(33, 2, b))
+		if bo, lo, _ := s.Offsets(33); bo != 91 || lo != 93 {
+			t.Fatalf("Offsets(33) = %d %d", bo, lo)
+		}
+		if tm, _ := s.Term(31); tm != 1 {
+			t.Fatal("term of a standalone entry changed")
+		}
+	})
+	t.Run("front truncated", func(t *testing.T) {
+		log := standalone(t, t.TempDir())
+		defer log.Close()
+		if err := log.TruncateFront(11); err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenStorage(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, _ := s.Snapshot()
+		var d SnapshotData
+		if err := d.Unmarshal(snap.Data); err != nil {
+			t.Fatal(err)
+		}
+		if snap.Metadata.Index != 10 || snap.Metadata.Term != 1 || d.NextOffset != 30 {
+			t.Fatalf("snapshot %+v %+v", snap.Metadata, d)
+		}
+		if _, err := s.Term(9); err != raft.ErrCompacted {
+			t.Fatalf("Term(9): %v", err)
+		}
+		if _, err := s.Entries(10, 12, 1<<20); err != raft.ErrCompacted {
+			t.Fatalf("Entries(10): %v", err)
+		}
+		if hs, _, _ := s.InitialState(); hs.Commit != 31 {
+			t.Fatalf("commit %d", hs.Commit)
+		}
+		if got := s.OffsetAtIndex(10); got != 30 {
+			t.Fatalf("OffsetAtIndex(10) = %d", got)
+		}
+	})
+	t.Run("raft entries without a sidecar", func(t *testing.T) {
+		log := standalone(t, t.TempDir())
+		defer log.Close()
+		if _, err := log.Append(wal.Entry{Kind: wal.KindNoop, Term: 3}, wal.Entry{Kind: wal.KindNoop, Term: 4}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenStorage(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hs, _, _ := s.InitialState(); hs != (raftpb.HardState{Term: 4, Commit: 31}) {
+			t.Fatalf("hard state %+v: only the standalone prefix is committed", hs)
+		}
+		if tm, _ := s.Term(32); tm != 3 {
+			t.Fatalf("Term(32) = %d", tm)
+		}
+	})
+	t.Run("empty", func(t *testing.T) {
+		log := openTestLog(t, t.TempDir(), wal.Options{})
+		defer log.Close()
+		s, err := OpenStorage(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, _, _ := s.InitialState()
+		f, _ := s.FirstIndex()
+		l, _ := s.LastIndex()
+		if !raft.IsEmptyHardState(hs) || f != 1 || l != 0 {
+			t.Fatalf("hs %+v first %d last %d", hs, f, l)
+		}
+		if _, err := s.Entries(1, 1, 10); err != raft.ErrUnavailable {
+			t.Fatalf("Entries on an empty log: %v", err)
+		}
+	})
+}
+
+func TestStorageApplySnapshot(t *testing.T) {
+	dir := t.TempDir()
+	log, s := openTestStorage(t, dir, wal.Options{})
+	defer func() { log.Close() }()
+	b := testBatch(2, 7, 90)
+	mustAppend(t, s, dataEnt(1, 1, b), dataEnt(2, 1, b))
+	cs := raftpb.ConfState{Voters: []uint64{1, 2, 3}}
+	snap := raftpb.Snapshot{
+		Data:     SnapshotData{NextOffset: 1000, LogStartOffset: 900}.Marshal(),
+		Metadata: raftpb.SnapshotMetadata{Index: 50, Term: 4, ConfState: cs},
+	}
+	if err := s.ApplySnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		f, _ := s.FirstIndex()
+		l, _ := s.LastIndex()
+		tm, _ := s.Term(50)
+		hs, gcs, _ := s.InitialState()
+		if f != 51 || l != 50 || tm != 4 || hs.Commit != 50 || hs.Term != 4 || !reflect.DeepEqual(gcs, cs) {
+			t.Fatalf("first %d last %d term %d hs %+v cs %+v", f, l, tm, hs, gcs)
+		}
+		if log.NextOffset() != 1000 || s.OffsetAtIndex(50) != 1000 {
+			t.Fatalf("next offset %d / %d", log.NextOffset(), s.OffsetAtIndex(50))
+		}
+	}
+	check()
+	log, s = reopen(t, s, wal.Options{})
+	check()
+	for _, old := range []uint64{50, 10} {
+		snap.Metadata.Index = old
+		if err := s.ApplySnapshot(snap); err != raft.ErrSnapOutOfDate {
+			t.Fatalf("snapshot at %d: %v", old, err)
+		}
+	}
+	if err := s.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 60, Term: 5}}); !errors.Is(err, ErrBadData) {
+		t.Fatalf("snapshot without data: %v", err)
+	}
+	mustAppend(t, s, noopEnt(51, 5), dataEnt(52, 5, b))
+	if bo, lo, _ := s.Offsets(52); bo != 1000 || lo != 1001 {
+		t.Fatalf("Offsets(52) = %d %d", bo, lo)
+	}
+	ents, _ := s.Entries(52, 53, 1<<20)
+	if bases, epochs := batchFields(t, ents[0].Data[1:]); bases[0] != 1000 || epochs[0] != 5 {
+		t.Fatalf("batch base %d epoch %d", bases[0], epochs[0])
+	}
+
+	// An install interrupted after the sidecar write is finished on open.
+	st := storageState{hardState: raftpb.HardState{Term: 6, Commit: 80}, confState: cs,
+		snapIndex: 80, snapTerm: 6, snapNext: 5000, resetting: true}
+	if err := log.SaveState(encodeStorageState(st)); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	log, s = openTestStorage(t, dir, wal.Options{})
+	if f, _ := s.FirstIndex(); f != 81 || log.FirstIndex() != 81 || log.NextOffset() != 5000 {
+		t.Fatalf("interrupted install: first %d wal first %d next %d", f, log.FirstIndex(), log.NextOffset())
+	}
+	raw, _ := log.LoadState()
+	if got, err := decodeStorageState(raw); err != nil || got.resetting {
+		t.Fatalf("sidecar after finishing the install: %+v %v", got, err)
+	}
+}
+
+// TestStorageRetention covers retention dropping segments under the
+// storage: Entries reports ErrCompacted, CompactTo catches up, and a
+// reopen without CompactTo follows the wal.
+func TestStorageRetention(t *testing.T) {
+	opts := wal.Options{SegmentSize: 1 << 10}
+	dir := t.TempDir()
+	log, s := openTestStorage(t, dir, opts)
+	defer func() { log.Close() }()
+	for i := uint64(1); i <= 60; i++ {
+		mustAppend(t, s, dataEnt(i, 1+i/20, testBatch(2, int64(i), 150)))
+	}
+	if err := s.SetHardState(raftpb.HardState{Term: 4, Commit: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.DropSegments(3); err != nil {
+		t.Fatal(err)
+	}
+	wf := log.FirstIndex()
+	if wf <= 2 {
+		t.Fatalf("nothing dropped: first %d", wf)
+	}
+	if _, err := s.Entries(1, 3, 1<<20); err != raft.ErrCompacted {
+		t.Fatalf("Entries over dropped segments: %v", err)
+	}
+	log, s = reopen(t, s, opts)
+	snap, _ := s.Snapshot()
+	var d SnapshotData
+	_ = d.Unmarshal(snap.Data)
+	if snap.Metadata.Index != wf-1 || snap.Metadata.Term != 1+(wf-1)/20 || d.NextOffset != int64(wf-1)*2 {
+		t.Fatalf("snapshot after reopen %+v %+v, wal first %d", snap.Metadata, d, wf)
+	}
+	if err := log.DropSegments(2); err != nil {
+		t.Fatal(err)
+	}
+	wf = log.FirstIndex()
+	if err := s.CompactTo(wf - 1); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := s.FirstIndex(); f != wf {
+		t.Fatalf("first %d, wal first %d", f, wf)
+	}
+	for i := wf - 1; i <= 60; i++ {
+		if tm, err := s.Term(i); err != nil || tm != 1+i/20 {
+			t.Fatalf("Term(%d) = %d %v", i, tm, err)
+		}
+		if got := s.OffsetAtIndex(i); got != int64(i)*2 {
+			t.Fatalf("OffsetAtIndex(%d) = %d", i, got)
+		}
+	}
+}
+
+// TestStorageTermScan reopens a log of many terms with a good, a missing
+// and a wrong term hint in the sidecar.
+func TestStorageTermScan(t *testing.T) {
+	opts := wal.Options{SegmentSize: 4 << 10, Fsync: wal.FsyncNever}
+	dir := t.TempDir()
+	log, s := openTestStorage(t, dir, opts)
+	rng := rand.New(rand.NewPCG(7, 7))
+	var terms []uint64 // terms[i-1] is Term(i)
+	term := uint64(1)
+	for len(terms) < 3000 {
+		term += uint64(1 + rng.IntN(3))
+		n := 1 + rng.IntN([]int{2, 30, 300}[rng.IntN(3)])
+		var ents []raftpb.Entry
+		for k := 0; k < n; k++ {
+			ents = append(ents, noopEnt(uint64(len(terms)+1), term))
+			terms = append(terms, term)
+		}
+		mustAppend(t, s, ents...)
+	}
+	if err := s.SetHardState(raftpb.HardState{Term: term, Commit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	verify := func(name string) {
+		t.Helper()
+		for i, want := range terms {
+			if got, err := s.Term(uint64(i + 1)); got != want || err != nil {
+				t.Fatalf("%s: Term(%d) = %d %v, want %d", name, i+1, got, err, want)
+			}
+		}
+	}
+	verify("written")
+	rewrite := func(f func(*storageState)) {
+		raw, err := log.LoadState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := decodeStorageState(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(&st)
+		if err := log.SaveState(encodeStorageState(st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    func(*storageState)
+	}{
+		{"hint", func(*storageState) {}},
+		{"no hint", func(st *storageState) { st.runs = nil }},
+		{"partial hint", func(st *storageState) { st.runs = st.runs[len(st.runs)/2:] }},
+		{"wrong hint", func(st *storageState) {
+			for i := range st.runs {
+				st.runs[i].start += uint64(i % 3)
+			}
+		}},
+		{"hint past the end", func(st *storageState) {
+			st.runs = append(st.runs, termRun{5000, term + 1}, termRun{6000, term + 5})
+		}},
+	} {
+		rewrite(tc.f)
+		log.Close()
+		log, s = openTestStorage(t, dir, opts)
+		verify(tc.name)
+	}
+	log.Close()
+}
+
+func TestStorageOffsetsKinds(t *testing.T) {
+	log, s := openTestStorage(t, t.TempDir(), wal.Options{})
+	defer log.Close()
+	ents := []raftpb.Entry{
+		noopEnt(1, 1),
+		dataEnt(2, 1, testBatch(5, 100, 100)),
+		metaEnt(3, 1),
+		confEnt(4, 1),
+		dataEnt(5, 2, testBatch(1, 200, 70), testBatch(3, 150, 80)),
+		noopEnt(6, 2),
+		metaEnt(7, 2),
+	}
+	mustAppend(t, s, ents...)
+	want := []struct {
+		kind         wal.Kind
+		base, last   int64
+		maxTimestamp int64
+	}{
+		{wal.KindNoop, 0, -1, -1},
+		{wal.KindData, 0, 4, 100},
+		{wal.KindMeta, 5, 5, -1},
+		{wal.KindConfChange, 6, 5, -1},
+		{wal.KindData, 6, 9, 200},
+		{wal.KindNoop, 10, 9, -1},
+		{wal.KindMeta, 10, 10, -1},
+	}
+	for i, w := range want {
+		idx := uint64(i + 1)
+		b, l, err := s.Offsets(idx)
+		if err != nil || b != w.base || l != w.last {
+			t.Errorf("Offsets(%d) = %d %d %v, want %d %d", idx, b, l, err, w.base, w.last)
+		}
+		if got := s.OffsetAtIndex(idx); got != w.last+1 {
+			t.Errorf("OffsetAtIndex(%d) = %d, want %d", idx, got, w.last+1)
+		}
+		we, err := log.Read(idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if we.Kind != w.kind || we.Term != ents[i].Term || we.MaxTimestamp != w.maxTimestamp {
+			t.Errorf("wal entry %d: %+v", idx, we)
+		}
+		if we.Kind.HasRecords() && (we.BaseOffset != w.base || we.LastOffset() != w.last) {
+			t.Errorf("wal entry %d offsets %d %d", idx, we.BaseOffset, we.LastOffset())
+		}
+	}
+	// The second data entry's batches: consecutive offsets, epoch = term.
+	we, _ := log.Read(5)
+	if bases, epochs := batchFields(t, we.Payload); !reflect.DeepEqual(bases, []int64{6, 7}) || !reflect.DeepEqual(epochs, []int32{2, 2}) {
+		t.Fatalf("batches %v %v", bases, epochs)
+	}
+	// Offsets below the in-memory window come from the wal.
+	s.mu.Lock()
+	s.trimWindowLocked(7)
+	s.mu.Unlock()
+	for i, w := range want {
+		if b, l, _ := s.Offsets(uint64(i + 1)); b != w.base || l != w.last {
+			t.Errorf("from the wal: Offsets(%d) = %d %d, want %d %d", i+1, b, l, w.base, w.last)
+		}
+		if got := s.OffsetAtIndex(uint64(i + 1)); got != w.last+1 {
+			t.Errorf("from the wal: OffsetAtIndex(%d) = %d", i+1, got)
+		}
+	}
+}
+
+// TestStorageRawNode drives a single-node raft.RawNode over Storage the way
+// the engine does and checks the stored batches.
+func TestStorageRawNode(t *testing.T) {
+	dir := t.TempDir()
+	log, s := openTestStorage(t, dir, wal.Options{})
+	defer func() { log.Close() }()
+	newNode := func(applied uint64) *raft.RawNode {
+		rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: s,
+			MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, Applied: applied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rn
+	}
+	var applied []raftpb.Entry
+	handle := func(rn *raft.RawNode) {
+		for i := 0; i < 10 && rn.HasReady(); i++ {
+			rd := rn.Ready()
+			if err := s.Append(rd.Entries); err != nil {
+				t.Fatal(err)
+			}
+			if !raft.IsEmptyHardState(rd.HardState) {
+				if err := s.SetHardState(rd.HardState); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, e := range rd.CommittedEntries {
+				var cc raftpb.ConfChangeI
+				switch e.Type {
+				case raftpb.EntryConfChange:
+					var c raftpb.ConfChange
+					if err := c.Unmarshal(e.Data); err != nil {
+						t.Fatal(err)
+					}
+					cc = c
+				case raftpb.EntryConfChangeV2:
+					var c raftpb.ConfChangeV2
+					if err := c.Unmarshal(e.Data); err != nil {
+						t.Fatal(err)
+					}
+					cc = c
+				}
+				if cc != nil {
+					if err := s.SetConfState(*rn.ApplyConfChange(cc)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				applied = append(applied, e)
+			}
+			rn.Advance(rd)
+		}
+	}
+	rn := newNode(0)
+	if err := rn.Bootstrap([]raft.Peer{{ID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	handle(rn)
+	if err := rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	handle(rn)
+	if st := rn.Status(); st.RaftState != raft.StateLeader {
+		t.Fatalf("not leader: %v", st.RaftState)
+	}
+	b1, b2, b3 := testBatch(3, 10, 300), testBatch(1, 20, 100), testBatch(2, 30, 200)
+	proposals := [][]byte{
+		EncodeData(wal.KindData, b1),
+		EncodeData(wal.KindMeta, []byte("topic")),
+		EncodeData(wal.KindData, append(append([]byte(nil), b2...), b3...)),
+	}
+	orig := make([][]byte, len(proposals))
+	for i, p := range proposals {
+		orig[i] = append([]byte(nil), p...)
+		if err := rn.Propose(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle(rn)
+	for i := range proposals {
+		if !bytes.Equal(proposals[i], orig[i]) {
+			t.Fatal("Storage modified the proposer's data")
+		}
+	}
+	term := rn.Status().Term
+	checkData := func(index uint64, base int64, records int, epoch uint64) {
+		t.Helper()
+		we, err := log.Read(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if we.Term != epoch || we.BaseOffset != base || we.LastOffset() != base+int64(records)-1 {
+			t.Fatalf("wal entry %d: %+v", index, we)
+		}
+		bases, epochs := batchFields(t, we.Payload) // CRCs unchanged
+		if bases[0] != base || epochs[0] != int32(epoch) {
+			t.Fatalf("entry %d: batch base %d epoch %d, want %d %d", index, bases[0], epochs[0], base, epoch)
+		}
+		// Byte-identical but for the base offset and leader epoch.
+		ents, err := s.Entries(index, index+1, 1<<20)
+		if err != nil || !bytes.Equal(ents[0].Data[1:], we.Payload) || ents[0].Term != epoch {
+			t.Fatalf("Entries(%d): %v", index, err)
+		}
+	}
+	commit := rn.Status().Commit
+	last, _ := s.LastIndex()
+	if commit != last || commit != 5 { // conf change, leader no-op, 3 proposals
+		t.Fatalf("commit %d last %d", commit, last)
+	}
+	checkData(3, 0, 3, term)
+	checkData(5, 4, 3, term)
+	if b, l, _ := s.Offsets(4); b != 3 || l != 3 {
+		t.Fatalf("meta offsets %d %d", b, l)
+	}
+	if hw := s.OffsetAtIndex(commit); hw != 7 {
+		t.Fatalf("high watermark %d", hw)
+	}
+	if len(applied) != 5 {
+		t.Fatalf("applied %d entries", len(applied))
+	}
+
+	// Restart: the node comes back from the wal and sidecar, campaigns in
+	// a new term and continues the offsets.
+	log, s = reopen(t, s, wal.Options{})
+	rn = newNode(commit)
+	if err := rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	handle(rn)
+	if st := rn.Status(); st.RaftState != raft.StateLeader || st.Term <= term {
+		t.Fatalf("after restart: %v term %d", st.RaftState, st.Term)
+	}
+	term2 := rn.Status().Term
+	if err := rn.Propose(EncodeData(wal.KindData, testBatch(4, 40, 120))); err != nil {
+		t.Fatal(err)
+	}
+	handle(rn)
+	checkData(7, 7, 4, term2)
+	checkData(3, 0, 3, term) // earlier entries untouched
+	if hw := s.OffsetAtIndex(rn.Status().Commit); hw != 11 {
+		t.Fatalf("high watermark %d", hw)
+	}
+}
+
+func TestStorageStateEncoding(t *testing.T) {
+	for _, st := range []storageState{
+		{},
+		{hardState: raftpb.HardState{Term: 5, Vote: 2, Commit: 1 << 40}, confState: raftpb.ConfState{Voters: []uint64{1, 2}, VotersOutgoing: []uint64{3}, AutoLeave: true},
+			snapIndex: 99, snapTerm: 4, snapNext: 12345, resetting: true, runs: []termRun{{100, 4}, {150, 5}, {1 << 50, 9}}},
+	} {
+		got, err := decodeStorageState(encodeStorageState(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.confState.Voters == nil && st.confState.Voters == nil {
+			got.confState, st.confState = raftpb.ConfState{}, raftpb.ConfState{}
+		}
+		if len(got.runs) == 0 && len(st.runs) == 0 {
+			got.runs, st.runs = nil, nil
+		}
+		if !reflect.DeepEqual(got, st) {
+			t.Fatalf("round trip %+v, want %+v", got, st)
+		}
+	}
+	for _, d := range []SnapshotData{{}, {NextOffset: 1 << 40, LogStartOffset: 7}} {
+		var got SnapshotData
+		if err := got.Unmarshal(d.Marshal()); err != nil || got != d {
+			t.Fatalf("snapshot data %+v %v, want %+v", got, err, d)
+		}
+	}
+	for _, bad := range [][]byte{nil, {2, 0, 0}, {1, 0}, {1, 0, 0, 0}, {1, 1, 0}, {1, 4, 6}} {
+		var d SnapshotData
+		if err := d.Unmarshal(bad); err == nil {
+			t.Errorf("snapshot data %x accepted: %+v", bad, d)
+		}
+	}
+}
+
+// TestStorageConcurrentReaders runs Term/OffsetAtIndex/Entries readers
+// against an appender (for -race).
+func TestStorageConcurrentReaders(t *testing.T) {
+	log, s := openTestStorage(t, t.TempDir(), wal.Options{Fsync: wal.FsyncNever, SegmentSize: 8 << 10})
+	defer log.Close()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			l, _ := s.LastIndex()
+			f, _ := s.FirstIndex()
+			if l < f {
+				continue
+			}
+			if _, err := s.Term(l); err != nil {
+				errc <- err
+				return
+			}
+			prev := int64(-1)
+			for i := f; i <= l; i += 7 {
+				o := s.OffsetAtIndex(i)
+				if o < prev {
+					errc <- fmt.Errorf("OffsetAtIndex(%d) = %d after %d", i, o, prev)
+					return
+				}
+				prev = o
+			}
+			lo := f
+			if l > f+3 {
+				lo = l - 3
+			}
+			if _, err := s.Entries(lo, l+1, 1<<20); err != nil && err != raft.ErrCompacted {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for i := uint64(1); i <= 400; i++ {
+		mustAppend(t, s, dataEnt(i, 1+i/50, testBatch(2, 1, 100)))
+		if i%50 == 0 {
+			if err := s.SetHardState(raftpb.HardState{Term: 1 + i/50, Commit: i}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CompactTo(i - 20); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(log.Dir(), "nothing"))
+}
