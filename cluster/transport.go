@@ -57,6 +57,11 @@ const (
 	downAfterBeats = 3
 	// keep read buffers up to this size between frames.
 	maxKeptReadBuf = 4 << 20
+	// A drained queue larger than this goes out as several frames in one
+	// flush (one message larger than this still gets a frame of its own,
+	// up to MaxFrameBytes): buffers stay pooled instead of being allocated
+	// per frame, and the reader decodes one frame while the next arrives.
+	frameSoftMax = 1 << 20
 )
 
 // Transport carries raft messages of all groups between nodes. See the
@@ -66,6 +71,7 @@ type Transport struct {
 	log          zerolog.Logger
 	readIdle     time.Duration // an accepted connection with no frame for this long is closed
 	writeTimeout time.Duration // deadline for writing one frame
+	frameTarget  int           // frames are cut at this size (min(MaxFrameBytes, frameSoftMax))
 
 	mu        sync.RWMutex
 	peers     map[uint64]*peer
@@ -127,6 +133,7 @@ func NewTransport(cfg TransportConfig) *Transport {
 		log:          cfg.Logger.With().Str("component", "transport").Uint64("node", cfg.NodeID).Logger(),
 		readIdle:     max(10*cfg.HeartbeatEvery, 2*time.Second),
 		writeTimeout: max(10*cfg.HeartbeatEvery, 2*time.Second),
+		frameTarget:  min(cfg.MaxFrameBytes, frameSoftMax),
 		peers:        make(map[uint64]*peer),
 		listeners:    make(map[net.Listener]struct{}),
 		inbound:      make(map[net.Conn]struct{}),
@@ -709,7 +716,10 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []GroupMessage)
 	conn.SetWriteDeadline(time.Now().Add(t.writeTimeout))
 	var frames, msgs, bytes uint64
 	for len(batch) > 0 {
-		frame, n, err := enc.encode(batch, t.cfg.MaxFrameBytes)
+		frame, n, err := enc.encode(batch, t.frameTarget)
+		if errors.Is(err, errMessageTooLarge) && t.frameTarget < t.cfg.MaxFrameBytes {
+			frame, n, err = enc.encode(batch[:1], t.cfg.MaxFrameBytes) // a big message alone
+		}
 		if err != nil {
 			n = max(n, 1)
 			t.dropped.Add(uint64(n))
