@@ -1,0 +1,449 @@
+package main
+
+// End-to-end cluster tests: three `chronik serve --peers` processes (this
+// test binary re-executed as chronik) on 127.0.0.1 with their own data
+// directories, driven by franz-go over real TCP. Processes can be
+// SIGKILLed and restarted on the same addresses and directories.
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// TestMain lets the test binary run as chronik for the cluster tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("CHRONIK_TEST_RUN_MAIN") == "1" {
+		os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// testCluster is three chronik processes.
+type testCluster struct {
+	t     *testing.T
+	dir   string
+	kafka []string // Kafka addresses, index = node id - 1
+	raft  []string
+	procs []*exec.Cmd
+	logs  []*os.File
+}
+
+// freeAddrs returns n distinct loopback addresses that were free a moment ago.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var lns []net.Listener
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+func startCluster(t *testing.T, nodes int) *testCluster {
+	t.Helper()
+	addrs := freeAddrs(t, 2*nodes)
+	c := &testCluster{t: t, dir: t.TempDir(), kafka: addrs[:nodes], raft: addrs[nodes:],
+		procs: make([]*exec.Cmd, nodes), logs: make([]*os.File, nodes)}
+	t.Cleanup(c.stopAll)
+	for id := 1; id <= nodes; id++ {
+		c.start(id)
+	}
+	for id := 1; id <= nodes; id++ {
+		c.waitUp(id)
+	}
+	return c
+}
+
+func (c *testCluster) peers() string {
+	var parts []string
+	for i, a := range c.raft {
+		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (c *testCluster) dataDir(id int) string { return filepath.Join(c.dir, "node"+strconv.Itoa(id)) }
+
+// start runs node id (again) on its addresses and data directory.
+func (c *testCluster) start(id int) {
+	c.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "serve",
+		"--node-id", strconv.Itoa(id),
+		"--peers", c.peers(),
+		"--listen", c.kafka[id-1],
+		"--admin-listen", "",
+		"--data-dir", c.dataDir(id),
+		"--log-level", "info",
+		"--shutdown-timeout", "10s")
+	cmd.Env = append(os.Environ(), "CHRONIK_TEST_RUN_MAIN=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.procs[id-1], c.logs[id-1] = cmd, logf
+}
+
+// waitUp waits until node id accepts Kafka connections.
+func (c *testCluster) waitUp(id int) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", c.kafka[id-1], 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("node %d not listening after 20s: %v\n%s", id, err, c.logTail(id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill SIGKILLs node id.
+func (c *testCluster) kill(id int) {
+	c.t.Helper()
+	cmd := c.procs[id-1]
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	c.logs[id-1].Close()
+	c.procs[id-1] = nil
+}
+
+// stop SIGTERMs node id and waits for a clean exit.
+func (c *testCluster) stop(id int) {
+	c.t.Helper()
+	cmd := c.procs[id-1]
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.t.Errorf("node %d exited with %v\n%s", id, err, c.logTail(id))
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		c.t.Errorf("node %d did not stop within 30s of SIGTERM\n%s", id, c.logTail(id))
+	}
+	c.logs[id-1].Close()
+	c.procs[id-1] = nil
+}
+
+func (c *testCluster) stopAll() {
+	for id := range c.procs {
+		if c.procs[id] != nil {
+			c.procs[id].Process.Kill()
+			c.procs[id].Wait()
+			c.logs[id].Close()
+			c.procs[id] = nil
+		}
+	}
+}
+
+func (c *testCluster) logTail(id int) string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func (c *testCluster) client(opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.kafka...)}, opts...)...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+// createTopic creates a topic, retrying while the controller elects.
+func (c *testCluster) createTopic(name string, partitions int32, rf int16) {
+	c.t.Helper()
+	adm := kadm.NewClient(c.client())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := adm.CreateTopic(ctx, partitions, rf, nil, name)
+		cancel()
+		if err == nil && resp.Err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("create topic %s: %v %v", name, err, resp.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Wait until every partition has a leader.
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.Metadata(ctx, name)
+		cancel()
+		ok := err == nil
+		if ok {
+			td := md.Topics[name]
+			ok = td.Err == nil && len(td.Partitions) == int(partitions)
+			for _, p := range td.Partitions {
+				ok = ok && p.Err == nil && p.Leader >= 0
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("topic %s has no leaders after 30s: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leader returns the node id leading a partition.
+func (c *testCluster) leader(topic string, partition int32) int {
+	c.t.Helper()
+	adm := kadm.NewClient(c.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return int(md.Topics[topic].Partitions[partition].Leader)
+}
+
+// consumeAll reads every record of a topic from the start until the high
+// watermarks are reached.
+func consumeAll(t *testing.T, c *testCluster, topic string, partitions int32) []*kgo.Record {
+	t.Helper()
+	adm := kadm.NewClient(c.client())
+	var ends kadm.ListedOffsets
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		ends, err = adm.ListEndOffsets(ctx, topic)
+		cancel()
+		if err == nil && ends.Error() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list end offsets: %v %v", err, ends.Error())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := map[int32]int64{}
+	total := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset; total += o.Offset })
+	cl := c.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	var recs []*kgo.Record
+	for int64(len(recs)) < total {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		if time.Now().After(deadline) {
+			t.Fatalf("consumed %d of %d records in 60s", len(recs), total)
+		}
+	}
+	return recs
+}
+
+// TestClusterLeaderKill: acks=all idempotent produce of 100,000 records to
+// an RF=3 topic while the leader is SIGKILLed. Every acknowledged record is
+// read back exactly once, offsets are contiguous, and after the killed node
+// returns all three replicas are byte-identical.
+func TestClusterLeaderKill(t *testing.T) {
+	const (
+		topic   = "kill"
+		records = 100_000
+	)
+	c := startCluster(t, 3)
+	c.createTopic(topic, 1, 3)
+	victim := c.leader(topic, 0)
+
+	prod := c.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
+		kgo.RecordRetries(1000), kgo.ProducerBatchMaxBytes(64<<10), kgo.RetryTimeout(60*time.Second))
+	var (
+		mu       sync.Mutex
+		acked    = map[string]int64{}
+		failed   []error
+		wg       sync.WaitGroup
+		killedAt time.Time
+		firstAck time.Time // first acknowledgement produced after the kill
+	)
+	value := bytes.Repeat([]byte("v"), 100)
+	for i := range records {
+		if i == records/4 {
+			// Let what is queued so far be acknowledged, then kill.
+			if err := prod.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			c.kill(victim)
+			mu.Lock()
+			killedAt = time.Now()
+			mu.Unlock()
+		}
+		key := strconv.Itoa(i)
+		wg.Add(1)
+		prod.Produce(context.Background(), &kgo.Record{Key: []byte(key), Value: value}, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, err)
+				return
+			}
+			acked[string(r.Key)] = r.Offset
+			if !killedAt.IsZero() && firstAck.IsZero() {
+				firstAck = time.Now()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d records failed, first: %v", len(failed), failed[0])
+	}
+	t.Logf("leader node %d killed after %d records; next acknowledgement %v later", victim, records/4, firstAck.Sub(killedAt))
+
+	recs := consumeAll(t, c, topic, 1)
+	seen := map[string]int64{}
+	for i, r := range recs {
+		if r.Offset != int64(i) {
+			t.Fatalf("record %d has offset %d: offsets not contiguous", i, r.Offset)
+		}
+		if prev, dup := seen[string(r.Key)]; dup {
+			t.Fatalf("key %s stored twice, at %d and %d", r.Key, prev, r.Offset)
+		}
+		seen[string(r.Key)] = r.Offset
+	}
+	for k, off := range acked {
+		if got, ok := seen[k]; !ok || got != off {
+			t.Fatalf("acknowledged key %s at offset %d: read back at %d (present %v)", k, off, got, ok)
+		}
+	}
+	if len(acked) != records {
+		t.Fatalf("%d of %d records acknowledged", len(acked), records)
+	}
+
+	// The killed node returns and catches up (every node reports the
+	// same log size); then, stopped, all replicas hold identical entries.
+	c.start(victim)
+	c.waitUp(victim)
+	c.waitSameLogSize(topic, 0)
+	for id := 1; id <= 3; id++ {
+		c.stop(id)
+	}
+	want := c.partitionDigest(1, topic)
+	for id := 2; id <= 3; id++ {
+		if got := c.partitionDigest(id, topic); got != want {
+			t.Fatalf("node %d's log differs from node 1's: %s vs %s", id, got, want)
+		}
+	}
+}
+
+// waitSameLogSize waits until every node reports the same size for a
+// partition in DescribeLogDirs.
+func (c *testCluster) waitSameLogSize(topic string, partition int32) {
+	c.t.Helper()
+	adm := kadm.NewClient(c.client())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		all, err := adm.DescribeAllLogDirs(ctx, nil)
+		cancel()
+		sizes := map[int32]int64{}
+		if err == nil {
+			all.Each(func(d kadm.DescribedLogDir) {
+				d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+					if p.Topic == topic && p.Partition == partition {
+						sizes[d.Broker] = p.Size
+					}
+				})
+			})
+		}
+		if len(sizes) == len(c.procs) {
+			same := true
+			for _, s := range sizes {
+				same = same && s == sizes[1] && s > 0
+			}
+			if same {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("log sizes of %s-%d still differ after 60s: %v (%v)", topic, partition, sizes, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// partitionDigest opens node id's log of partition 0 of the topic (the node
+// must be stopped) and digests every entry: index, kind, term, offsets,
+// timestamp and payload.
+func (c *testCluster) partitionDigest(id int, topic string) string {
+	c.t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(c.dataDir(id), "data", "*", "0"))
+	var found []string
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			found = append(found, d)
+		}
+	}
+	if len(found) != 1 {
+		c.t.Fatalf("node %d: partition directories %v, want one", id, found)
+	}
+	log, err := wal.Open(found[0], wal.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer log.Close()
+	h := md5.New()
+	n := 0
+	for idx := log.FirstIndex(); idx <= log.LastIndex(); idx++ {
+		e, err := log.Read(idx)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%d %d %d %d %d %d %d\n", idx, e.Kind, e.Term, e.BaseOffset, e.LastOffsetDelta, e.MaxTimestamp, len(e.Payload))
+		h.Write(e.Payload)
+		n++
+	}
+	return fmt.Sprintf("%d entries [%d, %d] next offset %d, md5 %x", n, log.FirstIndex(), log.LastIndex(), log.NextOffset(), h.Sum(nil))
+}
