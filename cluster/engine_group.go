@@ -165,8 +165,8 @@ func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []u
 	}
 	var applied uint64
 	if ai, ok := sm.(AppliedIndexer); ok {
-		applied = ai.AppliedIndex()
-		applied = min(max(applied, first-1), hs.Commit)
+		lo := first - 1
+		applied = min(max(ai.AppliedIndex(), lo), max(hs.Commit, lo))
 	}
 	g := &Group{
 		e:    e,
