@@ -270,8 +270,9 @@ func (t *Transport) Send(to uint64, msgs []GroupMessage) {
 	}
 	t.mu.RLock()
 	p := t.peers[to]
+	closed := t.closed
 	t.mu.RUnlock()
-	if p == nil {
+	if p == nil || closed {
 		t.dropped.Add(uint64(len(msgs)))
 		return
 	}
@@ -384,6 +385,9 @@ func (t *Transport) serveInbound(conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	h, err := readHello(conn)
 	if err != nil {
+		if t.isClosed() {
+			return
+		}
 		t.refused.Add(1)
 		t.log.Warn().Str("remote", remote).Err(err).Msg("peer connection closed: bad handshake")
 		return
@@ -553,6 +557,10 @@ func (p *peer) run() {
 	backoff := dialBackoffMin
 	lastErr := ""
 	for p.ctx.Err() == nil {
+		select {
+		case <-p.redial: // dialing picks up the new address anyway
+		default:
+		}
 		conn, err := p.dial()
 		if err != nil {
 			if p.ctx.Err() != nil {

@@ -188,6 +188,14 @@ func startCluster(t testing.TB, k int, tweak func(*TransportConfig)) []*testNode
 	return nodes
 }
 
+var testPattern = func() []byte {
+	b := make([]byte, 1024)
+	for i := range b {
+		b[i] = byte(i*7 + i/256)
+	}
+	return b
+}()
+
 // testMsg is a deterministic message: seq goes in Index, and the entries'
 // data derive from (from, to, seq).
 func testMsg(from, to, seq uint64, entries int) GroupMessage {
@@ -201,10 +209,8 @@ func testMsg(from, to, seq uint64, entries int) GroupMessage {
 		Commit:  seq / 2,
 	}
 	for e := 0; e < entries; e++ {
-		data := make([]byte, 1+int((seq+uint64(e))%300))
-		for i := range data {
-			data[i] = byte(from*31 + to*7 + seq + uint64(e+i))
-		}
+		off := (from*31 + to*7 + seq*13 + uint64(e)) % 512
+		data := append([]byte(nil), testPattern[off:off+1+(seq+uint64(e))%300]...)
 		m.Entries = append(m.Entries, raftpb.Entry{Term: m.Term, Index: seq + uint64(e) + 1, Data: data})
 	}
 	return GroupMessage{Group: GroupID(seq % 97 * (from + 3)), Msg: m}
@@ -453,7 +459,7 @@ func TestHandshakeRoundTrip(t *testing.T) {
 
 func TestTransportExchangeAllDirections(t *testing.T) {
 	checkNoLeak(t)
-	const k, perPair, entries = 3, 3000, 2
+	const k, perPair, entries = 3, 2000, 2
 	// Small frames, so batches are split in the live path too.
 	nodes := startCluster(t, k, func(c *TransportConfig) { c.MaxFrameBytes = 64 << 10 })
 	// Connected first, so this is steady-state traffic, not a queue
@@ -961,4 +967,36 @@ func BenchmarkTransport(b *testing.B) {
 		}
 		b.StopTimer()
 	})
+}
+
+func TestTransportAddRemovePeer(t *testing.T) {
+	checkNoLeak(t)
+	l1, l2 := listen(t), listen(t)
+	gone := listen(t)
+	goneAddr := gone.Addr().String()
+	gone.Close()
+	// Node 1 starts with a wrong address for node 2, then learns the right one.
+	n1 := startNode(t, 1, l1, map[uint64]string{2: goneAddr}, true, nil)
+	n2 := startNode(t, 2, l2, map[uint64]string{1: l1.Addr().String()}, true, nil)
+	var seq uint64
+	probe(t, n2, n1, &seq)
+	if n1.tr.Connected(2) {
+		t.Fatal("connected through a closed port")
+	}
+	n1.tr.AddPeer(2, l2.Addr().String())
+	probe(t, n1, n2, &seq)
+
+	// Connected and sending, both sides; node 1 removes node 2.
+	n1.tr.RemovePeer(2)
+	if n1.tr.Connected(2) {
+		t.Fatal("removed peer reported connected")
+	}
+	d0 := n1.tr.Stats().Dropped
+	n1.tr.Send(2, []GroupMessage{testMsg(1, 2, 0, 0)})
+	if n1.tr.Stats().Dropped != d0+1 {
+		t.Fatal("Send to a removed peer not counted as dropped")
+	}
+	probe(t, n2, n1, &seq) // node 2's connection to node 1 is unaffected
+	n1.close(t)
+	n2.close(t)
 }
