@@ -79,6 +79,11 @@ type Options struct {
 	// OnSync, if set, is called after every fsync of the log with how long
 	// it took (for metrics; it must be cheap and must not call the log).
 	OnSync func(time.Duration)
+	// ReadCache holds the verified copies of sealed segments that reads are
+	// served from; it may be shared by many logs. Nil uses a process-wide
+	// cache of DefaultReadCacheBytes. SegmentCacheSize bounds only
+	// tidwall's own cache, which reads no longer use for sealed segments.
+	ReadCache *ReadCache
 }
 
 // Repair describes a tail cut made by Open.

@@ -117,6 +117,11 @@ func decodeFrame(b []byte) (Entry, error) {
 	if err := checkFrame(b); err != nil {
 		return Entry{}, err
 	}
+	return h.entry(b), nil
+}
+
+// entry is the entry of frame b, whose header is h. The payload aliases b.
+func (h *header) entry(b []byte) Entry {
 	return Entry{
 		Kind:            h.kind,
 		Term:            h.term,
@@ -124,7 +129,7 @@ func decodeFrame(b []byte) (Entry, error) {
 		LastOffsetDelta: h.lastOffsetDelta,
 		MaxTimestamp:    h.maxTimestamp,
 		Payload:         b[headerSize : len(b)-crcSize],
-	}, nil
+	}
 }
 
 // uvarintLen is the size of tidwall's length prefix for n bytes of data.

@@ -81,10 +81,11 @@ type Log struct {
 	mu        sync.Mutex
 	tl        *tidwall.Log // nil while released
 	idx       offsetIndex
-	next      int64 // NextOffset
-	floor     int64 // NextOffset while the log holds no record entries
-	metaFloor int64 // floor as persisted in the meta file (0 without one)
-	failed    error // sticky: a write or fsync failed; reopen the log
+	next      int64  // NextOffset
+	floor     int64  // NextOffset while the log holds no record entries
+	metaFloor int64  // floor as persisted in the meta file (0 without one)
+	failed    error  // sticky: a write or fsync failed; reopen the log
+	trustFrom uint64 // tail entries before this index came from disk and are not yet verified (see readTail)
 	idleTimer *time.Timer
 	repairs   []Repair
 }
@@ -454,6 +455,7 @@ func (l *Log) ensureOpen() error {
 			first, last, l.idx.firstIndex(), l.idx.lastIndex())
 	}
 	l.tl = tl
+	l.untrustTail()
 	if l.opts.IdleTimeout > 0 {
 		if l.idleTimer == nil {
 			l.idleTimer = time.AfterFunc(l.opts.IdleTimeout, l.idleCheck)
@@ -468,6 +470,7 @@ func (l *Log) ensureOpen() error {
 // index stays. wmu and mu held.
 func (l *Log) releaseLocked() error {
 	l.closeSyncFile()
+	l.readCache().drop(l)
 	if l.tl == nil {
 		return nil
 	}
@@ -529,7 +532,18 @@ func (l *Log) usable() error {
 
 // readHeader is the index's headerReader. mu held.
 func (l *Log) readHeader(index uint64) (header, int64, error) {
-	data, err := l.readRaw(index)
+	return l.headerOf(index, l.readFrame)
+}
+
+// readHeaderTL is the headerReader for rebuilding the index after a
+// truncation, when the index does not describe the files yet: it reads
+// through tidwall only. mu held.
+func (l *Log) readHeaderTL(index uint64) (header, int64, error) {
+	return l.headerOf(index, l.readRaw)
+}
+
+func (l *Log) headerOf(index uint64, read func(uint64) ([]byte, error)) (header, int64, error) {
+	data, err := read(index)
 	if err != nil {
 		return header{}, 0, err
 	}
@@ -540,7 +554,22 @@ func (l *Log) readHeader(index uint64) (header, int64, error) {
 	return h, storedSize(len(data)), nil
 }
 
-// readRaw returns the frame at index; it aliases tidwall's buffer. mu held.
+// readFrame returns the verified frame at index, from the read cache for a
+// sealed segment and from tidwall for the tail; it aliases their buffers.
+// index must be in [FirstIndex, LastIndex]. mu held.
+func (l *Log) readFrame(index uint64) ([]byte, error) {
+	k := l.idx.segmentOf(index)
+	if k < 0 {
+		return nil, ErrNotFound
+	}
+	if k < len(l.idx.segs)-1 {
+		return l.readSealed(l.idx.segs[k], index)
+	}
+	return l.readTail(index)
+}
+
+// readRaw returns the frame at index from tidwall, unverified; it aliases
+// tidwall's buffer. mu held.
 func (l *Log) readRaw(index uint64) ([]byte, error) {
 	if err := l.ensureOpen(); err != nil {
 		return nil, err
@@ -567,11 +596,13 @@ func (l *Log) corruptAt(index uint64, err error) error {
 
 // Read returns the entry at index; ErrNotFound outside [FirstIndex, LastIndex].
 //
-// The payload is read-only: it shares the segment buffer tidwall loaded
-// (opened with NoCopy). That is safe to hand out because tidwall never
-// changes bytes it has written: appends go past the end, truncation and
-// reloads build new buffers, and eviction only drops its reference. Not
-// copying here saves one copy of every byte a consumer fetches.
+// The payload is read-only: it shares the buffer of a cached sealed segment
+// or the tail buffer tidwall holds (opened with NoCopy). That is safe to
+// hand out because neither is ever changed: a cached segment is replaced,
+// not rewritten, and tidwall appends past the end, builds new buffers on
+// truncation and reload, and only drops its reference on eviction. Not
+// copying here saves one copy of every byte a consumer fetches. Every
+// frame's checksum is verified before it is first served (readcache.go).
 func (l *Log) Read(index uint64) (Entry, error) {
 	l.touch()
 	l.mu.Lock()
@@ -582,15 +613,15 @@ func (l *Log) Read(index uint64) (Entry, error) {
 	if index < l.idx.firstIndex() || index > l.idx.lastIndex() {
 		return Entry{}, ErrNotFound
 	}
-	data, err := l.readRaw(index)
+	data, err := l.readFrame(index)
 	if err != nil {
 		return Entry{}, err
 	}
-	e, err := decodeFrame(data)
+	h, err := decodeHeader(data)
 	if err != nil {
 		return Entry{}, l.corruptAt(index, err)
 	}
-	return e, nil
+	return h.entry(data), nil
 }
 
 // FirstIndex is the first present index; LastIndex()+1 when empty.
@@ -699,10 +730,11 @@ func (l *Log) TruncateFront(index uint64) error {
 	if err := l.ensureOpen(); err != nil {
 		return err
 	}
+	l.readCache().drop(l)
 	if err := l.tl.TruncateFront(index); err != nil {
 		return l.failLocked("truncate front", err)
 	}
-	seg, err := rebuildSegment(index, l.idx.segs[k].next, l.idx.interval, l.readHeader)
+	seg, err := rebuildSegment(index, l.idx.segs[k].next, l.idx.interval, l.readHeaderTL)
 	if err != nil {
 		return l.failLocked("truncate front", err)
 	}
@@ -710,6 +742,7 @@ func (l *Log) TruncateFront(index uint64) error {
 		seg.seal()
 	}
 	l.idx.segs = append([]*segment{seg}, l.idx.segs[k+1:]...)
+	l.untrustTail()
 	l.closeSyncFile()
 	if err := syncDir(l.dir); err != nil {
 		return l.failLocked("truncate front", err)
@@ -784,11 +817,12 @@ func (l *Log) TruncateBack(index uint64) error {
 	if err := l.ensureOpen(); err != nil {
 		return err
 	}
+	l.readCache().drop(l)
 	if err := l.tl.TruncateBack(index); err != nil {
 		return l.failLocked("truncate back", err)
 	}
 	k := max(l.idx.segmentOf(index), 0)
-	seg, err := rebuildSegment(l.idx.segs[k].first, index+1, l.idx.interval, l.readHeader)
+	seg, err := rebuildSegment(l.idx.segs[k].first, index+1, l.idx.interval, l.readHeaderTL)
 	if err != nil {
 		return l.failLocked("truncate back", err)
 	}
@@ -800,6 +834,7 @@ func (l *Log) TruncateBack(index uint64) error {
 	if l.durable.Load() > index {
 		l.durable.Store(index)
 	}
+	l.untrustTail()
 	l.closeSyncFile()
 	if err := syncDir(l.dir); err != nil {
 		return l.failLocked("truncate back", err)
@@ -1019,6 +1054,7 @@ func (l *Log) Close() error {
 		l.syncTimer.Stop()
 	}
 	l.closeSyncFile()
+	l.readCache().drop(l)
 	if l.tl == nil {
 		return nil
 	}
