@@ -1,0 +1,282 @@
+package main
+
+// Cluster tests that need a hand on the network: three nodes in this
+// process (each a cluster.Node, a broker and a Kafka server on its own
+// 127.0.0.1 ports and data directory), with the transport's fault
+// injection cutting a node off.
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/cluster"
+	"github.com/chronik-stream/chronik/kafka"
+)
+
+type inprocNode struct {
+	id    int
+	node  *cluster.Node
+	b     *broker.Broker
+	srv   *kafka.Server
+	addr  string
+	serve chan error
+}
+
+type inprocCluster struct {
+	t     *testing.T
+	nodes []*inprocNode
+}
+
+func startInprocCluster(t *testing.T, n int) *inprocCluster {
+	t.Helper()
+	peers := map[uint64]string{}
+	rafts := make([]net.Listener, n)
+	kafkas := make([]net.Listener, n)
+	for i := range n {
+		var err error
+		if rafts[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if kafkas[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		peers[uint64(i+1)] = rafts[i].Addr().String()
+	}
+	c := &inprocCluster{t: t}
+	for i := range n {
+		id := i + 1
+		node, err := cluster.StartNode(cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i], Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := kafkas[i].Addr().(*net.TCPAddr).Port
+		b, err := broker.Open(broker.Config{
+			DataDir: t.TempDir(), NodeID: int32(id), AdvertisedHost: "127.0.0.1", AdvertisedPort: int32(port),
+			Replication: node, Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := kafka.New(kafka.Config{Logger: zerolog.Nop()}, b)
+		in := &inprocNode{id: id, node: node, b: b, srv: srv, addr: kafkas[i].Addr().String(), serve: make(chan error, 1)}
+		go func(ln net.Listener) { in.serve <- srv.Serve(ln) }(kafkas[i])
+		c.nodes = append(c.nodes, in)
+	}
+	t.Cleanup(func() {
+		for _, in := range c.nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			in.srv.Shutdown(ctx)
+			cancel()
+			<-in.serve
+			in.b.Close()
+			in.node.Close()
+		}
+	})
+	return c
+}
+
+// isolate cuts node id off from every other node, both ways (nil heals).
+func (c *inprocCluster) isolate(id int, cut bool) {
+	for _, in := range c.nodes {
+		f := cluster.Fault{DropTo: map[uint64]bool{}, DropFrom: map[uint64]bool{}}
+		if cut {
+			for _, other := range c.nodes {
+				if (in.id == id) != (other.id == id) {
+					f.DropTo[uint64(other.id)] = true
+					f.DropFrom[uint64(other.id)] = true
+				}
+			}
+		}
+		in.node.Transport().SetFault(f)
+	}
+}
+
+// leaderSeenBy is the partition leader according to node id (-1: none).
+func (c *inprocCluster) leaderSeenBy(id int, topic string, partition int32) int32 {
+	l, _, err := c.nodes[id-1].b.PartitionLeader(topic, partition)
+	if err != nil {
+		return -1
+	}
+	return l
+}
+
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *inprocCluster) client(seeds []string, opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+func (c *inprocCluster) addrs(except int) []string {
+	var out []string
+	for _, in := range c.nodes {
+		if in.id != except {
+			out = append(out, in.addr)
+		}
+	}
+	return out
+}
+
+// produceKeys produces keys [from, to) with acks=all through seeds and
+// fails the test on any error.
+func produceKeys(t *testing.T, cl *kgo.Client, topic string, from, to int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: []byte("v")})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce keys [%d, %d): %v", from, to, err)
+	}
+}
+
+// TestClusterLeaderIsolated: the leader cut off from the others stops
+// acknowledging acks=all, the majority elects a new leader and takes
+// writes, and after the heal nothing acknowledged is lost and nothing the
+// isolated leader accepted but never committed appears.
+func TestClusterLeaderIsolated(t *testing.T) {
+	const topic = "iso"
+	c := startInprocCluster(t, 3)
+	all := c.addrs(0)
+	adm := c.client(all)
+	waitUntil(t, "controller elected and topic created", 30*time.Second, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 5000
+		resp, err := req.RequestWith(context.Background(), adm)
+		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
+	})
+	waitUntil(t, "partition leader elected", 30*time.Second, func() bool { return c.leaderSeenBy(1, topic, 0) > 0 })
+
+	prod := c.client(all, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	produceKeys(t, prod, topic, 0, 100)
+
+	old := int(c.leaderSeenBy(1, topic, 0))
+	c.isolate(old, true)
+
+	// Straight to the isolated leader: acks=all is not acknowledged.
+	direct := c.client([]string{c.nodes[old-1].addr})
+	batch := kgo.Record{Key: []byte("isolated"), Value: []byte("never committed")}
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 3000
+	rt := kmsg.NewProduceRequestTopic()
+	info, _ := c.nodes[old-1].b.Topic(topic)
+	rt.Topic, rt.TopicID = topic, info.ID // by name below v13, by id from v13
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = encodeBatch(t, batch)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	resp, err := direct.Broker(old).Request(ctx, req)
+	cancel()
+	if err == nil {
+		code := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+		if code == 0 {
+			t.Fatalf("the isolated leader acknowledged an acks=all produce")
+		}
+		t.Logf("isolated leader answered %v", kerr.ErrorForCode(code))
+	} else {
+		t.Logf("isolated leader did not answer: %v", err)
+	}
+
+	// The majority elects a new leader and takes writes.
+	var others []int
+	for _, in := range c.nodes {
+		if in.id != old {
+			others = append(others, in.id)
+		}
+	}
+	waitUntil(t, "majority elects a new leader", 30*time.Second, func() bool {
+		l := c.leaderSeenBy(others[0], topic, 0)
+		return l > 0 && int(l) != old && c.leaderSeenBy(others[1], topic, 0) == l
+	})
+	majority := c.client(c.addrs(old), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	produceKeys(t, majority, topic, 100, 200)
+
+	// Heal: the old leader follows and converges.
+	c.isolate(old, false)
+	newLeader := c.leaderSeenBy(others[0], topic, 0)
+	waitUntil(t, "old leader follows the new one", 30*time.Second, func() bool {
+		return c.leaderSeenBy(old, topic, 0) == newLeader
+	})
+	produceKeys(t, prod, topic, 200, 300)
+
+	cons := c.client(all, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	seen := map[string]int64{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(seen) < 300 && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		fs := cons.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) == "isolated" {
+				t.Errorf("the isolated leader's uncommitted record is visible at offset %d", r.Offset)
+			}
+			if prev, dup := seen[string(r.Key)]; dup {
+				t.Errorf("key %s at offsets %d and %d", r.Key, prev, r.Offset)
+			}
+			seen[string(r.Key)] = r.Offset
+		})
+	}
+	for i := range 300 {
+		if _, ok := seen[strconv.Itoa(i)]; !ok {
+			t.Fatalf("acknowledged key %d lost (read %d records)", i, len(seen))
+		}
+	}
+}
+
+// encodeBatch is one uncompressed v2 batch holding r.
+func encodeBatch(t *testing.T, r kgo.Record) []byte {
+	t.Helper()
+	rec := kmsg.Record{Key: r.Key, Value: r.Value}
+	body := rec.AppendTo(nil)[1:] // AppendTo wrote a zero length first
+	recBytes := binary.AppendVarint(nil, int64(len(body)))
+	recBytes = append(recBytes, body...)
+	now := time.Now().UnixMilli()
+	b := kmsg.RecordBatch{
+		Magic:                2,
+		PartitionLeaderEpoch: -1,
+		FirstTimestamp:       now,
+		MaxTimestamp:         now,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		FirstSequence:        -1,
+		NumRecords:           1,
+		Records:              recBytes,
+	}
+	raw := b.AppendTo(nil)
+	b.Length = int32(len(raw) - 12)
+	raw = b.AppendTo(nil)
+	b.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b.AppendTo(nil)
+}
+
