@@ -129,13 +129,10 @@ func (p *proposal) finish(index uint64, err error) {
 // With no ConfState and no join the group waits to be contacted by a
 // leader (a replica being added).
 func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*Group, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.state == engineStopped {
-		return nil, ErrStopped
-	}
-	if e.groups[id] != nil {
-		return nil, fmt.Errorf("cluster: group %d already exists", id)
+	// The engine's lock (which Step needs) is not held across storage
+	// calls; the checks are repeated when the group is inserted.
+	if err := e.canAdd(id); err != nil {
+		return nil, err
 	}
 	hs, cs, err := st.InitialState()
 	if err != nil {
@@ -216,10 +213,31 @@ func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []u
 	// timeout.
 	g.wantCampaign = len(cs.Voters) == 1 && cs.Voters[0] == e.cfg.NodeID && len(cs.VotersOutgoing) == 0
 	g.updateStatus()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.canAddLocked(id); err != nil {
+		return nil, err
+	}
 	e.groups[id] = g
 	e.setActive(g, true)
 	e.q.push(g)
 	return g, nil
+}
+
+func (e *Engine) canAdd(id GroupID) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.canAddLocked(id)
+}
+
+func (e *Engine) canAddLocked(id GroupID) error {
+	if e.state == engineStopped {
+		return ErrStopped
+	}
+	if e.groups[id] != nil {
+		return fmt.Errorf("cluster: group %d already exists", id)
+	}
+	return nil
 }
 
 // ID is the group's id.
