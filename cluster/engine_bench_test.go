@@ -38,7 +38,9 @@ func benchPropose(b *testing.B, storage string, nodes, groups int) {
 			dirs[id] = b.TempDir()
 		}
 	}
-	c := newEngCluster(b, nodes, func(cfg *EngineConfig) { cfg.Workers = 0 }) // default: GOMAXPROCS
+	// Production defaults: GOMAXPROCS workers, 100ms ticks, 10-tick election
+	// timeout (the test clusters' 10ms ticks would elect on fsync stalls).
+	c := newEngCluster(b, nodes, func(cfg *EngineConfig) { cfg.Workers, cfg.TickInterval, cfg.ElectionTicks = 0, 0, 0 })
 	for gid := GroupID(1); gid <= GroupID(groups); gid++ {
 		if storage == "wal" {
 			for _, id := range c.ids {
