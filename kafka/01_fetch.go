@@ -1,8 +1,11 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -207,4 +210,117 @@ func failFetch(kreq kmsg.Request, code int16) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// Record bytes are not copied into Fetch responses: encodeFetchResponse
+// lays out the response with a placeholder where each partition's records
+// go, and the writer sends the frame and the records with one writev
+// (net.Buffers). The records stay where the broker read them (read-only
+// log buffers), so a fetch costs no copy of the data in user space.
+
+// minSplicedRecords is the smallest records field written from its own
+// buffer; smaller ones are copied into the frame.
+const minSplicedRecords = 4 << 10
+
+// spliceSentinelSize is the size of the placeholder records field.
+const spliceSentinelSize = 32
+
+// spliceKey starts every placeholder: random per process and never sent, so
+// no other bytes of a response (all short fields, none holding the
+// placeholder's length prefix followed by these 24 random bytes) can be
+// mistaken for it.
+var spliceKey = func() (k [spliceSentinelSize - 8]byte) {
+	if _, err := rand.Read(k[:]); err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func spliceSentinel(i int) []byte {
+	b := make([]byte, 0, spliceSentinelSize)
+	b = append(b, spliceKey[:]...)
+	return binary.BigEndian.AppendUint64(b, uint64(i))
+}
+
+// encodeFetchResponse returns the response frame (size prefix included)
+// as the pooled buffer frame and the pieces to write: parts of frame
+// interleaved with the partitions' records. bufs is nil when nothing was
+// spliced (the frame is then the whole response).
+func encodeFetchResponse(corrID int32, resp *kmsg.FetchResponse) (frame *[]byte, bufs net.Buffers) {
+	var (
+		spliced [][]byte  // records of the spliced partitions, in encoding order
+		fields  []*[]byte // where they belong in resp
+	)
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			sp := &resp.Topics[i].Partitions[j]
+			if len(sp.RecordBatches) >= minSplicedRecords {
+				spliced = append(spliced, sp.RecordBatches)
+				fields = append(fields, &sp.RecordBatches)
+				sp.RecordBatches = spliceSentinel(len(spliced) - 1)
+			}
+		}
+	}
+	frame = encodeResponse(corrID, resp)
+	if len(spliced) == 0 {
+		return frame, nil
+	}
+	for i, f := range fields {
+		*f = spliced[i]
+	}
+	if bufs = splice(*frame, spliced, resp.IsFlexible()); bufs == nil {
+		// Cannot happen; but never send a placeholder.
+		putBuffer(frame)
+		return encodeResponse(corrID, resp), nil
+	}
+	return frame, bufs
+}
+
+// splice replaces, in place, each placeholder records field of the encoded
+// frame b by the length prefix of the real records, and returns the pieces
+// to write: b's parts and the records, in order, with the frame size
+// prefix fixed. It returns nil if a placeholder is not where it must be.
+func splice(b []byte, records [][]byte, flexible bool) net.Buffers {
+	bufs := make(net.Buffers, 0, 2*len(records)+1)
+	var (
+		read, write int // b[read:] is still to move to b[write:]
+		pieceStart  int // start of the current frame piece in b
+		total       int64
+	)
+	for i, rec := range records {
+		at := bytes.Index(b[read:], spliceSentinel(i))
+		if at < 0 {
+			return nil
+		}
+		at += read
+		// The placeholder's length prefix precedes it.
+		prefix := 4
+		if flexible {
+			prefix = 1 // uvarint(1+32)
+		}
+		if at-prefix < read {
+			return nil
+		}
+		if flexible && b[at-1] != 1+spliceSentinelSize ||
+			!flexible && binary.BigEndian.Uint32(b[at-4:]) != spliceSentinelSize {
+			return nil
+		}
+		write += copy(b[write:], b[read:at-prefix])
+		var lp []byte
+		if flexible {
+			lp = binary.AppendUvarint(b[write:write], 1+uint64(len(rec)))
+		} else {
+			lp = binary.BigEndian.AppendUint32(b[write:write], uint32(len(rec)))
+		}
+		write += len(lp) // at most 5 bytes, never more than the 33 or 36 replaced
+		bufs = append(bufs, b[pieceStart:write], rec)
+		total += int64(write-pieceStart) + int64(len(rec))
+		pieceStart = write
+		read = at + spliceSentinelSize
+	}
+	write += copy(b[write:], b[read:])
+	bufs = append(bufs, b[pieceStart:write])
+	total += int64(write - pieceStart)
+	binary.BigEndian.PutUint32(b, uint32(total-4))
+	return bufs
 }

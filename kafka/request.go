@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"runtime/debug"
 	"sync"
 
@@ -114,26 +115,46 @@ func (s *Server) decodeRequest(body []byte) (*request, error) {
 // it, if any. A panic in a handler is logged and answered with
 // UNKNOWN_SERVER_ERROR; it never reaches the connection.
 func (s *Server) handle(ctx context.Context, r *request, log *zerolog.Logger) (frame *[]byte, closeReason string) {
+	frame, bufs, closeReason := s.handleVec(ctx, r, log)
+	if bufs != nil {
+		whole := getBuffer()
+		for _, b := range bufs {
+			*whole = append(*whole, b...)
+		}
+		putBuffer(frame)
+		frame = whole
+	}
+	return frame, closeReason
+}
+
+// handleVec is handle for the connection writer: a Fetch response comes as
+// its frame plus the pieces to write (bufs, non-nil when the records are
+// not copied into the frame; see encodeFetchResponse).
+func (s *Server) handleVec(ctx context.Context, r *request, log *zerolog.Logger) (frame *[]byte, bufs net.Buffers, closeReason string) {
 	var resp kmsg.Response
 	switch {
 	case r.unsupported && r.key == 18:
 		resp = s.apiVersionsUnsupported()
 	case r.unsupported && r.kreq == nil:
-		return encodeBareError(r.corrID, s.counted(kerr.UnsupportedVersion.Code)), ""
+		return encodeBareError(r.corrID, s.counted(kerr.UnsupportedVersion.Code)), nil, ""
 	case r.unsupported && r.noResponse:
-		return nil, fmt.Sprintf("acks=0 produce at unsupported version %d", r.version)
+		return nil, nil, fmt.Sprintf("acks=0 produce at unsupported version %d", r.version)
 	case r.unsupported:
 		resp = r.api.fail(r.kreq, s.counted(kerr.UnsupportedVersion.Code))
 	default:
 		resp = s.call(ctx, r, log)
 	}
 	if r.noResponse {
-		return nil, r.closeReason
+		return nil, nil, r.closeReason
 	}
 	if resp == nil {
-		return nil, "no response could be built after a handler panic"
+		return nil, nil, "no response could be built after a handler panic"
 	}
-	return encodeResponse(r.corrID, resp), r.closeReason
+	if fr, ok := resp.(*kmsg.FetchResponse); ok {
+		frame, bufs := encodeFetchResponse(r.corrID, fr)
+		return frame, bufs, r.closeReason
+	}
+	return encodeResponse(r.corrID, resp), nil, r.closeReason
 }
 
 // call runs r's handler, turning a panic into an UNKNOWN_SERVER_ERROR

@@ -259,6 +259,9 @@ type conn struct {
 type slot struct {
 	done  chan struct{} // closed when frame and closeReason are set
 	frame *[]byte       // the encoded response, size prefix included; nil: none
+	// bufs, if not nil, is what to write instead of frame: pieces of
+	// frame and buffers it does not copy (Fetch records).
+	bufs net.Buffers
 	// closeReason, if set, closes the connection after this slot (acks=0
 	// produce that failed, as Kafka does, so the client notices).
 	closeReason string
@@ -463,10 +466,11 @@ func (c *conn) run(r *request, sl *slot) {
 		start := time.Now()
 		defer func() { m.request(r.key, time.Since(start)) }()
 	}
-	sl.frame, sl.closeReason = c.s.handle(c.ctx, r, &c.log)
+	sl.frame, sl.bufs, sl.closeReason = c.s.handleVec(c.ctx, r, &c.log)
 }
 
-// writeLoop writes responses in request order, one Write per response.
+// writeLoop writes responses in request order, one Write (a writev for a
+// Fetch response with records) per response.
 // After a failed write it keeps draining slots (so handlers are waited
 // for) without writing.
 func (c *conn) writeLoop() {
@@ -476,8 +480,18 @@ func (c *conn) writeLoop() {
 		if sl.frame != nil {
 			if !dead {
 				c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-				n, err := c.nc.Write(*sl.frame)
-				c.s.cfg.Metrics.bytesOut(n)
+				var (
+					n   int64
+					err error
+				)
+				if sl.bufs != nil {
+					n, err = sl.bufs.WriteTo(c.nc) // one writev on TCP
+				} else {
+					var m int
+					m, err = c.nc.Write(*sl.frame)
+					n = int64(m)
+				}
+				c.s.cfg.Metrics.bytesOut(int(n))
 				if err != nil {
 					dead = true
 					c.log.Debug().Err(err).Msg("write failed")
@@ -486,6 +500,7 @@ func (c *conn) writeLoop() {
 				}
 			}
 			putBuffer(sl.frame)
+			sl.bufs = nil
 		}
 		if sl.closeReason != "" && !dead {
 			dead = true
