@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -64,19 +65,32 @@ func freeAddrs(t *testing.T, n int) []string {
 	return out
 }
 
-func startCluster(t *testing.T, nodes int) *testCluster {
+// newCluster picks addresses and directories for nodes without starting them.
+func newCluster(t *testing.T, nodes int) *testCluster {
 	t.Helper()
 	addrs := freeAddrs(t, 2*nodes)
 	c := &testCluster{t: t, dir: t.TempDir(), kafka: addrs[:nodes], raft: addrs[nodes:],
 		procs: make([]*exec.Cmd, nodes), logs: make([]*os.File, nodes)}
 	t.Cleanup(c.stopAll)
+	return c
+}
+
+func startCluster(t *testing.T, nodes int) *testCluster {
+	t.Helper()
+	c := newCluster(t, nodes)
+	c.startAll()
+	return c
+}
+
+func (c *testCluster) startAll() {
+	c.t.Helper()
+	nodes := len(c.procs)
 	for id := 1; id <= nodes; id++ {
 		c.start(id)
 	}
 	for id := 1; id <= nodes; id++ {
 		c.waitUp(id)
 	}
-	return c
 }
 
 func (c *testCluster) peers() string {
@@ -90,20 +104,23 @@ func (c *testCluster) peers() string {
 func (c *testCluster) dataDir(id int) string { return filepath.Join(c.dir, "node"+strconv.Itoa(id)) }
 
 // start runs node id (again) on its addresses and data directory.
-func (c *testCluster) start(id int) {
+func (c *testCluster) start(id int) { c.startWith(id, "--peers", c.peers()) }
+
+// startWith runs node id with extra arguments (startStandalone: none).
+func (c *testCluster) startWith(id int, extra ...string) {
 	c.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "serve",
-		"--node-id", strconv.Itoa(id),
-		"--peers", c.peers(),
+	args := append([]string{"serve",
+		"--node-id", strconv.Itoa(id)}, extra...)
+	cmd := exec.Command(os.Args[0], append(args,
 		"--listen", c.kafka[id-1],
 		"--admin-listen", "",
 		"--data-dir", c.dataDir(id),
 		"--log-level", "info",
-		"--shutdown-timeout", "10s")
+		"--shutdown-timeout", "10s")...)
 	cmd.Env = append(os.Environ(), "CHRONIK_TEST_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -167,6 +184,11 @@ func (c *testCluster) stop(id int) {
 }
 
 func (c *testCluster) stopAll() {
+	if c.t.Failed() {
+		for id := 1; id <= len(c.procs); id++ {
+			c.t.Logf("node %d log tail:\n%s", id, c.logTail(id))
+		}
+	}
 	for id := range c.procs {
 		if c.procs[id] != nil {
 			c.procs[id].Process.Kill()
@@ -418,8 +440,28 @@ func (c *testCluster) waitSameLogSize(topic string, partition int32) {
 // must be stopped) and digests every entry: index, kind, term, offsets,
 // timestamp and payload.
 func (c *testCluster) partitionDigest(id int, topic string) string {
+	return c.partitionDigestOf(id, "*", 0)
+}
+
+// topicDir is a topic's directory name under data/ (its id in hex).
+func (c *testCluster) topicDir(topic string) string {
 	c.t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(c.dataDir(id), "data", "*", "0"))
+	adm := kadm.NewClient(c.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	id := md.Topics[topic].ID
+	return hex.EncodeToString(id[:])
+}
+
+// partitionDigestOf digests node id's log of partition p of the topic
+// whose directory matches topicDir (a glob).
+func (c *testCluster) partitionDigestOf(id int, topicDir string, p int) string {
+	c.t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(c.dataDir(id), "data", topicDir, strconv.Itoa(p)))
 	var found []string
 	for _, d := range dirs {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
@@ -441,7 +483,8 @@ func (c *testCluster) partitionDigest(id int, topic string) string {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		fmt.Fprintf(h, "%d %d %d %d %d %d %d\n", idx, e.Kind, e.Term, e.BaseOffset, e.LastOffsetDelta, e.MaxTimestamp, len(e.Payload))
+		term := max(e.Term, 1) // entries written standalone are term 0 there, term 1 to raft and on new replicas
+		fmt.Fprintf(h, "%d %d %d %d %d %d %d\n", idx, e.Kind, term, e.BaseOffset, e.LastOffsetDelta, e.MaxTimestamp, len(e.Payload))
 		h.Write(e.Payload)
 		n++
 	}
@@ -531,4 +574,78 @@ func TestClusterRollingRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d records through a rolling restart of 3 nodes", n)
+}
+
+// TestClusterFromStandalone: a standalone node with data is restarted with
+// peers as node 1 of a three-node cluster; the two new nodes replicate
+// every record, the records keep their offsets, and the topic takes writes.
+func TestClusterFromStandalone(t *testing.T) {
+	const (
+		topic   = "legacy"
+		records = 10_000
+	)
+	c := newCluster(t, 3)
+	c.startWith(1) // standalone: no --peers
+	c.waitUp(1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka[0]), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range records {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("before the cluster")})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	before := map[string][2]int64{}
+	for _, r := range recs {
+		before[string(r.Key)] = [2]int64{int64(r.Partition), r.Offset}
+	}
+	cl.Close()
+	c.stop(1)
+
+	c.startAll()
+	for p := int32(0); p < 3; p++ {
+		c.waitSameLogSize(topic, p)
+	}
+	prod := c.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(1000))
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("after"), Value: []byte("in the cluster")}).FirstErr(); err != nil {
+		t.Fatalf("produce after joining: %v", err)
+	}
+	got := consumeAll(t, c, topic, 3)
+	if len(got) != records+1 {
+		t.Fatalf("read %d records, want %d", len(got), records+1)
+	}
+	for _, r := range got {
+		if string(r.Key) == "after" {
+			continue
+		}
+		if want := before[string(r.Key)]; want != [2]int64{int64(r.Partition), r.Offset} {
+			t.Fatalf("key %s at %d/%d, was at %d/%d before the cluster", r.Key, r.Partition, r.Offset, want[0], want[1])
+		}
+	}
+	for p := int32(0); p < 3; p++ {
+		c.waitSameLogSize(topic, p)
+	}
+	dir := c.topicDir(topic)
+	for id := 1; id <= 3; id++ {
+		c.stop(id)
+	}
+	for p := range 3 {
+		want := c.partitionDigestOf(1, dir, p)
+		for id := 2; id <= 3; id++ {
+			if got := c.partitionDigestOf(id, dir, p); got != want {
+				t.Fatalf("partition %d: node %d holds %s, node 1 %s", p, id, got, want)
+			}
+		}
+	}
 }

@@ -279,4 +279,3 @@ func encodeBatch(t *testing.T, r kgo.Record) []byte {
 	b.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return b.AppendTo(nil)
 }
-

@@ -244,6 +244,7 @@ func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
 	}
 	if t.meta.replicas != nil {
 		s.Replicas = t.meta.replicas[i]
+		s.Fresh = true
 	} else if b.ctl != nil {
 		s.Replicas = b.ctl.Nodes()
 	}

@@ -64,6 +64,11 @@ type ReplicaSpec struct {
 	Partition int32
 	Group     uint64  // the partition's raft group id, unique in the cluster
 	Replicas  []int32 // node ids, preferred leader first
+	// Fresh: the topic was created in cluster mode, so every replica's
+	// log starts empty and all of them may bootstrap the group together.
+	// Otherwise the topic was created standalone: only a node holding its
+	// data may start the group (alone), and adds the others.
+	Fresh bool
 }
 
 // Replica is one partition's raft group as the broker sees it.

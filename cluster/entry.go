@@ -191,7 +191,13 @@ func stampBatches(payload []byte, base int64, epoch int32) {
 	for pos := 0; pos < len(payload); {
 		b := payload[pos:]
 		be.PutUint64(b[batchOffBaseOffset:], uint64(base))
-		be.PutUint32(b[batchOffLeaderEpoch:], uint32(epoch))
+		// The leader stamped its epoch when it proposed; only a batch
+		// without one gets the entry's term. Batches written by a
+		// standalone node keep epoch 0 on every replica, so replicas stay
+		// byte-identical after the node joins a cluster.
+		if int32(be.Uint32(b[batchOffLeaderEpoch:])) < 0 {
+			be.PutUint32(b[batchOffLeaderEpoch:], uint32(epoch))
+		}
 		base += int64(int32(be.Uint32(b[batchOffLastOffsetDelta:]))) + 1
 		pos += int(int32(be.Uint32(b[batchOffLength:]))) + batchLogOverhead
 	}

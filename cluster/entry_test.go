@@ -16,12 +16,14 @@ var testCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // testBatch builds a Kafka v2 record batch header with records records
 // (their bytes are filler: nothing here parses records), max timestamp ts,
-// base offset 0, leader epoch 0 and a valid CRC, padded to size bytes.
+// base offset 0, leader epoch -1 (as a producer sends it) and a valid CRC,
+// padded to size bytes.
 func testBatch(records int32, ts int64, size int) []byte {
 	size = max(size, batchHeaderSize)
 	b := make([]byte, size)
 	be := binary.BigEndian
 	be.PutUint32(b[batchOffLength:], uint32(size-batchLogOverhead))
+	be.PutUint32(b[batchOffLeaderEpoch:], ^uint32(0))
 	b[batchOffMagic] = 2
 	be.PutUint32(b[batchOffLastOffsetDelta:], uint32(records-1))
 	be.PutUint64(b[27:], uint64(ts-1)) // base timestamp
@@ -197,8 +199,14 @@ func TestDataScanAndStampBatches(t *testing.T) {
 				}
 				want = bases[i] + int64(int32(binary.BigEndian.Uint32(batchAt(p, i)[batchOffLastOffsetDelta:]))) + 1
 			}
-			if !batchesStamped(p, 1000, 9) || batchesStamped(p, 1001, 9) || batchesStamped(p, 1000, 8) {
+			if !batchesStamped(p, 1000, 9) || batchesStamped(p, 1001, 9) || batchesStamped(tc.payload, 1000, 9) {
 				t.Fatal("batchesStamped")
+			}
+			// An epoch already stamped (by the proposing leader, or 0 by a
+			// standalone node) is kept; only the base offset moves.
+			stampBatches(p, 2000, 11)
+			if bases, epochs := batchFields(t, p); bases[0] != 2000 || epochs[0] != 9 {
+				t.Fatalf("restamped batch: base %d epoch %d, want 2000 9", bases[0], epochs[0])
 			}
 		})
 	}

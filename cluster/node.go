@@ -45,9 +45,14 @@ type Node struct {
 	ln  net.Listener
 
 	served chan error
+	stop   chan struct{}
+	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
+	// desired are the voters each group should have; the reconciler makes
+	// the groups this node leads converge to them by conf change.
+	desired map[GroupID][]uint64
 }
 
 var _ broker.Replication = (*Node)(nil)
@@ -66,7 +71,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			return nil, fmt.Errorf("cluster: raft listener: %w", err)
 		}
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1), stop: make(chan struct{}), desired: map[GroupID][]uint64{}}
 	n.eng = NewEngine(EngineConfig{
 		NodeID:        cfg.NodeID,
 		TickInterval:  cfg.TickInterval,
@@ -83,6 +88,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	n.eng.cfg.Transport = n.tr
 	n.eng.Start()
 	go func() { n.served <- n.tr.Serve(ln) }()
+	n.wg.Add(1)
+	go n.reconcile()
 	return n, nil
 }
 
@@ -95,6 +102,8 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	close(n.stop)
+	n.wg.Wait()
 	n.eng.Stop()
 	err := n.tr.Close()
 	n.ln.Close()
@@ -151,8 +160,14 @@ func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(cs.Voters) == 0 && log.LastIndex() >= log.FirstIndex() {
-		return nil, 0, fmt.Errorf("cluster: %s holds standalone metadata; turning a standalone node into a cluster member is not supported yet", log.Dir())
+	// Only the lowest node id starts the controller group, as its sole
+	// voter; it adds the others by conf change. Every other node waits to
+	// be added. A standalone node joining a cluster therefore has to be
+	// the lowest id: its metadata log becomes the group's log.
+	lowest := n.peerIDs()[0]
+	standalone := len(cs.Voters) == 0 && log.LastIndex() >= log.FirstIndex()
+	if standalone && n.cfg.NodeID != lowest {
+		return nil, 0, fmt.Errorf("cluster: %s holds a standalone node's metadata; to bring that data into a cluster, give this node the lowest node id among the peers (%d)", log.Dir(), lowest)
 	}
 	c := &controller{n: n, st: st, events: events, applied: hs.Commit}
 	c.leader.Store(-1)
@@ -160,11 +175,16 @@ func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.
 }
 
 func (c *controller) Start() error {
-	g, err := c.n.eng.AddGroup(ControllerGroup, c.st, c, c.n.peerIDs())
+	join, err := c.n.startAlone(c.st)
+	if err != nil {
+		return err
+	}
+	g, err := c.n.eng.AddGroup(ControllerGroup, c.st, c, join)
 	if err != nil {
 		return err
 	}
 	c.g = g
+	c.n.want(ControllerGroup, c.n.peerIDs())
 	return nil
 }
 
@@ -233,6 +253,10 @@ func (c *controller) Leader() int32 { return int32(c.leader.Load()) }
 func (c *controller) Close() error {
 	if c.g == nil {
 		return nil
+	}
+	c.n.want(ControllerGroup, nil)
+	if err := c.st.Flush(); err != nil {
+		c.n.log.Warn().Err(err).Msg("flush controller raft state")
 	}
 	err := c.n.eng.RemoveGroup(ControllerGroup)
 	if errors.Is(err, ErrStopped) || errors.Is(err, ErrUnknownGroup) {
@@ -314,9 +338,19 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 		return nil, err
 	}
 	r := &replica{n: n, st: st, id: GroupID(spec.Group), events: events}
-	join := make([]uint64, len(spec.Replicas))
+	replicas := make([]uint64, len(spec.Replicas))
 	for i, id := range spec.Replicas {
-		join[i] = uint64(id)
+		replicas[i] = uint64(id)
+	}
+	// A topic created in the cluster starts empty everywhere: all replicas
+	// bootstrap the same voters. A topic created standalone has its data
+	// on the node that was standalone: that node starts the group alone and
+	// adds the others; empty replicas wait to be added.
+	join := replicas
+	if !spec.Fresh {
+		if join, err = n.startAlone(st); err != nil {
+			return nil, err
+		}
 	}
 	events.Committed(st.OffsetAtIndex(hs.Commit))
 	g, err := n.eng.AddGroup(r.id, st, r, join)
@@ -324,6 +358,7 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 		return nil, err
 	}
 	r.g = g
+	n.want(r.id, replicas)
 	return r, nil
 }
 
@@ -384,9 +419,111 @@ func (r *replica) Replicate(ctx context.Context, entries []wal.Entry) (int64, er
 }
 
 func (r *replica) Close() error {
+	r.n.want(r.id, nil)
+	if err := r.st.Flush(); err != nil {
+		r.n.log.Warn().Err(err).Uint64("group", uint64(r.id)).Msg("flush raft state")
+	}
 	err := r.n.eng.RemoveGroup(r.id)
 	if errors.Is(err, ErrStopped) || errors.Is(err, ErrUnknownGroup) {
 		err = nil
 	}
 	return err
+}
+
+// startAlone prepares a group that one node starts alone and grows by conf
+// change (the controller; a partition created standalone): that node is
+// the lowest node id, and the join list it returns makes it the sole voter.
+// Every other node gets the same one-voter configuration without joining
+// (it is not a voter, so it never campaigns): when the leader's conf change
+// naming all voters reaches it, it applies that change on the same base as
+// the leader. raft cannot apply a joint change to an empty configuration.
+func (n *Node) startAlone(st *Storage) ([]uint64, error) {
+	lowest := n.peerIDs()[0]
+	if n.cfg.NodeID == lowest {
+		return []uint64{lowest}, nil
+	}
+	_, cs, err := st.InitialState()
+	if err != nil {
+		return nil, err
+	}
+	if len(cs.Voters) == 0 && len(cs.Learners) == 0 {
+		if err := st.SetConfState(raftpb.ConfState{Voters: []uint64{lowest}}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// ---------------------------------------------------------------------------
+// Voter reconciliation.
+
+// want records the voters a group should have (nil forgets the group).
+func (n *Node) want(id GroupID, voters []uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if voters == nil {
+		delete(n.desired, id)
+		return
+	}
+	n.desired[id] = slices.Sorted(slices.Values(voters))
+}
+
+// reconcileInterval is how often the groups this node leads are checked
+// against their desired voters.
+const reconcileInterval = 250 * time.Millisecond
+
+// reconcile adds missing voters to the groups this node leads, one conf
+// change per group at a time (several additions at once go through joint
+// consensus, which raft leaves on its own).
+func (n *Node) reconcile() {
+	defer n.wg.Done()
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		work := make(map[GroupID][]uint64, len(n.desired))
+		for id, v := range n.desired {
+			work[id] = v
+		}
+		n.mu.Unlock()
+		for id, voters := range work {
+			g := n.eng.Group(id)
+			if g == nil {
+				continue
+			}
+			st := g.Status()
+			if !st.IsLeader {
+				continue
+			}
+			missing := false
+			for _, v := range voters {
+				missing = missing || !slices.Contains(st.Voters, v)
+			}
+			if !missing {
+				continue
+			}
+			// The change names every desired voter, present ones too
+			// (adding a voter twice is a no-op): a replica that joins
+			// with no configuration of its own (the group began from a
+			// standalone log, whose voters are not in the log) then
+			// learns the whole set from this one entry.
+			var cc raftpb.ConfChangeV2
+			for _, v := range voters {
+				cc.Changes = append(cc.Changes, raftpb.ConfChangeSingle{Type: raftpb.ConfChangeAddNode, NodeID: v})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := g.ProposeConfChange(ctx, cc)
+			cancel()
+			if err != nil {
+				n.log.Debug().Err(err).Uint64("group", uint64(id)).Msg("adding voters not committed yet")
+				continue
+			}
+			n.log.Info().Uint64("group", uint64(id)).Any("added", cc.Changes).Msg("voters added")
+		}
+	}
 }

@@ -534,12 +534,12 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 }
 
 // batchesStamped reports whether the batches already carry these offsets
-// and epoch (entries a follower receives from the leader's storage do).
+// and an epoch (entries a follower receives from the leader's storage do).
 func batchesStamped(payload []byte, base int64, epoch int32) bool {
 	be := binary.BigEndian
 	for pos := 0; pos < len(payload); {
 		b := payload[pos:]
-		if int64(be.Uint64(b[batchOffBaseOffset:])) != base || int32(be.Uint32(b[batchOffLeaderEpoch:])) != epoch {
+		if int64(be.Uint64(b[batchOffBaseOffset:])) != base || int32(be.Uint32(b[batchOffLeaderEpoch:])) < 0 {
 			return false
 		}
 		base += int64(int32(be.Uint32(b[batchOffLastOffsetDelta:]))) + 1
