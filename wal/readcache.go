@@ -28,22 +28,30 @@ const DefaultReadCacheBytes = 256 << 20
 
 // ReadCache holds verified copies of sealed segments for any number of logs,
 // least recently used first out once their bytes exceed the budget. The
-// segment just loaded is always kept, so a budget smaller than one segment
-// still serves consecutive reads of one segment from memory. Payloads
-// handed out by Read keep their segment's buffer alive after eviction.
+// segment each log read last is kept whatever the budget (as tidwall kept
+// one segment per log), so consumers of many logs reading in turn never
+// evict each other's current segment; a log's copies go when it is
+// released for idleness or closed. Payloads handed out by Read keep their
+// segment's buffer alive after eviction.
 type ReadCache struct {
 	mu     sync.Mutex
 	budget int64
 	used   int64
-	logs   map[*Log]map[uint64]*sealedSeg
+	logs   map[*Log]*logSegs
 	head   sealedSeg // sentinel of the LRU ring: head.next is the most recent
 	loads  int64     // segments loaded (for tests and benchmarks)
+}
+
+// logSegs are one log's cached segments and the one it read last.
+type logSegs struct {
+	segs map[uint64]*sealedSeg
+	last *sealedSeg
 }
 
 // NewReadCache returns a cache holding up to budget bytes of segments
 // (at least one segment whatever the budget).
 func NewReadCache(budget int64) *ReadCache {
-	c := &ReadCache{budget: budget, logs: make(map[*Log]map[uint64]*sealedSeg)}
+	c := &ReadCache{budget: budget, logs: make(map[*Log]*logSegs)}
 	c.head.prev, c.head.next = &c.head, &c.head
 	return c
 }
@@ -97,8 +105,13 @@ func (s *sealedSeg) frame(index uint64) ([]byte, error) {
 func (c *ReadCache) get(l *Log, first uint64) *sealedSeg {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.logs[l][first]
-	if s != nil && c.head.next != s {
+	ls := c.logs[l]
+	if ls == nil {
+		return nil
+	}
+	s := ls.segs[first]
+	if s != nil && ls.last != s {
+		ls.last = s
 		c.unlink(s)
 		c.pushFront(s)
 	}
@@ -108,20 +121,26 @@ func (c *ReadCache) get(l *Log, first uint64) *sealedSeg {
 func (c *ReadCache) put(s *sealedSeg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	segs := c.logs[s.log]
-	if segs == nil {
-		segs = make(map[uint64]*sealedSeg)
-		c.logs[s.log] = segs
+	ls := c.logs[s.log]
+	if ls == nil {
+		ls = &logSegs{segs: make(map[uint64]*sealedSeg)}
+		c.logs[s.log] = ls
 	}
-	if old := segs[s.first]; old != nil {
+	if old := ls.segs[s.first]; old != nil {
 		c.remove(old)
 	}
-	segs[s.first] = s
+	ls.segs[s.first] = s
+	ls.last = s
 	c.pushFront(s)
 	c.used += int64(len(s.buf))
 	c.loads++
-	for c.used > c.budget && c.head.prev != s {
-		c.remove(c.head.prev)
+	// Least recently used first, sparing each log's last read segment.
+	for v := c.head.prev; c.used > c.budget && v != &c.head; {
+		prev := v.prev
+		if c.logs[v.log].last != v {
+			c.remove(v)
+		}
+		v = prev
 	}
 }
 
@@ -129,20 +148,25 @@ func (c *ReadCache) put(s *sealedSeg) {
 func (c *ReadCache) drop(l *Log) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.logs[l] {
-		c.unlink(s)
-		c.used -= int64(len(s.buf))
+	if ls := c.logs[l]; ls != nil {
+		for _, s := range ls.segs {
+			c.unlink(s)
+			c.used -= int64(len(s.buf))
+		}
 	}
 	delete(c.logs, l)
 }
 
-// remove unlinks s and forgets it. c.mu held.
+// remove unlinks s and forgets it; never the log's last read. c.mu held.
 func (c *ReadCache) remove(s *sealedSeg) {
 	c.unlink(s)
 	c.used -= int64(len(s.buf))
-	segs := c.logs[s.log]
-	delete(segs, s.first)
-	if len(segs) == 0 {
+	ls := c.logs[s.log]
+	delete(ls.segs, s.first)
+	if ls.last == s {
+		ls.last = nil
+	}
+	if len(ls.segs) == 0 {
 		delete(c.logs, s.log)
 	}
 }

@@ -210,8 +210,9 @@ func TestReadCacheInvalidation(t *testing.T) {
 	readAll(300, 0)
 }
 
-// TestReadCacheBudget: the cache stays within its budget (plus the segment
-// loaded last) across logs, and forgets a log when it closes.
+// TestReadCacheBudget: the cache stays within its budget across logs, or
+// holds just the segment each log read last when those exceed it, and
+// forgets a log when it closes.
 func TestReadCacheBudget(t *testing.T) {
 	segBytes := int64(4 * storedEntry)
 	cache := NewReadCache(3 * segBytes)
@@ -238,5 +239,32 @@ func TestReadCacheBudget(t *testing.T) {
 	}
 	if b := cache.Bytes(); b != 0 {
 		t.Fatalf("cache holds %d bytes after every log closed", b)
+	}
+
+	// A budget below one segment per log: logs read in turn keep their
+	// current segment each (no reload per read), and nothing else.
+	small := NewReadCache(1)
+	logs = logs[:0]
+	for range 3 {
+		l := mustOpen(t, t.TempDir(), Options{SegmentSize: int(segBytes), Fsync: FsyncNever, ReadCache: small})
+		defer l.Close()
+		appendData(t, l, 20, 200)
+		logs = append(logs, l)
+	}
+	for i := uint64(1); i <= 20; i++ {
+		for _, l := range logs {
+			if _, err := l.Read(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	small.mu.Lock()
+	loads := small.loads
+	small.mu.Unlock()
+	if loads != 3*5 {
+		t.Fatalf("%d segment loads for 3 logs of 5 sealed segments read in turn, want 15", loads)
+	}
+	if b := small.Bytes(); b > 3*segBytes {
+		t.Fatalf("small cache holds %d bytes, want at most one segment per log", b)
 	}
 }
