@@ -172,6 +172,9 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b.meta = meta
 	if r := cfg.Replication; r != nil {
+		// The coordinator exists before any partition opens: leadership
+		// events of __consumer_offsets partitions find it.
+		b.groups = b.newGroupCoordinator(true)
 		if err := b.openClustered(r); err != nil {
 			b.closed.Store(true)
 			close(b.stop)
@@ -193,14 +196,15 @@ func Open(cfg Config) (*Broker, error) {
 		}
 		b.removeStrayData()
 	}
-	// Cluster mode has no group coordinator yet: it must follow the
-	// leaders of the __consumer_offsets groups (issue 6). Group calls
-	// answer COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR meanwhile.
+	// In cluster mode the coordinator follows the leaders of the
+	// __consumer_offsets partitions (coordinator_cluster.go).
 	if b.ctl == nil {
 		if err := b.openGroupCoordinator(); err != nil {
 			b.closeLogs()
 			return nil, err
 		}
+	} else {
+		b.startClusterGroups()
 	}
 	b.logger.Info().Str("cluster_id", b.clusterID).Int("topics", len(b.topics)).Str("data_dir", cfg.DataDir).Msg("broker recovered")
 	b.ready.Store(true)

@@ -65,13 +65,22 @@ type GroupFetchTopic struct {
 
 // groupCoordinator owns the tables and the worker that ticks them.
 type groupCoordinator struct {
-	b     *Broker
-	cfg   GroupConfig
-	parts []*groupPartition // by __consumer_offsets partition
+	b   *Broker
+	cfg GroupConfig
+	// parts holds one groupPartition per __consumer_offsets partition, by
+	// index. Standalone it is set before the coordinator is published; in
+	// cluster mode once the topic exists (coordinator_cluster.go).
+	parts     atomic.Pointer[[]*groupPartition]
+	clustered bool // tables follow partition leadership
 
-	wake chan struct{} // a table is due
+	wake chan struct{} // a table is due, or its leadership changed
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// Cluster mode: deleted topics whose offsets the worker removes
+	// (ApplyMeta must not wait for group appends).
+	removeMu     sync.Mutex
+	removeTopics []string
 
 	// What Open's replay read and how long it took (all partitions, in
 	// parallel), for the log and for benchmarks.
@@ -92,6 +101,14 @@ type groupPartition struct {
 	waiters map[uint64]chan GroupResponse
 	timer   *time.Timer
 	due     atomic.Bool
+	// Cluster mode: epoch is the leader epoch the table was loaded at
+	// (it serves only while this node leads at that epoch); follow is
+	// set when the partition's leadership changed and the worker must
+	// load or drop the table; loading (worker only) while a load waits
+	// for the high watermark.
+	epoch   int32
+	follow  atomic.Bool
+	loading bool
 	// compactAt is the number of records above the log start at which the
 	// next compaction runs.
 	compactAt int64
@@ -129,14 +146,9 @@ func (b *Broker) ensureOffsetsTopic() (*topic, error) {
 	return t, nil
 }
 
-// openGroupCoordinator replays every __consumer_offsets partition into its
-// table (a few at a time) and starts the worker.
-func (b *Broker) openGroupCoordinator() error {
-	t, err := b.ensureOffsetsTopic()
-	if err != nil {
-		return err
-	}
-	c := &groupCoordinator{
+// newGroupCoordinator makes a coordinator without partitions or worker.
+func (b *Broker) newGroupCoordinator(clustered bool) *groupCoordinator {
+	return &groupCoordinator{
 		b: b,
 		cfg: GroupConfig{
 			InitialRebalanceDelay: b.cfg.GroupInitialRebalanceDelay,
@@ -145,19 +157,46 @@ func (b *Broker) openGroupCoordinator() error {
 			MaxSize:               b.cfg.GroupMaxSize,
 			OffsetsRetention:      b.cfg.OffsetsRetention,
 		},
-		wake: make(chan struct{}, 1),
-		stop: make(chan struct{}),
+		clustered: clustered,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
+}
+
+// newPartition makes the groupPartition of __consumer_offsets partition
+// index (p nil: not hosted on this node).
+func (c *groupCoordinator) newPartition(index int32, p *partition) *groupPartition {
+	gp := &groupPartition{c: c, index: index, p: p, epoch: -1, waiters: make(map[uint64]chan GroupResponse)}
+	gp.timer = time.AfterFunc(time.Hour, gp.markDue)
+	gp.timer.Stop()
+	return gp
+}
+
+// partitions is every groupPartition by index (none yet in cluster mode
+// before __consumer_offsets exists).
+func (c *groupCoordinator) partitions() []*groupPartition {
+	if ps := c.parts.Load(); ps != nil {
+		return *ps
+	}
+	return nil
+}
+
+// openGroupCoordinator replays every __consumer_offsets partition into its
+// table (a few at a time) and starts the worker.
+func (b *Broker) openGroupCoordinator() error {
+	t, err := b.ensureOffsetsTopic()
+	if err != nil {
+		return err
+	}
+	c := b.newGroupCoordinator(false)
 	b.mu.RLock()
 	parts := t.partitions
 	b.mu.RUnlock()
-	c.parts = make([]*groupPartition, len(parts))
+	gps := make([]*groupPartition, len(parts))
 	for i, p := range parts {
-		gp := &groupPartition{c: c, index: int32(i), p: p, waiters: make(map[uint64]chan GroupResponse)}
-		gp.timer = time.AfterFunc(time.Hour, gp.markDue)
-		gp.timer.Stop()
-		c.parts[i] = gp
+		gps[i] = c.newPartition(int32(i), p)
 	}
+	c.parts.Store(&gps)
 
 	start := time.Now()
 	var (
@@ -173,10 +212,10 @@ func (b *Broker) openGroupCoordinator() error {
 			defer wg.Done()
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(len(c.parts)) {
+				if i >= int64(len(gps)) {
 					return
 				}
-				gp := c.parts[i]
+				gp := gps[i]
 				gp.mu.Lock()
 				n, err := gp.load(true)
 				gp.mu.Unlock()
@@ -194,13 +233,13 @@ func (b *Broker) openGroupCoordinator() error {
 		return fmt.Errorf("broker: %w", errors.Join(errs...))
 	}
 	groups := 0
-	for _, gp := range c.parts {
+	for _, gp := range gps {
 		groups += gp.table.Len()
 	}
 	c.loadRecords, c.loadTook = records.Load(), time.Since(start)
 	// Offsets of topics deleted while groups were not watching (a crash
 	// between the topic's deletion and the tombstones).
-	for _, gp := range c.parts {
+	for _, gp := range gps {
 		gp.mu.Lock()
 		for topic := range gp.table.OffsetTopics() {
 			if _, ok := b.Topic(topic); !ok {
@@ -209,7 +248,7 @@ func (b *Broker) openGroupCoordinator() error {
 		}
 		gp.mu.Unlock()
 	}
-	b.logger.Info().Int("partitions", len(c.parts)).Int("groups", groups).Int64("records", c.loadRecords).
+	b.logger.Info().Int("partitions", len(gps)).Int("groups", groups).Int64("records", c.loadRecords).
 		Dur("took", c.loadTook).Msg("group coordinator loaded " + offsetsTopic)
 	b.groups = c
 	c.wg.Add(1)
@@ -264,6 +303,20 @@ func (gp *groupPartition) markDue() {
 	}
 }
 
+// active reports whether the table serves: it is loaded and, in cluster
+// mode, this node still leads the partition at the epoch it was loaded at.
+// Caller holds mu.
+func (gp *groupPartition) active() bool {
+	if gp.closed || gp.table == nil {
+		return false
+	}
+	if !gp.c.clustered {
+		return true
+	}
+	r := &gp.p.replica
+	return r.leader.Load() == r.self && r.epoch.Load() == gp.epoch
+}
+
 // rearm sets the timer to the table's next deadline. Caller holds mu.
 func (gp *groupPartition) rearm() {
 	if gp.closed || gp.table == nil {
@@ -278,23 +331,39 @@ func (gp *groupPartition) rearm() {
 	gp.timer.Reset(max(time.Until(at), 0))
 }
 
-// run is the coordinator's worker: ticks due tables and expires offsets.
+// run is the coordinator's worker: ticks due tables and expires offsets;
+// in cluster mode it also loads and drops tables as leadership moves and
+// removes the offsets of deleted topics.
 func (c *groupCoordinator) run() {
 	defer c.wg.Done()
 	expire := time.NewTicker(c.b.cfg.OffsetsRetentionCheckInterval)
 	defer expire.Stop()
+	loading := false
 	for {
+		var retry <-chan time.Time
+		if loading {
+			retry = time.After(groupLoadRetry)
+		}
 		select {
 		case <-c.stop:
 			return
 		case <-c.wake:
-			for _, gp := range c.parts {
-				if gp.due.Swap(false) {
-					gp.tick()
-				}
-			}
+		case <-retry:
 		case <-expire.C:
 			c.expireOffsets()
+		}
+		if c.clustered {
+			c.removePendingTopics()
+		}
+		loading = false
+		for _, gp := range c.partitions() {
+			if gp.follow.Swap(false) || gp.loading {
+				gp.loading = gp.followLeader()
+				loading = loading || gp.loading
+			}
+			if gp.due.Swap(false) {
+				gp.tick()
+			}
 		}
 	}
 }
@@ -302,7 +371,7 @@ func (c *groupCoordinator) run() {
 func (gp *groupPartition) tick() {
 	gp.mu.Lock()
 	defer gp.mu.Unlock()
-	if gp.closed || gp.table == nil {
+	if !gp.active() {
 		return
 	}
 	gp.settle(gp.table.Tick(time.Now()))
@@ -310,9 +379,9 @@ func (gp *groupPartition) tick() {
 
 func (c *groupCoordinator) expireOffsets() int {
 	records := 0
-	for _, gp := range c.parts {
+	for _, gp := range c.partitions() {
 		gp.mu.Lock()
-		if !gp.closed && gp.table != nil {
+		if gp.active() {
 			out := gp.table.ExpireOffsets(time.Now())
 			records += len(out.Records)
 			gp.settle(out)
@@ -330,7 +399,7 @@ func (c *groupCoordinator) close() {
 	}
 	close(c.stop)
 	c.wg.Wait()
-	for _, gp := range c.parts {
+	for _, gp := range c.partitions() {
 		gp.mu.Lock()
 		gp.closed = true
 		gp.timer.Stop()
@@ -354,7 +423,14 @@ func (gp *groupPartition) settle(out GroupOutput) error {
 			for _, r := range out.Responses {
 				gp.fail(r.Token)
 			}
-			gp.reload()
+			if gp.c.clustered {
+				// Maybe no longer the leader: the worker decides
+				// whether to load the partition again.
+				gp.unload()
+				gp.poke()
+			} else {
+				gp.reload()
+			}
 			return err
 		}
 	}
@@ -375,14 +451,21 @@ func (gp *groupPartition) append(records []GroupRecord) error {
 	return err
 }
 
-// reload drops the table (answering its waiting requests) and replays the
-// log. Caller holds mu.
-func (gp *groupPartition) reload() {
+// unload drops the table, answering its waiting requests with
+// NOT_COORDINATOR. Caller holds mu.
+func (gp *groupPartition) unload() {
 	if gp.table != nil {
 		gp.deliver(gp.table.Unload().Responses)
 		gp.table = nil
 	}
 	gp.failWaiters()
+	gp.timer.Stop()
+}
+
+// reload drops the table (answering its waiting requests) and replays the
+// log. Caller holds mu.
+func (gp *groupPartition) reload() {
+	gp.unload()
 	if _, err := gp.load(false); err != nil {
 		gp.c.b.logger.Error().Err(err).Msg("reload groups; retried on the next request")
 	}
@@ -393,6 +476,9 @@ func (gp *groupPartition) reload() {
 func (gp *groupPartition) available(groupID string) (*GroupTable, error) {
 	if gp.closed {
 		return nil, errNotCoordinator(groupID, ErrClosed)
+	}
+	if gp.c.clustered {
+		return gp.availableClustered(groupID)
 	}
 	if gp.table == nil {
 		gp.reload()
@@ -459,11 +545,16 @@ func (b *Broker) groupPartitionFor(groupID string) (*groupPartition, error) {
 	if c == nil || b.closed.Load() {
 		return nil, errNotCoordinator(groupID, ErrClosed)
 	}
-	return c.parts[GroupOffsetsPartition(groupID, int32(len(c.parts)))], nil
+	parts := c.partitions()
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("group %q: %s does not exist yet: %w", groupID, offsetsTopic, kerr.CoordinatorNotAvailable)
+	}
+	return parts[GroupOffsetsPartition(groupID, int32(len(parts)))], nil
 }
 
-// FindCoordinator answers where the coordinator of key is: this node for
-// every group. Transactions are not supported, so transactional ids get
+// FindCoordinator answers where the coordinator of key is: standalone this
+// node for every group; in a cluster the leader of the group's
+// __consumer_offsets partition. Transactions are not supported, so transactional ids get
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer Produce and
 // InitProducerID give them; other key types are INVALID_REQUEST.
 func (b *Broker) FindCoordinator(keyType int8, key string) (Coordinator, error) {
@@ -476,6 +567,9 @@ func (b *Broker) FindCoordinator(keyType int8, key string) (Coordinator, error) 
 	}
 	if b.groups == nil || b.closed.Load() {
 		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for %q: %w", key, kerr.CoordinatorNotAvailable)
+	}
+	if b.groups.clustered {
+		return b.findCoordinatorClustered(key)
 	}
 	return Coordinator{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}, nil
 }
@@ -757,9 +851,9 @@ func (b *Broker) ListGroups(states, types []string) ([]GroupListing, error) {
 		return nil, nil
 	}
 	var out []GroupListing
-	for _, gp := range c.parts {
+	for _, gp := range c.partitions() {
 		gp.mu.Lock()
-		if !gp.closed && gp.table != nil {
+		if gp.active() {
 			out = append(out, gp.table.List(filter...)...)
 		}
 		gp.mu.Unlock()
@@ -827,14 +921,26 @@ func (b *Broker) OffsetDelete(groupID string, partitions []GroupTopicPartition) 
 	return codes, nil
 }
 
-// removeTopicOffsets tombstones every group's offsets of a deleted topic.
+// removeTopicOffsets tombstones every group's offsets of a deleted topic
+// (in cluster mode on the worker: it is called from ApplyMeta).
 func (c *groupCoordinator) removeTopicOffsets(topic string) {
 	if c == nil {
 		return
 	}
-	for _, gp := range c.parts {
+	if c.clustered {
+		c.removeMu.Lock()
+		c.removeTopics = append(c.removeTopics, topic)
+		c.removeMu.Unlock()
+		c.poke()
+		return
+	}
+	c.removeTopicOffsetsNow(topic)
+}
+
+func (c *groupCoordinator) removeTopicOffsetsNow(topic string) {
+	for _, gp := range c.partitions() {
 		gp.mu.Lock()
-		if !gp.closed && gp.table != nil && gp.table.OffsetTopics()[topic] {
+		if gp.active() && gp.table.OffsetTopics()[topic] {
 			gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
 		}
 		gp.mu.Unlock()
@@ -859,9 +965,9 @@ func (b *Broker) CompactGroupOffsets() int {
 		return 0
 	}
 	n := 0
-	for _, gp := range b.groups.parts {
+	for _, gp := range b.groups.partitions() {
 		gp.mu.Lock()
-		if !gp.closed && gp.table != nil {
+		if gp.active() {
 			records := gp.p.highWatermark.Load() - gp.p.logStartOffset.Load()
 			if records > groupLiveKeys(gp.table) && gp.compact(time.Now()) {
 				n++

@@ -146,6 +146,7 @@ func (p *partition) LeaderChanged(leader, epoch int32) {
 		p.replica.resync.Store(true)
 	}
 	p.b.appendSignal.notify() // long polls on a follower return NOT_LEADER
+	p.b.groupLeaderChanged(p) // __consumer_offsets: the coordinator follows
 }
 
 // resyncLocked takes the log end and producer states from the log after
