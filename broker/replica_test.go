@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,12 +23,16 @@ import (
 type localReplication struct {
 	mu       sync.Mutex
 	replicas map[string]*localReplica
+	byPart   map[string]*localReplica // every replica, by "topic-partition"
 }
 
 type localReplica struct {
 	log    *wal.Log
 	events ReplicaEvents
 	epoch  int32
+	// fenced makes Replicate fail with NOT_LEADER_OR_FOLLOWER, as a
+	// leader that lost its group while the partition still thinks it leads.
+	fenced atomic.Bool
 }
 
 func (r *localReplication) NodeID() int32 { return 1 }
@@ -65,10 +71,24 @@ func (r *localReplication) Replica(spec ReplicaSpec, log *wal.Log, events Replic
 	if spec.Topic == "t" {
 		r.replicas[spec.Topic] = rep
 	}
+	if r.byPart == nil {
+		r.byPart = make(map[string]*localReplica)
+	}
+	r.byPart[fmt.Sprintf("%s-%d", spec.Topic, spec.Partition)] = rep
 	return rep, nil
 }
 
+// replica returns a partition's replica (nil until it is opened).
+func (r *localReplication) replica(topic string, partition int32) *localReplica {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byPart[fmt.Sprintf("%s-%d", topic, partition)]
+}
+
 func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry) (int64, error) {
+	if l.fenced.Load() {
+		return -1, fmt.Errorf("local replica fenced: %w", kerr.NotLeaderForPartition)
+	}
 	base := l.log.NextOffset()
 	for i := range entries {
 		entries[i].Term = uint64(l.epoch)
