@@ -10,7 +10,9 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"net"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +65,7 @@ func startInprocCluster(t *testing.T, n int) *inprocCluster {
 		port := kafkas[i].Addr().(*net.TCPAddr).Port
 		b, err := broker.Open(broker.Config{
 			DataDir: t.TempDir(), NodeID: int32(id), AdvertisedHost: "127.0.0.1", AdvertisedPort: int32(port),
-			Replication: node, Logger: zerolog.Nop(),
+			Replication: node, AutoCreateTopics: true, Logger: zerolog.Nop(),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -278,4 +280,46 @@ func encodeBatch(t *testing.T, r kgo.Record) []byte {
 	raw = b.AppendTo(nil)
 	b.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return b.AppendTo(nil)
+}
+
+// TestClusterAdmin: /readyz waits for a controller leader, and /metrics
+// covers the raft layer (peers, groups, leaders, traffic, commit latency).
+func TestClusterAdmin(t *testing.T) {
+	c := startInprocCluster(t, 3)
+	a := newAdmin()
+	n := c.nodes[0]
+	a.node.Store(n.node)
+	a.setReady(n.b, true)
+	h := a.handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	waitUntil(t, "/readyz with a controller leader", 30*time.Second, func() bool {
+		code, _ := get("/readyz")
+		return code == 200
+	})
+	if n.b.ControllerID() < 1 {
+		t.Fatalf("ready without a controller leader (%d)", n.b.ControllerID())
+	}
+	prod := c.client(c.addrs(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowAutoTopicCreation(), kgo.RecordRetries(1000))
+	start := time.Now()
+	produceKeys(t, prod, "metrics", 0, 10)
+	t.Logf("produce took %v", time.Since(start))
+	waitUntil(t, "a commit observed somewhere", 30*time.Second, func() bool {
+		_, body := get("/metrics")
+		return strings.Contains(body, "chronik_cluster_peers_connected 2") &&
+			strings.Contains(body, `chronik_cluster_raft_groups{state="all"}`) &&
+			strings.Contains(body, "chronik_cluster_controller_leader") &&
+			strings.Contains(body, `chronik_cluster_peer_bytes_total{direction="sent"}`)
+	})
+	_, body := get("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, `chronik_cluster_raft_groups{state="all"}`) {
+			if v, _ := strconv.Atoi(strings.Fields(line)[1]); v < 2 {
+				t.Fatalf("%s: want the controller and at least one partition group", line)
+			}
+		}
+	}
 }

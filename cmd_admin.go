@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/cluster"
 	"github.com/chronik-stream/chronik/kafka"
 )
 
@@ -31,6 +32,9 @@ type admin struct {
 
 	broker atomic.Pointer[broker.Broker] // set once recovered
 	ready  atomic.Bool                   // recovered and listening, not shutting down
+
+	commit prometheus.Histogram         // cluster mode: propose to commit on a leader
+	node   atomic.Pointer[cluster.Node] // cluster mode
 }
 
 func newAdmin() *admin {
@@ -41,8 +45,15 @@ func newAdmin() *admin {
 		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per group commit.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
 	})
+	a.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chronik_cluster_commit_duration_seconds",
+		Help:    "Cluster mode: time from proposing a partition's entries to their raft commit, on the leader.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
 	a.reg.MustRegister(
 		a.fsync,
+		a.commit,
+		clusterCollector{a},
 		groupLagCollector{a},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -62,9 +73,17 @@ func (a *admin) setReady(b *broker.Broker, ready bool) {
 	a.ready.Store(ready)
 }
 
+// observeCommit records one partition commit (cluster.NodeConfig.OnCommit).
+func (a *admin) observeCommit(d time.Duration) { a.commit.Observe(d.Seconds()) }
+
+// isReady: recovered and listening; in a cluster, also a controller leader
+// known (metadata changes can be made).
 func (a *admin) isReady() bool {
 	b := a.broker.Load()
-	return a.ready.Load() && b != nil && b.Ready()
+	if !a.ready.Load() || b == nil || !b.Ready() {
+		return false
+	}
+	return a.node.Load() == nil || b.ControllerID() >= 0
 }
 
 func (a *admin) handler() http.Handler {
@@ -134,6 +153,54 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for topic, size := range sizes {
 		ch <- prometheus.MustNewConstMetric(logSizeDesc, prometheus.GaugeValue, float64(size), topic)
 	}
+}
+
+var (
+	peersConnectedDesc = prometheus.NewDesc("chronik_cluster_peers_connected",
+		"Cluster mode: peers this node's outgoing connection is up to.", nil, nil)
+	groupsDesc = prometheus.NewDesc("chronik_cluster_raft_groups",
+		"Cluster mode: raft groups hosted (controller and partitions), by state: all, active (ticking, not quiesced), leader.", []string{"state"}, nil)
+	controllerDesc = prometheus.NewDesc("chronik_cluster_controller_leader",
+		"Cluster mode: node id of the controller group's leader (-1 unknown).", nil, nil)
+	raftMessagesDesc = prometheus.NewDesc("chronik_cluster_raft_messages_total",
+		"Cluster mode: raft messages by direction (sent, received, dropped).", []string{"direction"}, nil)
+	peerBytesDesc = prometheus.NewDesc("chronik_cluster_peer_bytes_total",
+		"Cluster mode: bytes on peer connections by direction.", []string{"direction"}, nil)
+)
+
+// clusterCollector reads the raft layer's counters at scrape time.
+type clusterCollector struct{ a *admin }
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{peersConnectedDesc, groupsDesc, controllerDesc, raftMessagesDesc, peerBytesDesc} {
+		ch <- d
+	}
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.a.node.Load()
+	if n == nil {
+		return
+	}
+	ts, es := n.Transport().Stats(), n.Engine().Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(peersConnectedDesc, float64(ts.PeersConnected))
+	gauge(groupsDesc, float64(es.Groups), "all")
+	gauge(groupsDesc, float64(es.ActiveGroups), "active")
+	gauge(groupsDesc, float64(n.Leaders()), "leader")
+	if b := c.a.broker.Load(); b != nil {
+		gauge(controllerDesc, float64(b.ControllerID()))
+	}
+	counter(raftMessagesDesc, es.MessagesSent, "sent")
+	counter(raftMessagesDesc, es.MessagesReceived, "received")
+	counter(raftMessagesDesc, es.MessagesDropped+ts.Dropped, "dropped")
+	counter(peerBytesDesc, ts.BytesSent, "sent")
+	counter(peerBytesDesc, ts.BytesReceived, "received")
 }
 
 var groupLagDesc = prometheus.NewDesc("chronik_consumer_group_lag",

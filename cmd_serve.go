@@ -305,12 +305,13 @@ func serveAction(c *cli.Context) error {
 
 	start := time.Now()
 	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
-		node, err := startClusterNode(bc, peers, log)
+		node, err := startClusterNode(bc, peers, adm.observeCommit, log)
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
 		defer node.Close() // after the broker closed its groups
 		bc.Replication = node
+		adm.node.Store(node)
 	}
 	b, err := broker.Open(bc)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -56,11 +57,12 @@ func parsePeers(s string, nodeID int) (map[uint64]string, error) {
 
 // startClusterNode starts the raft layer: this node listens on its own
 // peers entry.
-func startClusterNode(bc broker.Config, peers map[uint64]string, log zerolog.Logger) (*cluster.Node, error) {
+func startClusterNode(bc broker.Config, peers map[uint64]string, onCommit func(time.Duration), log zerolog.Logger) (*cluster.Node, error) {
 	node, err := cluster.StartNode(cluster.NodeConfig{
-		NodeID: uint64(bc.NodeID),
-		Peers:  peers,
-		Logger: log.With().Str("component", "cluster").Logger(),
+		NodeID:   uint64(bc.NodeID),
+		Peers:    peers,
+		OnCommit: onCommit,
+		Logger:   log.With().Str("component", "cluster").Logger(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
