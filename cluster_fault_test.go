@@ -323,3 +323,51 @@ func TestClusterAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterLeadershipRebalance: partition leaders settle on their
+// preferred replicas (spread across nodes); when a node is cut off its
+// partitions move, and when it returns they move back.
+func TestClusterLeadershipRebalance(t *testing.T) {
+	const topic = "spread"
+	c := startInprocCluster(t, 3)
+	adm := c.client(c.addrs(0))
+	waitUntil(t, "topic created", 30*time.Second, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 6, 3
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(context.Background(), adm)
+		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
+	})
+	preferredLeaders := func() bool {
+		for p := int32(0); p < 6; p++ {
+			replicas := c.nodes[0].b.PartitionReplicas(topic, p)
+			for _, in := range c.nodes {
+				if len(replicas) == 0 || c.leaderSeenBy(in.id, topic, p) != replicas[0] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	waitUntil(t, "every partition led by its preferred replica", 60*time.Second, preferredLeaders)
+	led := map[int32]int{}
+	for p := int32(0); p < 6; p++ {
+		led[c.leaderSeenBy(1, topic, p)]++
+	}
+	if len(led) != 3 {
+		t.Fatalf("leaders of 6 partitions on %d nodes (%v), want all 3", len(led), led)
+	}
+
+	c.isolate(2, true)
+	waitUntil(t, "node 2's partitions move to the majority", 60*time.Second, func() bool {
+		for p := int32(0); p < 6; p++ {
+			if l := c.leaderSeenBy(1, topic, p); l == 2 || l < 0 {
+				return false
+			}
+		}
+		return true
+	})
+	c.isolate(2, false)
+	waitUntil(t, "leaders back on their preferred replicas", 60*time.Second, preferredLeaders)
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -56,6 +57,11 @@ type Node struct {
 	// desired are the voters each group should have; the reconciler makes
 	// the groups this node leads converge to them by conf change.
 	desired map[GroupID][]uint64
+	// preferred is each partition group's preferred leader (its first
+	// replica); the reconciler hands leadership back to it when it is
+	// connected, so leaders spread across nodes again after a node returns.
+	preferred    map[GroupID]uint64
+	lastTransfer map[GroupID]time.Time // reconciler only
 }
 
 var _ broker.Replication = (*Node)(nil)
@@ -74,7 +80,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			return nil, fmt.Errorf("cluster: raft listener: %w", err)
 		}
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1), stop: make(chan struct{}), desired: map[GroupID][]uint64{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1), stop: make(chan struct{}),
+		desired: map[GroupID][]uint64{}, preferred: map[GroupID]uint64{}, lastTransfer: map[GroupID]time.Time{}}
 	n.eng = NewEngine(EngineConfig{
 		NodeID:        cfg.NodeID,
 		TickInterval:  cfg.TickInterval,
@@ -379,6 +386,11 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	}
 	r.g = g
 	n.want(r.id, replicas)
+	if len(replicas) > 0 {
+		n.mu.Lock()
+		n.preferred[r.id] = replicas[0]
+		n.mu.Unlock()
+	}
 	return r, nil
 }
 
@@ -487,9 +499,30 @@ func (n *Node) want(id GroupID, voters []uint64) {
 	defer n.mu.Unlock()
 	if voters == nil {
 		delete(n.desired, id)
+		delete(n.preferred, id)
 		return
 	}
 	n.desired[id] = slices.Sorted(slices.Values(voters))
+}
+
+// transferCooldown spaces out leadership transfers of one group: a
+// preferred leader that cannot take over (still catching up, flapping) is
+// not asked again at once.
+const transferCooldown = 10 * time.Second
+
+// rebalance hands a group this node leads to its preferred leader when that
+// node is a voter and connected. raft brings it up to date first and
+// aborts the transfer if it cannot within an election timeout.
+func (n *Node) rebalance(g *Group, st GroupStatus, pref uint64) {
+	if pref == 0 || pref == n.cfg.NodeID || !slices.Contains(st.Voters, pref) || !n.tr.Connected(pref) {
+		return
+	}
+	if time.Since(n.lastTransfer[g.ID()]) < transferCooldown {
+		return
+	}
+	n.lastTransfer[g.ID()] = time.Now()
+	n.log.Debug().Uint64("group", uint64(g.ID())).Uint64("to", pref).Msg("handing leadership back to the preferred leader")
+	g.TransferLeadership(pref)
 }
 
 // reconcileInterval is how often the groups this node leads are checked
@@ -514,6 +547,7 @@ func (n *Node) reconcile() {
 		for id, v := range n.desired {
 			work[id] = v
 		}
+		preferred := maps.Clone(n.preferred)
 		n.mu.Unlock()
 		for id, voters := range work {
 			g := n.eng.Group(id)
@@ -524,6 +558,7 @@ func (n *Node) reconcile() {
 			if !st.IsLeader {
 				continue
 			}
+			n.rebalance(g, st, preferred[id])
 			missing := false
 			for _, v := range voters {
 				missing = missing || !slices.Contains(st.Voters, v)
