@@ -35,6 +35,9 @@ func (b *Broker) openClustered(r Replication) error {
 		return fmt.Errorf("broker: controller group: %w", err)
 	}
 	b.ctl = ctl
+	// Before Start the controller lists the configured peers; afterwards
+	// the voters, which grow from one node while the cluster forms.
+	b.groups.clusterNodes = len(ctl.Nodes())
 	last := min(committed, b.meta.LastIndex())
 	for idx := b.meta.FirstIndex(); idx <= last; idx++ {
 		e, err := b.meta.Read(idx)

@@ -72,6 +72,10 @@ type groupCoordinator struct {
 	// cluster mode once the topic exists (coordinator_cluster.go).
 	parts     atomic.Pointer[[]*groupPartition]
 	clustered bool // tables follow partition leadership
+	// clusterNodes is the configured cluster size (cluster mode):
+	// __consumer_offsets is created once that many nodes (at most 3) are
+	// voters, so that it gets its full replication factor.
+	clusterNodes int
 
 	wake chan struct{} // a table is due, or its leadership changed
 	stop chan struct{}

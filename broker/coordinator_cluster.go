@@ -35,7 +35,8 @@ import (
 //     this node still leads.
 //
 // __consumer_offsets is created through the controller (RF min(3, nodes))
-// by whichever node sees it missing once the controller has a leader.
+// by whichever node sees it missing once the controller has a leader and
+// min(3, configured nodes) voters.
 
 // groupLoadRetry is how often the worker checks a partition whose load
 // waits for its high watermark.
@@ -67,7 +68,9 @@ func (b *Broker) ensureOffsetsClustered() {
 			b.groups.attach(t)
 			return
 		}
-		if b.ctl.Leader() >= 0 {
+		// Not while the controller group forms (its voters grow from one
+		// node): the topic takes its replication factor from the voters.
+		if b.ctl.Leader() >= 0 && len(b.ctl.Nodes()) >= min(3, b.groups.clusterNodes) {
 			_, err := b.CreateTopic(offsetsTopic, b.cfg.OffsetsTopicPartitions, -1, configs, false)
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				b.logger.Debug().Err(err).Msg("create " + offsetsTopic + "; retrying")
