@@ -9,9 +9,13 @@ import (
 // FindCoordinator: v0-6
 //
 // Behaviour:
-//   - Groups (key type 0): this node coordinates every group; the group's
-//     state lives in __consumer_offsets partition
-//     broker.GroupOffsetsPartition(key, partitions), which this node leads.
+//   - Groups (key type 0): the group's state lives in __consumer_offsets
+//     partition broker.GroupOffsetsPartition(key, partitions), and its
+//     coordinator is that partition's leader: standalone this node for
+//     every group; in a cluster the partition's raft leader (its preferred
+//     replica when this node does not host it), COORDINATOR_NOT_AVAILABLE
+//     while the topic does not exist or no leader is known. Group calls on
+//     a node that does not lead the partition answer NOT_COORDINATOR.
 //   - Transactional ids (key type 1): TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 //     the answer Produce and InitProducerID give transactional ids:
 //     transactions are not supported, and a retriable
