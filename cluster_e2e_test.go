@@ -389,12 +389,13 @@ func TestClusterLeaderKill(t *testing.T) {
 	c.start(victim)
 	c.waitUp(victim)
 	c.waitSameLogSize(topic, 0)
+	dir := c.topicDir(topic)
 	for id := 1; id <= 3; id++ {
 		c.stop(id)
 	}
-	want := c.partitionDigest(1, topic)
+	want := c.partitionDigestOf(1, dir, 0)
 	for id := 2; id <= 3; id++ {
-		if got := c.partitionDigest(id, topic); got != want {
+		if got := c.partitionDigestOf(id, dir, 0); got != want {
 			t.Fatalf("node %d's log differs from node 1's: %s vs %s", id, got, want)
 		}
 	}
@@ -436,13 +437,6 @@ func (c *testCluster) waitSameLogSize(topic string, partition int32) {
 	}
 }
 
-// partitionDigest opens node id's log of partition 0 of the topic (the node
-// must be stopped) and digests every entry: index, kind, term, offsets,
-// timestamp and payload.
-func (c *testCluster) partitionDigest(id int, topic string) string {
-	return c.partitionDigestOf(id, "*", 0)
-}
-
 // topicDir is a topic's directory name under data/ (its id in hex).
 func (c *testCluster) topicDir(topic string) string {
 	c.t.Helper()
@@ -457,8 +451,9 @@ func (c *testCluster) topicDir(topic string) string {
 	return hex.EncodeToString(id[:])
 }
 
-// partitionDigestOf digests node id's log of partition p of the topic
-// whose directory matches topicDir (a glob).
+// partitionDigestOf opens node id's log of partition p of the topic in
+// topicDir (the node must be stopped) and digests every entry: index,
+// kind, term, offsets, timestamp and payload.
 func (c *testCluster) partitionDigestOf(id int, topicDir string, p int) string {
 	c.t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(c.dataDir(id), "data", topicDir, strconv.Itoa(p)))

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"math/rand/v2"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -370,4 +371,81 @@ func TestClusterLeadershipRebalance(t *testing.T) {
 	})
 	c.isolate(2, false)
 	waitUntil(t, "leaders back on their preferred replicas", 60*time.Second, preferredLeaders)
+}
+
+// TestClusterSnapshotCatchUp: a follower cut off while retention drops the
+// entries it lacks catches up through a raft snapshot when it returns: its
+// log restarts at the leader's log start and follows the high watermark.
+func TestClusterSnapshotCatchUp(t *testing.T) {
+	const topic = "retained"
+	c := startInprocCluster(t, 3)
+	adm := c.client(c.addrs(0))
+	waitUntil(t, "topic created", 30*time.Second, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
+		for k, v := range map[string]string{"segment.bytes": "1048576", "retention.bytes": "1048576"} {
+			cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+			cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+			rt.Configs = append(rt.Configs, cfg)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(context.Background(), adm)
+		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
+	})
+	waitUntil(t, "leader elected", 30*time.Second, func() bool { return c.leaderSeenBy(1, topic, 0) > 0 })
+	leader := int(c.leaderSeenBy(1, topic, 0))
+	lagging := leader%3 + 1
+
+	c.isolate(lagging, true)
+	prod := c.client(c.addrs(lagging), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
+		kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond), kgo.ProducerBatchMaxBytes(256<<10))
+	var recs []*kgo.Record
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 1500 { // about 6 MiB that does not compress: several 1 MiB segments
+		value := make([]byte, 4096)
+		for j := range value {
+			value[j] = byte(rng.Uint32())
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: value})
+	}
+	value := recs[0].Value
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("6 MiB produced in %v with a follower cut off", time.Since(began))
+	for _, in := range c.nodes {
+		if in.id != lagging {
+			in.b.RunRetention()
+		}
+	}
+	leaderStart, leaderHW, err := c.nodes[leader-1].b.PartitionOffsets(topic, 0)
+	if err != nil || leaderStart == 0 {
+		t.Fatalf("retention on the leader: log start %d (%v); the test needs dropped segments", leaderStart, err)
+	}
+
+	c.isolate(lagging, false)
+	began = time.Now()
+	waitUntil(t, "the lagging follower reaches the high watermark", 60*time.Second, func() bool {
+		_, hw, err := c.nodes[lagging-1].b.PartitionOffsets(topic, 0)
+		return err == nil && hw == leaderHW
+	})
+	t.Logf("caught up %v after the heal", time.Since(began))
+	c.nodes[lagging-1].b.RunRetention() // takes the log start from the log
+	start, _, _ := c.nodes[lagging-1].b.PartitionOffsets(topic, 0)
+	if start < leaderStart {
+		t.Fatalf("follower log start %d below the leader's %d: it replayed entries retention had dropped", start, leaderStart)
+	}
+
+	// It keeps following.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("after"), Value: value}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the follower follows new writes", 30*time.Second, func() bool {
+		_, hw, _ := c.nodes[lagging-1].b.PartitionOffsets(topic, 0)
+		return hw == leaderHW+1
+	})
 }

@@ -485,7 +485,11 @@ func (b *Broker) allPartitions() []*partition {
 	slices.Sort(names)
 	var out []*partition
 	for _, n := range names {
-		out = append(out, b.topics[n].partitions...)
+		for _, p := range b.topics[n].partitions {
+			if p != nil { // cluster mode: not hosted here
+				out = append(out, p)
+			}
+		}
 	}
 	return out
 }

@@ -25,7 +25,9 @@ import (
 // finds out by looking at the state afterwards.
 
 // proposeTimeout bounds one metadata proposal.
-const proposeTimeout = 15 * time.Second
+// Below clients' request timeouts, so that they see NOT_CONTROLLER or
+// REQUEST_TIMED_OUT and retry rather than time out themselves.
+const proposeTimeout = 5 * time.Second
 
 // openClustered is Open's cluster path: replay what is committed, open the
 // hosted partitions, start the controller group, register this node.
@@ -79,6 +81,9 @@ func (b *Broker) register() {
 		b.adminMu.Lock()
 		needID := b.state.clusterID == ""
 		registered := b.state.brokers[self.Node] == self
+		// A producer id block in hand, so that InitProducerID is answered
+		// here without a controller round trip (or a controller at all).
+		needBlock := b.nextProducerID >= b.producerIDEnd
 		b.adminMu.Unlock()
 		var err error
 		switch {
@@ -90,6 +95,8 @@ func (b *Broker) register() {
 			err = b.propose(metaRecord{Type: metaClusterID, ClusterID: id})
 		case !registered:
 			err = b.propose(metaRecord{Type: metaBrokerRegistered, Node: self.Node, Host: self.Host, Port: self.Port})
+		case needBlock:
+			err = b.propose(metaRecord{Type: metaProducerIDBlock, Node: self.Node})
 		default:
 			b.logger.Info().Int32("node", self.Node).Str("cluster_id", b.ClusterID()).Msg("registered with the controller")
 			return

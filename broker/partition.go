@@ -533,6 +533,14 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		tc.retentionMs, tc.retentionBytes = -1, -1
 	}
 	dropped := 0
+	if p.replica.repl != nil {
+		n, err := p.retainReplicated(tc, now)
+		dropped += n
+		if err != nil {
+			return dropped, err
+		}
+		tc.retentionMs, tc.retentionBytes = -1, -1 // done
+	}
 	if tc.retentionMs >= 0 {
 		n, err := p.log.RetainAge(now - tc.retentionMs)
 		dropped += n
@@ -547,8 +555,10 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 			return dropped, fmt.Errorf("retention.bytes on %s-%d: %w", p.topic.name, p.index, err)
 		}
 	}
-	if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
-		return dropped, err
+	if p.replica.repl == nil {
+		if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
+			return dropped, err
+		}
 	}
 
 	p.appendMu.Lock()

@@ -82,6 +82,13 @@ type Replica interface {
 	// may still have been appended and be committed later by a new leader;
 	// idempotent producers retry and are deduplicated.
 	Replicate(ctx context.Context, entries []wal.Entry) (baseOffset int64, err error)
+	// CommittedIndex is the last WAL index known committed here: what
+	// retention may drop up to.
+	CommittedIndex() uint64
+	// Compacted tells the replica that the log's leading segments were
+	// dropped (retention): the group's snapshot point moves to the new
+	// first index, and followers that need older entries get a snapshot.
+	Compacted() error
 	// Close stops the replica (the group goes on elsewhere).
 	Close() error
 }
@@ -187,4 +194,40 @@ func (p *partition) replicate(entries []wal.Entry) error {
 		return fmt.Errorf("replicate to %s-%d: stored at offset %d, expected %d: %w", p.topic.name, p.index, base, entries[0].BaseOffset, kerr.NotLeaderForPartition)
 	}
 	return nil
+}
+
+// retainReplicated applies retention.ms and retention.bytes to a replicated
+// partition: each replica decides for its own log, as Kafka replicas do,
+// but drops only whole segments that are committed, then moves the group's
+// snapshot point.
+func (p *partition) retainReplicated(tc topicConfig, now int64) (int, error) {
+	segs := p.log.Segments()
+	committed := p.replica.repl.CommittedIndex()
+	var total int64
+	for _, s := range segs {
+		total += s.Bytes
+	}
+	n := 0
+	for _, s := range segs {
+		if s.Active || s.LastIndex > committed {
+			break
+		}
+		byAge := tc.retentionMs >= 0 && s.MaxTimestamp >= 0 && s.MaxTimestamp < now-tc.retentionMs
+		bySize := tc.retentionBytes >= 0 && total-s.Bytes >= tc.retentionBytes
+		if !byAge && !bySize {
+			break
+		}
+		total -= s.Bytes
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := p.log.DropSegments(n); err != nil {
+		return 0, fmt.Errorf("retention of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	if err := p.replica.repl.Compacted(); err != nil {
+		return n, fmt.Errorf("retention of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)
+	}
+	return n, nil
 }

@@ -100,7 +100,9 @@ func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry) (int6
 	return base, nil
 }
 
-func (l *localReplica) Close() error { return nil }
+func (l *localReplica) Close() error           { return nil }
+func (l *localReplica) CommittedIndex() uint64 { return l.log.LastIndex() }
+func (l *localReplica) Compacted() error       { return nil }
 
 // lead makes node the leader at epoch.
 func (l *localReplica) lead(node, epoch int32) {

@@ -175,6 +175,7 @@ type controller struct {
 type forwarded struct {
 	data []byte
 	done chan struct{}
+	err  error // set before done is closed
 }
 
 // Controller implements broker.Replication.
@@ -249,9 +250,18 @@ func (c *controller) resolveForwarded(data []byte) {
 func (c *controller) LeaderChanged(leader, term uint64) {
 	if leader == 0 {
 		c.leader.Store(-1)
-		return
+	} else {
+		c.leader.Store(int64(leader))
 	}
-	c.leader.Store(int64(leader))
+	// A proposal forwarded to the previous leader may be lost with it:
+	// its caller hears NOT_CONTROLLER now instead of at its timeout.
+	c.mu.Lock()
+	for _, f := range c.waiting {
+		f.err = fmt.Errorf("controller leader changed to %d: %w", leader, kerr.NotController)
+		close(f.done)
+	}
+	c.waiting = nil
+	c.mu.Unlock()
 }
 
 func (c *controller) SnapshotData() ([]byte, error) { return nil, nil }
@@ -316,7 +326,7 @@ func (c *controller) Propose(ctx context.Context, record []byte) error {
 	}}})
 	select {
 	case <-f.done:
-		return nil
+		return f.err
 	case <-ctx.Done():
 		c.mu.Lock()
 		if i := slices.Index(c.waiting, f); i >= 0 {
@@ -390,6 +400,12 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 		n.mu.Lock()
 		n.preferred[r.id] = replicas[0]
 		n.mu.Unlock()
+		// A new group's preferred leader campaigns at once, before the
+		// others' election timeouts: it wins, and no leadership transfer
+		// (which clients see as NOT_LEADER) follows.
+		if spec.Fresh && replicas[0] == n.cfg.NodeID && hs.Term == 0 {
+			g.Campaign()
+		}
 	}
 	return r, nil
 }
@@ -452,6 +468,22 @@ func (r *replica) Replicate(ctx context.Context, entries []wal.Entry) (int64, er
 		f(time.Since(start))
 	}
 	return base, nil
+}
+
+// CommittedIndex implements broker.Replica.
+func (r *replica) CommittedIndex() uint64 {
+	hs, _, _ := r.st.InitialState()
+	return hs.Commit
+}
+
+// Compacted implements broker.Replica: the snapshot point follows the
+// log's first index after retention dropped segments.
+func (r *replica) Compacted() error {
+	first := r.st.log.FirstIndex()
+	if first <= 1 {
+		return nil
+	}
+	return r.st.CompactTo(first - 1)
 }
 
 func (r *replica) Close() error {
