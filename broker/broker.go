@@ -206,7 +206,10 @@ func Open(cfg Config) (*Broker, error) {
 	} else {
 		b.startClusterGroups()
 	}
-	b.logger.Info().Str("cluster_id", b.clusterID).Int("topics", len(b.topics)).Str("data_dir", cfg.DataDir).Msg("broker recovered")
+	b.mu.RLock()
+	topics := len(b.topics)
+	b.mu.RUnlock()
+	b.logger.Info().Str("cluster_id", b.ClusterID()).Int("topics", topics).Str("data_dir", cfg.DataDir).Msg("broker recovered")
 	b.ready.Store(true)
 	b.wg.Add(1)
 	go b.background()
