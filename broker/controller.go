@@ -369,5 +369,8 @@ func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
 	if t == nil || partition < 0 || partition >= t.meta.partitions {
 		return nil
 	}
+	if b.ctl == nil {
+		return []int32{b.cfg.NodeID}
+	}
 	return b.spec(t, partition).Replicas
 }
