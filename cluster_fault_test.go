@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -448,4 +449,49 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 		_, hw, _ := c.nodes[lagging-1].b.PartitionOffsets(topic, 0)
 		return hw == leaderHW+1
 	})
+}
+
+// TestClusterRemoveNode: `chronik cluster remove-node 3` takes node 3 out
+// of the broker list, the controller group and every partition's
+// replicas; the two remaining nodes keep taking writes.
+func TestClusterRemoveNode(t *testing.T) {
+	const topic = "shrink"
+	c := startInprocCluster(t, 3)
+	prod := c.client(c.addrs(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowAutoTopicCreation(),
+		kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	produceKeys(t, prod, topic, 0, 10)
+	waitUntil(t, "node 3 registered", 30*time.Second, func() bool { return len(c.nodes[0].b.Brokers()) == 3 })
+
+	var res result
+	waitUntil(t, "remove-node answered", 30*time.Second, func() bool {
+		res = runCLI(t, "", "cluster", "remove-node", "--brokers", c.nodes[0].addr, "3")
+		return res.code == 0
+	})
+	if !strings.Contains(res.stdout, "removed node 3") {
+		t.Fatalf("remove-node output %q", res.stdout)
+	}
+	waitUntil(t, "node 3 gone from every view", 30*time.Second, func() bool {
+		for _, in := range c.nodes[:2] {
+			for _, br := range in.b.Brokers() {
+				if br.NodeID == 3 {
+					return false
+				}
+			}
+			if r := in.b.PartitionReplicas(topic, 0); slices.Contains(r, 3) || len(r) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	waitUntil(t, "raft groups drop node 3", 30*time.Second, func() bool {
+		st := c.nodes[0].node.Engine().Group(cluster.ControllerGroup).Status()
+		return len(st.Voters) == 2 && !slices.Contains(st.Voters, 3)
+	})
+	c.isolate(3, true) // node 3 is gone for good; the others carry on
+	produceKeys(t, c.client(c.addrs(3), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(1000),
+		kgo.MetadataMinAge(100*time.Millisecond)), topic, 10, 20)
+
+	if res := runCLI(t, "", "cluster", "remove-node", "--brokers", c.nodes[0].addr, "3"); res.code != 1 || !strings.Contains(res.stderr, "BROKER_ID_NOT_REGISTERED") {
+		t.Fatalf("removing node 3 twice: exit %d, %q", res.code, res.stderr)
+	}
 }

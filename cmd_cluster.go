@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/urfave/cli/v2"
 )
 
@@ -19,6 +22,13 @@ func clusterCommand() *cli.Command {
 				Usage:  "show the cluster id, the controller and every broker with its address",
 				Flags:  adminFlags(),
 				Action: withArgs("no arguments", 0, 0, clusterInfo),
+			}),
+			adminCommand(&cli.Command{
+				Name:      "remove-node",
+				Usage:     "remove a node from a Chronik cluster: it leaves the controller group, the broker list and every partition's replicas",
+				ArgsUsage: "NODE_ID",
+				Flags:     adminFlags(),
+				Action:    withArgs("a node id", 1, 1, clusterRemoveNode),
 			}),
 		},
 	})
@@ -74,4 +84,36 @@ func clusterInfo(c *cli.Context, _ []string) error {
 		tab.row(b.NodeID, b.Host, b.Port, rack, ctl)
 	}
 	return tab.flush()
+}
+
+// clusterRemoveNode sends UnregisterBroker for NODE_ID. The node's
+// process keeps running until it is stopped; the partitions it replicated
+// keep one replica fewer.
+func clusterRemoveNode(c *cli.Context, args []string) error {
+	id, err := strconv.ParseInt(args[0], 10, 32)
+	if err != nil || id < 0 {
+		return usageErr("remove-node: %q is not a node id", args[0])
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := withTimeout(c)
+	defer cancel()
+	req := kmsg.NewPtrUnregisterBrokerRequest()
+	req.BrokerID = int32(id)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return brokerErr(c, ctx, "remove node", err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		msg := ""
+		if resp.ErrorMessage != nil {
+			msg = *resp.ErrorMessage
+		}
+		return failErr("remove node %d: %s", id, withMessage(err, msg))
+	}
+	fmt.Fprintf(c.App.Writer, "removed node %d\n", id)
+	return nil
 }

@@ -58,6 +58,9 @@ func (b *Broker) openClustered(r Replication) error {
 		}
 	}
 	b.clusterID = b.state.clusterID
+	for id := range b.state.removed {
+		r.NodeRemoved(id)
+	}
 	// This node's newest producer id block may have been used before the
 	// restart: the first InitProducerID asks for a fresh one.
 	if err := b.openTopics(); err != nil {
@@ -162,6 +165,14 @@ func (b *Broker) ApplyMeta(record []byte) {
 		if rec.Node == b.cfg.NodeID {
 			b.takeProducerBlock()
 		}
+	case metaBrokerRemoved:
+		b.mu.Lock()
+		for name, t := range b.topics {
+			t.meta = b.state.topics[name]
+		}
+		b.mu.Unlock()
+		b.cfg.Replication.NodeRemoved(rec.Node)
+		b.logger.Info().Int32("node", rec.Node).Msg("node removed from the cluster")
 	case metaTopicCreated:
 		tm := b.state.topics[rec.Topic]
 		t := b.newTopic(tm)
@@ -373,4 +384,35 @@ func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
 		return []int32{b.cfg.NodeID}
 	}
 	return b.spec(t, partition).Replicas
+}
+
+// UnregisterBroker removes a node from the cluster (Kafka's
+// UnregisterBroker, `chronik cluster remove-node`): it leaves the
+// controller group, every partition's replica list and the broker list.
+// Partitions it replicated keep one replica fewer; nothing is moved.
+// Standalone there is nothing to remove: this node's own id is
+// INVALID_REQUEST, any other BROKER_ID_NOT_REGISTERED.
+func (b *Broker) UnregisterBroker(id int32) error {
+	if b.ctl == nil {
+		if id == b.cfg.NodeID {
+			return fmt.Errorf("node %d is this standalone broker, the only node: %w", id, kerr.InvalidRequest)
+		}
+		return fmt.Errorf("node %d: %w", id, kerr.BrokerIDNotRegistered)
+	}
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	nodes := b.ctl.Nodes()
+	if b.state.removed[id] || !slices.Contains(nodes, id) {
+		return fmt.Errorf("node %d is not a member of the cluster (%v): %w", id, nodes, kerr.BrokerIDNotRegistered)
+	}
+	if len(nodes) == 1 {
+		return fmt.Errorf("node %d is the cluster's last node: %w", id, kerr.InvalidRequest)
+	}
+	if err := b.proposeLocked(metaRecord{Type: metaBrokerRemoved, Node: id}); err != nil {
+		return fmt.Errorf("remove node %d: %w", id, err)
+	}
+	return nil
 }

@@ -27,6 +27,7 @@ const (
 	// Cluster mode only.
 	metaBrokerRegistered = "broker_registered" // Node, Host, Port: a node's Kafka address
 	metaProducerIDBlock  = "producer_id_block" // Node: the next block of producer ids goes to that node
+	metaBrokerRemoved    = "broker_removed"    // Node: the node leaves the cluster and every replica list
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -55,6 +56,7 @@ type metaRecord struct {
 	NextGroup uint64 `json:"next_group,omitempty"`
 	// NodeBlocks (snapshot only): each node's current producer id block start.
 	NodeBlocks map[int32]int64 `json:"node_blocks,omitempty"`
+	Removed    []int32         `json:"removed,omitempty"` // snapshot only
 }
 
 // metaBroker is one registered node.
@@ -96,10 +98,11 @@ type metaState struct {
 	brokers    map[int32]metaBroker // cluster mode: registered nodes
 	nextGroup  uint64               // raft group id of the next partition (0 is the controller)
 	nodeBlocks map[int32]int64      // cluster mode: each node's producer id block start
+	removed    map[int32]bool       // cluster mode: nodes removed from the cluster
 }
 
 func newMetaState() *metaState {
-	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextGroup: 1, nodeBlocks: make(map[int32]int64)}
+	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool)}
 }
 
 // newGroups hands out n raft group ids.
@@ -225,6 +228,9 @@ func (s *metaState) apply(r metaRecord) error {
 			fresh.nextGroup = r.NextGroup
 		}
 		maps.Copy(fresh.nodeBlocks, r.NodeBlocks)
+		for _, id := range r.Removed {
+			fresh.removed[id] = true
+		}
 		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
@@ -239,6 +245,23 @@ func (s *metaState) apply(r metaRecord) error {
 	case metaProducerIDBlock:
 		s.nodeBlocks[r.Node] = s.producerIDBlockEnd
 		s.producerIDBlockEnd += producerIDBlockSize
+	case metaBrokerRemoved:
+		if s.removed[r.Node] {
+			return fmt.Errorf("node %d already removed", r.Node)
+		}
+		s.removed[r.Node] = true
+		delete(s.brokers, r.Node)
+		for name, t := range s.topics {
+			if t.replicas == nil {
+				continue
+			}
+			nt := *t
+			nt.replicas = make([][]int32, len(t.replicas))
+			for i, rs := range t.replicas {
+				nt.replicas[i] = slices.DeleteFunc(slices.Clone(rs), func(id int32) bool { return id == r.Node })
+			}
+			s.topics[name] = &nt
+		}
 	default:
 		return fmt.Errorf("unknown metadata record type %q", r.Type)
 	}
@@ -269,5 +292,6 @@ func (s *metaState) snapshot() metaRecord {
 	if len(s.nodeBlocks) > 0 {
 		r.NodeBlocks = maps.Clone(s.nodeBlocks)
 	}
+	r.Removed = slices.Sorted(maps.Keys(s.removed))
 	return r
 }

@@ -35,6 +35,11 @@ type Replication interface {
 	// record committed later is applied through events on every node, in
 	// log order.
 	Controller(log *wal.Log, events ControllerEvents) (ctl Controller, committed uint64, err error)
+	// NodeRemoved tells the replication layer that a node left the
+	// cluster (applied on every node, in metadata order, and at Open for
+	// every node removed before): the groups this node leads drop it from
+	// their voters.
+	NodeRemoved(id int32)
 }
 
 // Controller is the controller group as the broker sees it.

@@ -37,6 +37,8 @@ type localReplica struct {
 
 func (r *localReplication) NodeID() int32 { return 1 }
 
+func (r *localReplication) NodeRemoved(int32) {}
+
 func (r *localReplication) Controller(log *wal.Log, events ControllerEvents) (Controller, uint64, error) {
 	return &localController{log: log, events: events}, log.LastIndex(), nil
 }

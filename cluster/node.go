@@ -62,6 +62,7 @@ type Node struct {
 	// connected, so leaders spread across nodes again after a node returns.
 	preferred    map[GroupID]uint64
 	lastTransfer map[GroupID]time.Time // reconciler only
+	removed      map[uint64]bool       // nodes removed from the cluster
 }
 
 var _ broker.Replication = (*Node)(nil)
@@ -81,7 +82,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, ln: ln, served: make(chan error, 1), stop: make(chan struct{}),
-		desired: map[GroupID][]uint64{}, preferred: map[GroupID]uint64{}, lastTransfer: map[GroupID]time.Time{}}
+		desired: map[GroupID][]uint64{}, preferred: map[GroupID]uint64{}, lastTransfer: map[GroupID]time.Time{},
+		removed: map[uint64]bool{}}
 	n.eng = NewEngine(EngineConfig{
 		NodeID:        cfg.NodeID,
 		TickInterval:  cfg.TickInterval,
@@ -534,7 +536,44 @@ func (n *Node) want(id GroupID, voters []uint64) {
 		delete(n.preferred, id)
 		return
 	}
-	n.desired[id] = slices.Sorted(slices.Values(voters))
+	n.desired[id] = slices.DeleteFunc(slices.Sorted(slices.Values(voters)), func(v uint64) bool { return n.removed[v] })
+}
+
+// NodeRemoved implements broker.Replication: the node leaves every group's
+// desired voters; the reconciler removes it from the groups this node
+// leads.
+func (n *Node) NodeRemoved(id int32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.removed[uint64(id)] = true
+	for g, voters := range n.desired {
+		n.desired[g] = slices.DeleteFunc(voters, func(v uint64) bool { return v == uint64(id) })
+	}
+	for g, p := range n.preferred {
+		if p == uint64(id) {
+			delete(n.preferred, g)
+		}
+	}
+}
+
+// removeExtra removes one voter the group should not have (a removed
+// node), as a simple conf change; the next pass removes the next one.
+func (n *Node) removeExtra(g *Group, st GroupStatus, voters []uint64) {
+	for _, v := range st.Voters {
+		if slices.Contains(voters, v) || len(voters) == 0 {
+			continue
+		}
+		cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: v}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := g.ProposeConfChange(ctx, cc)
+		cancel()
+		if err != nil {
+			n.log.Debug().Err(err).Uint64("group", uint64(g.ID())).Uint64("node", v).Msg("removing a voter not committed yet")
+			return
+		}
+		n.log.Info().Uint64("group", uint64(g.ID())).Uint64("node", v).Msg("voter removed")
+		return
+	}
 }
 
 // transferCooldown spaces out leadership transfers of one group: a
@@ -596,6 +635,7 @@ func (n *Node) reconcile() {
 				missing = missing || !slices.Contains(st.Voters, v)
 			}
 			if !missing {
+				n.removeExtra(g, st, voters)
 				continue
 			}
 			// The change names every desired voter, present ones too

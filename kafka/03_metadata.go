@@ -12,9 +12,15 @@ import (
 // Metadata: v0-13
 //
 // Behaviour:
-//   - One broker: this node, at the broker's advertised host and port. It is
-//     the controller and the leader, only replica and only in-sync replica
-//     of every partition; the leader epoch is broker.LeaderEpoch.
+//   - Standalone, one broker: this node, at the broker's advertised host and
+//     port, the controller and the leader, only replica and only in-sync
+//     replica of every partition at leader epoch 0.
+//   - In a cluster, every registered broker; the controller group's leader
+//     as controller; each partition's raft leader (LEADER_NOT_AVAILABLE
+//     while none is known) at leader epoch = raft term, its replicas, and
+//     the same list as ISR (raft needs no ISR: a committed entry is on a
+//     majority). A partition this node does not host names its preferred
+//     replica as leader.
 //   - All topics (internal ones included) for null topics (v1+) or an empty
 //     list (v0); no topics for an empty list (v1+).
 //   - An unknown topic is created when the request allows it

@@ -10,7 +10,9 @@ import (
 // DescribeCluster: v0-2
 //
 // Behaviour:
-//   - The cluster ID, this node as the only broker and as the controller.
+//   - The cluster ID, the brokers and the controller: standalone this node;
+//     in a cluster every registered broker and the controller group's
+//     leader.
 //   - EndpointType (v1+): 1 (brokers) is answered; 2 (controllers) is
 //     MISMATCHED_ENDPOINT_TYPE, since this is a broker listener; anything
 //     else UNSUPPORTED_ENDPOINT_TYPE.

@@ -94,6 +94,7 @@ func init() {
 		{key: 44, name: "IncrementalAlterConfigs", min: 0, max: 1, handle: (*Server).handleIncrementalAlterConfigs, fail: failIncrementalAlterConfigs},
 		{key: 47, name: "OffsetDelete", min: 0, max: 0, handle: (*Server).handleOffsetDelete, fail: failOffsetDelete},
 		{key: 60, name: "DescribeCluster", min: 0, max: 2, handle: (*Server).handleDescribeCluster, fail: failDescribeCluster},
+		{key: 64, name: "UnregisterBroker", min: 0, max: 0, handle: (*Server).handleUnregisterBroker, fail: failUnregisterBroker},
 	}
 	for i := range apis {
 		a := &apis[i]

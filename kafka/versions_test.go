@@ -19,7 +19,7 @@ import (
 var kafka40Floor = map[int16]int16{
 	0: 3, 1: 4, 2: 1, 3: 0, 8: 2, 9: 1, 10: 0, 11: 2, 12: 0, 13: 0, 14: 0, 15: 0, 16: 0,
 	18: 0, 19: 2, 20: 1, 21: 0, 22: 0, 23: 2, 32: 1, 33: 0, 35: 1, 37: 0, 42: 0, 44: 0,
-	47: 0, 60: 0,
+	47: 0, 60: 0, 64: 0,
 }
 
 func TestAPITableMatchesKafkaFloorAndKmsg(t *testing.T) {
@@ -452,6 +452,15 @@ var versionCases = map[int16]versionCase{
 			info, _ := e.b.Topic(name)
 			if info.Configs["retention.ms"] != "8888" || info.Configs["retention.bytes"] != "99999999" {
 				t.Errorf("configs after incremental alter: %v", info.Configs)
+			}
+		}
+	},
+	64: func(t *testing.T, e *testEnv, v int16) (kmsg.Request, func(kmsg.Response)) {
+		req := kmsg.NewPtrUnregisterBrokerRequest()
+		req.BrokerID = 7
+		return req, func(r kmsg.Response) {
+			if code := r.(*kmsg.UnregisterBrokerResponse).ErrorCode; code != kerr.BrokerIDNotRegistered.Code {
+				t.Errorf("unregister broker 7 of a standalone broker: %v, want BROKER_ID_NOT_REGISTERED", kerr.ErrorForCode(code))
 			}
 		}
 	},
