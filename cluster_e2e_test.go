@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/wal"
 )
@@ -93,9 +95,12 @@ func (c *testCluster) startAll() {
 	}
 }
 
-func (c *testCluster) peers() string {
+func (c *testCluster) peers() string { return c.peersUpTo(len(c.raft)) }
+
+// peersUpTo is the --peers value naming nodes 1..n.
+func (c *testCluster) peersUpTo(n int) string {
 	var parts []string
-	for i, a := range c.raft {
+	for i, a := range c.raft[:n] {
 		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
 	}
 	return strings.Join(parts, ",")
@@ -421,10 +426,20 @@ func (c *testCluster) waitSameLogSize(topic string, partition int32) {
 				})
 			})
 		}
-		if len(sizes) == len(c.procs) {
+		want := len(c.procs)
+		if md, err := adm.Metadata(context.Background(), topic); err == nil {
+			if p, ok := md.Topics[topic].Partitions[partition]; ok {
+				want = len(p.Replicas)
+			}
+		}
+		if len(sizes) == want {
 			same := true
+			var first int64 = -1
 			for _, s := range sizes {
-				same = same && s == sizes[1] && s > 0
+				if first < 0 {
+					first = s
+				}
+				same = same && s == first && s > 0
 			}
 			if same {
 				return
@@ -641,6 +656,84 @@ func TestClusterFromStandalone(t *testing.T) {
 			if got := c.partitionDigestOf(id, dir, p); got != want {
 				t.Fatalf("partition %d: node %d holds %s, node 1 %s", p, id, got, want)
 			}
+		}
+	}
+}
+
+// TestClusterNodeJoins: a fourth node joins a running three-node cluster by
+// being added to every node's peers (a rolling restart of the three): the
+// controller adds it by conf change, it registers, and a topic created
+// afterwards can place replicas on it and replicate to it.
+func TestClusterNodeJoins(t *testing.T) {
+	c := newCluster(t, 4)
+	for id := 1; id <= 3; id++ {
+		c.startWith(id, "--peers", c.peersUpTo(3))
+	}
+	for id := 1; id <= 3; id++ {
+		c.waitUp(id)
+	}
+	c.createTopic("before", 1, 3)
+
+	c.startWith(4, "--peers", c.peersUpTo(4))
+	c.waitUp(4)
+	for id := 1; id <= 3; id++ {
+		c.stop(id)
+		c.startWith(id, "--peers", c.peersUpTo(4))
+		c.waitUp(id)
+	}
+	adm := kadm.NewClient(c.client())
+	node1, err := kgo.NewClient(kgo.SeedBrokers(c.kafka[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node1.Close()
+	waitUntil(t, "node 4 registered (as node 1 sees it)", 60*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := node1.Broker(1).Request(ctx, kmsg.NewPtrMetadataRequest())
+		if err != nil {
+			return false
+		}
+		for _, b := range resp.(*kmsg.MetadataResponse).Brokers {
+			if b.NodeID == 4 {
+				return true
+			}
+		}
+		return false
+	})
+	// Four partitions with three replicas each: node 4 holds some.
+	c.createTopic("after", 4, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	md, err := adm.Metadata(ctx, "after")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	on4 := 0
+	for _, p := range md.Topics["after"].Partitions {
+		if slices.Contains(p.Replicas, 4) {
+			on4++
+		}
+	}
+	if on4 == 0 {
+		t.Fatalf("no partition of a topic created after the join has a replica on node 4")
+	}
+	prod := c.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("after"), kgo.RecordRetries(1000))
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for i := range 400 {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("joined")})
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := consumeAll(t, c, "after", 4); len(got) != 400 {
+		t.Fatalf("read %d of 400 records", len(got))
+	}
+	for _, p := range md.Topics["after"].Partitions {
+		if slices.Contains(p.Replicas, 4) {
+			c.waitSameLogSize("after", p.Partition)
 		}
 	}
 }

@@ -291,10 +291,20 @@ func assignReplicas(name string, nodes []int32, rf int, from, to int32) [][]int3
 	return out
 }
 
+// assignable are the nodes new replicas may go to: the registered brokers
+// (they have run and said where clients reach them), or the controller's
+// voters before any registered. Caller holds adminMu.
+func (b *Broker) assignable() []int32 {
+	if len(b.state.brokers) == 0 {
+		return b.ctl.Nodes()
+	}
+	return slices.Sorted(maps.Keys(b.state.brokers))
+}
+
 // replicationFactor checks a requested replication factor against the
 // cluster (-1: min(3, nodes)).
 func (b *Broker) replicationFactor(rf int16) (int, error) {
-	n := len(b.ctl.Nodes())
+	n := len(b.assignable())
 	if rf == -1 {
 		return min(3, n), nil
 	}
@@ -316,7 +326,7 @@ func (b *Broker) createTopicClustered(info TopicInfo, rf int16, set map[string]s
 	}
 	id := newTopicID()
 	rec := metaRecord{Type: metaTopicCreated, Topic: info.Name, ID: topicIDHex(id), Partitions: info.Partitions, Configs: set,
-		Replicas: assignReplicas(info.Name, b.ctl.Nodes(), n, 0, info.Partitions)}
+		Replicas: assignReplicas(info.Name, b.assignable(), n, 0, info.Partitions)}
 	if err := b.proposeLocked(rec); err != nil {
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", info.Name, err)
 	}

@@ -274,13 +274,14 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 		return nil
 	}
 	if b.ctl != nil {
-		rf := len(b.ctl.Nodes())
+		nodes := b.assignable()
+		rf := len(nodes)
 		if tm.replicas != nil {
 			rf = len(tm.replicas[0])
 		}
 		rec := metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count}
 		if tm.replicas != nil {
-			rec.Replicas = assignReplicas(name, b.ctl.Nodes(), min(rf, len(b.ctl.Nodes())), tm.partitions, count)
+			rec.Replicas = assignReplicas(name, nodes, min(rf, len(nodes)), tm.partitions, count)
 		}
 		if err := b.proposeLocked(rec); err != nil {
 			return fmt.Errorf("create partitions of %q: %w", name, err)
