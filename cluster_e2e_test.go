@@ -467,8 +467,8 @@ func (c *testCluster) topicDir(topic string) string {
 }
 
 // partitionDigestOf opens node id's log of partition p of the topic in
-// topicDir (the node must be stopped) and digests every entry: index,
-// kind, term, offsets, timestamp and payload.
+// topicDir (the node must be stopped) and digests every record entry:
+// index, kind, term, offsets, timestamp and payload.
 func (c *testCluster) partitionDigestOf(id int, topicDir string, p int) string {
 	c.t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(c.dataDir(id), "data", topicDir, strconv.Itoa(p)))
@@ -493,12 +493,17 @@ func (c *testCluster) partitionDigestOf(id int, topicDir string, p int) string {
 		if err != nil {
 			c.t.Fatal(err)
 		}
+		if e.Kind != wal.KindData {
+			// Stopping the nodes one by one lets the last ones elect
+			// and append a no-op the first one never sees.
+			continue
+		}
 		term := max(e.Term, 1) // entries written standalone are term 0 there, term 1 to raft and on new replicas
 		fmt.Fprintf(h, "%d %d %d %d %d %d %d\n", idx, e.Kind, term, e.BaseOffset, e.LastOffsetDelta, e.MaxTimestamp, len(e.Payload))
 		h.Write(e.Payload)
 		n++
 	}
-	return fmt.Sprintf("%d entries [%d, %d] next offset %d, md5 %x", n, log.FirstIndex(), log.LastIndex(), log.NextOffset(), h.Sum(nil))
+	return fmt.Sprintf("%d record entries, next offset %d, md5 %x", n, log.NextOffset(), h.Sum(nil))
 }
 
 // TestClusterRollingRestart: each node in turn is stopped (SIGTERM) and
