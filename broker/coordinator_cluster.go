@@ -36,7 +36,7 @@ import (
 //
 // __consumer_offsets is created through the controller (RF min(3, nodes))
 // by whichever node sees it missing once the controller has a leader and
-// min(3, configured nodes) voters.
+// min(3, configured nodes) voters and registered brokers.
 
 // groupLoadRetry is how often the worker checks a partition whose load
 // waits for its high watermark.
@@ -68,9 +68,14 @@ func (b *Broker) ensureOffsetsClustered() {
 			b.groups.attach(t)
 			return
 		}
-		// Not while the controller group forms (its voters grow from one
-		// node): the topic takes its replication factor from the voters.
-		if b.ctl.Leader() >= 0 && len(b.ctl.Nodes()) >= min(3, b.groups.clusterNodes) {
+		// Not while the cluster forms (the controller's voters grow from
+		// one node, brokers register one by one): the topic takes its
+		// replication factor from the registered brokers.
+		want := min(3, b.groups.clusterNodes)
+		b.adminMu.Lock()
+		registered := len(b.state.brokers)
+		b.adminMu.Unlock()
+		if b.ctl.Leader() >= 0 && len(b.ctl.Nodes()) >= want && registered >= want {
 			_, err := b.CreateTopic(offsetsTopic, b.cfg.OffsetsTopicPartitions, -1, configs, false)
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				b.logger.Debug().Err(err).Msg("create " + offsetsTopic + "; retrying")
