@@ -459,8 +459,19 @@ func TestClusterRemoveNode(t *testing.T) {
 	c := startInprocCluster(t, 3)
 	prod := c.client(c.addrs(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowAutoTopicCreation(),
 		kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	// Auto-creation gives RF min(3, registered nodes): wait for all three.
+	waitUntil(t, "all nodes registered", 30*time.Second, func() bool {
+		for _, in := range c.nodes {
+			if len(in.b.Brokers()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
 	produceKeys(t, prod, topic, 0, 10)
-	waitUntil(t, "node 3 registered", 30*time.Second, func() bool { return len(c.nodes[0].b.Brokers()) == 3 })
+	if r := c.nodes[0].b.PartitionReplicas(topic, 0); len(r) != 3 {
+		t.Fatalf("replicas %v, want 3", r)
+	}
 
 	var res result
 	waitUntil(t, "remove-node answered", 30*time.Second, func() bool {

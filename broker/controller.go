@@ -373,6 +373,9 @@ func (b *Broker) Brokers() []BrokerInfo {
 	out := make([]BrokerInfo, 0, len(b.state.brokers)+1)
 	for _, id := range slices.Sorted(maps.Keys(b.state.brokers)) {
 		br := b.state.brokers[id]
+		if id != self.NodeID && !b.cfg.Replication.Alive(id) {
+			continue // as Kafka leaves out brokers that are not live
+		}
 		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port})
 	}
 	b.adminMu.Unlock()

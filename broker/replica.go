@@ -40,6 +40,9 @@ type Replication interface {
 	// every node removed before): the groups this node leads drop it from
 	// their voters.
 	NodeRemoved(id int32)
+	// Alive reports whether a node is reachable from here now: Metadata
+	// lists only live brokers, so that clients do not pick a dead one.
+	Alive(id int32) bool
 }
 
 // Controller is the controller group as the broker sees it.

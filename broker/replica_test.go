@@ -39,6 +39,8 @@ func (r *localReplication) NodeID() int32 { return 1 }
 
 func (r *localReplication) NodeRemoved(int32) {}
 
+func (r *localReplication) Alive(int32) bool { return true }
+
 func (r *localReplication) Controller(log *wal.Log, events ControllerEvents) (Controller, uint64, error) {
 	return &localController{log: log, events: events}, log.LastIndex(), nil
 }

@@ -539,6 +539,12 @@ func (n *Node) want(id GroupID, voters []uint64) {
 	n.desired[id] = slices.DeleteFunc(slices.Sorted(slices.Values(voters)), func(v uint64) bool { return n.removed[v] })
 }
 
+// Alive implements broker.Replication: this node, or a peer our
+// connection to is up.
+func (n *Node) Alive(id int32) bool {
+	return uint64(id) == n.cfg.NodeID || n.tr.Connected(uint64(id))
+}
+
 // NodeRemoved implements broker.Replication: the node leaves every group's
 // desired voters; the reconciler removes it from the groups this node
 // leads.
