@@ -347,7 +347,11 @@ func (b *Broker) openTopics() error {
 					errMu.Unlock()
 					continue
 				}
-				j.t.partitions[j.idx] = p // distinct slots: no lock needed before publication
+				// Under mu: in cluster mode the coordinator may look at
+				// the topic (published above) while partitions open.
+				b.mu.Lock()
+				j.t.partitions[j.idx] = p
+				b.mu.Unlock()
 			}
 		}()
 	}
@@ -407,12 +411,13 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 		p.highWatermark.Store(lso)
 		p.replica.leader.Store(-1)
 		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
+		p.replica.replicated = true
 		repl, err := r.Replica(b.spec(t, idx), log, p)
 		if err != nil {
 			log.Close()
 			return nil, fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err)
 		}
-		p.replica.repl = repl
+		p.replica.r.Store(&repl)
 	}
 	return p, nil
 }
@@ -634,7 +639,9 @@ func (b *Broker) ProduceStart(ctx context.Context, topic string, partition int32
 // Wait returns the outcome of a ProduceStart. The handle must not be used
 // afterwards.
 func (h *ProduceHandle) Wait() (ProduceResult, error) {
-	if h.err == nil {
+	// h.p is set only when the request was queued; from then on the group
+	// leader may write h.err under appendMu, so it is read after await.
+	if h.p != nil {
 		h.p.await(h)
 	}
 	res, err := h.res, h.err

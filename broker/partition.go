@@ -112,7 +112,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		return
 	}
-	if p.replica.repl != nil {
+	if p.replica.replicated {
 		err := error(nil)
 		if !p.leads() {
 			err = p.notLeader()
@@ -192,13 +192,13 @@ func (p *partition) appendGroup(group []*produceReq) {
 	}
 	if written {
 		var err error
-		if p.replica.repl != nil {
+		if p.replica.replicated {
 			err = p.replicate(p.entries)
 		} else {
 			_, err = p.log.Append(p.entries...)
 		}
 		clear(p.entries) // do not keep request buffers alive
-		if err != nil && p.replica.repl != nil {
+		if err != nil && p.replica.replicated {
 			// The entries may still commit under a new leader: the log,
 			// not this attempt, decides the next offsets.
 			p.replica.resync.Store(true)
@@ -533,7 +533,7 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		tc.retentionMs, tc.retentionBytes = -1, -1
 	}
 	dropped := 0
-	if p.replica.repl != nil {
+	if p.replica.replicated {
 		n, err := p.retainReplicated(tc, now)
 		dropped += n
 		if err != nil {
@@ -555,7 +555,7 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 			return dropped, fmt.Errorf("retention.bytes on %s-%d: %w", p.topic.name, p.index, err)
 		}
 	}
-	if p.replica.repl == nil {
+	if !p.replica.replicated {
 		if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
 			return dropped, err
 		}
@@ -692,8 +692,8 @@ func (p *partition) close(deleting bool) error {
 		p.appendMu.Lock()
 	}
 	p.closed, p.deleted = true, deleting
-	if p.replica.repl != nil {
-		if err := p.replica.repl.Close(); err != nil {
+	if repl := p.repl(); repl != nil {
+		if err := repl.Close(); err != nil {
 			p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("close replica")
 		}
 	}

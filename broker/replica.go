@@ -120,7 +120,11 @@ const replicateTimeout = 30 * time.Second
 // replicaState is a partition's view of its group. Standalone partitions
 // are their own leader at epoch 0.
 type replicaState struct {
-	repl   Replica
+	// replicated is set before the replica exists and never changes: the
+	// replica's events may reach the partition (and the coordinator) before
+	// openPartition stored the Replica.
+	replicated bool
+	r          atomic.Pointer[Replica]
 	ctx    context.Context // ends when the partition closes
 	cancel context.CancelFunc
 	self   int32
@@ -134,7 +138,16 @@ type replicaState struct {
 
 // leads reports whether this node may append to and serve the partition.
 func (p *partition) leads() bool {
-	return p.replica.repl == nil || p.replica.leader.Load() == p.replica.self
+	return !p.replica.replicated || p.replica.leader.Load() == p.replica.self
+}
+
+// repl is the partition's Replica: nil standalone, and nil for a moment
+// while a replicated partition opens.
+func (p *partition) repl() Replica {
+	if r := p.replica.r.Load(); r != nil {
+		return *r
+	}
+	return nil
 }
 
 // notLeader is the error for produce and fetch on a follower.
@@ -186,7 +199,12 @@ func (p *partition) resyncLocked() error {
 // appendMu.
 func (p *partition) replicate(entries []wal.Entry) error {
 	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
-	base, err := p.replica.repl.Replicate(ctx, entries)
+	repl := p.repl()
+	if repl == nil {
+		cancel()
+		return fmt.Errorf("%s-%d is still opening: %w", p.topic.name, p.index, kerr.NotLeaderForPartition)
+	}
+	base, err := repl.Replicate(ctx, entries)
 	cancel()
 	if err != nil {
 		var ke *kerr.Error
@@ -210,7 +228,11 @@ func (p *partition) replicate(entries []wal.Entry) error {
 // snapshot point.
 func (p *partition) retainReplicated(tc topicConfig, now int64) (int, error) {
 	segs := p.log.Segments()
-	committed := p.replica.repl.CommittedIndex()
+	repl := p.repl()
+	if repl == nil {
+		return 0, nil
+	}
+	committed := repl.CommittedIndex()
 	var total int64
 	for _, s := range segs {
 		total += s.Bytes
@@ -234,7 +256,7 @@ func (p *partition) retainReplicated(tc topicConfig, now int64) (int, error) {
 	if err := p.log.DropSegments(n); err != nil {
 		return 0, fmt.Errorf("retention of %s-%d: %w", p.topic.name, p.index, err)
 	}
-	if err := p.replica.repl.Compacted(); err != nil {
+	if err := repl.Compacted(); err != nil {
 		return n, fmt.Errorf("retention of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)
 	}
 	return n, nil
