@@ -125,11 +125,11 @@ type replicaState struct {
 	// openPartition stored the Replica.
 	replicated bool
 	r          atomic.Pointer[Replica]
-	ctx    context.Context // ends when the partition closes
-	cancel context.CancelFunc
-	self   int32
-	leader atomic.Int32
-	epoch  atomic.Int32
+	ctx        context.Context // ends when the partition closes
+	cancel     context.CancelFunc
+	self       int32
+	leader     atomic.Int32
+	epoch      atomic.Int32
 	// resync is set when this node becomes leader: the next append first
 	// takes the log end and the producer states from the log, which the
 	// replication layer wrote while this node followed.
