@@ -506,3 +506,79 @@ func TestClusterRemoveNode(t *testing.T) {
 		t.Fatalf("removing node 3 twice: exit %d, %q", res.code, res.stderr)
 	}
 }
+
+// TestClusterDeleteRecords: DeleteRecords on a replicated partition moves
+// the log start, drops whole committed segments under the raft group's
+// feet (its snapshot point follows), and the partition keeps taking and
+// serving writes.
+func TestClusterDeleteRecords(t *testing.T) {
+	const topic = "trimmed"
+	c := startInprocCluster(t, 3)
+	adm := c.client(c.addrs(0))
+	waitUntil(t, "topic created", 30*time.Second, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
+		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+		cfg.Name, cfg.Value = "segment.bytes", kmsg.StringPtr("1048576")
+		rt.Configs = append(rt.Configs, cfg)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(context.Background(), adm)
+		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
+	})
+	prod := c.client(c.addrs(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
+		kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond), kgo.ProducerBatchMaxBytes(256<<10))
+	rng := rand.New(rand.NewPCG(3, 4))
+	var recs []*kgo.Record
+	for i := range 1000 { // about 4 MiB that does not compress
+		value := make([]byte, 4096)
+		for j := range value {
+			value[j] = byte(rng.Uint32())
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: value})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 900
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 5000
+	waitUntil(t, "DeleteRecords answered by the leader", 30*time.Second, func() bool {
+		resp, err := req.RequestWith(ctx, prod)
+		return err == nil && resp.Topics[0].Partitions[0].ErrorCode == 0 && resp.Topics[0].Partitions[0].LowWatermark == 900
+	})
+	leader := int(c.leaderSeenBy(1, topic, 0))
+	_, parts := c.nodes[leader-1].b.LogDirs()
+	for _, p := range parts {
+		if p.Topic == topic && p.Size > 2<<20 {
+			t.Fatalf("leader's log still %d bytes after DeleteRecords to offset 900 of 1000 4 KiB records", p.Size)
+		}
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("after"), Value: []byte("trimmed")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := c.client(c.addrs(0), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	first := int64(-1)
+	for got < 101 && ctx.Err() == nil {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		fs := cons.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			if first < 0 {
+				first = r.Offset
+			}
+			got++
+		})
+	}
+	if first != 900 || got != 101 {
+		t.Fatalf("consumed %d records from offset %d, want 101 from 900", got, first)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -507,9 +508,17 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 // dropSegmentsBelow removes the leading whole segments that hold only
 // offsets below lso.
 func (p *partition) dropSegmentsBelow(lso int64) error {
+	var committed uint64 = math.MaxUint64
+	repl := p.repl()
+	if p.replica.replicated {
+		if repl == nil {
+			return nil
+		}
+		committed = repl.CommittedIndex()
+	}
 	n := 0
 	for _, s := range p.log.Segments() {
-		if s.Active || (s.NextOffset >= 0 && s.NextOffset > lso) {
+		if s.Active || (s.NextOffset >= 0 && s.NextOffset > lso) || s.LastIndex > committed {
 			break
 		}
 		n++
@@ -519,6 +528,12 @@ func (p *partition) dropSegmentsBelow(lso int64) error {
 	}
 	if err := p.log.DropSegments(n); err != nil && !errors.Is(err, wal.ErrClosed) {
 		return fmt.Errorf("drop segments of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	if repl != nil {
+		// The raft log's snapshot point follows, as after retention.
+		if err := repl.Compacted(); err != nil {
+			return fmt.Errorf("drop segments of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)
+		}
 	}
 	return nil
 }
