@@ -46,6 +46,8 @@ func serveFlags() []cli.Flag {
 			Usage: "sync period with --fsync interval"},
 		&cli.IntFlag{Name: "max-request-bytes", Value: 100 << 20,
 			Usage: "largest request frame accepted (socket.request.max.bytes)"},
+		&cli.Int64Flag{Name: "read-cache-bytes", Value: 256 << 20,
+			Usage: "memory for verified copies of sealed log segments that fetches read from, all partitions together (each log also keeps the segment it read last)"},
 		&cli.Int64Flag{Name: "max-inflight-request-bytes", Value: 512 << 20,
 			Usage: "request bytes held across all connections at once; readers wait for room before allocating (queued.max.request.bytes)"},
 		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588,
@@ -202,6 +204,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if c.Int("node-id") < 0 {
 		return bc, kc, fmt.Errorf("node-id: must not be negative")
 	}
+	if n := c.Int64("read-cache-bytes"); n < 1<<20 {
+		return bc, kc, fmt.Errorf("read-cache-bytes: %d is below 1048576", n)
+	}
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
 		return bc, kc, err
 	}
@@ -231,6 +236,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		GroupMinSessionTimeout:        c.Duration("group-min-session-timeout"),
 		GroupMaxSessionTimeout:        c.Duration("group-max-session-timeout"),
 		GroupMaxSize:                  c.Int("group-max-size"),
+		ReadCacheBytes:                c.Int64("read-cache-bytes"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

@@ -69,6 +69,9 @@ func TestServeDefaults(t *testing.T) {
 	if kc.MaxRequestBytes != 100<<20 {
 		t.Errorf("max request bytes %d", kc.MaxRequestBytes)
 	}
+	if bc.ReadCacheBytes != 256<<20 {
+		t.Errorf("read cache bytes %d", bc.ReadCacheBytes)
+	}
 }
 
 func TestConfigPrecedence(t *testing.T) {
@@ -108,6 +111,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad flag value", "", []string{"--default-partitions", "0"}, "default-partitions: 0 is not between"},
 		{"bad log level", "", []string{"--log-level", "loud"}, `log-level: "loud"`},
 		{"bad listen", "", []string{"--listen", "nope"}, `listen: "nope" is not host:port`},
+		{"tiny read cache", "read_cache_bytes: 1000\n", nil, "read-cache-bytes: 1000 is below 1048576"},
 		{"unknown flag", "", []string{"--no-such-flag"}, "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -66,6 +66,11 @@ type Config struct {
 	// metadata log with its duration (metrics). It must be cheap.
 	OnFsync func(time.Duration)
 
+	// ReadCacheBytes bounds the verified copies of sealed segments that
+	// fetches read from, for all partitions together (default 256 MiB;
+	// each log also keeps the segment it read last).
+	ReadCacheBytes int64
+
 	// Replication turns on cluster mode: every partition's log becomes the
 	// raft log of its group (see replica.go). Nil runs standalone.
 	Replication Replication

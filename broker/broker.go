@@ -54,6 +54,7 @@ type Broker struct {
 	nextProducerID int64
 	producerIDEnd  int64      // cluster mode: end of this node's producer id block
 	ctl            Controller // cluster mode: the controller group; nil standalone
+	readCache      *wal.ReadCache
 
 	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
 	topics    map[string]*topic
@@ -85,6 +86,9 @@ func (t *topic) config() *topicConfig { return t.cfg.Load() }
 func (c Config) withDefaults() Config {
 	if c.AdvertisedHost == "" {
 		c.AdvertisedHost = defaultAdvertisedHost
+	}
+	if c.ReadCacheBytes <= 0 {
+		c.ReadCacheBytes = wal.DefaultReadCacheBytes
 	}
 	if c.AdvertisedPort == 0 {
 		c.AdvertisedPort = defaultAdvertisedPort
@@ -155,12 +159,13 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b := &Broker{
-		cfg:    cfg,
-		logger: cfg.Logger,
-		state:  newMetaState(),
-		topics: make(map[string]*topic),
-		byID:   make(map[[16]byte]*topic),
-		stop:   make(chan struct{}),
+		readCache: wal.NewReadCache(cfg.ReadCacheBytes),
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		state:     newMetaState(),
+		topics:    make(map[string]*topic),
+		byID:      make(map[[16]byte]*topic),
+		stop:      make(chan struct{}),
 	}
 	meta, err := wal.Open(filepath.Join(cfg.DataDir, "meta"), wal.Options{
 		Fsync:    wal.FsyncAlways, // metadata is small and always durable
@@ -384,6 +389,7 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 		FsyncInterval: b.cfg.FsyncInterval,
 		OnRepair:      b.logRepair,
 		OnSync:        b.cfg.OnFsync,
+		ReadCache:     b.readCache,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
