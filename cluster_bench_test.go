@@ -251,7 +251,7 @@ func (c *cbCluster) createTopic(name string, partitions int32) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.created = time.Since(start)
-	cbWait(c.tb, "a leader for every partition on every node", 240*time.Second, func() bool {
+	waitUntil(c.tb, "a leader for every partition on every node", 240*time.Second, func() bool {
 		for _, in := range c.nodes {
 			if in.down {
 				continue
@@ -264,17 +264,6 @@ func (c *cbCluster) createTopic(name string, partitions int32) {
 		}
 		return true
 	})
-}
-
-func cbWait(tb testing.TB, what string, limit time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func cbClient(tb testing.TB, seeds []string, opts ...kgo.Opt) *kgo.Client {
@@ -446,7 +435,7 @@ func cbFailover(b *testing.B, opts ...kgo.Opt) {
 		c.kill(old)
 		killDone := time.Since(start)
 		var elected time.Duration
-		cbWait(b, "the survivors agree on a new leader", 30*time.Second, func() bool {
+		waitUntil(b, "the survivors agree on a new leader", 30*time.Second, func() bool {
 			l := c.leaderSeenBy(survivors[0], topic, 0)
 			if l > 0 && int(l) != old && c.leaderSeenBy(survivors[1], topic, 0) == l {
 				elected = time.Since(start)
@@ -454,7 +443,7 @@ func cbFailover(b *testing.B, opts ...kgo.Opt) {
 			}
 			return false
 		})
-		cbWait(b, "a record produced after the kill acknowledged", 60*time.Second, func() bool { return firstAck.Load() != 0 })
+		waitUntil(b, "a record produced after the kill acknowledged", 60*time.Second, func() bool { return firstAck.Load() != 0 })
 		acked := time.Duration(firstAck.Load() - start.UnixNano())
 		close(stop)
 		producing.Wait()

@@ -115,7 +115,8 @@ func (c *inprocCluster) leaderSeenBy(id int, topic string, partition int32) int3
 	return l
 }
 
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+// waitUntil polls cond until it holds or limit passes.
+func waitUntil(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {

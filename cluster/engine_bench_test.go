@@ -63,7 +63,7 @@ func benchPropose(b *testing.B, storage string, nodes, groups int) {
 	gs := make([]*Group, groups)
 	for i := range gs {
 		gid := GroupID(i + 1)
-		engWaitFor(b, 30*time.Second, "node 1 to lead", func() bool { return c.leaderOf(gid, c.ids) == 1 })
+		waitFor(b, 30*time.Second, "node 1 to lead", func() bool { return c.leaderOf(gid, c.ids) == 1 })
 		gs[i] = c.nodes[1].e.Group(gid)
 	}
 	payload := make([]byte, size-1)

@@ -327,18 +327,6 @@ func (c *engCluster) members(gid GroupID) []uint64 {
 	return out
 }
 
-// engWaitFor polls cond until it holds or the deadline passes.
-func engWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // leaderOf returns the node leading gid with every node in `among` agreeing
 // (same leader, same term), or 0.
 func (c *engCluster) leaderOf(gid GroupID, among []uint64) uint64 {
@@ -370,7 +358,7 @@ func (c *engCluster) waitLeader(gid GroupID, among []uint64) uint64 {
 		among = c.members(gid)
 	}
 	var lead uint64
-	engWaitFor(c.t, 20*time.Second, fmt.Sprintf("a leader of group %d among %v", gid, among), func() bool {
+	waitFor(c.t, 20*time.Second, fmt.Sprintf("a leader of group %d among %v", gid, among), func() bool {
 		lead = c.leaderOf(gid, among)
 		return lead != 0
 	})
@@ -407,7 +395,7 @@ func (c *engCluster) waitConverged(gid GroupID) []engApplied {
 	c.t.Helper()
 	var ref []engApplied
 	members := c.members(gid)
-	engWaitFor(c.t, 20*time.Second, fmt.Sprintf("group %d to converge on %v", gid, members), func() bool {
+	waitFor(c.t, 20*time.Second, fmt.Sprintf("group %d to converge on %v", gid, members), func() bool {
 		var refLast uint64
 		for i, id := range members {
 			ents, last, _ := c.nodes[id].sms[gid].snapshot()
@@ -614,7 +602,7 @@ func TestEngineQuiesce1000(t *testing.T) {
 	}
 	t.Logf("groups added in %v", time.Since(added))
 	start := time.Now()
-	engWaitFor(t, 60*time.Second, "all groups quiesced", func() bool { return c.allQuiesced(gids) })
+	waitFor(t, 60*time.Second, "all groups quiesced", func() bool { return c.allQuiesced(gids) })
 	t.Logf("%d groups x 3 nodes quiesced after %v", groups, time.Since(start))
 	for _, id := range c.ids {
 		if st := c.nodes[id].e.Stats(); st.ActiveGroups != 0 {
@@ -643,7 +631,7 @@ func TestEngineQuiesce1000(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	engWaitFor(t, 60*time.Second, "woken groups quiesced again", func() bool { return c.allQuiesced(gids) })
+	waitFor(t, 60*time.Second, "woken groups quiesced again", func() bool { return c.allQuiesced(gids) })
 	t.Logf("woken groups quiesced again after %v", time.Since(start))
 }
 
@@ -657,7 +645,7 @@ func TestEnginePeerDownWakesQuiescedGroup(t *testing.T) {
 	if _, err := c.propose(1, "x"); err != nil {
 		t.Fatal(err)
 	}
-	engWaitFor(t, 20*time.Second, "groups quiesced", func() bool { return c.allQuiesced([]GroupID{1, 2}) })
+	waitFor(t, 20*time.Second, "groups quiesced", func() bool { return c.allQuiesced([]GroupID{1, 2}) })
 
 	c.net.isolate(old, c.ids)
 	var rest []uint64
@@ -738,7 +726,7 @@ func TestEngineStopFailsPending(t *testing.T) {
 			errs <- err
 		}()
 	}
-	engWaitFor(t, 20*time.Second, "proposals in the leader's log", func() bool {
+	waitFor(t, 20*time.Second, "proposals in the leader's log", func() bool {
 		return g.Status().LastIndex >= last+n
 	})
 	c.stop()
@@ -755,7 +743,7 @@ func TestEngineStopFailsPending(t *testing.T) {
 	if _, err := g.Propose(context.Background(), []byte("late")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Propose after Stop: %v, want ErrStopped", err)
 	}
-	engWaitFor(t, 10*time.Second, fmt.Sprintf("goroutines back to %d", base), func() bool {
+	waitFor(t, 10*time.Second, fmt.Sprintf("goroutines back to %d", base), func() bool {
 		return runtime.NumGoroutine() <= base
 	})
 }
@@ -765,7 +753,7 @@ func TestEngineSingleVoter(t *testing.T) {
 	c := newEngCluster(t, 1, nil)
 	c.addGroup(1, nil, nil)
 	g := c.nodes[1].e.Group(1)
-	engWaitFor(t, 10*time.Second, "single voter leads", func() bool { return g.Status().IsLeader })
+	waitFor(t, 10*time.Second, "single voter leads", func() bool { return g.Status().IsLeader })
 	for i := range 20 {
 		idx, err := g.Propose(context.Background(), fmt.Appendf(nil, "s%d", i))
 		if err != nil {
@@ -824,7 +812,7 @@ func TestEngineTransferLeadership(t *testing.T) {
 	for range 2 {
 		to := lead%3 + 1
 		c.nodes[lead].e.Group(1).TransferLeadership(to)
-		engWaitFor(t, 20*time.Second, fmt.Sprintf("leadership to move to %d", to), func() bool {
+		waitFor(t, 20*time.Second, fmt.Sprintf("leadership to move to %d", to), func() bool {
 			return c.leaderOf(1, c.ids) == to
 		})
 		lead = to
@@ -849,7 +837,7 @@ func TestEngineRemoveGroup(t *testing.T) {
 	c := newEngCluster(t, 1, nil)
 	c.addGroup(1, nil, nil)
 	g := c.nodes[1].e.Group(1)
-	engWaitFor(t, 10*time.Second, "leader", func() bool { return g.Status().IsLeader })
+	waitFor(t, 10*time.Second, "leader", func() bool { return g.Status().IsLeader })
 	if err := c.nodes[1].e.RemoveGroup(1); err != nil {
 		t.Fatal(err)
 	}
