@@ -115,6 +115,26 @@ func (c *inprocCluster) leaderSeenBy(id int, topic string, partition int32) int3
 	return l
 }
 
+// createTopic creates an RF=3 topic through adm, retrying while the
+// controller elects (an existing topic of that name counts).
+func (c *inprocCluster) createTopic(adm *kgo.Client, topic string, partitions int32, configs map[string]string) {
+	c.t.Helper()
+	waitUntil(c.t, "topic "+topic+" created", 30*time.Second, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 3
+		for k, v := range configs {
+			cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+			cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+			rt.Configs = append(rt.Configs, cfg)
+		}
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 5000
+		resp, err := req.RequestWith(context.Background(), adm)
+		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
+	})
+}
+
 // waitUntil polls cond until it holds or limit passes.
 func waitUntil(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
@@ -171,15 +191,7 @@ func TestClusterLeaderIsolated(t *testing.T) {
 	c := startInprocCluster(t, 3)
 	all := c.addrs(0)
 	adm := c.client(all)
-	waitUntil(t, "controller elected and topic created", 30*time.Second, func() bool {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
-		req.Topics = append(req.Topics, rt)
-		req.TimeoutMillis = 5000
-		resp, err := req.RequestWith(context.Background(), adm)
-		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
-	})
+	c.createTopic(adm, topic, 1, nil)
 	waitUntil(t, "partition leader elected", 30*time.Second, func() bool { return c.leaderSeenBy(1, topic, 0) > 0 })
 
 	prod := c.client(all, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
@@ -334,14 +346,7 @@ func TestClusterLeadershipRebalance(t *testing.T) {
 	const topic = "spread"
 	c := startInprocCluster(t, 3)
 	adm := c.client(c.addrs(0))
-	waitUntil(t, "topic created", 30*time.Second, func() bool {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 6, 3
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(context.Background(), adm)
-		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
-	})
+	c.createTopic(adm, topic, 6, nil)
 	preferredLeaders := func() bool {
 		for p := int32(0); p < 6; p++ {
 			replicas := c.nodes[0].b.PartitionReplicas(topic, p)
@@ -382,19 +387,7 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 	const topic = "retained"
 	c := startInprocCluster(t, 3)
 	adm := c.client(c.addrs(0))
-	waitUntil(t, "topic created", 30*time.Second, func() bool {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
-		for k, v := range map[string]string{"segment.bytes": "1048576", "retention.bytes": "1048576"} {
-			cfg := kmsg.NewCreateTopicsRequestTopicConfig()
-			cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
-			rt.Configs = append(rt.Configs, cfg)
-		}
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(context.Background(), adm)
-		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
-	})
+	c.createTopic(adm, topic, 1, map[string]string{"segment.bytes": "1048576", "retention.bytes": "1048576"})
 	waitUntil(t, "leader elected", 30*time.Second, func() bool { return c.leaderSeenBy(1, topic, 0) > 0 })
 	leader := int(c.leaderSeenBy(1, topic, 0))
 	lagging := leader%3 + 1
@@ -516,17 +509,7 @@ func TestClusterDeleteRecords(t *testing.T) {
 	const topic = "trimmed"
 	c := startInprocCluster(t, 3)
 	adm := c.client(c.addrs(0))
-	waitUntil(t, "topic created", 30*time.Second, func() bool {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
-		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
-		cfg.Name, cfg.Value = "segment.bytes", kmsg.StringPtr("1048576")
-		rt.Configs = append(rt.Configs, cfg)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(context.Background(), adm)
-		return err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code)
-	})
+	c.createTopic(adm, topic, 1, map[string]string{"segment.bytes": "1048576"})
 	prod := c.client(c.addrs(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
 		kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond), kgo.ProducerBatchMaxBytes(256<<10))
 	rng := rand.New(rand.NewPCG(3, 4))
