@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/chronik-stream/chronik/wal"
 )
 
 // Cluster mode's metadata: the metadata log is the controller group's raft
@@ -40,22 +38,8 @@ func (b *Broker) openClustered(r Replication) error {
 	// Before Start the controller lists the configured peers; afterwards
 	// the voters, which grow from one node while the cluster forms.
 	b.groups.clusterNodes = len(ctl.Nodes())
-	last := min(committed, b.meta.LastIndex())
-	for idx := b.meta.FirstIndex(); idx <= last; idx++ {
-		e, err := b.meta.Read(idx)
-		if err != nil {
-			return fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
-		}
-		if e.Kind != wal.KindMeta {
-			continue
-		}
-		rec, err := decodeMetaRecord(e.Payload)
-		if err == nil {
-			err = b.state.apply(rec)
-		}
-		if err != nil {
-			b.logger.Debug().Err(err).Uint64("index", idx).Msg("metadata record not applied")
-		}
+	if _, err := b.foldMeta(min(committed, b.meta.LastIndex()), false); err != nil {
+		return err
 	}
 	b.clusterID = b.state.clusterID
 	for id := range b.state.removed {
@@ -257,16 +241,20 @@ func (b *Broker) hosts(tm *topicMeta, i int32) bool {
 	return slices.Contains(tm.replicas[i], b.cfg.NodeID)
 }
 
-// spec describes partition i of a topic to the replication layer.
+// spec describes partition i of a topic: its replicas (standalone this
+// node) and, in a cluster, its raft group.
 func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
 	s := ReplicaSpec{Topic: t.name, TopicID: t.id, Partition: i}
 	if int(i) < len(t.meta.groups) {
 		s.Group = t.meta.groups[i]
 	}
-	if t.meta.replicas != nil {
+	switch {
+	case b.ctl == nil:
+		s.Replicas = []int32{b.cfg.NodeID}
+	case t.meta.replicas != nil:
 		s.Replicas = t.meta.replicas[i]
 		s.Fresh = true
-	} else if b.ctl != nil {
+	default:
 		s.Replicas = b.ctl.Nodes()
 	}
 	return s
@@ -392,9 +380,6 @@ func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
 	t := b.topics[topic]
 	if t == nil || partition < 0 || partition >= t.meta.partitions {
 		return nil
-	}
-	if b.ctl == nil {
-		return []int32{b.cfg.NodeID}
 	}
 	return b.spec(t, partition).Replicas
 }
