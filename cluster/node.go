@@ -133,7 +133,7 @@ func (n *Node) Leaders() int {
 	n.mu.Unlock()
 	count := 0
 	for _, id := range ids {
-		if g := n.eng.Group(id); g != nil && g.Status().IsLeader {
+		if g := n.eng.Group(id); g != nil && g.isLeader.Load() {
 			count++
 		}
 	}
@@ -628,8 +628,8 @@ func (n *Node) reconcile() {
 		n.mu.Unlock()
 		for id, voters := range work {
 			g := n.eng.Group(id)
-			if g == nil {
-				continue
+			if g == nil || !g.isLeader.Load() {
+				continue // followers have nothing to reconcile: skip Status's copy
 			}
 			st := g.Status()
 			if !st.IsLeader {
