@@ -2,45 +2,48 @@ package cluster
 
 // The peer transport.
 //
-// Connection model: every node dials each peer for its OUTGOING traffic and
-// accepts the peer's connection for its INCOMING traffic, so between two
-// nodes there are two TCP connections, one per direction, each carrying the
-// batched messages of every group in that direction. That is still "one
-// connection per peer, not per group", and it removes a whole class of
-// problems a shared bidirectional connection has: no dial race to resolve
-// (both sides dialing at once, deciding which socket survives), each
-// socket has exactly one writer and one reader, and only the sending side
-// ever reconnects, so a broken connection is retried by exactly the node
-// that has something to say.
+// Connection model: between two nodes there is exactly one TCP connection,
+// used in both directions and carrying the batched messages of every group
+// both ways. The node with the LOWER id dials it; the higher id only
+// accepts it. A node accepts a handshake only from a configured peer with
+// a lower id than its own, so there is never a dial race to resolve (two
+// sockets opened at once, one to be chosen), and only the dialing side
+// ever reconnects, with backoff (50ms doubling to 1s, jittered). If an
+// accepted connection arrives from a peer that already has one (the dialer
+// reconnected after a failure the acceptor has not noticed yet), the new
+// connection replaces the old one, which is closed; connections are ordered
+// by when they were accepted, so an older one never replaces a newer one.
 //
-// Per peer there is one goroutine (run) that dials with backoff
-// (50ms doubling to 1s, jittered), handshakes, then drains the peer's queue:
-// everything queued at that moment, all groups, goes out as one frame
-// through a bufio.Writer (split only when it would exceed MaxFrameBytes),
-// and a heartbeat frame goes out when a heartbeat interval passed without a
-// frame. A second small goroutine per outgoing connection only reads, to
-// notice at once when the peer closes. Per accepted connection one goroutine
-// reads frames and calls Handler.
+// Per peer there is one goroutine (run, transport_conn.go). On the dialing
+// side it dials and handshakes; on the accepting side it waits for the
+// connection that Serve accepted and handshook. Once a connection is
+// established both sides use it the same way: run is its only writer,
+// draining the peer's queue (everything queued at that moment, all groups,
+// goes out as one frame through a bufio.Writer, split at 1 MiB and never
+// above MaxFrameBytes) and writing a heartbeat frame when a heartbeat
+// interval passed without a frame; a second goroutine per connection is its
+// only reader, decoding frames and calling Handler. A connection with no
+// frame from the peer for max(10 heartbeats, 2s) is closed.
 //
 // Messages sent to a peer that is not connected stay queued (bounded by
 // QueueMessages; beyond that new messages are dropped and counted) and go
-// out once the connection is up: at start-up the first votes are sent before
-// the dial completes, and raft copes with stale messages anyway. A batch
-// being written when a connection fails is lost (and counted as dropped);
-// raft retries.
+// out once a connection is up, whichever side established it: at start-up
+// the first votes are sent before the dial completes, and raft copes with
+// stale messages anyway. A batch being written when a connection fails is
+// lost (and counted as dropped); raft retries.
 //
-// Liveness: a peer is up while its outgoing connection is established and a
+// Liveness: a peer is up while a connection with it is established and a
 // frame (data or heartbeat) arrived from it within 3 heartbeat intervals.
-// OnPeerDown is called once per up->down transition, from the peer's run
-// goroutine.
+// A Fault applies to heartbeats as to data (DropTo sends none, DropFrom
+// ignores those received), so a node cut off both ways is seen down by
+// its peers. OnPeerDown is called once per up->down transition, from the
+// peer's run goroutine; a connection replaced by a newer one is not a
+// transition.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -69,17 +72,18 @@ const (
 type Transport struct {
 	cfg          TransportConfig
 	log          zerolog.Logger
-	readIdle     time.Duration // an accepted connection with no frame for this long is closed
+	readIdle     time.Duration // a connection with no frame from the peer for this long is closed
 	writeTimeout time.Duration // deadline for writing one frame
 	frameTarget  int           // frames are cut at this size (min(MaxFrameBytes, frameSoftMax))
 
 	mu        sync.RWMutex
 	peers     map[uint64]*peer
 	listeners map[net.Listener]struct{}
-	inbound   map[net.Conn]struct{} // accepted connections
-	inboundBy map[uint64]net.Conn   // the current accepted connection of each sender
+	inbound   map[net.Conn]struct{} // accepted connections not yet handed to their peer
 	closed    bool
 	wg        sync.WaitGroup
+
+	acceptSeq atomic.Uint64 // orders accepted connections
 
 	fault atomic.Pointer[Fault]
 
@@ -89,32 +93,12 @@ type Transport struct {
 	dropped                atomic.Uint64
 	refused                atomic.Uint64 // handshakes refused or failed, either side
 	badFrames              atomic.Uint64 // connections closed for an oversized or malformed frame
+	established            atomic.Uint64 // connections established (handshake done), dialed or accepted
 }
 
-type peer struct {
-	t      *Transport
-	id     uint64
-	ctx    context.Context // done when the peer is removed or the transport closed
-	cancel context.CancelFunc
-
-	addrMu sync.Mutex
-	addr   string
-
-	qmu    sync.Mutex
-	q      []GroupMessage
-	notify chan struct{} // cap 1: the queue has messages
-	redial chan struct{} // cap 1: the address changed
-
-	connMu sync.Mutex
-	conn   net.Conn // the current outgoing connection, closed on stop
-
-	connected atomic.Bool  // outgoing connection established
-	lastRecv  atomic.Int64 // unix nanos of the last frame received from the peer
-	alive     atomic.Bool  // written by run only
-}
-
-// NewTransport returns a transport and starts dialing the configured peers.
-// Call Serve to accept their connections.
+// NewTransport returns a transport and starts dialing the configured peers
+// with higher ids than this node's. Call Serve to accept the connections of
+// the peers with lower ids.
 func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = defaultMaxFrameBytes
@@ -137,7 +121,6 @@ func NewTransport(cfg TransportConfig) *Transport {
 		peers:        make(map[uint64]*peer),
 		listeners:    make(map[net.Listener]struct{}),
 		inbound:      make(map[net.Conn]struct{}),
-		inboundBy:    make(map[uint64]net.Conn),
 	}
 	for id, addr := range cfg.Peers {
 		t.AddPeer(id, addr)
@@ -145,8 +128,10 @@ func NewTransport(cfg TransportConfig) *Transport {
 	return t
 }
 
-// AddPeer adds a peer (or changes its address) and starts dialing it.
-// The node's own id is ignored.
+// AddPeer adds a peer (or changes its address). If the peer's id is higher
+// than this node's, this node dials it (and redials when the address
+// changed); otherwise the peer dials this node and the address is only
+// recorded. The node's own id is ignored.
 func (t *Transport) AddPeer(id uint64, addr string) {
 	if id == t.cfg.NodeID || id == 0 {
 		return
@@ -161,7 +146,7 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 		changed := p.addr != addr
 		p.addr = addr
 		p.addrMu.Unlock()
-		if changed {
+		if changed && p.dialer {
 			select {
 			case p.redial <- struct{}{}:
 			default:
@@ -170,11 +155,13 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 		return
 	}
 	p := &peer{
-		t:      t,
-		id:     id,
-		addr:   addr,
-		notify: make(chan struct{}, 1),
-		redial: make(chan struct{}, 1),
+		t:        t,
+		id:       id,
+		dialer:   t.cfg.NodeID < id,
+		addr:     addr,
+		notify:   make(chan struct{}, 1),
+		redial:   make(chan struct{}, 1),
+		incoming: make(chan inboundConn),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	t.peers[id] = p
@@ -182,10 +169,10 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 	go p.run()
 }
 
-// RemovePeer stops sending to a peer and drops what is queued for it. It
-// does not wait for the peer's goroutines (Close does), so it may be called
-// from Handler or OnPeerDown. Connections the peer opened to us are left
-// alone.
+// RemovePeer stops sending to a peer, drops what is queued for it and
+// closes the connection with it; handshakes from it are refused from then
+// on. It does not wait for the peer's goroutines (Close does), so it may be
+// called from Handler or OnPeerDown.
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	p := t.peers[id]
@@ -196,8 +183,8 @@ func (t *Transport) RemovePeer(id uint64) {
 	}
 }
 
-// Connected reports whether the outgoing connection to a peer is
-// established (handshake done).
+// Connected reports whether the connection with a peer is established
+// (handshake done), whichever side dialed it.
 func (t *Transport) Connected(id uint64) bool {
 	t.mu.RLock()
 	p := t.peers[id]
@@ -354,32 +341,46 @@ func (t *Transport) Serve(l net.Listener) error {
 		t.inbound[conn] = struct{}{}
 		t.wg.Add(1)
 		t.mu.Unlock()
-		go t.serveInbound(conn)
+		go t.serveInbound(inboundConn{conn: conn, seq: t.acceptSeq.Add(1)})
 	}
 }
 
-// checkHello validates a dialer's hello.
-func (t *Transport) checkHello(h hello) (uint8, string) {
+// checkHello validates a dialer's hello and returns the peer it comes from.
+func (t *Transport) checkHello(h hello) (*peer, uint8, string) {
 	switch {
 	case h.Version != handshakeVersion:
-		return helloBadVersion, fmt.Sprintf("version %d, want %d", h.Version, handshakeVersion)
+		return nil, helloBadVersion, fmt.Sprintf("version %d, want %d", h.Version, handshakeVersion)
 	case h.ClusterID != t.cfg.ClusterID:
-		return helloWrongCluster, fmt.Sprintf("cluster id %q, want %q", h.ClusterID, t.cfg.ClusterID)
+		return nil, helloWrongCluster, fmt.Sprintf("cluster id %q, want %q", h.ClusterID, t.cfg.ClusterID)
 	case h.To != t.cfg.NodeID:
-		return helloWrongNode, fmt.Sprintf("addressed to node %d, this is node %d", h.To, t.cfg.NodeID)
+		return nil, helloWrongNode, fmt.Sprintf("addressed to node %d, this is node %d", h.To, t.cfg.NodeID)
 	case h.From == 0 || h.From == t.cfg.NodeID:
-		return helloBadSender, fmt.Sprintf("sender node id %d not allowed", h.From)
+		return nil, helloBadSender, fmt.Sprintf("sender node id %d not allowed", h.From)
+	case h.From > t.cfg.NodeID:
+		return nil, helloWrongDirection, fmt.Sprintf("node %d has the higher id: node %d dials it", h.From, t.cfg.NodeID)
 	}
-	return helloOK, ""
+	t.mu.RLock()
+	p := t.peers[h.From]
+	t.mu.RUnlock()
+	if p == nil {
+		return nil, helloUnknownPeer, fmt.Sprintf("node %d is not a peer of node %d", h.From, t.cfg.NodeID)
+	}
+	return p, helloOK, ""
 }
 
-func (t *Transport) serveInbound(conn net.Conn) {
+// serveInbound handshakes an accepted connection and hands it to its
+// peer's run goroutine, which serves it from then on.
+func (t *Transport) serveInbound(in inboundConn) {
 	defer t.wg.Done()
+	conn := in.conn
+	handedOff := false
 	defer func() {
-		conn.Close()
 		t.mu.Lock()
 		delete(t.inbound, conn)
 		t.mu.Unlock()
+		if !handedOff {
+			conn.Close()
+		}
 	}()
 	remote := conn.RemoteAddr().String()
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
@@ -392,7 +393,8 @@ func (t *Transport) serveInbound(conn net.Conn) {
 		t.log.Warn().Str("remote", remote).Err(err).Msg("peer connection closed: bad handshake")
 		return
 	}
-	if status, reason := t.checkHello(h); status != helloOK {
+	p, status, reason := t.checkHello(h)
+	if status != helloOK {
 		t.refused.Add(1)
 		conn.Write(appendHelloReply(nil, status, reason))
 		t.log.Warn().Str("remote", remote).Uint64("from", h.From).Str("reason", reason).Msg("peer connection refused")
@@ -403,354 +405,10 @@ func (t *Transport) serveInbound(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-
-	from := h.From
-	t.mu.Lock()
-	if old := t.inboundBy[from]; old != nil {
-		old.Close() // the peer reconnected; the old connection is dead or dying
-	}
-	t.inboundBy[from] = conn
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		if t.inboundBy[from] == conn {
-			delete(t.inboundBy, from)
-		}
-		t.mu.Unlock()
-	}()
-	t.log.Debug().Str("remote", remote).Uint64("from", from).Msg("peer connection accepted")
-
-	err = t.readLoop(conn, from)
-	switch {
-	case t.isClosed() || errors.Is(err, net.ErrClosed):
-	case errors.Is(err, errFrameTooLarge) || errors.Is(err, errFrameCorrupt) || errors.Is(err, errFrameChecksum):
-		t.badFrames.Add(1)
-		t.log.Warn().Str("remote", remote).Uint64("from", from).Err(err).Msg("peer connection closed: bad frame")
-	case errors.Is(err, io.EOF):
-		t.log.Debug().Str("remote", remote).Uint64("from", from).Msg("peer connection closed by peer")
-	default:
-		t.log.Info().Str("remote", remote).Uint64("from", from).Err(err).Msg("peer connection closed")
-	}
-}
-
-func (t *Transport) readLoop(conn net.Conn, from uint64) error {
-	br := bufio.NewReaderSize(conn, connBufSize)
-	var buf []byte
-	for {
-		conn.SetReadDeadline(time.Now().Add(t.readIdle))
-		payload, nb, err := readFrame(br, buf, t.cfg.MaxFrameBytes)
-		if err != nil {
-			return err
-		}
-		msgs, err := decodeFramePayload(payload)
-		if err != nil {
-			return err
-		}
-		if cap(nb) <= maxKeptReadBuf {
-			buf = nb
-		} else {
-			buf = nil
-		}
-		t.bytesRecv.Add(uint64(frameLenSize + len(payload)))
-		if t.dropFrom(from) {
-			t.dropped.Add(uint64(len(msgs)))
-			continue
-		}
-		t.mu.RLock()
-		p := t.peers[from]
-		t.mu.RUnlock()
-		if p != nil {
-			p.lastRecv.Store(time.Now().UnixNano())
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		t.framesRecv.Add(1)
-		t.msgsRecv.Add(uint64(len(msgs)))
-		if t.cfg.Handler != nil {
-			t.cfg.Handler(from, msgs)
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------
-// the outgoing side
-
-func (p *peer) stop() {
-	p.cancel()
-	p.connMu.Lock()
-	if p.conn != nil {
-		p.conn.Close()
-	}
-	p.connMu.Unlock()
-}
-
-func (p *peer) getAddr() string {
-	p.addrMu.Lock()
-	defer p.addrMu.Unlock()
-	return p.addr
-}
-
-func (p *peer) enqueue(msgs []GroupMessage) {
-	p.qmu.Lock()
-	n := min(len(msgs), max(p.t.cfg.QueueMessages-len(p.q), 0))
-	p.q = append(p.q, msgs[:n]...)
-	p.qmu.Unlock()
-	if n < len(msgs) {
-		p.t.dropped.Add(uint64(len(msgs) - n))
-	}
-	if n > 0 {
-		select {
-		case p.notify <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// take returns everything queued, leaving spare as the new queue.
-func (p *peer) take(spare []GroupMessage) []GroupMessage {
-	p.qmu.Lock()
-	q := p.q
-	p.q = spare[:0]
-	p.qmu.Unlock()
-	return q
-}
-
-// setConn records the current outgoing connection; false if stopped.
-func (p *peer) setConn(c net.Conn) bool {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if c != nil && p.ctx.Err() != nil {
-		return false
-	}
-	p.conn = c
-	return true
-}
-
-// checkLiveness reports up/down transitions; called by run only.
-func (p *peer) checkLiveness() {
-	t := p.t
-	up := p.connected.Load() &&
-		time.Since(time.Unix(0, p.lastRecv.Load())) <= downAfterBeats*t.cfg.HeartbeatEvery
-	switch {
-	case p.alive.Load() && !up:
-		p.alive.Store(false)
-		t.log.Info().Uint64("peer", p.id).Bool("connected", p.connected.Load()).Msg("peer down")
-		if t.cfg.OnPeerDown != nil {
-			t.cfg.OnPeerDown(p.id)
-		}
-	case !p.alive.Load() && up:
-		p.alive.Store(true)
-		t.log.Info().Uint64("peer", p.id).Msg("peer up")
-	}
-}
-
-func (p *peer) run() {
-	t := p.t
-	defer t.wg.Done()
-	defer func() {
-		// Release what is still queued.
-		p.qmu.Lock()
-		p.q = nil
-		p.qmu.Unlock()
-	}()
-	backoff := dialBackoffMin
-	lastErr := ""
-	for p.ctx.Err() == nil {
-		select {
-		case <-p.redial: // dialing picks up the new address anyway
-		default:
-		}
-		conn, err := p.dial()
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			p.checkLiveness()
-			ev := t.log.Debug()
-			if msg := err.Error(); msg != lastErr {
-				ev = t.log.Warn()
-				lastErr = msg
-			}
-			ev.Uint64("peer", p.id).Str("addr", p.getAddr()).Err(err).Dur("retry", backoff).Msg("cannot connect to peer")
-			if !p.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, dialBackoffMax)
-			continue
-		}
-		backoff, lastErr = dialBackoffMin, ""
-		t.log.Debug().Uint64("peer", p.id).Str("addr", conn.RemoteAddr().String()).Msg("connected to peer")
-		err = p.serveConn(conn)
-		conn.Close()
-		p.setConn(nil)
-		p.connected.Store(false)
-		p.checkLiveness()
-		if p.ctx.Err() != nil {
-			return
-		}
-		t.log.Info().Uint64("peer", p.id).Err(err).Msg("connection to peer lost")
-		if !p.sleep(backoff) {
-			return
-		}
-	}
-}
-
-// sleep waits d (jittered by up to 25%); false if the peer was stopped.
-func (p *peer) sleep(d time.Duration) bool {
-	d += time.Duration(rand.Int64N(int64(d)/4 + 1))
-	tm := time.NewTimer(d)
-	defer tm.Stop()
 	select {
-	case <-p.ctx.Done():
-		return false
-	case <-tm.C:
-		return true
+	case p.incoming <- in:
+		handedOff = true
+		t.log.Debug().Str("remote", remote).Uint64("from", h.From).Msg("peer connection accepted")
+	case <-p.ctx.Done(): // the peer was removed or the transport closed
 	}
-}
-
-// dial connects and handshakes.
-func (p *peer) dial() (net.Conn, error) {
-	t := p.t
-	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	conn, err := d.DialContext(p.ctx, "tcp", p.getAddr())
-	if err != nil {
-		return nil, err
-	}
-	if !p.setConn(conn) {
-		conn.Close()
-		return nil, ErrStopped
-	}
-	fail := func(err error) (net.Conn, error) {
-		conn.Close()
-		p.setConn(nil)
-		return nil, err
-	}
-	hb, err := appendHello(nil, hello{Version: handshakeVersion, From: t.cfg.NodeID, To: p.id, ClusterID: t.cfg.ClusterID})
-	if err != nil {
-		return fail(err)
-	}
-	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
-	if _, err := conn.Write(hb); err != nil {
-		return fail(fmt.Errorf("handshake: %w", err))
-	}
-	status, reason, err := readHelloReply(conn)
-	if err != nil {
-		t.refused.Add(1)
-		return fail(fmt.Errorf("handshake: %w", err))
-	}
-	if status != helloOK {
-		t.refused.Add(1)
-		return fail(fmt.Errorf("handshake refused by peer: %s", reason))
-	}
-	conn.SetDeadline(time.Time{})
-	return conn, nil
-}
-
-// serveConn writes frames to an established connection until it fails, the
-// address changes or the peer is stopped.
-func (p *peer) serveConn(conn net.Conn) error {
-	t := p.t
-	p.connected.Store(true)
-	p.checkLiveness()
-
-	// The peer never writes after the handshake: a read returning means
-	// the connection is gone.
-	dead := make(chan struct{})
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer close(dead)
-		var b [64]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				return
-			}
-		}
-	}()
-
-	bw := bufio.NewWriterSize(conn, connBufSize)
-	tick := time.NewTicker(t.cfg.HeartbeatEvery)
-	defer tick.Stop()
-	var spare []GroupMessage
-	wrote := false
-	for {
-		select {
-		case <-p.ctx.Done():
-			return ErrStopped
-		case <-dead:
-			return errors.New("connection closed by peer")
-		case <-p.redial:
-			return errors.New("peer address changed")
-		case <-p.notify:
-			batch := p.take(spare)
-			err := p.writeBatch(conn, bw, batch)
-			clear(batch)
-			spare = batch[:0]
-			if err != nil {
-				return err
-			}
-			wrote = true
-		case <-tick.C:
-			if !wrote && !t.dropTo(p.id) {
-				conn.SetWriteDeadline(time.Now().Add(t.writeTimeout))
-				if _, err := bw.Write(heartbeatFrame); err != nil {
-					return err
-				}
-				if err := bw.Flush(); err != nil {
-					return err
-				}
-				t.bytesSent.Add(uint64(len(heartbeatFrame)))
-			}
-			wrote = false
-			p.checkLiveness()
-		}
-	}
-}
-
-// writeBatch writes batch as few frames as MaxFrameBytes allows (usually
-// one) and flushes.
-func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []GroupMessage) error {
-	t := p.t
-	if len(batch) == 0 {
-		return nil
-	}
-	if t.dropTo(p.id) {
-		t.dropped.Add(uint64(len(batch)))
-		return nil
-	}
-	enc := getEncoder()
-	defer putEncoder(enc)
-	conn.SetWriteDeadline(time.Now().Add(t.writeTimeout))
-	var frames, msgs, bytes uint64
-	for len(batch) > 0 {
-		frame, n, err := enc.encode(batch, t.frameTarget)
-		if errors.Is(err, errMessageTooLarge) && t.frameTarget < t.cfg.MaxFrameBytes {
-			frame, n, err = enc.encode(batch[:1], t.cfg.MaxFrameBytes) // a big message alone
-		}
-		if err != nil {
-			n = max(n, 1)
-			t.dropped.Add(uint64(n))
-			t.log.Warn().Uint64("peer", p.id).Uint64("group", uint64(batch[0].Group)).
-				Stringer("type", batch[0].Msg.Type).Err(err).Msg("message dropped")
-			batch = batch[n:]
-			continue
-		}
-		if _, err := bw.Write(frame); err != nil {
-			t.dropped.Add(uint64(len(batch)))
-			return err
-		}
-		frames++
-		msgs += uint64(n)
-		bytes += uint64(len(frame))
-		batch = batch[n:]
-	}
-	if err := bw.Flush(); err != nil {
-		t.dropped.Add(msgs)
-		return err
-	}
-	t.framesSent.Add(frames)
-	t.msgsSent.Add(msgs)
-	t.bytesSent.Add(bytes)
-	return nil
 }

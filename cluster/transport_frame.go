@@ -11,8 +11,10 @@ package cluster
 //	status u8 | reason length u8 | reason
 //
 // where status 0 accepts and anything else refuses (the acceptor then
-// closes the connection). After that only the dialer writes, a stream of
-// frames:
+// closes the connection). Only the node with the lower id dials: the
+// acceptor refuses a hello from a higher id or from a node that is not
+// one of its peers. After that the connection carries a stream of frames
+// in each direction, both sides writing the same format:
 //
 //	length u32 | CRC32C u32 | count uvarint | count x (group uvarint | size uvarint | raftpb.Message bytes)
 //
@@ -40,8 +42,11 @@ const (
 
 	defaultMaxFrameBytes = 64 << 20
 
-	handshakeMagic   = "CHRT"
-	handshakeVersion = 1
+	handshakeMagic = "CHRT"
+	// 2: one connection per node pair, dialed by the lower id, frames
+	// both ways (1: one connection per direction, frames from the dialer
+	// only).
+	handshakeVersion = 2
 	helloFixedLen    = 4 + 1 + 8 + 8 + 1
 	maxClusterIDLen  = 255
 	maxReasonLen     = 255
@@ -311,6 +316,8 @@ const (
 	helloWrongCluster
 	helloWrongNode
 	helloBadSender
+	helloWrongDirection // the sender has the higher id: the receiver dials it
+	helloUnknownPeer    // the sender is not a peer of the receiver
 )
 
 func appendHello(dst []byte, h hello) ([]byte, error) {

@@ -77,6 +77,47 @@ func relisten(t testing.TB, addr string) net.Listener {
 	return l
 }
 
+// countingListener counts the connections it accepts and keeps them, so a
+// test can see which side dialed and close an accepted connection. While
+// refusing, it closes what it accepts at once (the dialer's handshake
+// fails), so the transport never sees those connections.
+type countingListener struct {
+	net.Listener
+	accepts  atomic.Int64 // handed to the transport
+	refusing atomic.Bool
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func newCountingListener(t testing.TB) *countingListener {
+	return &countingListener{Listener: listen(t)}
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.refusing.Load() {
+			c.Close()
+			continue
+		}
+		l.accepts.Add(1)
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+		return c, nil
+	}
+}
+
+// last is the connection accepted last.
+func (l *countingListener) last() net.Conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns[len(l.conns)-1]
+}
+
 type recorder struct {
 	mu    sync.Mutex
 	msgs  map[uint64][]GroupMessage // by sender
@@ -605,11 +646,21 @@ func TestTransportReconnect(t *testing.T) {
 	addr2 := n2.l.Addr().String()
 	peers := map[uint64]string{1: n1.l.Addr().String(), 2: addr2}
 
-	for round := 0; round < 2; round++ {
-		n2.close(t)
-		waitFor(t, 10*time.Second, "node 1 to notice", func() bool { return !n1.tr.Connected(2) })
-		n1.tr.Send(2, []GroupMessage{testMsg(1, 2, 999, 0)}) // queued or dropped; either is fine
-		n2 = startNode(t, 2, relisten(t, addr2), peers, true, nil)
+	addr1 := n1.l.Addr().String()
+
+	// Node 1 dials, node 2 accepts; restart each in turn.
+	for round := 0; round < 3; round++ {
+		if round%2 == 0 {
+			n2.close(t)
+			waitFor(t, 10*time.Second, "node 1 to notice", func() bool { return !n1.tr.Connected(2) })
+			n1.tr.Send(2, []GroupMessage{testMsg(1, 2, 999, 0)}) // queued or dropped; either is fine
+			n2 = startNode(t, 2, relisten(t, addr2), peers, true, nil)
+		} else {
+			n1.close(t)
+			waitFor(t, 10*time.Second, "node 2 to notice", func() bool { return !n2.tr.Connected(1) })
+			n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 999, 0)})
+			n1 = startNode(t, 1, relisten(t, addr1), peers, true, nil)
+		}
 		waitFor(t, 10*time.Second, "reconnect", func() bool { return n1.tr.Connected(2) && n2.tr.Connected(1) })
 		probe(t, n1, n2, &s12)
 		probe(t, n2, n1, &s21)
@@ -669,16 +720,18 @@ func TestTransportPeerDown(t *testing.T) {
 		return n.tr.peers[id]
 	}
 	waitFor(t, 10*time.Second, "node 1 to see 2 and 3 up", func() bool { return p(n1, 2).alive.Load() && p(n1, 3).alive.Load() })
+	waitFor(t, 10*time.Second, "node 3 to see 2 up", func() bool { return p(n3, 2).alive.Load() })
 
-	// Killed peer: down once, up again after restart, still one down.
+	// Killed peer: down once, up again after restart, still one down; seen
+	// by node 1, which dials node 2, and by node 3, which node 2 dials.
 	addr2 := n2.l.Addr().String()
 	peers := map[uint64]string{1: n1.l.Addr().String(), 2: addr2, 3: n3.l.Addr().String()}
 	n2.close(t)
-	waitFor(t, 10*time.Second, "OnPeerDown(2)", func() bool { return n1.rec.downCount(2) > 0 })
+	waitFor(t, 10*time.Second, "OnPeerDown(2)", func() bool { return n1.rec.downCount(2) > 0 && n3.rec.downCount(2) > 0 })
 	n2 = startNode(t, 2, relisten(t, addr2), peers, true, nil)
-	waitFor(t, 10*time.Second, "node 2 up again", func() bool { return p(n1, 2).alive.Load() })
-	if c := n1.rec.downCount(2); c != 1 {
-		t.Fatalf("OnPeerDown(2) called %d times for one down-transition", c)
+	waitFor(t, 10*time.Second, "node 2 up again", func() bool { return p(n1, 2).alive.Load() && p(n3, 2).alive.Load() })
+	if c1, c3 := n1.rec.downCount(2), n3.rec.downCount(2); c1 != 1 || c3 != 1 {
+		t.Fatalf("OnPeerDown(2) called %d times on node 1, %d on node 3, for one down-transition", c1, c3)
 	}
 
 	// Silent peer (its frames dropped): down after ~3 heartbeats, though
@@ -697,32 +750,43 @@ func TestTransportPeerDown(t *testing.T) {
 
 func TestTransportHandshakeMismatch(t *testing.T) {
 	checkNoLeak(t)
-	nodes := startCluster(t, 1, nil)
-	n1 := nodes[0]
-	addr1 := n1.l.Addr().String()
+	// Node 5 accepts from its lower-id peers 2, 3 and 4; it would dial 6
+	// (nothing listens there).
+	nowhere := listen(t)
+	nowhereAddr := nowhere.Addr().String()
+	nowhere.Close()
+	l5 := listen(t)
+	addr5 := l5.Addr().String()
+	n5 := startNode(t, 5, l5, map[uint64]string{2: nowhereAddr, 3: nowhereAddr, 4: nowhereAddr, 6: nowhereAddr}, true, nil)
 
-	// Another cluster, and a node that takes node 1's address for node 5.
-	other := startNode(t, 2, listen(t), map[uint64]string{1: addr1}, true, func(c *TransportConfig) { c.ClusterID = "other" })
-	wrong := startNode(t, 3, listen(t), map[uint64]string{5: addr1}, true, nil)
+	// Another cluster, and a node that takes node 5's address for node 7.
+	other := startNode(t, 2, listen(t), map[uint64]string{5: addr5}, true, func(c *TransportConfig) { c.ClusterID = "other" })
+	wrong := startNode(t, 3, listen(t), map[uint64]string{7: addr5}, true, nil)
 	waitFor(t, 10*time.Second, "both refused", func() bool {
-		return other.tr.refused.Load() > 0 && wrong.tr.refused.Load() > 0 && n1.tr.refused.Load() >= 2
+		return other.tr.refused.Load() > 0 && wrong.tr.refused.Load() > 0 && n5.tr.refused.Load() >= 2
 	})
-	if other.tr.Connected(1) || wrong.tr.Connected(5) {
-		t.Fatal("a refused dialer reports connected")
+	if other.tr.Connected(5) || wrong.tr.Connected(7) || n5.tr.Connected(2) || n5.tr.Connected(3) {
+		t.Fatal("a refused connection reports connected")
 	}
-	other.tr.Send(1, []GroupMessage{testMsg(2, 1, 0, 0)})
+	other.tr.Send(5, []GroupMessage{testMsg(2, 5, 0, 0)})
 
 	// The same at the wire: the refusal names the reason, then EOF.
 	for _, c := range []struct {
 		h    hello
 		want uint8
 	}{
-		{hello{Version: handshakeVersion, From: 2, To: 1, ClusterID: "other"}, helloWrongCluster},
+		{hello{Version: handshakeVersion, From: 2, To: 5, ClusterID: "other"}, helloWrongCluster},
 		{hello{Version: handshakeVersion, From: 2, To: 7, ClusterID: testCluster}, helloWrongNode},
-		{hello{Version: handshakeVersion + 1, From: 2, To: 1, ClusterID: testCluster}, helloBadVersion},
-		{hello{Version: handshakeVersion, From: 1, To: 1, ClusterID: testCluster}, helloBadSender},
+		{hello{Version: handshakeVersion + 1, From: 2, To: 5, ClusterID: testCluster}, helloBadVersion},
+		{hello{Version: handshakeVersion - 1, From: 2, To: 5, ClusterID: testCluster}, helloBadVersion},
+		{hello{Version: handshakeVersion, From: 5, To: 5, ClusterID: testCluster}, helloBadSender},
+		{hello{Version: handshakeVersion, From: 0, To: 5, ClusterID: testCluster}, helloBadSender},
+		// A configured peer with the higher id: node 5 dials it, not the
+		// other way round.
+		{hello{Version: handshakeVersion, From: 6, To: 5, ClusterID: testCluster}, helloWrongDirection},
+		{hello{Version: handshakeVersion, From: 1, To: 5, ClusterID: testCluster}, helloUnknownPeer},
 	} {
-		conn, err := net.Dial("tcp", addr1)
+		conn, err := net.Dial("tcp", addr5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -738,10 +802,10 @@ func TestTransportHandshakeMismatch(t *testing.T) {
 		}
 		conn.Close()
 	}
-	if n := n1.rec.n.Load(); n != 0 {
-		t.Fatalf("node 1 received %d messages through refused connections", n)
+	if n := n5.rec.n.Load(); n != 0 {
+		t.Fatalf("node 5 received %d messages through refused connections", n)
 	}
-	n1.close(t)
+	n5.close(t)
 	other.close(t)
 	wrong.close(t)
 }
@@ -777,21 +841,51 @@ func expectClosed(t testing.TB, conn net.Conn, what string) {
 	conn.Close()
 }
 
+// readMsgs reads frames from a raw connection, skipping heartbeats, until
+// it has n messages.
+func readMsgs(t testing.TB, br *bufio.Reader, n int) []GroupMessage {
+	t.Helper()
+	var got []GroupMessage
+	for frames := 0; len(got) < n; frames++ {
+		if frames > 10000 {
+			t.Fatalf("%d of %d messages after %d frames", len(got), n, frames)
+		}
+		payload, _, err := readFrame(br, nil, defaultMaxFrameBytes)
+		if err != nil {
+			t.Fatalf("%d of %d messages: %v", len(got), n, err)
+		}
+		msgs, err := decodeFramePayload(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, msgs...)
+	}
+	return got
+}
+
 func TestTransportBadFrames(t *testing.T) {
 	checkNoLeak(t)
-	nodes := startCluster(t, 2, func(c *TransportConfig) { c.MaxFrameBytes = 1 << 20 })
-	n1, n2 := nodes[0], nodes[1]
-	addr1 := n1.l.Addr().String()
+	// Node 2 accepts from node 1, played here by raw connections, and
+	// dials node 3.
+	nowhere := listen(t)
+	nowhereAddr := nowhere.Addr().String()
+	nowhere.Close()
+	l2, l3 := listen(t), listen(t)
+	addr2 := l2.Addr().String()
+	peers := map[uint64]string{1: nowhereAddr, 2: addr2, 3: l3.Addr().String()}
+	tweak := func(c *TransportConfig) { c.MaxFrameBytes = 1 << 20 }
+	n2 := startNode(t, 2, l2, peers, true, tweak)
+	n3 := startNode(t, 3, l3, peers, true, tweak)
 	var seq uint64
-	probe(t, n2, n1, &seq)
+	probe(t, n3, n2, &seq)
 
 	// A well-formed frame from a raw peer is delivered.
-	conn := rawPeer(t, addr1, 3, 1)
+	conn := rawPeer(t, addr2, 1, 2)
 	var e frameEncoder
-	f, _, _ := e.encode([]GroupMessage{testMsg(3, 1, 0, 2)}, 1<<20)
+	f, _, _ := e.encode([]GroupMessage{testMsg(1, 2, 0, 2)}, 1<<20)
 	conn.Write(f)
-	waitFor(t, 10*time.Second, "the raw peer's message", func() bool { return n1.rec.count(3) == 1 })
-	checkStream(t, 3, 1, n1.rec.from(3), 0, 2)
+	waitFor(t, 10*time.Second, "the raw peer's message", func() bool { return n2.rec.count(1) == 1 })
+	checkStream(t, 1, 2, n2.rec.from(1), 0, 2)
 
 	bad := append([]byte(nil), f...)
 	bad[len(bad)-1] ^= 0x55
@@ -804,27 +898,64 @@ func TestTransportBadFrames(t *testing.T) {
 		{"bad checksum", bad},
 		{"garbage body", frameWith([]byte{3, 1, 2, 3, 4, 5, 6})},
 	}
-	before := n1.tr.badFrames.Load()
+	before := n2.tr.badFrames.Load()
 	for _, c := range cases {
 		conn.Write(c.data)
 		expectClosed(t, conn, c.name)
-		conn = rawPeer(t, addr1, 3, 1)
+		conn = rawPeer(t, addr2, 1, 2)
 	}
 	conn.Close()
-	waitFor(t, 10*time.Second, "bad frames counted", func() bool { return n1.tr.badFrames.Load()-before == uint64(len(cases)) })
+	waitFor(t, 10*time.Second, "bad frames counted", func() bool { return n2.tr.badFrames.Load()-before == uint64(len(cases)) })
 
 	// Garbage instead of a handshake.
-	conn, err := net.Dial("tcp", addr1)
+	conn, err := net.Dial("tcp", addr2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	expectClosed(t, conn, "garbage handshake")
 
-	// Node 1 still serves node 2.
-	probe(t, n2, n1, &seq)
-	probe(t, n1, n2, &seq)
-	n1.close(t)
+	// Node 2 still serves node 3.
+	probe(t, n3, n2, &seq)
+	probe(t, n2, n3, &seq)
+	n2.close(t)
+	n3.close(t)
+}
+
+// An accepted connection is used both ways, and a newer accepted
+// connection from the same peer replaces it.
+func TestTransportAcceptedConnReplaced(t *testing.T) {
+	checkNoLeak(t)
+	nowhere := listen(t)
+	nowhereAddr := nowhere.Addr().String()
+	nowhere.Close()
+	l2 := listen(t)
+	addr2 := l2.Addr().String()
+	n2 := startNode(t, 2, l2, map[uint64]string{1: nowhereAddr, 2: addr2}, true, nil)
+
+	// Queued before node 1 (a raw peer) connects, then sent over the
+	// connection node 2 accepted.
+	n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 0, 1), testMsg(2, 1, 1, 1)})
+	old := rawPeer(t, addr2, 1, 2)
+	oldR := bufio.NewReader(old)
+	checkStream(t, 2, 1, readMsgs(t, oldR, 2), 0, 1)
+	waitFor(t, 10*time.Second, "node 2 connected", func() bool { return n2.tr.Connected(1) })
+
+	// Node 1 "reconnects" without node 2 having noticed a failure: the
+	// new connection replaces the old one, which node 2 closes.
+	conn := rawPeer(t, addr2, 1, 2)
+	expectClosed(t, old, "the replaced connection")
+	var e frameEncoder
+	f, _, _ := e.encode([]GroupMessage{testMsg(1, 2, 0, 1)}, defaultMaxFrameBytes)
+	conn.Write(f)
+	waitFor(t, 10*time.Second, "the message on the new connection", func() bool { return n2.rec.count(1) == 1 })
+	checkStream(t, 1, 2, n2.rec.from(1), 0, 1)
+	n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 2, 1)})
+	checkStream(t, 2, 1, readMsgs(t, bufio.NewReader(conn), 1), 2, 1)
+	if !n2.tr.Connected(1) {
+		t.Fatal("node 2 not connected after the replacement")
+	}
+	conn.Close()
 	n2.close(t)
 }
 
@@ -972,21 +1103,36 @@ func BenchmarkTransport(b *testing.B) {
 func TestTransportAddRemovePeer(t *testing.T) {
 	checkNoLeak(t)
 	l1, l2 := listen(t), listen(t)
+	addr1, addr2 := l1.Addr().String(), l2.Addr().String()
 	gone := listen(t)
 	goneAddr := gone.Addr().String()
 	gone.Close()
-	// Node 1 starts with a wrong address for node 2, then learns the right one.
+	// Node 1 (the dialer) starts with a wrong address for node 2, then
+	// learns the right one. Until then there is no connection, and what
+	// node 2 sends to node 1 waits in its queue.
 	n1 := startNode(t, 1, l1, map[uint64]string{2: goneAddr}, true, nil)
-	n2 := startNode(t, 2, l2, map[uint64]string{1: l1.Addr().String()}, true, nil)
-	var seq uint64
-	probe(t, n2, n1, &seq)
-	if n1.tr.Connected(2) {
+	n2 := startNode(t, 2, l2, map[uint64]string{1: addr1}, true, nil)
+	n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 0, 1), testMsg(2, 1, 1, 1)})
+	if n1.tr.Connected(2) || n2.tr.Connected(1) {
 		t.Fatal("connected through a closed port")
 	}
-	n1.tr.AddPeer(2, l2.Addr().String())
+	n1.tr.AddPeer(2, addr2)
+	waitFor(t, 10*time.Second, "node 2's queued messages", func() bool { return n1.rec.count(2) == 2 })
+	checkStream(t, 2, 1, n1.rec.from(2), 0, 1)
+	seq := uint64(2)
 	probe(t, n1, n2, &seq)
+	probe(t, n2, n1, &seq)
 
-	// Connected and sending, both sides; node 1 removes node 2.
+	// The accepting side ignores an address change: no new connection.
+	est1, est2 := n1.tr.established.Load(), n2.tr.established.Load()
+	n2.tr.AddPeer(1, goneAddr)
+	probe(t, n2, n1, &seq)
+	probe(t, n1, n2, &seq)
+	if n1.tr.established.Load() != est1 || n2.tr.established.Load() != est2 || !n2.tr.Connected(1) {
+		t.Fatal("an address change on the accepting side changed the connection")
+	}
+
+	// Node 1 removes node 2: the one connection closes, both sides.
 	n1.tr.RemovePeer(2)
 	if n1.tr.Connected(2) {
 		t.Fatal("removed peer reported connected")
@@ -996,7 +1142,170 @@ func TestTransportAddRemovePeer(t *testing.T) {
 	if n1.tr.Stats().Dropped != d0+1 {
 		t.Fatal("Send to a removed peer not counted as dropped")
 	}
-	probe(t, n2, n1, &seq) // node 2's connection to node 1 is unaffected
+	waitFor(t, 10*time.Second, "node 2 to lose the connection", func() bool { return !n2.tr.Connected(1) })
+
+	// Queued on node 2 meanwhile, delivered once node 1 adds node 2 back
+	// and dials it again.
+	base := n1.rec.count(2)
+	n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 5000, 1), testMsg(2, 1, 5001, 1)})
+	n1.tr.AddPeer(2, addr2)
+	waitFor(t, 10*time.Second, "node 2's messages queued while removed", func() bool { return n1.rec.count(2) == base+2 })
+	checkStream(t, 2, 1, n1.rec.from(2)[base:], 5000, 1)
 	n1.close(t)
 	n2.close(t)
+}
+
+// Exactly one TCP connection per node pair, dialed by the lower id, and
+// messages flow both ways over it.
+func TestTransportOneConnectionPerPair(t *testing.T) {
+	checkNoLeak(t)
+	const k, perPair = 3, 300
+	ls := make([]*countingListener, k)
+	peers := make(map[uint64]string)
+	for i := range ls {
+		ls[i] = newCountingListener(t)
+		peers[uint64(i+1)] = ls[i].Addr().String()
+	}
+	nodes := make([]*testNode, k)
+	for i := range nodes {
+		nodes[i] = startNode(t, uint64(i+1), ls[i], peers, true, nil)
+	}
+	// Sent before and while the connections come up: queued, then flushed
+	// over whichever side's connection.
+	for _, src := range nodes {
+		for _, dst := range nodes {
+			if src == dst {
+				continue
+			}
+			for seq := uint64(0); seq < perPair; seq += 10 {
+				var msgs []GroupMessage
+				for i := seq; i < seq+10; i++ {
+					msgs = append(msgs, testMsg(src.id, dst.id, i, 1))
+				}
+				src.tr.Send(dst.id, msgs)
+			}
+		}
+	}
+	for _, dst := range nodes {
+		waitFor(t, 30*time.Second, fmt.Sprintf("node %d to receive everything", dst.id), func() bool {
+			return dst.rec.n.Load() == int64(perPair*(k-1))
+		})
+		for _, src := range nodes {
+			if src != dst {
+				checkStream(t, src.id, dst.id, dst.rec.from(src.id), 0, 1)
+			}
+		}
+	}
+	for i, n := range nodes {
+		// Node i+1 accepted one connection from each lower id, and
+		// established one connection per peer, dialed or accepted.
+		if got := ls[i].accepts.Load(); got != int64(i) {
+			t.Errorf("node %d accepted %d connections, want %d", n.id, got, i)
+		}
+		if got := n.tr.established.Load(); got != k-1 {
+			t.Errorf("node %d established %d connections, want %d", n.id, got, k-1)
+		}
+		if s := n.tr.Stats(); s.PeersConnected != k-1 || s.Dropped != 0 {
+			t.Errorf("node %d: stats %+v", n.id, s)
+		}
+	}
+	for _, n := range nodes {
+		n.close(t)
+	}
+}
+
+// A connection the accepting side (the higher id) closes is re-established
+// by the dialing side, and what both sides queued meanwhile is delivered.
+func TestTransportReconnectAfterAcceptorCloses(t *testing.T) {
+	checkNoLeak(t)
+	l1, l2 := newCountingListener(t), newCountingListener(t)
+	peers := map[uint64]string{1: l1.Addr().String(), 2: l2.Addr().String()}
+	n1 := startNode(t, 1, l1, peers, true, nil)
+	n2 := startNode(t, 2, l2, peers, true, nil)
+	var s12, s21 uint64
+	probe(t, n1, n2, &s12)
+	probe(t, n2, n1, &s21)
+	if a := l2.accepts.Load(); a != 1 {
+		t.Fatalf("node 2 accepted %d connections, want 1", a)
+	}
+
+	// Node 2 closes the connection and, for a while, refuses new ones (so
+	// the messages below can only be queued).
+	l2.refusing.Store(true)
+	r0 := n1.tr.refused.Load()
+	l2.last().Close()
+	waitFor(t, 10*time.Second, "both sides to notice", func() bool { return !n1.tr.Connected(2) && !n2.tr.Connected(1) })
+	base12, base21 := n2.rec.count(1), n1.rec.count(2)
+	const queued = 50
+	for i := uint64(0); i < queued; i++ {
+		n1.tr.Send(2, []GroupMessage{testMsg(1, 2, 1000+i, 1)})
+		n2.tr.Send(1, []GroupMessage{testMsg(2, 1, 1000+i, 1)})
+	}
+	waitFor(t, 10*time.Second, "node 1 to try again", func() bool { return n1.tr.refused.Load() > r0 })
+	l2.refusing.Store(false)
+
+	waitFor(t, 10*time.Second, "the queued messages", func() bool {
+		return n2.rec.count(1) == base12+queued && n1.rec.count(2) == base21+queued
+	})
+	checkStream(t, 1, 2, n2.rec.from(1)[base12:], 1000, 1)
+	checkStream(t, 2, 1, n1.rec.from(2)[base21:], 1000, 1)
+	if a := l2.accepts.Load(); a != 2 {
+		t.Fatalf("node 2 accepted %d connections, want 2", a)
+	}
+	if a := l1.accepts.Load(); a != 0 {
+		t.Fatalf("node 1 accepted %d connections, want none", a)
+	}
+	n1.close(t)
+	n2.close(t)
+}
+
+// A node cut off both ways by its own Fault (DropTo and DropFrom every
+// peer) is seen down by its peers, which still hold or redial the
+// connection, and sees them down; healed, everyone is up again.
+func TestTransportIsolatedNodeSeenDown(t *testing.T) {
+	checkNoLeak(t)
+	nodes := startCluster(t, 3, nil)
+	p := func(n *testNode, id uint64) *peer {
+		n.tr.mu.RLock()
+		defer n.tr.mu.RUnlock()
+		return n.tr.peers[id]
+	}
+	allUp := func() bool {
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a != b && !p(a, b.id).alive.Load() {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	waitFor(t, 10*time.Second, "all up", allUp)
+	for _, cut := range []uint64{1, 2, 3} { // the dialer of both, of one, of none
+		f := Fault{DropTo: map[uint64]bool{}, DropFrom: map[uint64]bool{}}
+		for _, n := range nodes {
+			if n.id != cut {
+				f.DropTo[n.id], f.DropFrom[n.id] = true, true
+			}
+		}
+		nodes[cut-1].tr.SetFault(f)
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d seen down, and seeing the others down", cut), func() bool {
+			for _, n := range nodes {
+				if n.id != cut && (n.rec.downCount(cut) == 0 || nodes[cut-1].rec.downCount(n.id) == 0) {
+					return false
+				}
+			}
+			return true
+		})
+		nodes[cut-1].tr.SetFault(Fault{})
+		waitFor(t, 10*time.Second, "all up after healing", allUp)
+		for _, n := range nodes {
+			n.rec.mu.Lock()
+			clear(n.rec.downs)
+			n.rec.mu.Unlock()
+		}
+	}
+	for _, n := range nodes {
+		n.close(t)
+	}
 }
