@@ -101,7 +101,7 @@ func (p *Pending) encode(entries []Entry) error {
 		}
 		size += frameSize(e)
 	}
-	p.frames = make([]byte, 0, size)
+	p.frames = getFrameBuf(size)
 	if len(entries) == 1 { // the common case: no slices to allocate
 		p.ends, p.hdrs = p.oneEnd[:], p.oneHdr[:]
 	} else {
@@ -116,6 +116,32 @@ func (p *Pending) encode(entries []Entry) error {
 			lastOffsetDelta: e.LastOffsetDelta, maxTimestamp: e.MaxTimestamp}
 	}
 	return nil
+}
+
+// Frame buffers are reused: an append's frames are copied into the tidwall
+// batch by its commit round, and a fresh multi-MiB buffer per append cost
+// page faults and zeroing on every large produce. Buffers up to
+// maxPooledFrameBuf are kept.
+const maxPooledFrameBuf = 8 << 20
+
+var frameBufPool sync.Pool // *[]byte
+
+func getFrameBuf(size int) []byte {
+	if bp, ok := frameBufPool.Get().(*[]byte); ok {
+		if cap(*bp) >= size {
+			return (*bp)[:0]
+		}
+		frameBufPool.Put(bp)
+	}
+	return make([]byte, 0, size)
+}
+
+func putFrameBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledFrameBuf {
+		return
+	}
+	b = b[:0]
+	frameBufPool.Put(&b)
 }
 
 // Wait returns the index of the first entry once the append is durable per
@@ -255,6 +281,9 @@ func (l *Log) writeGroup(batch []*Pending) {
 		}
 		accepted++
 		bytes += len(p.frames)
+		// The batch copied the frames: their buffer serves the next append.
+		putFrameBuf(p.frames)
+		p.frames = nil
 	}
 	if accepted == 0 {
 		return
