@@ -42,7 +42,7 @@ type inprocCluster struct {
 	nodes []*inprocNode
 }
 
-func startInprocCluster(t *testing.T, n int) *inprocCluster {
+func startInprocCluster(t *testing.T, n int, mods ...func(*cluster.NodeConfig)) *inprocCluster {
 	t.Helper()
 	peers := map[uint64]string{}
 	rafts := make([]net.Listener, n)
@@ -60,7 +60,11 @@ func startInprocCluster(t *testing.T, n int) *inprocCluster {
 	c := &inprocCluster{t: t}
 	for i := range n {
 		id := i + 1
-		node, err := cluster.StartNode(cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i], Logger: zerolog.Nop()})
+		cfg := cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i], Logger: zerolog.Nop()}
+		for _, mod := range mods {
+			mod(&cfg)
+		}
+		node, err := cluster.StartNode(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -564,5 +568,91 @@ func TestClusterDeleteRecords(t *testing.T) {
 	}
 	if first != 900 || got != 101 {
 		t.Fatalf("consumed %d records from offset %d, want 101 from 900", got, first)
+	}
+}
+
+// TestClusterAcks1: acks=1 is answered once the leader's own log has the
+// records, acks=all once a quorum has them. The leader stops hearing its
+// followers (it still reaches them); an election timeout of 20 s keeps it
+// leader meanwhile (CheckQuorum deposes it only after that). An acks=1
+// record is acknowledged, the high watermark stays before it, an acks=all
+// record waits; once the leader hears the followers again both commit and
+// are consumed in order.
+func TestClusterAcks1(t *testing.T) {
+	const topic = "acks1"
+	c := startInprocCluster(t, 3, func(cfg *cluster.NodeConfig) { cfg.ElectionTicks = 200 })
+	adm := c.client(c.addrs(0))
+	c.createTopic(adm, topic, 1, nil)
+	all := c.client(c.addrs(0), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	produceKeys(t, all, topic, 0, 1)
+	leader := int(c.leaderSeenBy(1, topic, 0))
+	hw := func() int64 {
+		res, err := c.nodes[leader-1].b.Fetch(topic, 0, 0, 1<<20, 0)
+		if err != nil {
+			t.Fatalf("fetch on leader %d: %v", leader, err)
+		}
+		return res.HighWatermark
+	}
+	waitUntil(t, "the first record committed", 30*time.Second, func() bool { return hw() == 1 })
+
+	deaf := cluster.Fault{DropFrom: map[uint64]bool{}}
+	for _, in := range c.nodes {
+		if in.id != leader {
+			deaf.DropFrom[uint64(in.id)] = true
+		}
+	}
+	c.nodes[leader-1].node.Transport().SetFault(deaf)
+
+	one := c.client([]string{c.nodes[leader-1].addr}, kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.RecordRetries(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	r, err := one.ProduceSync(ctx, &kgo.Record{Key: []byte("1"), Value: []byte("acks=1")}).First()
+	cancel()
+	if err != nil {
+		t.Fatalf("acks=1 produce to a leader that hears no follower: %v", err)
+	}
+	if r.Offset != 1 {
+		t.Fatalf("acks=1 record at offset %d, want 1", r.Offset)
+	}
+	if got := hw(); got != 1 {
+		t.Fatalf("high watermark %d after an uncommitted acks=1 record, want 1", got)
+	}
+	acked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		acked <- all.ProduceSync(ctx, &kgo.Record{Key: []byte("2"), Value: []byte("acks=all")}).FirstErr()
+	}()
+	logSize := func() int64 {
+		_, parts := c.nodes[leader-1].b.LogDirs()
+		for _, p := range parts {
+			if p.Topic == topic {
+				return p.Size
+			}
+		}
+		return -1
+	}
+	before := logSize()
+	waitUntil(t, "the acks=all record in the leader's log", 30*time.Second, func() bool { return logSize() > before })
+	select {
+	case err := <-acked:
+		t.Fatalf("acks=all answered (%v) while the leader heard no follower", err)
+	default:
+	}
+
+	c.nodes[leader-1].node.Transport().SetFault(cluster.Fault{})
+	if err := <-acked; err != nil {
+		t.Fatalf("acks=all after the leader hears its followers again: %v", err)
+	}
+	waitUntil(t, "both records committed", 30*time.Second, func() bool { return hw() == 3 })
+	cons := c.client(c.addrs(0), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var keys []string
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ccancel()
+	for len(keys) < 3 && cctx.Err() == nil {
+		cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	}
+	if want := []string{"0", "1", "2"}; !slices.Equal(keys, want) {
+		t.Fatalf("consumed keys %q, want %q", keys, want)
 	}
 }

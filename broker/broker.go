@@ -628,10 +628,12 @@ func (b *Broker) partition(topic string, idx int32) (*partition, error) {
 // fields) and must not be reused by the caller until Produce returns;
 // Produce does not keep it afterwards.
 //
-// acks 0, 1 and -1 all return after the wal Append: with FsyncAlways (the
-// default) that is after fsync, so acks=all is honoured. With FsyncInterval
-// or FsyncNever, acks=all is acknowledged before the data is synced, which
-// is what choosing those policies means.
+// Standalone, acks 0, 1 and -1 all return after the wal Append: with
+// FsyncAlways (the default) that is after fsync, so acks=all is honoured.
+// With FsyncInterval or FsyncNever, acks=all is acknowledged before the
+// data is synced, which is what choosing those policies means. In cluster
+// mode acks=all returns once the records are committed (a quorum has them)
+// and acks 1 and 0 once the leader's log has them.
 //
 // Transactions are not supported: a transactional id or a transactional
 // batch is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, what Kafka
@@ -699,6 +701,7 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 		return nil, err
 	}
 	h.buf = records
+	h.acks = acks
 	h.batches, err = parseBatches(h.hdrs[:0], records, p.topic.config().maxMessageBytes)
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)

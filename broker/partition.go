@@ -66,6 +66,7 @@ type ProduceHandle struct {
 	hdrs    [1]batchHeader // inline storage for the usual single batch
 	res     ProduceResult
 	err     error
+	acks    int16
 	done    bool // set by the group leader under appendMu
 }
 
@@ -134,6 +135,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 	p.pending = p.pending[:0]
 	p.entries = p.entries[:0]
 	written := false
+	quorum := false // a written request has acks=all
 	for _, r := range group {
 		if r.err != nil {
 			continue
@@ -190,11 +192,14 @@ func (p *partition) appendGroup(group []*produceReq) {
 			continue
 		}
 		written = true
+		quorum = quorum || r.acks == -1
 	}
 	if written {
 		var err error
 		if p.replica.replicated {
-			err = p.replicate(p.entries)
+			// One acks=all request makes the whole group wait for the
+			// commit; acks=1 alone returns once the leader's log has it.
+			err = p.replicate(p.entries, quorum)
 		} else {
 			_, err = p.log.Append(p.entries...)
 		}
@@ -228,7 +233,9 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		p.nextOffset = next
 		p.dirty = true
-		p.Committed(next)
+		if quorum || !p.replica.replicated {
+			p.Committed(next)
+		} // else the replica reports the commit (Committed) when it happens
 	}
 	lso := p.logStartOffset.Load()
 	for _, r := range group {

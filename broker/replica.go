@@ -83,13 +83,15 @@ type ReplicaSpec struct {
 type Replica interface {
 	// Replicate proposes entries whose Kafka offsets the partition
 	// assigned (from the log end it tracks while leader) and returns
-	// once they are committed and in the local log, with the base offset
-	// the first entry was stored at. Errors wrap a *kerr.Error:
+	// with the base offset the first entry was stored at: with quorum
+	// (acks=all) once they are committed and in the local log; without
+	// (acks=1 and 0) once they are durable in this leader's log, when a
+	// new leader may still replace them. Errors wrap a *kerr.Error:
 	// NOT_LEADER_OR_FOLLOWER when this node is not (or stopped being) the
 	// leader, REQUEST_TIMED_OUT when ctx ended first. A failed Replicate
 	// may still have been appended and be committed later by a new leader;
 	// idempotent producers retry and are deduplicated.
-	Replicate(ctx context.Context, entries []wal.Entry) (baseOffset int64, err error)
+	Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (baseOffset int64, err error)
 	// CommittedIndex is the last WAL index known committed here: what
 	// retention may drop up to.
 	CommittedIndex() uint64
@@ -195,16 +197,16 @@ func (p *partition) resyncLocked() error {
 	return nil
 }
 
-// replicate writes the group's entries through the replica. Caller holds
-// appendMu.
-func (p *partition) replicate(entries []wal.Entry) error {
+// replicate writes the group's entries through the replica, waiting for
+// their commit when quorum is set. Caller holds appendMu.
+func (p *partition) replicate(entries []wal.Entry, quorum bool) error {
 	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
 	repl := p.repl()
 	if repl == nil {
 		cancel()
 		return fmt.Errorf("%s-%d is still opening: %w", p.topic.name, p.index, kerr.NotLeaderForPartition)
 	}
-	base, err := repl.Replicate(ctx, entries)
+	base, err := repl.Replicate(ctx, entries, quorum)
 	cancel()
 	if err != nil {
 		var ke *kerr.Error

@@ -89,7 +89,7 @@ func (r *localReplication) replica(topic string, partition int32) *localReplica 
 	return r.byPart[fmt.Sprintf("%s-%d", topic, partition)]
 }
 
-func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry) (int64, error) {
+func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (int64, error) {
 	if l.fenced.Load() {
 		return -1, fmt.Errorf("local replica fenced: %w", kerr.NotLeaderForPartition)
 	}

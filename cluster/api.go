@@ -129,9 +129,10 @@ type SnapshotData struct {
 //	(*Transport).SetFault(f Fault)                   // tests: drop traffic to/from peers
 //	(*Transport).Close() error
 //
-// One TCP connection per peer pair, each direction written by one goroutine
-// that drains the peer's queue into one frame per write: all queued
-// messages of all groups. Each connection opens with a handshake naming
+// One TCP connection per peer pair (the lower node id dials it), used both
+// ways: on each side one goroutine writes it, draining the peer's queue into
+// one frame per write (all queued messages of all groups), and one reads
+// it. Each connection opens with a handshake naming
 // both node ids and the cluster id; a mismatch closes it with a logged
 // reason. Frames are length-prefixed with a maximum size and a CRC32C;
 // anything malformed closes the connection (fuzz target FuzzDecodeFrame).
@@ -182,16 +183,20 @@ type TransportStats struct {
 //	(*Engine).Stop()
 //	(*Group).Propose(ctx context.Context, data []byte) (index uint64, err error)
 //	    Returns once the entry is committed and applied locally.
+//	    (Replicas' acks=1 proposals return once the entry is durable in
+//	    the leader's own log.)
 //	(*Group).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
 //	(*Group).Status() GroupStatus
 //	(*Group).TransferLeadership(to uint64)
 //	(*Group).Campaign()
 //
-// Workers: EngineConfig.Workers goroutines (default GOMAXPROCS) take groups
+// Workers: EngineConfig.Workers goroutines (default 4 x GOMAXPROCS, at
+// least 8: a worker mostly waits for its group's fsync) take groups
 // that have work (a proposal, an incoming message, a tick while not
 // quiesced) from a ready queue; one group is handled by one worker at a
 // time. Handling a Ready follows raft's contract: Storage.Append and
-// SetHardState (durable) before sending the messages that depend on them,
+// SetHardState (durable) before sending the messages that depend on them
+// (a leader sends its appends first and persists meanwhile, as etcd does),
 // then apply committed entries through StateMachine.Apply, then Advance.
 // Proposals queued while a group was busy go into raft together (one Ready,
 // one wal append).
@@ -209,7 +214,7 @@ type EngineConfig struct {
 	TickInterval  time.Duration // default 100ms
 	ElectionTicks int           // default 10
 	HeartbeatTick int           // default 1
-	Workers       int           // default GOMAXPROCS
+	Workers       int           // default max(8, 4 x GOMAXPROCS)
 	MaxSizePerMsg uint64        // default 1 MiB
 	MaxInflight   int           // default 256
 	Logger        zerolog.Logger

@@ -79,6 +79,8 @@ const (
 	defaultHeartbeatTick = 1
 	defaultMaxSizePerMsg = 1 << 20
 	defaultMaxInflight   = 256
+	defaultMinWorkers    = 8
+	workersPerCPU        = 4
 
 	// maxUncommittedBytes bounds the bytes of a group's proposals that
 	// the leader has appended but not committed; beyond it raft drops
@@ -171,7 +173,11 @@ func NewEngine(cfg EngineConfig) *Engine {
 		cfg.HeartbeatTick = max(1, cfg.ElectionTicks/2)
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
+		// A worker spends most of a busy group's turn in the fsync of its
+		// append, not on a CPU: with only GOMAXPROCS workers, a node's
+		// groups waited for each other's fsyncs instead of syncing
+		// together.
+		cfg.Workers = max(defaultMinWorkers, workersPerCPU*runtime.GOMAXPROCS(0))
 	}
 	if cfg.MaxSizePerMsg == 0 {
 		cfg.MaxSizePerMsg = defaultMaxSizePerMsg

@@ -106,9 +106,12 @@ type Group struct {
 }
 
 type proposal struct {
-	data  []byte
-	cc    raftpb.ConfChangeV2
-	conf  bool
+	data []byte
+	cc   raftpb.ConfChangeV2
+	conf bool
+	// local: finish once the entry is in this leader's log (durable), not
+	// when it is committed (Kafka acks=1).
+	local bool
 	index uint64
 	term  uint64
 	err   error
@@ -572,6 +575,21 @@ func (g *Group) handleReady() error {
 	rd := g.rn.Ready()
 	g.e.readies.Add(1)
 
+	// A leader sends before it persists (etcd does the same; Raft thesis
+	// 10.2.1): followers write their copy while this node writes its own.
+	// Nothing commits early: raft counts the leader's own entries as
+	// matched, but the follower acknowledgements that complete a quorum
+	// are stepped only after this Ready is handled, so after the append
+	// below is durable. Every other state sends after persisting (a vote
+	// or an append acknowledgement must be durable before it is sent).
+	leader := g.state == raft.StateLeader
+	if rd.SoftState != nil {
+		leader = rd.SoftState.RaftState == raft.StateLeader
+	}
+	if leader {
+		g.send(rd.Messages)
+	}
+
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := g.st.ApplySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("apply snapshot: %w", err)
@@ -599,8 +617,10 @@ func (g *Group) handleReady() error {
 	}
 	g.assignAccepted(rd.Entries)
 
-	// Durable: now the messages may go.
-	g.send(rd.Messages)
+	if !leader {
+		// Durable: now the messages may go.
+		g.send(rd.Messages)
+	}
 
 	if rd.SoftState != nil {
 		g.lead = rd.SoftState.Lead
@@ -661,6 +681,11 @@ func (g *Group) assignAccepted(ents []raftpb.Entry) {
 			continue
 		}
 		p.index, p.term = e.Index, e.Term
+		if p.local {
+			// In this node's log, durable: all acks=1 waits for.
+			p.finish(e.Index, nil)
+			continue
+		}
 		g.waiters = append(g.waiters, p)
 	}
 	clear(g.accepted)
@@ -739,6 +764,9 @@ func (g *Group) apply(ents []raftpb.Entry) error {
 		g.log.Error().Err(aerr).Uint64("first", ents[0].Index).Uint64("last", ents[len(ents)-1].Index).Msg("state machine apply")
 	}
 	g.resolve(ents, aerr)
+	if a, ok := g.st.(interface{ Applied(uint64) }); ok {
+		a.Applied(ents[len(ents)-1].Index)
+	}
 	return nil
 }
 

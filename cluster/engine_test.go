@@ -947,3 +947,59 @@ func TestEngineRestartWAL(t *testing.T) {
 	run(1)
 	run(2)
 }
+
+// A local proposal (Kafka acks=1) returns once the leader's own log has the
+// entry, even when no follower can acknowledge it; a quorum proposal made
+// at the same time returns only after the followers are back. The election
+// timeout is long so that the cut-off leader stays leader (CheckQuorum
+// would otherwise depose it while the test looks).
+func TestEngineLocalProposal(t *testing.T) {
+	c := newEngCluster(t, 3, func(cfg *EngineConfig) { cfg.ElectionTicks = 6000 })
+	c.addGroup(1, nil, nil)
+	c.nodes[1].e.Group(1).Campaign()
+	lead := c.waitLeader(1, nil)
+	if _, err := c.propose(1, "before"); err != nil {
+		t.Fatal(err)
+	}
+	g := c.nodes[lead].e.Group(1)
+	c.net.isolate(lead, c.ids)
+
+	quorum, err := g.submit(context.Background(), &proposal{data: []byte("quorum")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := g.submit(ctx, &proposal{data: []byte("local"), local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := g.wait(ctx, p)
+	if err != nil {
+		t.Fatalf("local proposal on a cut-off leader: %v", err)
+	}
+	if last, _ := c.nodes[lead].mems[1].LastIndex(); last < idx {
+		t.Fatalf("local proposal returned index %d, but the leader's log ends at %d", idx, last)
+	}
+	select {
+	case <-quorum.done:
+		t.Fatalf("quorum proposal finished without a quorum: index %d, err %v", quorum.index, quorum.err)
+	default:
+	}
+
+	c.net.heal()
+	qidx, err := g.wait(ctx, quorum)
+	if err != nil {
+		t.Fatalf("quorum proposal after the heal: %v", err)
+	}
+	if qidx >= idx {
+		t.Fatalf("quorum proposal at %d, local one at %d: want the submit order", qidx, idx)
+	}
+	var got []string
+	for _, e := range c.waitConverged(1) {
+		got = append(got, e.data)
+	}
+	if want := []string{"before", "quorum", "local"}; !slices.Equal(got, want) {
+		t.Fatalf("converged log %q, want %q", got, want)
+	}
+}

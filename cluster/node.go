@@ -442,11 +442,11 @@ func (r *replica) Restore(snap raftpb.Snapshot) error {
 // Replicate implements broker.Replica: every entry is one proposal; they
 // are all submitted before waiting, so they share one raft Ready (one
 // append, one fsync, one message per follower).
-func (r *replica) Replicate(ctx context.Context, entries []wal.Entry) (int64, error) {
+func (r *replica) Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (int64, error) {
 	start := time.Now()
 	props := make([]*proposal, 0, len(entries))
 	for i := range entries {
-		p, err := r.g.submit(ctx, &proposal{data: EncodeData(wal.KindData, entries[i].Payload)})
+		p, err := r.g.submit(ctx, &proposal{data: EncodeData(wal.KindData, entries[i].Payload), local: !quorum})
 		if err != nil {
 			return -1, mapErr(err, kerr.NotLeaderForPartition)
 		}
@@ -466,7 +466,7 @@ func (r *replica) Replicate(ctx context.Context, entries []wal.Entry) (int64, er
 	if err != nil {
 		return -1, mapErr(err, kerr.NotLeaderForPartition)
 	}
-	if f := r.n.cfg.OnCommit; f != nil {
+	if f := r.n.cfg.OnCommit; f != nil && quorum {
 		f(time.Since(start))
 	}
 	return base, nil

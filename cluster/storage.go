@@ -55,6 +55,19 @@ type Storage struct {
 	runs      []termRun // terms of (snapIndex, last]; runs[0].start == snapIndex+1
 	offBase   uint64    // offs[k] is the NextOffset after entry offBase+k
 	offs      []int64   // covers [offBase, last]; never empty
+
+	// tail holds the entries Append stored last, exactly as raft handed
+	// them over (Data shared, never modified), so that the reads raft
+	// makes soon after an append come from memory instead of the wal: the
+	// committed entries it hands to Apply a round trip later, and the
+	// entries for a follower a little behind. It is contiguous and ends at
+	// last (or is empty), holds at most tailMaxBytes of Data (the newest
+	// entry always), and drops what was applied (Applied). Entries hands
+	// out slices of it, so a slot of its backing array is never written
+	// twice: the front is resliced away, a truncated tail is capped so the
+	// next append reallocates, and a reset starts a new array.
+	tail      []raftpb.Entry
+	tailBytes int
 }
 
 // termRun: the entries from start up to the next run's start have term.
@@ -73,6 +86,8 @@ const (
 	maxOffsetWindow = 1 << 16
 	// maxHintRuns bounds the term runs written to the sidecar as a hint.
 	maxHintRuns = 1024
+	// tailMaxBytes bounds the Data the tail keeps per group.
+	tailMaxBytes = 8 << 20
 )
 
 // OpenStorage opens the raft storage of log: see cluster/api.go.
@@ -365,6 +380,9 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	if lo == hi {
 		return nil, nil
 	}
+	if ents := s.tailEntriesLocked(lo, hi, maxSize); ents != nil {
+		return ents, nil
+	}
 	type read struct {
 		we   wal.Entry
 		term uint64
@@ -395,6 +413,100 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 		ents[k].Term = reads[k].term
 	}
 	return ents, nil
+}
+
+// tailEntriesLocked serves Entries from the tail, or returns nil when the
+// tail does not hold [lo, hi). mu held.
+func (s *Storage) tailEntriesLocked(lo, hi, maxSize uint64) []raftpb.Entry {
+	if len(s.tail) == 0 || lo < s.tail[0].Index || hi > s.tail[0].Index+uint64(len(s.tail)) {
+		return nil
+	}
+	ents := s.tail[lo-s.tail[0].Index : hi-s.tail[0].Index]
+	var size uint64
+	n := 0
+	for ; n < len(ents); n++ {
+		size += uint64(ents[n].Size())
+		if n > 0 && size > maxSize {
+			break
+		}
+	}
+	// The full slice expression makes raft's append to the result copy
+	// instead of overwriting the tail after it.
+	return ents[:n:n]
+}
+
+// tailAppendLocked adds stored entries to the tail: cacheable says each
+// one's Data is what the wal holds (an entry whose batches Append had to
+// restamp, or a conf change stored in another form, is not). mu held.
+func (s *Storage) tailAppendLocked(entries []raftpb.Entry, cacheable []bool) {
+	if len(s.tail) > 0 && s.tail[len(s.tail)-1].Index+1 != entries[0].Index {
+		s.tailDropFromLocked(entries[0].Index)
+		if len(s.tail) > 0 && s.tail[len(s.tail)-1].Index+1 != entries[0].Index {
+			s.tailResetLocked()
+		}
+	}
+	for i := range entries {
+		if !cacheable[i] {
+			s.tailResetLocked() // the tail restarts after this entry
+			continue
+		}
+		s.tail = append(s.tail, entries[i])
+		s.tailBytes += len(entries[i].Data)
+	}
+	k := 0
+	for k < len(s.tail)-1 && s.tailBytes > tailMaxBytes {
+		s.tailBytes -= len(s.tail[k].Data)
+		k++
+	}
+	s.tailTrimFrontLocked(k)
+}
+
+// tailDropFromLocked drops the tail's entries from index on (a conflicting
+// suffix being replaced). mu held.
+func (s *Storage) tailDropFromLocked(index uint64) {
+	if len(s.tail) == 0 || index > s.tail[len(s.tail)-1].Index {
+		return
+	}
+	if index <= s.tail[0].Index {
+		s.tailResetLocked()
+		return
+	}
+	keep := int(index - s.tail[0].Index)
+	for i := keep; i < len(s.tail); i++ {
+		s.tailBytes -= len(s.tail[i].Data)
+	}
+	// Capped: the next append reallocates rather than overwrite entries
+	// Entries may have handed out.
+	s.tail = s.tail[:keep:keep]
+}
+
+// tailTrimFrontLocked drops the tail's first k entries. mu held.
+func (s *Storage) tailTrimFrontLocked(k int) {
+	if k <= 0 {
+		return
+	}
+	if k >= len(s.tail) {
+		s.tailResetLocked()
+		return
+	}
+	for i := range k {
+		s.tailBytes -= len(s.tail[i].Data)
+	}
+	s.tail = s.tail[k:]
+}
+
+func (s *Storage) tailResetLocked() {
+	s.tail, s.tailBytes = nil, 0
+}
+
+// Applied tells the storage that entries up to index were applied: the
+// tail no longer needs them (a follower still behind reads the wal).
+func (s *Storage) Applied(index uint64) {
+	s.mu.Lock()
+	if len(s.tail) > 0 && index >= s.tail[0].Index {
+		s.tailTrimFrontLocked(int(min(index-s.tail[0].Index+1, uint64(len(s.tail)))))
+	}
+	s.mu.Unlock()
 }
 
 // entrySize is raftpb.Entry.Size() of an entry with n bytes of Data.
@@ -482,6 +594,7 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 		err := s.log.TruncateBack(at - 1)
 		if err == nil {
 			s.truncateCachesLocked(at - 1)
+			s.tailDropFromLocked(at)
 		}
 		s.mu.Unlock()
 		if err != nil {
@@ -491,14 +604,17 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 
 	next := s.offs[len(s.offs)-1]
 	nexts := make([]int64, len(wents))
+	cacheable := make([]bool, len(wents))
 	for i := range wents {
 		we := &wents[i]
+		cacheable[i] = entries[i].Type == raftpb.EntryNormal
 		if we.Kind.HasRecords() {
 			we.BaseOffset = next
 			next = we.LastOffset() + 1
 			if we.Kind == wal.KindData {
 				epoch := int32(we.Term)
 				if !batchesStamped(we.Payload, we.BaseOffset, epoch) {
+					cacheable[i] = false
 					buf := *scratch
 					p := append(buf[len(buf):len(buf)], we.Payload...)
 					*scratch = buf[:len(buf)+len(p)]
@@ -526,6 +642,7 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 		}
 	}
 	s.last = entries[len(entries)-1].Index
+	s.tailAppendLocked(entries, cacheable)
 	s.offs = append(s.offs, nexts...)
 	if len(s.offs) > maxOffsetWindow {
 		s.trimWindowLocked(s.last - maxOffsetWindow/2)
@@ -642,6 +759,7 @@ func (s *Storage) ApplySnapshot(snap raftpb.Snapshot) error {
 	s.hs.Term = max(s.hs.Term, m.Term)
 	s.last, s.runs = m.Index, s.runs[:0]
 	s.offBase, s.offs = m.Index, append(s.offs[:0], d.NextOffset)
+	s.tailResetLocked()
 	s.mu.Unlock()
 	if err := s.saveLocked(true); err != nil {
 		return fmt.Errorf("cluster: apply snapshot %d: %w", m.Index, err)
@@ -686,6 +804,9 @@ func (s *Storage) CompactTo(index uint64) error {
 	}
 	if s.offBase < index {
 		s.trimWindowLocked(index)
+	}
+	if len(s.tail) > 0 && index >= s.tail[0].Index {
+		s.tailTrimFrontLocked(int(min(index-s.tail[0].Index+1, uint64(len(s.tail)))))
 	}
 	s.mu.Unlock()
 	return s.saveLocked(false)

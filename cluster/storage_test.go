@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -798,4 +799,88 @@ func TestStorageReconcile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The tail (recent entries kept in memory) answers exactly what the wal
+// does, and slices it handed out never change afterwards: not when the
+// front is dropped (Applied), not when a conflicting suffix is replaced.
+func TestStorageTail(t *testing.T) {
+	opts := wal.Options{Fsync: wal.FsyncNever, SegmentSize: 4 << 10}
+	_, s := openTestStorage(t, t.TempDir(), opts)
+	_, w := openTestStorage(t, t.TempDir(), opts) // the same entries, read from its wal
+	both := func(ents ...raftpb.Entry) {
+		t.Helper()
+		mustAppend(t, s, ents...)
+		mustAppend(t, w, ents...)
+		w.Applied(w.last) // empties w's tail
+	}
+	b := testBatch(2, 1000, 100)
+	var ents []raftpb.Entry
+	next := int64(0)
+	for i := uint64(1); i <= 12; i++ {
+		var e raftpb.Entry
+		switch i % 4 {
+		case 0:
+			e = metaEnt(i, 1)
+		case 1:
+			e = dataEnt(i, 1, b) // unstamped: stored restamped, so not kept
+		case 2:
+			e = noopEnt(i, 1)
+		default:
+			e = dataEnt(i, 1, b)
+		}
+		st, n := stamped(e, next)
+		if i%4 == 3 {
+			e = st // stamped, as a follower receives it: kept
+		}
+		next = n
+		ents = append(ents, e)
+	}
+	both(ents...)
+	both(confEnt(13, 1), metaEnt(14, 1), metaEnt(15, 1))
+	if len(s.tail) == 0 || len(w.tail) != 0 {
+		t.Fatalf("tails of %d and %d entries, want some and none", len(s.tail), len(w.tail))
+	}
+
+	check := func(last uint64) {
+		t.Helper()
+		for lo := uint64(1); lo <= last; lo++ {
+			for hi := lo + 1; hi <= last+1; hi++ {
+				got, err := s.Entries(lo, hi, math.MaxUint64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := w.Entries(lo, hi, math.MaxUint64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := entriesEqual(got, want); err != nil {
+					t.Fatalf("[%d, %d): %v", lo, hi, err)
+				}
+				one, err := s.Entries(lo, hi, 0)
+				if err != nil || len(one) != 1 || one[0].Index != lo {
+					t.Fatalf("[%d, %d) with maxSize 0: %d entries, %v; want the first alone", lo, hi, len(one), err)
+				}
+			}
+		}
+	}
+	check(15)
+
+	// Hold a slice from the tail, then drop the front and replace a suffix.
+	held, err := s.Entries(14, 16, math.MaxUint64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldCopy := make([]raftpb.Entry, len(held))
+	for i, e := range held {
+		e.Data = append([]byte(nil), e.Data...)
+		heldCopy[i] = e
+	}
+	s.Applied(13)
+	both(metaEnt(15, 2), metaEnt(16, 2), metaEnt(17, 2))
+	both(metaEnt(18, 2))
+	if err := entriesEqual(held, heldCopy); err != nil {
+		t.Fatalf("a slice Entries returned changed: %v", err)
+	}
+	check(18)
 }
