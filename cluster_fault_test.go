@@ -569,6 +569,47 @@ func TestClusterDeleteRecords(t *testing.T) {
 	if first != 900 || got != 101 {
 		t.Fatalf("consumed %d records from offset %d, want 101 from 900", got, first)
 	}
+
+	// The move is in the partition's raft log: every replica applies it,
+	// so the records stay deleted when another node leads.
+	waitUntil(t, "log start 900 on every replica", 30*time.Second, func() bool {
+		for _, in := range c.nodes {
+			if lso, _, err := in.b.PartitionOffsets(topic, 0); err != nil || lso != 900 {
+				return false
+			}
+		}
+		return true
+	})
+	c.isolate(leader, true)
+	var next int
+	waitUntil(t, "a new leader among the others", 60*time.Second, func() bool {
+		for _, in := range c.nodes {
+			if in.id != leader && int(c.leaderSeenBy(in.id, topic, 0)) == in.id {
+				next = in.id
+				return true
+			}
+		}
+		return false
+	})
+	lso, hw, err := c.nodes[next-1].b.PartitionOffsets(topic, 0)
+	if err != nil || lso != 900 || hw != 1001 {
+		t.Fatalf("new leader %d: log start %d, high watermark %d, %v; want 900 and 1001", next, lso, hw, err)
+	}
+	cons2 := c.client([]string{c.nodes[next-1].addr}, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMinAge(100*time.Millisecond))
+	first = -1
+	for first < 0 && ctx.Err() == nil {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		cons2.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			if first < 0 {
+				first = r.Offset
+			}
+		})
+		pcancel()
+	}
+	if first != 900 {
+		t.Fatalf("after the failover the first record consumed is at offset %d, want 900", first)
+	}
 }
 
 // TestClusterAcks1: acks=1 is answered once the leader's own log has the

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -35,6 +36,7 @@ type partition struct {
 
 	highWatermark  atomic.Int64 // log end offset of acknowledged appends
 	logStartOffset atomic.Int64
+	lsoMoved       atomic.Bool // cluster mode: a replicated log start move not yet in the state file
 
 	replica replicaState // cluster mode: the partition's raft group
 
@@ -490,6 +492,11 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 		p.appendMu.Unlock()
 		return -1, err
 	}
+	if !p.leads() {
+		err := p.notLeader()
+		p.appendMu.Unlock()
+		return -1, err
+	}
 	hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
 	if offset == -1 {
 		offset = hw
@@ -501,6 +508,32 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 	if offset <= lso {
 		p.appendMu.Unlock()
 		return lso, nil
+	}
+	if p.replica.replicated {
+		// Every replica moves its log start when the move commits, so a
+		// new leader does not bring the deleted records back.
+		p.appendMu.Unlock()
+		repl := p.repl()
+		if repl == nil {
+			return -1, p.notLeader()
+		}
+		ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
+		err := repl.MoveLogStart(ctx, offset)
+		cancel()
+		if err != nil {
+			var ke *kerr.Error
+			if !errors.As(err, &ke) {
+				err = fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
+			}
+			return -1, fmt.Errorf("delete records of %s-%d: %w", p.topic.name, p.index, err)
+		}
+		p.appendMu.Lock()
+		if p.closed {
+			err := p.closedErr()
+			p.appendMu.Unlock()
+			return -1, err
+		}
+		offset = max(offset, p.logStartOffset.Load())
 	}
 	p.logStartOffset.Store(offset)
 	if err := p.saveStateLocked(); err != nil {
@@ -577,10 +610,9 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 			return dropped, fmt.Errorf("retention.bytes on %s-%d: %w", p.topic.name, p.index, err)
 		}
 	}
-	if !p.replica.replicated {
-		if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
-			return dropped, err
-		}
+	// Replicated, dropSegmentsBelow keeps uncommitted segments.
+	if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
+		return dropped, err
 	}
 
 	p.appendMu.Lock()
@@ -613,6 +645,7 @@ const partitionSnapshotVersion = 1
 // saveStateLocked snapshots the state under appendMu, releases appendMu,
 // and writes the file in order with other snapshots.
 func (p *partition) saveStateLocked() error {
+	p.lsoMoved.Store(false) // before the load: a later move sets it again
 	snap := partitionSnapshot{
 		V:              partitionSnapshotVersion,
 		LogStartOffset: p.logStartOffset.Load(),
@@ -636,7 +669,7 @@ func (p *partition) saveStateLocked() error {
 // snapshotIfDirty writes the state file if anything changed since the last.
 func (p *partition) snapshotIfDirty() error {
 	p.appendMu.Lock()
-	if p.closed || !p.dirty {
+	if p.closed || (!p.dirty && !p.lsoMoved.Load()) {
 		p.appendMu.Unlock()
 		return nil
 	}

@@ -92,6 +92,10 @@ type Replica interface {
 	// may still have been appended and be committed later by a new leader;
 	// idempotent producers retry and are deduplicated.
 	Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (baseOffset int64, err error)
+	// MoveLogStart makes offset the log start on every replica
+	// (DeleteRecords): it returns once the move is committed and applied
+	// here (ReplicaEvents.LogStartMoved). Errors as for Replicate.
+	MoveLogStart(ctx context.Context, offset int64) error
 	// CommittedIndex is the last WAL index known committed here: what
 	// retention may drop up to.
 	CommittedIndex() uint64
@@ -112,6 +116,9 @@ type ReplicaEvents interface {
 	// LeaderChanged reports the group's leader (-1 when none is known) and
 	// its leader epoch (the raft term).
 	LeaderChanged(leader int32, epoch int32)
+	// LogStartMoved reports a committed log start move (MoveLogStart on
+	// the leader), after Committed covered the records before it.
+	LogStartMoved(offset int64)
 }
 
 // replicateTimeout bounds one Replicate: a group without a quorum answers
@@ -166,6 +173,20 @@ func (p *partition) Committed(hw int64) {
 		}
 	}
 	p.b.appendSignal.notify()
+}
+
+// LogStartMoved implements ReplicaEvents. It runs on a replication worker,
+// which must not wait for appendMu (a Replicate holding it waits for that
+// worker): the offset is stored atomically, lsoMoved makes the next state
+// snapshot write it, and retention drops the segments below it.
+func (p *partition) LogStartMoved(offset int64) {
+	for {
+		cur := p.logStartOffset.Load()
+		if offset <= cur || p.logStartOffset.CompareAndSwap(cur, offset) {
+			break
+		}
+	}
+	p.lsoMoved.Store(true)
 }
 
 // LeaderChanged implements ReplicaEvents.

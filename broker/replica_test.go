@@ -104,6 +104,14 @@ func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry, quoru
 	return base, nil
 }
 
+func (l *localReplica) MoveLogStart(ctx context.Context, offset int64) error {
+	if l.fenced.Load() {
+		return fmt.Errorf("local replica fenced: %w", kerr.NotLeaderForPartition)
+	}
+	l.events.LogStartMoved(offset)
+	return nil
+}
+
 func (l *localReplica) Close() error           { return nil }
 func (l *localReplica) CommittedIndex() uint64 { return l.log.LastIndex() }
 func (l *localReplica) Compacted() error       { return nil }

@@ -54,17 +54,43 @@ func AppendData(dst []byte, kind wal.Kind, payload []byte) []byte {
 
 // DecodeData splits the Data of an EntryNormal raft entry: empty data is
 // wal.KindNoop with no payload; otherwise the first byte must be
-// wal.KindData or wal.KindMeta and the rest is the payload (aliasing data).
+// wal.KindData, wal.KindMeta or wal.KindControl and the rest is the
+// payload (aliasing data).
 func DecodeData(data []byte) (wal.Kind, []byte, error) {
 	if len(data) == 0 {
 		return wal.KindNoop, nil, nil
 	}
 	switch k := wal.Kind(data[0]); k {
-	case wal.KindData, wal.KindMeta:
+	case wal.KindData, wal.KindMeta, wal.KindControl:
 		return k, data[1:], nil
 	default:
 		return 0, nil, fmt.Errorf("%w: kind byte %d", ErrBadData, data[0])
 	}
+}
+
+// A partition's control entries (wal.KindControl) carry a type byte and
+// its fields. The only type: the log start offset moved (DeleteRecords on
+// the leader), with the new offset as 8 bytes big endian. Every replica
+// applies it in log order, so a new leader keeps the deleted records
+// deleted.
+const controlLogStart = 1
+
+// EncodeLogStart is the raft entry Data of a log start move to offset.
+func EncodeLogStart(offset int64) []byte {
+	p := make([]byte, 9)
+	p[0] = controlLogStart
+	binary.BigEndian.PutUint64(p[1:], uint64(offset))
+	return EncodeData(wal.KindControl, p)
+}
+
+// decodeLogStart returns the offset of a log start move, ok false for any
+// other entry (or a malformed control payload).
+func decodeLogStart(e *raftpb.Entry) (int64, bool) {
+	if e.Type != raftpb.EntryNormal || len(e.Data) != 10 || wal.Kind(e.Data[0]) != wal.KindControl || e.Data[1] != controlLogStart {
+		return 0, false
+	}
+	off := int64(binary.BigEndian.Uint64(e.Data[2:]))
+	return off, off >= 0
 }
 
 // ToWalEntry converts a raft entry to the wal entry that stores it, without

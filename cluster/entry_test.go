@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -93,7 +94,7 @@ func TestDataEncodeDecode(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]byte{{0}, {byte(wal.KindNoop)}, {byte(wal.KindConfChange), 1}, {5, 1, 2}, {255}} {
+	for _, bad := range [][]byte{{0}, {byte(wal.KindNoop)}, {byte(wal.KindConfChange), 1}, {6, 1, 2}, {255}} {
 		if _, _, err := DecodeData(bad); !errors.Is(err, ErrBadData) {
 			t.Errorf("DecodeData(%x): %v, want ErrBadData", bad, err)
 		}
@@ -256,4 +257,40 @@ func FuzzDecodeData(f *testing.F) {
 			t.Fatal("negative delta")
 		}
 	})
+}
+
+// A log start move round-trips through raft entry Data and the wal, and
+// occupies no Kafka offset.
+func TestLogStartEntry(t *testing.T) {
+	e := raftpb.Entry{Index: 2, Term: 1, Data: EncodeLogStart(900)}
+	if off, ok := decodeLogStart(&e); !ok || off != 900 {
+		t.Fatalf("decodeLogStart = %d, %v; want 900, true", off, ok)
+	}
+	for _, bad := range []raftpb.Entry{
+		{Data: EncodeData(wal.KindMeta, e.Data[1:])},
+		{Data: e.Data[:9]},
+		{Data: EncodeLogStart(-1)},
+		{Type: raftpb.EntryConfChangeV2, Data: e.Data},
+	} {
+		if off, ok := decodeLogStart(&bad); ok {
+			t.Fatalf("decodeLogStart(%x) = %d, true; want false", bad.Data, off)
+		}
+	}
+	_, s := openTestStorage(t, t.TempDir(), wal.Options{Fsync: wal.FsyncNever})
+	d, _ := stamped(dataEnt(1, 1, testBatch(3, 1000, 10)), 0)
+	mustAppend(t, s, d, e, metaEnt(3, 1))
+	if base, last, err := s.Offsets(2); err != nil || base != 3 || last != 2 {
+		t.Fatalf("Offsets(2) = %d, %d, %v; want 3, 2 (no records)", base, last, err)
+	}
+	if base, _, err := s.Offsets(3); err != nil || base != 3 {
+		t.Fatalf("Offsets(3) = %d, %v; want 3", base, err)
+	}
+	s.Applied(3) // read back from the wal, not the tail
+	got, err := s.Entries(2, 3, math.MaxUint64)
+	if err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if off, ok := decodeLogStart(&got[0]); !ok || off != 900 {
+		t.Fatalf("read back: decodeLogStart = %d, %v; want 900, true", off, ok)
+	}
 }

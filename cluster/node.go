@@ -419,6 +419,24 @@ func (r *replica) Apply(entries []raftpb.Entry) error {
 	if len(entries) > 0 {
 		r.events.Committed(r.st.OffsetAtIndex(entries[len(entries)-1].Index))
 	}
+	for i := range entries {
+		if off, ok := decodeLogStart(&entries[i]); ok {
+			r.events.LogStartMoved(off)
+		}
+	}
+	return nil
+}
+
+// MoveLogStart implements broker.Replica: the move is a control entry in
+// the partition's log, applied by every replica in log order.
+func (r *replica) MoveLogStart(ctx context.Context, offset int64) error {
+	p, err := r.g.submit(ctx, &proposal{data: EncodeLogStart(offset)})
+	if err != nil {
+		return mapErr(err, kerr.NotLeaderForPartition)
+	}
+	if _, err := r.g.wait(ctx, p); err != nil {
+		return mapErr(err, kerr.NotLeaderForPartition)
+	}
 	return nil
 }
 

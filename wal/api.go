@@ -36,6 +36,7 @@ const (
 	KindNoop       Kind = 2 // raft no-op, no records
 	KindConfChange Kind = 3 // raft conf change, no records
 	KindMeta       Kind = 4 // a metadata/state record (not Kafka records, but carries an offset like data)
+	KindControl    Kind = 5 // a partition control record, no records (cluster mode: the log start offset moved)
 )
 
 // HasRecords reports whether entries of this kind occupy Kafka offsets.

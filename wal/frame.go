@@ -54,7 +54,7 @@ type header struct {
 
 func (h *header) lastOffset() int64 { return h.baseOffset + int64(h.lastOffsetDelta) }
 
-func (k Kind) valid() bool { return k >= KindData && k <= KindMeta }
+func (k Kind) valid() bool { return k >= KindData && k <= KindControl }
 
 // frameSize is the encoded size of e.
 func frameSize(e *Entry) int { return frameOverhead + len(e.Payload) }
