@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -282,13 +281,9 @@ func (gp *groupPartition) load(compactOnLoad bool) (int64, error) {
 // compact compacts the partition's log and sets the next threshold.
 // Caller holds mu.
 func (gp *groupPartition) compact(now time.Time) bool {
-	if gp.c.clustered {
-		// Not yet: compaction ends in deleteRecords, which drops
-		// segments of the raft log without moving the group's snapshot
-		// point. Replay stays correct, only unbounded.
-		gp.compactAt = math.MaxInt64
-		return false
-	}
+	// In cluster mode the snapshot records are replicated appends and the
+	// final deleteRecords puts the new log start in the partition's raft
+	// log, so every replica (and the next leader's replay) starts there.
 	before, after, err := compactGroupLog(gp.p, now)
 	if err != nil {
 		gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("compact " + offsetsTopic)

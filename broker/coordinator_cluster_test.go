@@ -167,3 +167,68 @@ func TestClusteredCoordinatorFollowsLeader(t *testing.T) {
 		t.Fatalf("offset after reopen %d, want 30", o)
 	}
 }
+
+// In cluster mode __consumer_offsets is compacted as standalone: the live
+// records are written again and the log start moves past the old ones,
+// through the replica (MoveLogStart), so every replica and the next
+// leader's replay start there.
+func TestClusteredCoordinatorCompacts(t *testing.T) {
+	defer func(old int64) { groupCompactMinRecords = old }(groupCompactMinRecords)
+	groupCompactMinRecords = 100
+	repl := &localReplication{replicas: map[string]*localReplica{}}
+	b := openBroker(t, Config{NodeID: 1, AdvertisedHost: "h1", AdvertisedPort: 9001, Replication: repl, OffsetsTopicPartitions: 1})
+	const group = "g"
+	waitFor(t, func() bool { return repl.replica(offsetsTopic, 0) != nil && len(b.groups.partitions()) == 1 })
+	rep := repl.replica(offsetsTopic, 0)
+	if _, err := b.CreateTopic("t", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	rep.lead(1, 1)
+	commit := func(offset int64) error {
+		var err error
+		for range 2000 {
+			if _, err = b.OffsetCommit(group, GroupCommitRequest{GenerationID: -1,
+				Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: offset, LeaderEpoch: -1}}}); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return err
+	}
+	fetched := func() (int64, error) {
+		var o []GroupOffset
+		var err error
+		for range 2000 {
+			if o, err = b.OffsetFetch(group, []GroupFetchTopic{{Topic: "t", Partitions: []int32{0}}}, false); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err != nil {
+			return -1, err
+		}
+		return o[0].Offset, nil
+	}
+	for i := range int64(300) {
+		if err := commit(i); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	if n := rep.local.Load(); n != 0 {
+		t.Fatalf("%d coordinator appends answered before their commit, want all on commit (acks=all)", n)
+	}
+	lso, hw, err := b.PartitionOffsets(offsetsTopic, 0)
+	if err != nil || lso == 0 || hw-lso >= 300 {
+		t.Fatalf("%s-0 after 300 commits: log start %d, high watermark %d, %v; want compacted", offsetsTopic, lso, hw, err)
+	}
+	if o, err := fetched(); err != nil || o != 299 {
+		t.Fatalf("offset after compaction: %d %v, want 299", o, err)
+	}
+	// Another leader, then this node again at a new epoch: the replay
+	// starts at the moved log start and finds the latest offset.
+	rep.lead(2, 2)
+	rep.lead(1, 3)
+	if o, err := fetched(); err != nil || o != 299 {
+		t.Fatalf("offset after reloading the compacted partition: %d %v, want 299", o, err)
+	}
+}

@@ -242,6 +242,7 @@ func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int6
 func (p *partition) appendInternal(batch []byte) (int64, error) {
 	h := produceReqPool.Get().(*ProduceHandle)
 	h.buf = batch
+	h.acks = -1 // in cluster mode: answered once committed, as Kafka's coordinator writes
 	var err error
 	h.batches, err = parseBatches(h.hdrs[:0], batch, math.MaxInt32)
 	if err != nil {

@@ -33,6 +33,8 @@ type localReplica struct {
 	// fenced makes Replicate fail with NOT_LEADER_OR_FOLLOWER, as a
 	// leader that lost its group while the partition still thinks it leads.
 	fenced atomic.Bool
+	// local counts Replicate calls that did not ask for a quorum (acks=1).
+	local atomic.Int64
 }
 
 func (r *localReplication) NodeID() int32 { return 1 }
@@ -92,6 +94,9 @@ func (r *localReplication) replica(topic string, partition int32) *localReplica 
 func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (int64, error) {
 	if l.fenced.Load() {
 		return -1, fmt.Errorf("local replica fenced: %w", kerr.NotLeaderForPartition)
+	}
+	if !quorum {
+		l.local.Add(1)
 	}
 	base := l.log.NextOffset()
 	for i := range entries {
