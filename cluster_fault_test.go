@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
@@ -695,5 +696,65 @@ func TestClusterAcks1(t *testing.T) {
 	}
 	if want := []string{"0", "1", "2"}; !slices.Equal(keys, want) {
 		t.Fatalf("consumed keys %q, want %q", keys, want)
+	}
+}
+
+// TestClusterProduceLeaderHint: a follower answers Produce v10+ with
+// NOT_LEADER_OR_FOLLOWER, the current leader and epoch, and the leader's
+// endpoint (KIP-951), so that clients move the partition without waiting
+// for a metadata refresh.
+func TestClusterProduceLeaderHint(t *testing.T) {
+	const topic = "hint"
+	c := startInprocCluster(t, 3)
+	adm := c.client(c.addrs(0))
+	c.createTopic(adm, topic, 1, nil)
+	waitUntil(t, "every node knows the leader", 30*time.Second, func() bool {
+		l := c.leaderSeenBy(1, topic, 0)
+		return l > 0 && c.leaderSeenBy(2, topic, 0) == l && c.leaderSeenBy(3, topic, 0) == l
+	})
+	leader, epoch, err := c.nodes[0].b.PartitionLeader(topic, 0)
+	if err != nil || leader < 1 {
+		t.Fatalf("leader %d, %v", leader, err)
+	}
+	follower := 1
+	if int(leader) == 1 {
+		follower = 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, version := range []int16{9, 11} {
+		// kgo sends the highest version both sides support: cap it.
+		versions := kversion.Stable()
+		versions.SetMaxKeyVersion(0, version)
+		cl := c.client([]string{c.nodes[follower-1].addr}, kgo.MaxVersions(versions))
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = version, -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = encodeBatch(t, kgo.Record{Value: []byte("v")})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl.Broker(follower))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		if sp.ErrorCode != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("v%d produce to follower %d: %v, want NOT_LEADER_OR_FOLLOWER", version, follower, kerr.ErrorForCode(sp.ErrorCode))
+		}
+		if version < 10 {
+			if sp.CurrentLeader.LeaderID != -1 || len(resp.Brokers) != 0 {
+				t.Fatalf("v%d carries a leader hint: %+v %+v", version, sp.CurrentLeader, resp.Brokers)
+			}
+			continue
+		}
+		if sp.CurrentLeader.LeaderID != leader || sp.CurrentLeader.LeaderEpoch != epoch {
+			t.Fatalf("v%d hint: leader %d epoch %d, want %d %d", version, sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch, leader, epoch)
+		}
+		if len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != leader ||
+			net.JoinHostPort(resp.Brokers[0].Host, strconv.Itoa(int(resp.Brokers[0].Port))) != c.nodes[leader-1].addr {
+			t.Fatalf("v%d endpoints %+v, want node %d at %s", version, resp.Brokers, leader, c.nodes[leader-1].addr)
+		}
 	}
 }

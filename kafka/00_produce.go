@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ import (
 //   - v5: LogStartOffset in the response
 //   - v8: ErrorMessage in the response
 //   - v9: flexible
+//   - v10: NOT_LEADER_OR_FOLLOWER carries the current leader and epoch,
+//     and the response that leader's endpoint (KIP-951)
 //   - v13: topics named by ID (KIP-516)
 
 // producePartitionKeys lists a produce request's partitions in request
@@ -153,6 +156,9 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 		wg.Wait()
 	}
 
+	if req.Version >= 10 {
+		s.addLeaderHints(resp)
+	}
 	if r.noResponse {
 		for i := range resp.Topics {
 			for _, sp := range resp.Topics[i].Partitions {
@@ -165,6 +171,42 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 		}
 	}
 	return resp
+}
+
+// addLeaderHints tells the producer where partitions answered
+// NOT_LEADER_OR_FOLLOWER went (KIP-951, Produce v10+): the leader and
+// leader epoch this node knows, and that leader's endpoint, so that the
+// client moves the partition at once instead of after a metadata refresh
+// (kgo's is at most every 5 s by default) when leadership moves.
+func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
+	var leaders []int32
+	for i := range resp.Topics {
+		st := &resp.Topics[i]
+		for j := range st.Partitions {
+			sp := &st.Partitions[j]
+			if sp.ErrorCode != kerr.NotLeaderForPartition.Code {
+				continue
+			}
+			leader, epoch, err := s.b.PartitionLeader(st.Topic, sp.Partition)
+			if err != nil || leader < 0 || epoch < 0 {
+				continue
+			}
+			sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+			if !slices.Contains(leaders, leader) {
+				leaders = append(leaders, leader)
+			}
+		}
+	}
+	if len(leaders) == 0 {
+		return
+	}
+	for _, bi := range s.b.Brokers() {
+		if slices.Contains(leaders, bi.NodeID) {
+			ep := kmsg.NewProduceResponseBroker()
+			ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
+			resp.Brokers = append(resp.Brokers, ep)
+		}
+	}
 }
 
 // startProduce queues one partition's records once the same partition's
