@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -40,7 +41,10 @@ import (
 //   - v12: flexible; LastFetchedEpoch (not checked: no epoch history yet)
 //   - v13: topics named by ID (KIP-516): UNKNOWN_TOPIC_ID
 //   - v15: ReplicaState replaces ReplicaID
-//   - v16-v18: leader-discovery and replica fields a consumer does not send
+//   - v12+: NOT_LEADER_OR_FOLLOWER carries the current leader and epoch;
+//     v16+ also that leader's endpoint (KIP-951), so the consumer moves the
+//     partition without a metadata refresh
+//   - v16-v18: replica fields a consumer does not send
 
 func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FetchRequest)
@@ -51,6 +55,9 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	}
 
 	names := s.fetchSkeleton(req, resp)
+	if req.Version >= 12 {
+		defer s.addFetchLeaderHints(req.Version, resp)
+	}
 	var timer *time.Timer
 	for {
 		// Take the signal before reading, so an append racing with the
@@ -151,6 +158,39 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 		}
 	}
 	return total, failed
+}
+
+// addFetchLeaderHints fills CurrentLeader of the partitions answered
+// NOT_LEADER_OR_FOLLOWER and, from v16, the leaders' endpoints (KIP-951).
+func (s *Server) addFetchLeaderHints(version int16, resp *kmsg.FetchResponse) {
+	var leaders []int32
+	for i := range resp.Topics {
+		st := &resp.Topics[i]
+		for j := range st.Partitions {
+			sp := &st.Partitions[j]
+			if sp.ErrorCode != kerr.NotLeaderForPartition.Code || st.Topic == "" {
+				continue
+			}
+			leader, epoch, err := s.b.PartitionLeader(st.Topic, sp.Partition)
+			if err != nil || leader < 0 || epoch < 0 {
+				continue
+			}
+			sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+			if !slices.Contains(leaders, leader) {
+				leaders = append(leaders, leader)
+			}
+		}
+	}
+	if version < 16 || len(leaders) == 0 {
+		return
+	}
+	for _, bi := range s.b.Brokers() {
+		if slices.Contains(leaders, bi.NodeID) {
+			ep := kmsg.NewFetchResponseBroker()
+			ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
+			resp.Brokers = append(resp.Brokers, ep)
+		}
+	}
 }
 
 // checkLeaderEpoch compares a client's idea of the partition's leader
