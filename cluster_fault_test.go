@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"net"
@@ -699,10 +700,10 @@ func TestClusterAcks1(t *testing.T) {
 	}
 }
 
-// TestClusterProduceLeaderHint: a follower answers Produce v10+ with
-// NOT_LEADER_OR_FOLLOWER, the current leader and epoch, and the leader's
-// endpoint (KIP-951), so that clients move the partition without waiting
-// for a metadata refresh.
+// TestClusterProduceLeaderHint: a follower answers Produce v10+ (and
+// Fetch v16+) with NOT_LEADER_OR_FOLLOWER, the current leader and epoch,
+// and the leader's endpoint (KIP-951), so that clients move the partition
+// without waiting for a metadata refresh.
 func TestClusterProduceLeaderHint(t *testing.T) {
 	const topic = "hint"
 	c := startInprocCluster(t, 3)
@@ -755,6 +756,111 @@ func TestClusterProduceLeaderHint(t *testing.T) {
 		if len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != leader ||
 			net.JoinHostPort(resp.Brokers[0].Host, strconv.Itoa(int(resp.Brokers[0].Port))) != c.nodes[leader-1].addr {
 			t.Fatalf("v%d endpoints %+v, want node %d at %s", version, resp.Brokers, leader, c.nodes[leader-1].addr)
+		}
+	}
+
+	// Fetch, the newest version kgo and Chronik share (v16+ carries the
+	// endpoints).
+	info, ok := c.nodes[follower-1].b.Topic(topic)
+	if !ok {
+		t.Fatalf("topic %s unknown on node %d", topic, follower)
+	}
+	cl := c.client([]string{c.nodes[follower-1].addr})
+	freq := kmsg.NewPtrFetchRequest()
+	freq.MaxWaitMillis, freq.MaxBytes, freq.SessionEpoch = 0, 1<<20, -1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = topic, info.ID
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes, fp.CurrentLeaderEpoch = 1<<20, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	freq.Topics = append(freq.Topics, ft)
+	fresp, err := freq.RequestWith(ctx, cl.Broker(follower))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresp.Version < 16 {
+		t.Fatalf("fetch went out as v%d, want v16+", fresp.Version)
+	}
+	fpr := fresp.Topics[0].Partitions[0]
+	if fpr.ErrorCode != kerr.NotLeaderForPartition.Code || fpr.CurrentLeader.LeaderID != leader || fpr.CurrentLeader.LeaderEpoch != epoch {
+		t.Fatalf("fetch v%d from follower: %v, leader %d epoch %d; want NOT_LEADER_OR_FOLLOWER, %d, %d", fresp.Version,
+			kerr.ErrorForCode(fpr.ErrorCode), fpr.CurrentLeader.LeaderID, fpr.CurrentLeader.LeaderEpoch, leader, epoch)
+	}
+	if len(fresp.Brokers) != 1 || fresp.Brokers[0].NodeID != leader {
+		t.Fatalf("fetch endpoints %+v, want node %d", fresp.Brokers, leader)
+	}
+}
+
+// TestClusterRemoveNodeReplaces: four nodes, an RF=3 topic; removing one
+// of its replicas' nodes gives each of its partitions a replacement on the
+// node left over, which catches up with every record and takes part in
+// commits once the removed node is gone.
+func TestClusterRemoveNodeReplaces(t *testing.T) {
+	const topic = "moved"
+	c := startInprocCluster(t, 4)
+	waitUntil(t, "all nodes registered", 60*time.Second, func() bool {
+		for _, in := range c.nodes {
+			if len(in.b.Brokers()) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	adm := c.client(c.addrs(0))
+	c.createTopic(adm, topic, 2, nil)
+	prod := c.client(c.addrs(0), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond))
+	produceKeys(t, prod, topic, 0, 1000)
+
+	// A replica of partition 0 other than node 1 goes.
+	before := c.nodes[0].b.PartitionReplicas(topic, 0)
+	gone := int32(-1)
+	for _, id := range before {
+		if id != 1 {
+			gone = id
+			break
+		}
+	}
+	if len(before) != 3 || gone < 0 {
+		t.Fatalf("replicas of %s-0: %v", topic, before)
+	}
+	waitUntil(t, "node removed", 30*time.Second, func() bool { return c.nodes[0].b.UnregisterBroker(gone) == nil })
+	c.isolate(int(gone), true)
+
+	for p := range int32(2) {
+		var added int32
+		waitUntil(t, fmt.Sprintf("%s-%d has three replicas without node %d", topic, p, gone), 30*time.Second, func() bool {
+			rs := c.nodes[0].b.PartitionReplicas(topic, p)
+			if len(rs) != 3 || slices.Contains(rs, gone) {
+				return false
+			}
+			for _, id := range rs {
+				if !slices.Contains(before, id) || id == gone {
+					added = id
+				}
+			}
+			return true
+		})
+		_, hw, err := c.nodes[0].b.PartitionOffsets(topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if added > 0 { // partition 1 may not have had node gone
+			waitUntil(t, fmt.Sprintf("node %d catches up on %s-%d", added, topic, p), 60*time.Second, func() bool {
+				_, got, err := c.nodes[added-1].b.PartitionOffsets(topic, p)
+				return err == nil && got >= hw
+			})
+		}
+	}
+	// Commits go on with the removed node cut off, and reach the new replicas.
+	produceKeys(t, c.client(c.addrs(int(gone)), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(1000),
+		kgo.MetadataMinAge(100*time.Millisecond)), topic, 1000, 1100)
+	for p := range int32(2) {
+		_, hw, _ := c.nodes[0].b.PartitionOffsets(topic, p)
+		for _, id := range c.nodes[0].b.PartitionReplicas(topic, p) {
+			waitUntil(t, fmt.Sprintf("node %d has %s-%d up to %d", id, topic, p, hw), 60*time.Second, func() bool {
+				_, got, err := c.nodes[id-1].b.PartitionOffsets(topic, p)
+				return err == nil && got >= hw
+			})
 		}
 	}
 }

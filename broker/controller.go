@@ -208,7 +208,50 @@ func (b *Broker) ApplyMeta(record []byte) {
 		}
 		b.groups.removeTopicOffsets(rec.Topic)
 		b.logger.Info().Str("topic", rec.Topic).Msg("topic deleted")
+	case metaReplicasAdded:
+		b.applyReplicasAdded(rec)
 	}
+}
+
+// applyReplicasAdded follows a partition's grown replica list: a node that
+// hosts the partition passes the list to its replica (the leader adds the
+// new voters); a node that was added opens the partition, empty, and waits
+// to be added. adminMu held.
+func (b *Broker) applyReplicasAdded(rec metaRecord) {
+	tm := b.state.topics[rec.Topic]
+	b.mu.Lock()
+	t := b.topics[rec.Topic]
+	var p *partition
+	if t != nil {
+		t.meta = tm
+		if int(rec.Partition) < len(t.partitions) {
+			p = t.partitions[rec.Partition]
+		}
+	}
+	b.mu.Unlock()
+	if t == nil || int(rec.Partition) >= len(t.partitions) {
+		return
+	}
+	replicas := tm.replicas[rec.Partition]
+	if p != nil {
+		if r := p.repl(); r != nil {
+			r.SetReplicas(replicas)
+		}
+		return
+	}
+	if !b.hosts(tm, rec.Partition) {
+		return
+	}
+	np, err := b.openPartition(t, rec.Partition)
+	if err != nil {
+		b.logger.Error().Err(err).Str("topic", rec.Topic).Int32("partition", rec.Partition).Msg("open an added replica")
+		return
+	}
+	b.mu.Lock()
+	t.partitions[rec.Partition] = np
+	b.mu.Unlock()
+	b.logger.Info().Str("topic", rec.Topic).Int32("partition", rec.Partition).Ints32("replicas", replicas).
+		Msg("replica added here; catching up from the leader")
 }
 
 // openHosted opens the partitions in [from, to) that this node replicates;
@@ -254,6 +297,9 @@ func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
 	case t.meta.replicas != nil:
 		s.Replicas = t.meta.replicas[i]
 		s.Fresh = true
+		if int(i) < len(t.meta.joined) && slices.Contains(t.meta.joined[i], b.cfg.NodeID) {
+			s.Fresh, s.Join = false, true
+		}
 	default:
 		s.Replicas = b.ctl.Nodes()
 	}
@@ -409,8 +455,76 @@ func (b *Broker) UnregisterBroker(id int32) error {
 	if len(nodes) == 1 {
 		return fmt.Errorf("node %d is the cluster's last node: %w", id, kerr.InvalidRequest)
 	}
+	before := maps.Clone(b.state.topics) // apply replaces topics, never mutates one
 	if err := b.proposeLocked(metaRecord{Type: metaBrokerRemoved, Node: id}); err != nil {
 		return fmt.Errorf("remove node %d: %w", id, err)
 	}
+	b.replaceReplicasLocked(before, id)
 	return nil
+}
+
+// replaceReplicasLocked gives every partition that had node gone among its
+// replicas a replacement, as decommissioning in Redpanda does: the
+// registered node, not yet a replica, that hosts the fewest replicas. The
+// new replica catches up from the leader (a raft snapshot if retention
+// removed the start of the log). With no node to spare the partition keeps
+// one replica fewer. Failures are logged: the removal stands. adminMu held
+// (released while proposing).
+func (b *Broker) replaceReplicasLocked(before map[string]*topicMeta, gone int32) {
+	load := map[int32]int{}
+	for id := range b.state.brokers {
+		if !b.state.removed[id] {
+			load[id] = 0
+		}
+	}
+	for _, t := range b.state.topics {
+		for _, rs := range t.replicas {
+			for _, id := range rs {
+				if _, ok := load[id]; ok {
+					load[id]++
+				}
+			}
+		}
+	}
+	type change struct {
+		topic string
+		id    [16]byte
+		part  int32
+	}
+	var changes []change
+	for _, name := range slices.Sorted(maps.Keys(before)) {
+		old := before[name]
+		for p, rs := range old.replicas {
+			if slices.Contains(rs, gone) {
+				changes = append(changes, change{name, old.id, int32(p)})
+			}
+		}
+	}
+	replaced := 0
+	for _, c := range changes {
+		t := b.state.topics[c.topic]
+		if t == nil || t.id != c.id || int(c.part) >= len(t.replicas) {
+			continue // deleted meanwhile
+		}
+		pick := int32(-1)
+		for _, id := range slices.Sorted(maps.Keys(load)) {
+			if !slices.Contains(t.replicas[c.part], id) && (pick < 0 || load[id] < load[pick]) {
+				pick = id
+			}
+		}
+		if pick < 0 {
+			continue
+		}
+		err := b.proposeLocked(metaRecord{Type: metaReplicasAdded, Topic: c.topic, ID: topicIDHex(c.id), Partition: c.part, Added: []int32{pick}})
+		if err != nil {
+			b.logger.Warn().Err(err).Str("topic", c.topic).Int32("partition", c.part).Int32("node", pick).Msg("replace a removed node's replica")
+			continue
+		}
+		load[pick]++
+		replaced++
+	}
+	if len(changes) > 0 {
+		b.logger.Info().Int32("node", gone).Int("partitions", len(changes)).Int("replaced", replaced).
+			Msg("replicas of the removed node replaced")
+	}
 }

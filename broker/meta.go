@@ -28,6 +28,7 @@ const (
 	metaBrokerRegistered = "broker_registered" // Node, Host, Port: a node's Kafka address
 	metaProducerIDBlock  = "producer_id_block" // Node: the next block of producer ids goes to that node
 	metaBrokerRemoved    = "broker_removed"    // Node: the node leaves the cluster and every replica list
+	metaReplicasAdded    = "replicas_added"    // Topic, ID, Partition, Added: nodes that join a partition's replicas
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -47,11 +48,14 @@ type metaRecord struct {
 	Topics             []metaTopic       `json:"topics,omitempty"` // snapshot only
 
 	// Cluster mode.
-	Node     int32        `json:"node,omitempty"`
-	Host     string       `json:"host,omitempty"`
-	Port     int32        `json:"port,omitempty"`
-	Replicas [][]int32    `json:"replicas,omitempty"` // topic_created, partitions_added: replicas of each new partition, preferred leader first
-	Brokers  []metaBroker `json:"brokers,omitempty"`  // snapshot only
+	Node     int32     `json:"node,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Port     int32     `json:"port,omitempty"`
+	Replicas [][]int32 `json:"replicas,omitempty"` // topic_created, partitions_added: replicas of each new partition, preferred leader first
+	// replicas_added: the partition and the nodes added to its replicas.
+	Partition int32        `json:"partition,omitempty"`
+	Added     []int32      `json:"added,omitempty"`
+	Brokers   []metaBroker `json:"brokers,omitempty"` // snapshot only
 	// NextGroup (snapshot only) is the raft group id the next partition gets.
 	NextGroup uint64 `json:"next_group,omitempty"`
 	// NodeBlocks (snapshot only): each node's current producer id block start.
@@ -74,6 +78,7 @@ type metaTopic struct {
 	Configs    map[string]string `json:"configs,omitempty"`
 	Replicas   [][]int32         `json:"replicas,omitempty"`
 	Groups     []uint64          `json:"groups,omitempty"`
+	Joined     [][]int32         `json:"joined,omitempty"`
 }
 
 // topicMeta is one topic as the metadata log defines it.
@@ -87,6 +92,11 @@ type topicMeta struct {
 	// handed out in apply order, so every node computes the same ones.
 	replicas [][]int32
 	groups   []uint64
+	// joined lists, per partition, the replicas added after the partition
+	// was created (replicas_added): they start empty and wait for the
+	// group's leader to add them, never bootstrapping the group. Shorter
+	// than partitions, or nil, where none were added.
+	joined [][]int32
 }
 
 // metaState is the metadata log folded: what Open rebuilds by replay.
@@ -220,6 +230,9 @@ func (s *metaState) apply(r metaRecord) error {
 				}
 				fresh.topics[t.Name].groups = t.Groups
 			}
+			if t.Joined != nil {
+				fresh.topics[t.Name].joined = t.Joined
+			}
 		}
 		for _, br := range r.Brokers {
 			fresh.brokers[br.Node] = br
@@ -245,6 +258,34 @@ func (s *metaState) apply(r metaRecord) error {
 	case metaProducerIDBlock:
 		s.nodeBlocks[r.Node] = s.producerIDBlockEnd
 		s.producerIDBlockEnd += producerIDBlockSize
+	case metaReplicasAdded:
+		t, err := s.topicWithID(r.Topic, r.ID)
+		if err != nil {
+			return err
+		}
+		p := r.Partition
+		switch {
+		case t.replicas == nil:
+			return fmt.Errorf("replicas added to %q, created standalone (every node hosts it)", r.Topic)
+		case p < 0 || p >= t.partitions:
+			return fmt.Errorf("replicas added to %s-%d: no such partition", r.Topic, p)
+		case len(r.Added) == 0:
+			return fmt.Errorf("replicas added to %s-%d: none named", r.Topic, p)
+		}
+		for _, id := range r.Added {
+			if _, ok := s.brokers[id]; !ok || s.removed[id] || slices.Contains(t.replicas[p], id) {
+				return fmt.Errorf("replicas added to %s-%d: node %d is not a registered node outside %v", r.Topic, p, id, t.replicas[p])
+			}
+		}
+		nt := *t
+		nt.replicas = slices.Clone(t.replicas)
+		nt.replicas[p] = append(slices.Clone(t.replicas[p]), r.Added...)
+		nt.joined = slices.Clone(t.joined)
+		for len(nt.joined) <= int(p) {
+			nt.joined = append(nt.joined, nil)
+		}
+		nt.joined[p] = append(slices.Clone(nt.joined[p]), r.Added...)
+		s.topics[r.Topic] = &nt
 	case metaBrokerRemoved:
 		if s.removed[r.Node] {
 			return fmt.Errorf("node %d already removed", r.Node)
@@ -284,7 +325,7 @@ func (s *metaState) snapshot() metaRecord {
 	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd, NextGroup: s.nextGroup}
 	for _, name := range slices.Sorted(maps.Keys(s.topics)) {
 		t := s.topics[name]
-		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs, Replicas: t.replicas, Groups: t.groups})
+		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs, Replicas: t.replicas, Groups: t.groups, Joined: t.joined})
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.brokers)) {
 		r.Brokers = append(r.Brokers, s.brokers[id])

@@ -93,3 +93,65 @@ func TestMetaSnapshotRecord(t *testing.T) {
 		t.Fatalf("state from snapshot: %+v", other)
 	}
 }
+
+// replicas_added grows one partition's replica list by registered nodes,
+// records them as joined (so they never bootstrap the group), survives a
+// snapshot, and refuses anything else.
+func TestMetaReplicasAdded(t *testing.T) {
+	idHex := topicIDHex([16]byte{7})
+	setup := []metaRecord{
+		{Type: metaBrokerRegistered, Node: 1, Host: "h", Port: 1},
+		{Type: metaBrokerRegistered, Node: 2, Host: "h", Port: 2},
+		{Type: metaBrokerRegistered, Node: 3, Host: "h", Port: 3},
+		{Type: metaBrokerRegistered, Node: 4, Host: "h", Port: 4},
+		{Type: metaTopicCreated, Topic: "t", ID: idHex, Partitions: 2, Replicas: [][]int32{{1, 2, 3}, {2, 3, 1}}},
+		{Type: metaTopicCreated, Topic: "standalone", ID: topicIDHex([16]byte{8}), Partitions: 1},
+		{Type: metaBrokerRemoved, Node: 3},
+	}
+	fresh := func() *metaState {
+		s := newMetaState()
+		for _, r := range setup {
+			if err := s.apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	for i, r := range []metaRecord{
+		{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 1, Added: []int32{1}},     // already a replica
+		{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 0, Added: []int32{3}},     // removed
+		{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 0, Added: []int32{9}},     // never registered
+		{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 2, Added: []int32{4}},     // no such partition
+		{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 0},                        // nobody
+		{Type: metaReplicasAdded, Topic: "t", ID: topicIDHex([16]byte{1}), Added: []int32{4}}, // wrong id
+		{Type: metaReplicasAdded, Topic: "standalone", ID: topicIDHex([16]byte{8}), Added: []int32{4}},
+	} {
+		if err := fresh().apply(r); err == nil {
+			t.Errorf("bad record %d accepted: %+v", i, r)
+		}
+	}
+	s := fresh()
+	if err := s.apply(metaRecord{Type: metaReplicasAdded, Topic: "t", ID: idHex, Partition: 1, Added: []int32{4}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, s *metaState) {
+		t.Helper()
+		tm := s.topics["t"]
+		if got := tm.replicas; len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 3 || got[1][2] != 4 {
+			t.Fatalf("%s: replicas %v, want [[1 2] [2 1 4]]", what, got)
+		}
+		if len(tm.joined) != 2 || len(tm.joined[0]) != 0 || len(tm.joined[1]) != 1 || tm.joined[1][0] != 4 {
+			t.Fatalf("%s: joined %v, want [[] [4]]", what, tm.joined)
+		}
+	}
+	check("applied", s)
+	rec, err := decodeMetaRecord(encodeMetaRecord(s.snapshot()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newMetaState()
+	if err := other.apply(rec); err != nil {
+		t.Fatal(err)
+	}
+	check("from a snapshot", other)
+}

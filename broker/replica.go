@@ -77,6 +77,10 @@ type ReplicaSpec struct {
 	// Otherwise the topic was created standalone: only a node holding its
 	// data may start the group (alone), and adds the others.
 	Fresh bool
+	// Join: this node was added to the partition's replicas after the
+	// group formed (replicas_added). Its log starts empty and it waits
+	// for the leader to add it; it never bootstraps the group.
+	Join bool
 }
 
 // Replica is one partition's raft group as the broker sees it.
@@ -99,6 +103,9 @@ type Replica interface {
 	// CommittedIndex is the last WAL index known committed here: what
 	// retention may drop up to.
 	CommittedIndex() uint64
+	// SetReplicas tells the replica that the partition's replicas changed
+	// (nodes were added): the leader adds them to the group.
+	SetReplicas(replicas []int32)
 	// Compacted tells the replica that the log's leading segments were
 	// dropped (retention): the group's snapshot point moves to the new
 	// first index, and followers that need older entries get a snapshot.

@@ -117,6 +117,7 @@ func (l *localReplica) MoveLogStart(ctx context.Context, offset int64) error {
 	return nil
 }
 
+func (l *localReplica) SetReplicas([]int32)    {}
 func (l *localReplica) Close() error           { return nil }
 func (l *localReplica) CommittedIndex() uint64 { return l.log.LastIndex() }
 func (l *localReplica) Compacted() error       { return nil }

@@ -386,7 +386,10 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	// on the node that was standalone: that node starts the group alone and
 	// adds the others; empty replicas wait to be added.
 	join := replicas
-	if !spec.Fresh {
+	switch {
+	case spec.Join:
+		join = nil // added to a running group: the leader adds us
+	case !spec.Fresh:
 		if join, err = n.startAlone(st); err != nil {
 			return nil, err
 		}
@@ -425,6 +428,21 @@ func (r *replica) Apply(entries []raftpb.Entry) error {
 		}
 	}
 	return nil
+}
+
+// SetReplicas implements broker.Replica: the reconciler of the group's
+// leader makes the voters follow.
+func (r *replica) SetReplicas(replicas []int32) {
+	voters := make([]uint64, len(replicas))
+	for i, id := range replicas {
+		voters[i] = uint64(id)
+	}
+	r.n.want(r.id, voters)
+	if len(voters) > 0 {
+		r.n.mu.Lock()
+		r.n.preferred[r.id] = voters[0]
+		r.n.mu.Unlock()
+	}
 }
 
 // MoveLogStart implements broker.Replica: the move is a control entry in
