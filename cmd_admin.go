@@ -47,7 +47,7 @@ func newAdmin() *admin {
 	})
 	a.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_cluster_commit_duration_seconds",
-		Help:    "Cluster mode: time from proposing a partition's entries to their raft commit, on the leader.",
+		Help:    "Cluster mode: time from proposing a partition's acks=all entries to their raft commit, on the leader.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	})
 	a.reg.MustRegister(

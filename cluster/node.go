@@ -34,7 +34,7 @@ type NodeConfig struct {
 	Listener      net.Listener
 	TickInterval  time.Duration // default 100ms
 	ElectionTicks int           // default 10
-	// OnCommit, if set, gets the time from proposing a partition's
+	// OnCommit, if set, gets the time from proposing a partition's acks=all
 	// entries to their commit on this leader (metrics; must be cheap).
 	OnCommit func(time.Duration)
 	Logger   zerolog.Logger
