@@ -589,7 +589,8 @@ func (n *Node) NodeRemoved(id int32) {
 	defer n.mu.Unlock()
 	n.removed[uint64(id)] = true
 	for g, voters := range n.desired {
-		n.desired[g] = slices.DeleteFunc(voters, func(v uint64) bool { return v == uint64(id) })
+		// A new slice: the reconciler reads the old one without the lock.
+		n.desired[g] = slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == uint64(id) })
 	}
 	for g, p := range n.preferred {
 		if p == uint64(id) {
