@@ -864,3 +864,76 @@ func TestClusterRemoveNodeReplaces(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterOffsetForLeaderEpoch: the leader epoch is the raft term, and
+// OffsetForLeaderEpoch answers an older epoch with where the next one
+// began (KIP-320), the current one with the high watermark.
+func TestClusterOffsetForLeaderEpoch(t *testing.T) {
+	const topic = "epochs"
+	c := startInprocCluster(t, 3)
+	adm := c.client(c.addrs(0))
+	c.createTopic(adm, topic, 1, nil)
+	produceKeys(t, c.client(c.addrs(0), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond)), topic, 0, 10)
+	old, e1, err := c.nodes[0].b.PartitionLeader(topic, 0)
+	if err != nil || old < 1 {
+		t.Fatalf("leader %d, %v", old, err)
+	}
+	c.isolate(int(old), true)
+	var lead int32
+	waitUntil(t, "a new leader", 60*time.Second, func() bool {
+		for _, in := range c.nodes {
+			if int32(in.id) != old && c.leaderSeenBy(in.id, topic, 0) == int32(in.id) {
+				lead = int32(in.id)
+				return true
+			}
+		}
+		return false
+	})
+	produceKeys(t, c.client(c.addrs(int(old)), kgo.RecordRetries(1000), kgo.MetadataMinAge(100*time.Millisecond)), topic, 10, 15)
+	// Everything below is asked while the old leader is still cut off:
+	// once it is back, leadership returns to it (the preferred replica).
+	_, e2, _ := c.nodes[lead-1].b.PartitionLeader(topic, 0)
+	if e2 <= e1 {
+		t.Fatalf("epoch %d after the election, was %d", e2, e1)
+	}
+
+	ask := func(node int32, epoch int32) kmsg.OffsetForLeaderEpochResponseTopicPartition {
+		t.Helper()
+		cl := c.client([]string{c.nodes[node-1].addr})
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.LeaderEpoch, rp.CurrentLeaderEpoch = epoch, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := req.RequestWith(ctx, cl.Broker(int(node)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	for _, c := range []struct {
+		epoch, wantEpoch int32
+		wantEnd          int64
+	}{
+		{e1, e1, 10},
+		{e2, e2, 15},
+		{e2 + 1, -1, -1},
+	} {
+		got := ask(lead, c.epoch)
+		if got.ErrorCode != 0 || got.LeaderEpoch != c.wantEpoch || got.EndOffset != c.wantEnd {
+			t.Errorf("epoch %d: %v, epoch %d, end %d; want %d, %d", c.epoch, kerr.ErrorForCode(got.ErrorCode), got.LeaderEpoch, got.EndOffset, c.wantEpoch, c.wantEnd)
+		}
+	}
+	follower := int32(1)
+	for follower == lead || follower == old {
+		follower++
+	}
+	waitUntil(t, "the follower knows the new leader", 60*time.Second, func() bool { return c.leaderSeenBy(int(follower), topic, 0) == lead })
+	if got := ask(follower, e2); got.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Errorf("follower %d (leader %d, old %d): %v epoch %d end %d, want NOT_LEADER_OR_FOLLOWER", follower, lead, old, kerr.ErrorForCode(got.ErrorCode), got.LeaderEpoch, got.EndOffset)
+	}
+}

@@ -748,6 +748,34 @@ func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int
 	return p.deleteRecords(offset)
 }
 
+// EpochEndOffset answers OffsetForLeaderEpoch (KIP-320): for the current
+// leader epoch the high watermark; for an older one (cluster mode, where
+// the epoch is the raft term) the largest epoch at or below it in the log
+// and the offset where the next epoch began, at most the high watermark;
+// -1, -1 for an epoch that is negative or not reached yet. Followers
+// answer NOT_LEADER_OR_FOLLOWER.
+func (b *Broker) EpochEndOffset(topic string, partition, epoch int32) (leaderEpoch int32, endOffset int64, err error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, -1, err
+	}
+	if !p.leads() {
+		return -1, -1, p.notLeader()
+	}
+	current, hw := p.replica.epoch.Load(), p.highWatermark.Load()
+	if epoch < 0 || epoch > current {
+		return -1, -1, nil
+	}
+	if epoch < current && p.replica.replicated {
+		if r := p.repl(); r != nil {
+			if le, end, ok := r.EpochEnd(epoch); ok {
+				return le, min(end, hw), nil
+			}
+		}
+	}
+	return current, hw, nil
+}
+
 // PartitionOffsets returns the log start offset and high watermark.
 func (b *Broker) PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error) {
 	p, err := b.partition(topic, partition)

@@ -103,6 +103,11 @@ type Replica interface {
 	// CommittedIndex is the last WAL index known committed here: what
 	// retention may drop up to.
 	CommittedIndex() uint64
+	// EpochEnd answers OffsetForLeaderEpoch for an epoch older than the
+	// current one: the largest leader epoch at or below it among the
+	// log's entries and the offset where the next epoch's entries begin.
+	// ok is false when the log has no entry of a later epoch.
+	EpochEnd(epoch int32) (leaderEpoch int32, endOffset int64, ok bool)
 	// SetReplicas tells the replica that the partition's replicas changed
 	// (nodes were added): the leader adds them to the group.
 	SetReplicas(replicas []int32)

@@ -430,6 +430,15 @@ func (r *replica) Apply(entries []raftpb.Entry) error {
 	return nil
 }
 
+// EpochEnd implements broker.Replica (OffsetForLeaderEpoch).
+func (r *replica) EpochEnd(epoch int32) (int32, int64, bool) {
+	if epoch < 0 {
+		return -1, -1, false
+	}
+	t, end, ok := r.st.EpochEnd(uint64(epoch))
+	return int32(t), end, ok
+}
+
 // SetReplicas implements broker.Replica: the reconciler of the group's
 // leader makes the voters follow.
 func (r *replica) SetReplicas(replicas []int32) {

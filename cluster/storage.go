@@ -812,6 +812,27 @@ func (s *Storage) CompactTo(index uint64) error {
 	return s.saveLocked(false)
 }
 
+// EpochEnd answers OffsetForLeaderEpoch for epoch (a raft term) as
+// Kafka's leader epoch cache does: the largest term at or below epoch
+// among the log's entries, and the Kafka offset where the first entry of a
+// later term begins. Entries written standalone (term 0, reported as 1)
+// count as term 1. ok is false when no entry has a term above epoch (epoch
+// is the current term or later: the answer is the log's end).
+func (s *Storage) EpochEnd(epoch uint64) (floor uint64, end int64, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	want := max(epoch, 1)
+	k := sort.Search(len(s.runs), func(i int) bool { return s.runs[i].term > want })
+	if k == len(s.runs) {
+		return 0, 0, false
+	}
+	end = s.offsetAtLocked(s.runs[k].start - 1)
+	if k == 0 {
+		return epoch, end, true // older than every retained entry
+	}
+	return min(s.runs[k-1].term, epoch), end, true
+}
+
 // Offsets returns the Kafka offsets of the entry at index: its first and
 // last record offsets. An entry without records (no-op, conf change) gets
 // baseOffset = the next offset at that point and lastOffset = baseOffset-1.

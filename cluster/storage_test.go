@@ -884,3 +884,40 @@ func TestStorageTail(t *testing.T) {
 	}
 	check(18)
 }
+
+// EpochEnd answers OffsetForLeaderEpoch from the log's terms: the largest
+// term at or below the one asked and the offset where the next began.
+func TestStorageEpochEnd(t *testing.T) {
+	_, s := openTestStorage(t, t.TempDir(), wal.Options{Fsync: wal.FsyncNever})
+	next := int64(0)
+	add := func(e raftpb.Entry) {
+		t.Helper()
+		st, n := stamped(e, next)
+		next = n
+		mustAppend(t, s, st)
+	}
+	add(dataEnt(1, 1, testBatch(3, 1000, 10))) // offsets 0-2
+	add(dataEnt(2, 1, testBatch(2, 1000, 10))) // 3-4
+	add(noopEnt(3, 3))
+	add(dataEnt(4, 3, testBatch(4, 1000, 10))) // 5-8
+	add(noopEnt(5, 5))
+	add(dataEnt(6, 5, testBatch(1, 1000, 10))) // 9
+	for _, c := range []struct {
+		epoch, floor uint64
+		end          int64
+		ok           bool
+	}{
+		{0, 0, 5, true}, // standalone data (term 0) counts as term 1
+		{1, 1, 5, true},
+		{2, 1, 5, true},
+		{3, 3, 9, true},
+		{4, 3, 9, true},
+		{5, 0, 0, false},
+		{9, 0, 0, false},
+	} {
+		floor, end, ok := s.EpochEnd(c.epoch)
+		if floor != c.floor || end != c.end || ok != c.ok {
+			t.Errorf("EpochEnd(%d) = %d, %d, %v; want %d, %d, %v", c.epoch, floor, end, ok, c.floor, c.end, c.ok)
+		}
+	}
+}

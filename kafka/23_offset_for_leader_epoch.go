@@ -12,10 +12,13 @@ import (
 // Behaviour:
 //   - For the partition's current leader epoch (the only one a standalone
 //     broker ever has) the end offset is the high watermark.
+//   - In cluster mode the leader epoch is the raft term, and an older
+//     epoch is answered from the terms of the partition's log: the largest
+//     epoch at or below it and the offset where the next epoch began (at
+//     most the high watermark). Followers answer NOT_LEADER_OR_FOLLOWER.
 //   - An epoch above the current one, or below zero, is answered with
 //     epoch -1 and offset -1 (UNDEFINED), as Kafka answers an epoch it has
-//     no entry for. An older epoch is answered as the current one: the
-//     broker keeps no epoch history yet (cluster mode will need it).
+//     no entry for.
 //   - CurrentLeaderEpoch is checked like Fetch's: FENCED_LEADER_EPOCH or
 //     UNKNOWN_LEADER_EPOCH; -1 skips the check.
 //
@@ -51,16 +54,12 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, r *request) kmsg.
 }
 
 func (s *Server) epochEndOffset(topic string, rp kmsg.OffsetForLeaderEpochRequestTopicPartition, sp *kmsg.OffsetForLeaderEpochResponseTopicPartition) {
-	_, hw, err := s.b.PartitionOffsets(topic, rp.Partition)
+	epoch, end, err := s.b.EpochEndOffset(topic, rp.Partition, rp.LeaderEpoch)
 	if err != nil {
 		sp.ErrorCode = s.codeOf(err, "offset for leader epoch")
 		return
 	}
-	current := s.b.LeaderEpoch(topic, rp.Partition)
-	if rp.LeaderEpoch < 0 || rp.LeaderEpoch > current {
-		return // UNDEFINED: -1, -1 (the defaults)
-	}
-	sp.LeaderEpoch, sp.EndOffset = current, hw
+	sp.LeaderEpoch, sp.EndOffset = epoch, end // -1, -1: UNDEFINED
 }
 
 func failOffsetForLeaderEpoch(kreq kmsg.Request, code int16) kmsg.Response {
