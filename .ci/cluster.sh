@@ -45,7 +45,13 @@ trap cleanup EXIT
 for n in 1 2 3; do start "$n"; done
 for n in 1 2 3; do ready "$n"; done
 all="$(kafka 1),$(kafka 2),$(kafka 3)"
-"$work/chronik" topic create ci --partitions 3 --replication-factor 3 --brokers "$all" >/dev/null
+# Ready means a controller leader; RF 3 also needs all three registered.
+for i in $(seq 1 300); do
+  if "$work/chronik" topic create ci --partitions 3 --replication-factor 3 --brokers "$all" >"$work/create.txt" 2>&1 ||
+    grep -q TOPIC_ALREADY_EXISTS "$work/create.txt"; then break; fi
+  if [ "$i" = 300 ]; then cat "$work/create.txt"; exit 1; fi
+  sleep 0.1
+done
 
 # The leader of partition 0, from kcat's metadata.
 leader() {
@@ -95,6 +101,7 @@ echo "cluster: all $((2 * n)) messages consumed back exactly once through the su
 
 start "$lead"
 ready "$lead"
+echo "cluster: node $lead restarted and ready"
 consume "$all" >"$work/got2.txt"
 if ! cmp -s "$work/want.txt" "$work/got2.txt"; then
   echo "cluster: after node $lead restarted, consumed $(wc -l <"$work/got2.txt") lines"

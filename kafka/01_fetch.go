@@ -83,6 +83,13 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	}
 }
 
+// noRecords is the records field of a partition without any: empty, as
+// Kafka sends (MemoryRecords.EMPTY), never null. librdkafka (kcat,
+// confluent-kafka) fails to parse a null records field ("invalid
+// MessageSetSize -1"), backs off, and never sees the partition's error
+// code, so it kept fetching from a former leader.
+var noRecords = []byte{}
+
 // fetchSkeleton lays out the response topics and partitions in request
 // order and resolves topic IDs to names ("" when unknown).
 func (s *Server) fetchSkeleton(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) []string {
@@ -117,6 +124,7 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 			*sp = kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark = -1
+			sp.RecordBatches = noRecords
 
 			code := int16(0)
 			switch {
@@ -152,7 +160,9 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 			sp.HighWatermark = res.HighWatermark
 			sp.LastStableOffset = res.LastStableOffset
 			sp.LogStartOffset = res.LogStartOffset
-			sp.RecordBatches = records
+			if len(records) > 0 {
+				sp.RecordBatches = records
+			}
 			total += len(records)
 			remaining -= int64(len(records))
 		}
@@ -245,6 +255,7 @@ func failFetch(kreq kmsg.Request, code int16) kmsg.Response {
 			sp.Partition = rp.Partition
 			sp.ErrorCode = code
 			sp.HighWatermark = -1
+			sp.RecordBatches = noRecords
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)

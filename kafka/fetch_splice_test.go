@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -58,6 +59,39 @@ func TestFetchSpliceMatchesEncoding(t *testing.T) {
 		// The response is left as it was.
 		if again := *encodeResponse(77, resp); !bytes.Equal(again, want) {
 			t.Fatalf("v%d: response changed by encodeFetchResponse", v)
+		}
+	}
+}
+
+// A partition without records (caught up, or answered with an error) has
+// an empty records field, as Kafka sends, never a null one: librdkafka
+// fails to parse null ("invalid MessageSetSize -1"), backs off, and never
+// sees the partition's error code. Every Fetch version, raw on the wire.
+func TestFetchEmptyRecordsNotNull(t *testing.T) {
+	e := startEnv(t)
+	info := e.createTopic("empty", 1, nil)
+	rc := e.dial()
+	for v := int16(4); v <= 18; v++ {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxBytes, req.SessionEpoch = v, 1<<20, -1
+		for _, part := range []int32{0, 7} { // caught up; no such partition
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = "empty", info.ID
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = part, 1<<20, -1
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp := rc.roundTrip(req).(*kmsg.FetchResponse)
+		for _, st := range resp.Topics {
+			for _, sp := range st.Partitions {
+				if sp.RecordBatches == nil {
+					t.Errorf("v%d partition %d (%v): null records, want empty", v, sp.Partition, kerr.ErrorForCode(sp.ErrorCode))
+				}
+			}
+		}
+		if len(resp.Topics) != 2 || resp.Topics[1].Partitions[0].ErrorCode == 0 {
+			t.Fatalf("v%d: %+v, want partition 7 to fail", v, resp.Topics)
 		}
 	}
 }
