@@ -279,6 +279,13 @@ func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 		}
 		hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
 		res := FetchResult{HighWatermark: hw, LastStableOffset: hw, LogStartOffset: lso}
+		if offset > hw && offset <= p.log.NextOffset() {
+			// Written but not known committed here yet: a new leader's
+			// high watermark trails until it commits an entry of its
+			// term, while the consumer's position came from the old
+			// leader's. Nothing yet, as Kafka answers, not out of range.
+			return res, nil
+		}
 		if offset < lso || offset > hw {
 			return res, outOfRange(p, offset, lso, hw)
 		}

@@ -267,3 +267,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A new leader's high watermark can trail its log end until it commits an
+// entry of its own term; a consumer positioned by the old leader's high
+// watermark gets no records and no error meanwhile, and OFFSET_OUT_OF_RANGE
+// only past the log end.
+func TestReplicaFetchAboveHighWatermark(t *testing.T) {
+	repl := &localReplication{replicas: map[string]*localReplica{}}
+	b := openBroker(t, Config{NodeID: 1, Replication: repl})
+	if _, err := b.CreateTopic("t", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	rep := repl.replicas["t"]
+	batch := buildBatch(plain(5))
+	assignOffset(batch, 0, 2)
+	if _, err := rep.log.Append(wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: 0, LastOffsetDelta: 4, MaxTimestamp: 1000, Payload: batch}); err != nil {
+		t.Fatal(err)
+	}
+	rep.events.Committed(2) // known committed here: 2 of the 5
+	rep.lead(1, 3)
+	res, err := b.Fetch("t", 0, 4, 1<<20, 0)
+	if err != nil || len(res.Records) != 0 || res.HighWatermark != 2 {
+		t.Fatalf("fetch at 4, high watermark 2, log end 5: %d bytes, hw %d, %v; want nothing and no error", len(res.Records), res.HighWatermark, err)
+	}
+	if _, err := b.Fetch("t", 0, 6, 1<<20, 0); !errors.Is(err, kerr.OffsetOutOfRange) {
+		t.Fatalf("fetch past the log end: %v, want OFFSET_OUT_OF_RANGE", err)
+	}
+	rep.events.Committed(5)
+	if res, err := b.Fetch("t", 0, 4, 1<<20, 0); err != nil || len(res.Records) == 0 {
+		t.Fatalf("fetch at 4 once committed: %d bytes, %v", len(res.Records), err)
+	}
+}
