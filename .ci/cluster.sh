@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Cluster interop: three `chronik serve` processes with --peers on
-# 127.0.0.1, driven by kcat (librdkafka). An RF=3 topic takes 20,000
-# idempotent acks=all messages in two halves; between them the leader of
-# partition 0 is SIGKILLed. Every message is consumed back exactly once
-# (through the survivors, then through the restarted node as well), and
-# the restarted node rejoins as a follower.
+# 127.0.0.1, driven by kcat (librdkafka) and kafkajs. An RF=3 topic takes
+# 20,000 idempotent acks=all messages from kcat in two halves; between them
+# the leader of partition 0 is SIGKILLed. Every message is consumed back
+# exactly once by kcat (through the survivors, then through the restarted
+# node as well), and a kafkajs group consumer running across the kill sees
+# every message. Needs kcat, curl, node and npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v curl >/dev/null; then
@@ -78,6 +79,14 @@ awk '{print NR ":" $0}' "$work/in2.txt" >"$work/keyed2.txt"
 produce "$all" "$work/keyed1.txt"
 echo "cluster: $n messages produced (acks=all, idempotent)"
 
+# A kafkajs group consumer reads everything while the leader dies (its
+# group's coordinator may be on that node too).
+npm_dir="$work/npm"
+mkdir -p "$npm_dir"
+(cd "$npm_dir" && timeout 180 npm install --no-audit --no-fund --loglevel=error kafkajs@2 >/dev/null)
+NODE_PATH="$npm_dir/node_modules" node .ci/kafkajs-consumer.js "$all" ci-group ci >"$work/kafkajs.txt" 2>"$work/kafkajs.err" &
+jspid=$!
+
 kill -KILL "${pids[$lead]}"
 wait "${pids[$lead]}" 2>/dev/null || true
 unset "pids[$lead]"
@@ -98,6 +107,19 @@ if ! cmp -s "$work/want.txt" "$work/got.txt"; then
   exit 1
 fi
 echo "cluster: all $((2 * n)) messages consumed back exactly once through the survivors"
+
+for _ in $(seq 1 1200); do
+  if [ "$(cut -d' ' -f3- "$work/kafkajs.txt" | sort -u | wc -l)" -ge $((2 * n)) ]; then break; fi
+  sleep 0.1
+done
+kill -TERM "$jspid"; wait "$jspid" || true
+cut -d' ' -f3- "$work/kafkajs.txt" | sort -u >"$work/js-got.txt"
+if ! cmp -s "$work/want.txt" "$work/js-got.txt"; then
+  echo "cluster: the kafkajs group consumer saw $(wc -l <"$work/js-got.txt") distinct messages, want $((2 * n))"
+  tail -5 "$work/kafkajs.err"
+  exit 1
+fi
+echo "cluster: a kafkajs group consumer saw all $((2 * n)) messages across the kill ($(wc -l <"$work/kafkajs.txt") deliveries)"
 
 start "$lead"
 ready "$lead"

@@ -1,12 +1,13 @@
 // A kafkajs group consumer for .ci/groups.sh: prints "partition offset
 // value" for every message, commits as kafkajs does by default (after each batch), and
-// leaves the group on SIGTERM. Usage: node kafkajs-consumer.js BROKER GROUP TOPIC
+// leaves the group on SIGTERM. Usage: node kafkajs-consumer.js BROKERS GROUP TOPIC
+// (BROKERS: host:port[,host:port...])
 const { Kafka, logLevel } = require('kafkajs')
 
 const [broker, groupId, topic] = process.argv.slice(2)
 const kafka = new Kafka({
   clientId: 'chronik-ci-kafkajs',
-  brokers: [broker],
+  brokers: broker.split(','),
   logLevel: logLevel.WARN,
   // Ride out a broker restart.
   retry: { retries: 50, initialRetryTime: 100, maxRetryTime: 1000 },
