@@ -179,34 +179,55 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 // client moves the partition at once instead of after a metadata refresh
 // (kgo's is at most every 5 s by default) when leadership moves.
 func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
-	var leaders []int32
+	var h leaderHints
 	for i := range resp.Topics {
 		st := &resp.Topics[i]
 		for j := range st.Partitions {
 			sp := &st.Partitions[j]
-			if sp.ErrorCode != kerr.NotLeaderForPartition.Code {
-				continue
-			}
-			leader, epoch, err := s.b.PartitionLeader(st.Topic, sp.Partition)
-			if err != nil || leader < 0 || epoch < 0 {
-				continue
-			}
-			sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
-			if !slices.Contains(leaders, leader) {
-				leaders = append(leaders, leader)
+			if l, e, ok := h.add(s, st.Topic, sp.Partition, sp.ErrorCode); ok {
+				sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = l, e
 			}
 		}
 	}
-	if len(leaders) == 0 {
-		return
+	for _, bi := range h.endpoints(s) {
+		ep := kmsg.NewProduceResponseBroker()
+		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
+		resp.Brokers = append(resp.Brokers, ep)
 	}
+}
+
+// leaderHints gathers the leaders named in NOT_LEADER_OR_FOLLOWER answers
+// of one response (KIP-951), for Produce and Fetch alike.
+type leaderHints struct{ leaders []int32 }
+
+// add returns the current leader and epoch of a partition answered with
+// code, when the code is NOT_LEADER_OR_FOLLOWER and a leader is known.
+func (h *leaderHints) add(s *Server, topic string, partition int32, code int16) (leader, epoch int32, ok bool) {
+	if code != kerr.NotLeaderForPartition.Code || topic == "" {
+		return -1, -1, false
+	}
+	leader, epoch, err := s.b.PartitionLeader(topic, partition)
+	if err != nil || leader < 0 || epoch < 0 {
+		return -1, -1, false
+	}
+	if !slices.Contains(h.leaders, leader) {
+		h.leaders = append(h.leaders, leader)
+	}
+	return leader, epoch, true
+}
+
+// endpoints lists the named leaders' addresses.
+func (h *leaderHints) endpoints(s *Server) []broker.BrokerInfo {
+	if len(h.leaders) == 0 {
+		return nil
+	}
+	var out []broker.BrokerInfo
 	for _, bi := range s.b.Brokers() {
-		if slices.Contains(leaders, bi.NodeID) {
-			ep := kmsg.NewProduceResponseBroker()
-			ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
-			resp.Brokers = append(resp.Brokers, ep)
+		if slices.Contains(h.leaders, bi.NodeID) {
+			out = append(out, bi)
 		}
 	}
+	return out
 }
 
 // startProduce queues one partition's records once the same partition's

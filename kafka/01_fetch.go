@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -173,33 +172,23 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 // addFetchLeaderHints fills CurrentLeader of the partitions answered
 // NOT_LEADER_OR_FOLLOWER and, from v16, the leaders' endpoints (KIP-951).
 func (s *Server) addFetchLeaderHints(version int16, resp *kmsg.FetchResponse) {
-	var leaders []int32
+	var h leaderHints
 	for i := range resp.Topics {
 		st := &resp.Topics[i]
 		for j := range st.Partitions {
 			sp := &st.Partitions[j]
-			if sp.ErrorCode != kerr.NotLeaderForPartition.Code || st.Topic == "" {
-				continue
-			}
-			leader, epoch, err := s.b.PartitionLeader(st.Topic, sp.Partition)
-			if err != nil || leader < 0 || epoch < 0 {
-				continue
-			}
-			sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
-			if !slices.Contains(leaders, leader) {
-				leaders = append(leaders, leader)
+			if l, e, ok := h.add(s, st.Topic, sp.Partition, sp.ErrorCode); ok {
+				sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = l, e
 			}
 		}
 	}
-	if version < 16 || len(leaders) == 0 {
+	if version < 16 {
 		return
 	}
-	for _, bi := range s.b.Brokers() {
-		if slices.Contains(leaders, bi.NodeID) {
-			ep := kmsg.NewFetchResponseBroker()
-			ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
-			resp.Brokers = append(resp.Brokers, ep)
-		}
+	for _, bi := range h.endpoints(s) {
+		ep := kmsg.NewFetchResponseBroker()
+		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
+		resp.Brokers = append(resp.Brokers, ep)
 	}
 }
 
