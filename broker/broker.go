@@ -749,9 +749,9 @@ func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int
 }
 
 // EpochEndOffset answers OffsetForLeaderEpoch (KIP-320): for the current
-// leader epoch the high watermark; for an older one (cluster mode, where
-// the epoch is the raft term) the largest epoch at or below it in the log
-// and the offset where the next epoch began, at most the high watermark;
+// leader epoch the log end (standalone, the high watermark); for an older
+// one (cluster mode, where the epoch is the raft term) the largest epoch at
+// or below it in the log and the offset where the next epoch began;
 // -1, -1 for an epoch that is negative or not reached yet. Followers
 // answer NOT_LEADER_OR_FOLLOWER.
 func (b *Broker) EpochEndOffset(topic string, partition, epoch int32) (leaderEpoch int32, endOffset int64, err error) {
@@ -766,14 +766,20 @@ func (b *Broker) EpochEndOffset(topic string, partition, epoch int32) (leaderEpo
 	if epoch < 0 || epoch > current {
 		return -1, -1, nil
 	}
-	if epoch < current && p.replica.replicated {
+	if !p.replica.replicated {
+		return current, hw, nil
+	}
+	// Not capped at the high watermark, which on a new leader trails
+	// until it commits in its term: a consumer positioned by the old
+	// leader would see a truncation that did not happen.
+	if epoch < current {
 		if r := p.repl(); r != nil {
 			if le, end, ok := r.EpochEnd(epoch); ok {
-				return le, min(end, hw), nil
+				return le, end, nil
 			}
 		}
 	}
-	return current, hw, nil
+	return current, max(hw, p.log.NextOffset()), nil
 }
 
 // PartitionOffsets returns the log start offset and high watermark.

@@ -239,7 +239,10 @@ func (b *Broker) applyReplicasAdded(rec metaRecord) {
 		}
 		return
 	}
-	if !b.hosts(tm, rec.Partition) {
+	if !slices.Contains(rec.Added, b.cfg.NodeID) {
+		// Only an added node opens the partition here (and joins the
+		// group); an original replica that is not open must not
+		// bootstrap the group with the grown list.
 		return
 	}
 	np, err := b.openPartition(t, rec.Partition)

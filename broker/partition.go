@@ -542,7 +542,7 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 		}
 		offset = max(offset, p.logStartOffset.Load())
 	}
-	p.logStartOffset.Store(offset)
+	p.raiseLogStart(offset)
 	if err := p.saveStateLocked(); err != nil {
 		return -1, err
 	}
@@ -628,7 +628,7 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		return dropped, nil
 	}
 	if start := p.log.StartOffset(); start > p.logStartOffset.Load() {
-		p.logStartOffset.Store(min(start, p.highWatermark.Load()))
+		p.raiseLogStart(min(start, p.highWatermark.Load()))
 	}
 	if p.producers.expire(now-producerIDExpirationMs) > 0 {
 		p.dirty = true

@@ -192,13 +192,20 @@ func (p *partition) Committed(hw int64) {
 // worker): the offset is stored atomically, lsoMoved makes the next state
 // snapshot write it, and retention drops the segments below it.
 func (p *partition) LogStartMoved(offset int64) {
+	p.raiseLogStart(offset)
+	p.lsoMoved.Store(true)
+}
+
+// raiseLogStart moves the log start offset up to offset, never down: the
+// replication worker (LogStartMoved), DeleteRecords and retention may
+// move it at the same time.
+func (p *partition) raiseLogStart(offset int64) {
 	for {
 		cur := p.logStartOffset.Load()
 		if offset <= cur || p.logStartOffset.CompareAndSwap(cur, offset) {
-			break
+			return
 		}
 	}
-	p.lsoMoved.Store(true)
 }
 
 // LeaderChanged implements ReplicaEvents.

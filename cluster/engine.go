@@ -82,10 +82,6 @@ const (
 	defaultMinWorkers    = 8
 	workersPerCPU        = 4
 
-	// maxUncommittedBytes bounds the bytes of a group's proposals that
-	// the leader has appended but not committed; beyond it raft drops
-	// proposals and the engine holds the rest back until commits catch up.
-	maxUncommittedBytes = 64 << 20
 	// quiesceAfterTicks: ticks in a row a leader must find its group idle
 	// before it quiesces it.
 	quiesceAfterTicks = 2
@@ -195,6 +191,12 @@ func NewEngine(cfg EngineConfig) *Engine {
 	e.q.cond.L = &e.q.mu
 	return e
 }
+
+// maxUncommittedBytes bounds the bytes of a group's proposals that the
+// leader has appended but not committed; beyond it raft drops proposals and
+// the engine holds the rest back until commits catch up. A variable so that
+// tests can lower it.
+var maxUncommittedBytes uint64 = 64 << 20
 
 // Start starts the workers and the ticker. Calling it again does nothing.
 func (e *Engine) Start() {

@@ -552,9 +552,12 @@ func (g *Group) proposeHeld() {
 			case bs.RaftState != raft.StateLeader || bs.LeadTransferee != 0:
 				p.finish(0, ErrNotLeader)
 				continue
-			case len(g.waiters) > 0 || len(g.accepted) > 0:
+			case len(g.waiters) > 0 || len(g.accepted) > 0 || bs.Applied < g.lastIndex:
 				// Over the uncommitted-bytes bound: keep this and the
-				// rest for when commits make room.
+				// rest for when commits make room. raft frees the
+				// room when entries are applied, and acks=1 proposals
+				// leave no waiters: entries not applied yet say that
+				// room is still to come.
 				n := copy(g.held, g.held[i:])
 				clear(g.held[n:])
 				g.held = g.held[:n]
@@ -577,10 +580,9 @@ func (g *Group) handleReady() error {
 
 	// A leader sends before it persists (etcd does the same; Raft thesis
 	// 10.2.1): followers write their copy while this node writes its own.
-	// Nothing commits early: raft counts the leader's own entries as
-	// matched, but the follower acknowledgements that complete a quorum
-	// are stepped only after this Ready is handled, so after the append
-	// below is durable. Every other state sends after persisting (a vote
+	// Nothing commits early: the leader's own acknowledgement is stepped
+	// at Advance and the followers' only after this Ready is handled, so
+	// after the append below is durable. Every other state sends after persisting (a vote
 	// or an append acknowledgement must be durable before it is sent).
 	leader := g.state == raft.StateLeader
 	if rd.SoftState != nil {

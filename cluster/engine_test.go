@@ -1003,3 +1003,46 @@ func TestEngineLocalProposal(t *testing.T) {
 		t.Fatalf("converged log %q, want %q", got, want)
 	}
 }
+
+// acks=1 proposals beyond the leader's uncommitted-bytes bound wait for
+// commits to make room, as quorum proposals do, instead of failing: with
+// the followers cut off, the leader takes local proposals up to the bound
+// and holds the rest; after the heal every one succeeds.
+func TestEngineLocalProposalsHeldOverBound(t *testing.T) {
+	defer func(old uint64) { maxUncommittedBytes = old }(maxUncommittedBytes)
+	maxUncommittedBytes = 64 << 10
+	c := newEngCluster(t, 3, func(cfg *EngineConfig) { cfg.ElectionTicks = 6000 })
+	c.addGroup(1, nil, nil)
+	c.nodes[1].e.Group(1).Campaign()
+	lead := c.waitLeader(1, nil)
+	g := c.nodes[lead].e.Group(1)
+	c.net.isolate(lead, c.ids)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 24 // 24 x 8 KiB: three times the bound
+	props := make([]*proposal, n)
+	for i := range props {
+		p, err := g.submit(ctx, &proposal{data: make([]byte, 8<<10), local: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		props[i] = p
+	}
+	waitFor(t, 20*time.Second, "local proposals up to the bound", func() bool {
+		done := 0
+		for _, p := range props {
+			select {
+			case <-p.done:
+				done++
+			default:
+			}
+		}
+		return done >= 4
+	})
+	c.net.heal()
+	for i, p := range props {
+		if _, err := g.wait(ctx, p); err != nil {
+			t.Fatalf("local proposal %d of %d: %v, want it held until commits made room", i, n, err)
+		}
+	}
+}

@@ -682,11 +682,17 @@ func (n *Node) reconcile() {
 				continue
 			}
 			n.rebalance(g, st, preferred[id])
-			missing := false
+			missing, extra := false, false
 			for _, v := range voters {
 				missing = missing || !slices.Contains(st.Voters, v)
 			}
-			if !missing {
+			for _, v := range st.Voters {
+				extra = extra || !slices.Contains(voters, v)
+			}
+			if extra || !missing {
+				// Removals first: a removed node that is still a
+				// voter while a new, empty one is added would make
+				// every commit wait for the newcomer's catch-up.
 				n.removeExtra(g, st, voters)
 				continue
 			}

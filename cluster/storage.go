@@ -453,12 +453,12 @@ func (s *Storage) tailAppendLocked(entries []raftpb.Entry, cacheable []bool) {
 		s.tail = append(s.tail, entries[i])
 		s.tailBytes += len(entries[i].Data)
 	}
-	k := 0
-	for k < len(s.tail)-1 && s.tailBytes > tailMaxBytes {
-		s.tailBytes -= len(s.tail[k].Data)
+	k, over := 0, s.tailBytes-tailMaxBytes
+	for k < len(s.tail)-1 && over > 0 {
+		over -= len(s.tail[k].Data)
 		k++
 	}
-	s.tailTrimFrontLocked(k)
+	s.tailTrimFrontLocked(k) // subtracts what it drops from tailBytes
 }
 
 // tailDropFromLocked drops the tail's entries from index on (a conflicting

@@ -921,3 +921,20 @@ func TestStorageEpochEnd(t *testing.T) {
 		}
 	}
 }
+
+// The tail keeps at most tailMaxBytes of Data (and always the newest
+// entry), whatever is not applied yet.
+func TestStorageTailBound(t *testing.T) {
+	_, s := openTestStorage(t, t.TempDir(), wal.Options{Fsync: wal.FsyncNever})
+	const size = 3 << 20
+	for i := uint64(1); i <= 20; i++ {
+		mustAppend(t, s, raftpb.Entry{Index: i, Term: 1, Data: EncodeData(wal.KindMeta, make([]byte, size))})
+		sum := 0
+		for _, e := range s.tail {
+			sum += len(e.Data)
+		}
+		if sum != s.tailBytes || sum > tailMaxBytes+size+1 || len(s.tail) == 0 || s.tail[len(s.tail)-1].Index != i {
+			t.Fatalf("after %d entries of %d bytes: tail of %d entries, %d bytes counted as %d (bound %d)", i, size, len(s.tail), sum, s.tailBytes, tailMaxBytes)
+		}
+	}
+}
