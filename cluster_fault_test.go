@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
 	"github.com/chronik-stream/chronik/kafka"
+	"github.com/chronik-stream/chronik/wal"
 )
 
 type inprocNode struct {
@@ -936,4 +938,77 @@ func TestClusterOffsetForLeaderEpoch(t *testing.T) {
 	if got := ask(follower, e2); got.ErrorCode != kerr.NotLeaderForPartition.Code {
 		t.Errorf("follower %d (leader %d, old %d): %v epoch %d end %d, want NOT_LEADER_OR_FOLLOWER", follower, lead, old, kerr.ErrorForCode(got.ErrorCode), got.LeaderEpoch, got.EndOffset)
 	}
+}
+
+// replayEvents records what a replica reports.
+type replayEvents struct {
+	leader   atomic.Int32
+	hw       atomic.Int64
+	logStart atomic.Int64
+}
+
+func (e *replayEvents) Committed(hw int64)                { e.hw.Store(hw) }
+func (e *replayEvents) LeaderChanged(leader, epoch int32) { e.leader.Store(leader) }
+func (e *replayEvents) LogStartMoved(offset int64)        { e.logStart.Store(offset) }
+
+// TestClusterLogStartReapplied: a log start move the partition's state
+// file does not cover yet (a crash between the apply and the next state
+// save) is applied again when the replica reopens from the index the
+// state file names (ReplicaSpec.Applied).
+func TestClusterLogStartReapplied(t *testing.T) {
+	dir := t.TempDir()
+	open := func(applied uint64) (*cluster.Node, *wal.Log, broker.Replica, *replayEvents) {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := cluster.StartNode(cluster.NodeConfig{NodeID: 1, Peers: map[uint64]string{1: ln.Addr().String()}, Listener: ln, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := wal.Open(dir, wal.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := &replayEvents{}
+		ev.leader.Store(-1)
+		rep, err := node.Replica(broker.ReplicaSpec{Topic: "t", Partition: 0, Group: 7, Replicas: []int32{1}, Fresh: true, Applied: applied}, log, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the replica leads", 30*time.Second, func() bool { return ev.leader.Load() == 1 })
+		return node, log, rep, ev
+	}
+	closeAll := func(node *cluster.Node, log *wal.Log, rep broker.Replica) {
+		rep.Close()
+		node.Close()
+		log.Close()
+	}
+
+	node, log, rep, ev := open(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range int64(3) {
+		b := encodeBatch(t, kgo.Record{Value: []byte("v")})
+		if _, err := rep.Replicate(ctx, []wal.Entry{{Kind: wal.KindData, BaseOffset: i, MaxTimestamp: -1, Payload: b}}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := rep.Applied() // what a state file written now would name
+	if err := rep.MoveLogStart(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.logStart.Load(); got != 2 {
+		t.Fatalf("log start %d after the move, want 2", got)
+	}
+	closeAll(node, log, rep)
+
+	// Reopened from a state file written before the move: applied again.
+	node, log, rep, ev = open(before)
+	waitUntil(t, "the move applied again", 30*time.Second, func() bool { return ev.logStart.Load() == 2 })
+	if rep.Applied() <= before {
+		t.Fatalf("applied index %d after reopening from %d", rep.Applied(), before)
+	}
+	closeAll(node, log, rep)
 }

@@ -435,7 +435,9 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 		p.replica.leader.Store(-1)
 		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
 		p.replica.replicated = true
-		repl, err := r.Replica(b.spec(t, idx), log, p)
+		spec := b.spec(t, idx)
+		spec.Applied = snap.AppliedIndex
+		repl, err := r.Replica(spec, log, p)
 		if err != nil {
 			log.Close()
 			return nil, fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err)

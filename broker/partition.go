@@ -641,10 +641,13 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 // NextOffset. It is not the wal's own state sidecar, which is reserved for
 // raft's HardState and ConfState.
 type partitionSnapshot struct {
-	V              int                     `json:"v"`
-	LogStartOffset int64                   `json:"log_start_offset"`
-	NextOffset     int64                   `json:"next_offset"`
-	Producers      map[int64]producerState `json:"producers,omitempty"`
+	V              int   `json:"v"`
+	LogStartOffset int64 `json:"log_start_offset"`
+	// AppliedIndex (cluster mode): the raft index applied when the file
+	// was written; later entries are applied again at open.
+	AppliedIndex uint64                  `json:"applied_index,omitempty"`
+	NextOffset   int64                   `json:"next_offset"`
+	Producers    map[int64]producerState `json:"producers,omitempty"`
 }
 
 const partitionSnapshotVersion = 1
@@ -653,8 +656,13 @@ const partitionSnapshotVersion = 1
 // and writes the file in order with other snapshots.
 func (p *partition) saveStateLocked() error {
 	p.lsoMoved.Store(false) // before the load: a later move sets it again
+	var applied uint64
+	if r := p.repl(); r != nil {
+		applied = r.Applied() // before the log start: a move applied in between is in both or applied again
+	}
 	snap := partitionSnapshot{
 		V:              partitionSnapshotVersion,
+		AppliedIndex:   applied,
 		LogStartOffset: p.logStartOffset.Load(),
 		NextOffset:     p.nextOffset,
 		Producers:      p.producers,

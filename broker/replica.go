@@ -81,6 +81,11 @@ type ReplicaSpec struct {
 	// group formed (replicas_added). Its log starts empty and it waits
 	// for the leader to add it; it never bootstraps the group.
 	Join bool
+	// Applied is the raft index the partition's state file covers
+	// (Replica.Applied when it was written; 0: unknown). Committed
+	// entries after it are applied again at open, so that a log start
+	// move applied but not yet in the state file is not lost.
+	Applied uint64
 }
 
 // Replica is one partition's raft group as the broker sees it.
@@ -100,6 +105,9 @@ type Replica interface {
 	// (DeleteRecords): it returns once the move is committed and applied
 	// here (ReplicaEvents.LogStartMoved). Errors as for Replicate.
 	MoveLogStart(ctx context.Context, offset int64) error
+	// Applied is the last WAL index applied here (ReplicaEvents called
+	// for it).
+	Applied() uint64
 	// CommittedIndex is the last WAL index known committed here: what
 	// retention may drop up to.
 	CommittedIndex() uint64

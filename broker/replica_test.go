@@ -118,6 +118,7 @@ func (l *localReplica) MoveLogStart(ctx context.Context, offset int64) error {
 }
 
 func (l *localReplica) SetReplicas([]int32)                 {}
+func (l *localReplica) Applied() uint64                     { return l.log.LastIndex() }
 func (l *localReplica) EpochEnd(int32) (int32, int64, bool) { return -1, -1, false }
 func (l *localReplica) Close() error                        { return nil }
 func (l *localReplica) CommittedIndex() uint64              { return l.log.LastIndex() }

@@ -361,6 +361,10 @@ type replica struct {
 	g      *Group
 	id     GroupID
 	events broker.ReplicaEvents
+	// startApplied is the index the partition's state file covers
+	// (ReplicaSpec.Applied); applied the last index applied since.
+	startApplied uint64
+	applied      atomic.Uint64
 }
 
 // Replica implements broker.Replication.
@@ -376,7 +380,12 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{n: n, st: st, id: GroupID(spec.Group), events: events}
+	r := &replica{n: n, st: st, id: GroupID(spec.Group), events: events, startApplied: spec.Applied}
+	if spec.Applied > 0 {
+		r.applied.Store(min(spec.Applied, hs.Commit)) // raft applies the rest again
+	} else {
+		r.applied.Store(hs.Commit)
+	}
 	replicas := make([]uint64, len(spec.Replicas))
 	for i, id := range spec.Replicas {
 		replicas[i] = uint64(id)
@@ -415,12 +424,24 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	return r, nil
 }
 
-// AppliedIndex: a partition's log is its state; nothing is re-applied.
-func (r *replica) AppliedIndex() uint64 { return math.MaxUint64 }
+// AppliedIndex: a partition's log is its state, and what applying adds
+// to it (a log start move) is in the partition's state file up to the
+// index that file names; raft applies the committed entries after it
+// again. A state file from before that index existed re-applies nothing.
+func (r *replica) AppliedIndex() uint64 {
+	if r.startApplied == 0 {
+		return math.MaxUint64
+	}
+	return r.startApplied
+}
+
+// Applied implements broker.Replica.
+func (r *replica) Applied() uint64 { return r.applied.Load() }
 
 func (r *replica) Apply(entries []raftpb.Entry) error {
 	if len(entries) > 0 {
 		r.events.Committed(r.st.OffsetAtIndex(entries[len(entries)-1].Index))
+		defer r.applied.Store(entries[len(entries)-1].Index)
 	}
 	for i := range entries {
 		if off, ok := decodeLogStart(&entries[i]); ok {
@@ -481,6 +502,7 @@ func (r *replica) SnapshotData() ([]byte, error) {
 
 func (r *replica) Restore(snap raftpb.Snapshot) error {
 	r.events.Committed(r.st.OffsetAtIndex(snap.Metadata.Index))
+	defer r.applied.Store(snap.Metadata.Index)
 	return nil
 }
 
