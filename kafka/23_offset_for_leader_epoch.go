@@ -11,11 +11,13 @@ import (
 //
 // Behaviour:
 //   - For the partition's current leader epoch (the only one a standalone
-//     broker ever has) the end offset is the high watermark.
+//     broker ever has) the end offset is the log end (standalone, the high
+//     watermark).
 //   - In cluster mode the leader epoch is the raft term, and an older
 //     epoch is answered from the terms of the partition's log: the largest
-//     epoch at or below it and the offset where the next epoch began (at
-//     most the high watermark). Followers answer NOT_LEADER_OR_FOLLOWER.
+//     epoch at or below it and the offset where the next epoch began (not
+//     capped at the high watermark, which trails on a new leader). Followers
+//     answer NOT_LEADER_OR_FOLLOWER.
 //   - An epoch above the current one, or below zero, is answered with
 //     epoch -1 and offset -1 (UNDEFINED), as Kafka answers an epoch it has
 //     no entry for.
