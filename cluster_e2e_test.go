@@ -265,8 +265,8 @@ func (c *testCluster) createTopic(name string, partitions int32, rf int16) {
 	}
 }
 
-// leader returns the node id leading a partition.
-func (c *testCluster) leader(topic string, partition int32) int {
+// topicMetadata is a topic as Metadata from the live nodes describes it.
+func (c *testCluster) topicMetadata(topic string) kadm.TopicDetail {
 	c.t.Helper()
 	adm := kadm.NewClient(c.client())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -275,7 +275,13 @@ func (c *testCluster) leader(topic string, partition int32) int {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return int(md.Topics[topic].Partitions[partition].Leader)
+	return md.Topics[topic]
+}
+
+// leader returns the node id leading a partition.
+func (c *testCluster) leader(topic string, partition int32) int {
+	c.t.Helper()
+	return int(c.topicMetadata(topic).Partitions[partition].Leader)
 }
 
 // consumeAll reads every record of a topic from the start until the high
@@ -458,14 +464,7 @@ func (c *testCluster) waitSameLogSize(topic string, partition int32) {
 // topicDir is a topic's directory name under data/ (its id in hex).
 func (c *testCluster) topicDir(topic string) string {
 	c.t.Helper()
-	adm := kadm.NewClient(c.client())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	md, err := adm.Metadata(ctx, topic)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	id := md.Topics[topic].ID
+	id := c.topicMetadata(topic).ID
 	return hex.EncodeToString(id[:])
 }
 
