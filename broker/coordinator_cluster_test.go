@@ -33,28 +33,11 @@ func TestClusteredCoordinatorFollowsLeader(t *testing.T) {
 	if err := b.propose(metaRecord{Type: metaBrokerRegistered, Node: 2, Host: "h2", Port: 9002}); err != nil {
 		t.Fatal(err)
 	}
-	commit := func(offset int64) ([]int16, error) {
-		return b.OffsetCommit(group, GroupCommitRequest{GenerationID: -1,
-			Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: offset, LeaderEpoch: -1}}})
-	}
-	fetched := func() (int64, error) {
-		o, err := b.OffsetFetch(group, []GroupFetchTopic{{Topic: "t", Partitions: []int32{0}}}, false)
-		if err != nil {
-			return -1, err
-		}
-		return o[0].Offset, nil
-	}
-	// waitServed retries while the partition loads.
+	commit := func(offset int64) ([]int16, error) { return commitT0(b, group, offset) }
+	fetched := func() (int64, error) { return fetchedT0(b, group) }
 	waitServed := func(call func() error) {
 		t.Helper()
-		var err error
-		for range 2000 {
-			if err = call(); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if err != nil {
+		if err := whileLoading(call); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,29 +168,11 @@ func TestClusteredCoordinatorCompacts(t *testing.T) {
 	}
 	rep.lead(1, 1)
 	commit := func(offset int64) error {
-		var err error
-		for range 2000 {
-			if _, err = b.OffsetCommit(group, GroupCommitRequest{GenerationID: -1,
-				Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: offset, LeaderEpoch: -1}}}); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		return err
+		return whileLoading(func() error { _, err := commitT0(b, group, offset); return err })
 	}
-	fetched := func() (int64, error) {
-		var o []GroupOffset
-		var err error
-		for range 2000 {
-			if o, err = b.OffsetFetch(group, []GroupFetchTopic{{Topic: "t", Partitions: []int32{0}}}, false); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if err != nil {
-			return -1, err
-		}
-		return o[0].Offset, nil
+	fetched := func() (o int64, err error) {
+		err = whileLoading(func() error { o, err = fetchedT0(b, group); return err })
+		return o, err
 	}
 	for i := range int64(300) {
 		if err := commit(i); err != nil {
@@ -231,4 +196,33 @@ func TestClusteredCoordinatorCompacts(t *testing.T) {
 	if o, err := fetched(); err != nil || o != 299 {
 		t.Fatalf("offset after reloading the compacted partition: %d %v, want 299", o, err)
 	}
+}
+
+// commitT0 commits offset for t-0 in group, outside any generation.
+func commitT0(b *Broker, group string, offset int64) ([]int16, error) {
+	return b.OffsetCommit(group, GroupCommitRequest{GenerationID: -1,
+		Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: offset, LeaderEpoch: -1}}})
+}
+
+// fetchedT0 is group's committed offset for t-0.
+func fetchedT0(b *Broker, group string) (int64, error) {
+	o, err := b.OffsetFetch(group, []GroupFetchTopic{{Topic: "t", Partitions: []int32{0}}}, false)
+	if err != nil {
+		return -1, err
+	}
+	return o[0].Offset, nil
+}
+
+// whileLoading calls call again while the coordinator answers
+// COORDINATOR_LOAD_IN_PROGRESS (for up to about 10 s) and returns its
+// last error.
+func whileLoading(call func() error) error {
+	var err error
+	for range 2000 {
+		if err = call(); !errors.Is(err, kerr.CoordinatorLoadInProgress) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return err
 }
