@@ -54,15 +54,16 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	}
 
 	names := s.fetchSkeleton(req, resp)
-	if req.Version >= 12 {
-		defer s.addFetchLeaderHints(req.Version, resp)
-	}
 	var timer *time.Timer
 	for {
 		// Take the signal before reading, so an append racing with the
 		// read still wakes us.
 		appended := s.b.AppendSignal()
 		n, failed := s.fillFetch(req, resp, names)
+		if failed && req.Version >= 12 {
+			// Only a failed pass can hold NOT_LEADER_OR_FOLLOWER.
+			s.addFetchLeaderHints(req.Version, resp)
+		}
 		if failed || int64(n) >= int64(req.MinBytes) || req.MaxWaitMillis <= 0 {
 			return resp
 		}
