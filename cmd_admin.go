@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -100,6 +101,11 @@ func (a *admin) handler() http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+		// Offline partitions do not make the broker unready (it serves
+		// every other partition), but they are listed here.
+		if b := a.broker.Load(); b != nil {
+			writeFaults(w, b.Faults())
+		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	return mux
@@ -129,7 +135,24 @@ var (
 		"Partitions this broker hosts (internal topics included).", nil, nil)
 	logSizeDesc = prometheus.NewDesc("chronik_log_size_bytes",
 		"Size on disk of every partition log of a topic.", []string{"topic"}, nil)
+	offlineDesc = prometheus.NewDesc("chronik_partitions_offline",
+		"Partitions hosted here that cannot serve (KAFKA_STORAGE_ERROR), by kind: corrupt (needs chronik repair) or failed (a write, sync or open failed; retried every second).", []string{"kind"}, nil)
 )
+
+// writeFaults lists offline partitions, one per line, for /readyz.
+func writeFaults(w io.Writer, faults []broker.PartitionFault) {
+	if len(faults) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "offline partitions: %d\n", len(faults))
+	for _, f := range faults {
+		kind := "failed, retrying"
+		if f.Corrupt {
+			kind = fmt.Sprintf("corrupt at index %d of %s, run chronik repair", f.Index, f.File)
+		}
+		fmt.Fprintf(w, "  %s-%d: %s since %s: %s\n", f.Topic, f.Partition, kind, f.Since.UTC().Format(time.RFC3339), f.Err)
+	}
+}
 
 // brokerCollector reads partition counts and log sizes at scrape time.
 type brokerCollector struct{ a *admin }
@@ -137,6 +160,7 @@ type brokerCollector struct{ a *admin }
 func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- partitionsDesc
 	ch <- logSizeDesc
+	ch <- offlineDesc
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -153,6 +177,16 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for topic, size := range sizes {
 		ch <- prometheus.MustNewConstMetric(logSizeDesc, prometheus.GaugeValue, float64(size), topic)
 	}
+	var corrupt, failed int
+	for _, f := range b.Faults() {
+		if f.Corrupt {
+			corrupt++
+		} else {
+			failed++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(corrupt), "corrupt")
+	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(failed), "failed")
 }
 
 var (

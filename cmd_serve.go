@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -290,6 +291,19 @@ func serveAction(c *cli.Context) error {
 	log = log.Level(zerolog.TraceLevel)
 	bc.Logger = bc.Logger.Level(zerolog.TraceLevel)
 	kc.Logger = kc.Logger.Level(zerolog.TraceLevel)
+
+	// Before anything touches the data directory (the raft listener, the
+	// admin listener, the logs): one process per data directory.
+	lock, err := broker.LockDataDir(bc.DataDir)
+	if err != nil {
+		var le *broker.LockedError
+		if errors.As(err, &le) {
+			return cli.Exit(err.Error(), 2)
+		}
+		return cli.Exit(err.Error(), 1)
+	}
+	defer lock.Unlock()
+	bc.DataDirLock = lock
 
 	adm := newAdmin()
 	if addr := c.String("admin-listen"); addr != "" {

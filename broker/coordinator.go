@@ -264,6 +264,10 @@ func (b *Broker) openGroupCoordinator() error {
 // when it holds many more records than live keys (compactOnLoad). It
 // returns the records replayed. Caller holds mu.
 func (gp *groupPartition) load(compactOnLoad bool) (int64, error) {
+	if err := gp.p.faultErr(); err != nil {
+		gp.table = nil
+		return 0, err
+	}
 	res, err := replayGroups(gp.p, gp.c.cfg, time.Now())
 	if err != nil {
 		gp.table = nil

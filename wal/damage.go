@@ -208,13 +208,20 @@ type RepairReport struct {
 // RepairDir cuts the log in dir after its last good entry, wherever the first
 // damage is (not only in the tail): the damaged segment is cut at the bad
 // entry and every later segment file is removed, newest first, so a crash
-// during RepairDir leaves a prefix of the log that RepairDir or Open finishes. A
-// sound log is left alone. The log must not be open. The report says
-// exactly what was removed.
-func RepairDir(dir string) (RepairReport, error) {
+// during RepairDir leaves a prefix of the log that RepairDir or Open
+// finishes. A sound log is left alone. The log must not be open. The report
+// says exactly what was removed.
+func RepairDir(dir string) (RepairReport, error) { return repairDir(dir, false) }
+
+// CheckDir reports what RepairDir would remove, changing nothing.
+func CheckDir(dir string) (RepairReport, error) { return repairDir(dir, true) }
+
+func repairDir(dir string, dryRun bool) (RepairReport, error) {
 	rep := RepairReport{Dir: dir, LostFromOffset: -1, LostToOffset: -1}
-	if _, err := cleanDir(dir); err != nil {
-		return rep, err
+	if !dryRun {
+		if _, err := cleanDir(dir); err != nil {
+			return rep, err
+		}
 	}
 	files, err := listSegments(dir)
 	if err != nil {
@@ -284,6 +291,9 @@ func RepairDir(dir string) (RepairReport, error) {
 				rep.LostFromOffset = m.floorOffset
 			}
 		}
+	}
+	if dryRun {
+		return rep, nil
 	}
 	// Newest first: every step leaves a contiguous prefix.
 	for i := len(files) - 1; i > damageAt; i-- {
