@@ -65,6 +65,8 @@ type Broker struct {
 
 	ownLock *DirLock // the data directory lock Open took (nil: the caller's)
 
+	storageErrors atomic.Uint64 // failed appends (StorageErrors)
+
 	groups *groupCoordinator // set by Open
 
 	appendSignal signal

@@ -18,16 +18,23 @@ import (
 // dir), its fault is logged once, counted by Faults (metrics, /readyz,
 // Metadata's offline replicas) and every other partition serves on.
 //
-// Two kinds:
+// A failed write or sync (a full disk, an I/O error) is answered with
+// KAFKA_STORAGE_ERROR and the log is recovered in place at once
+// (wal.Recover: the files are rescanned, whatever was not durable is cut),
+// so reads go on and the next produce tries again: once the cause is gone,
+// produce works again without a restart. Only if that recovery fails is the
+// partition faulted.
+//
+// Faults come in two kinds:
 //   - corrupt (a checksum or framing failure): the log holds damaged
 //     entries; it stays offline until `chronik repair` cuts it after its
 //     last good entry (or, in a cluster, lets the replica refetch) and the
 //     broker restarts.
-//   - failed (any other error: the disk was full, an fsync failed, too
-//     many open files): the background loop reopens the log every
-//     faultRetryInterval (wal.Recover, or the whole open if it never
-//     opened) and the partition serves again once that succeeds, without
-//     a restart.
+//   - failed (any other error: a log that could not be recovered or
+//     opened, a read that failed, too many open files): the background
+//     loop reopens the log every faultRetryInterval (wal.Recover, or the
+//     whole open if it never opened) and the partition serves again once
+//     that succeeds, without a restart.
 
 // faultRetryInterval is how often failed (not corrupt) partitions are
 // reopened.
@@ -100,6 +107,42 @@ func (p *partition) storageFailed(err error) error {
 	}
 	return fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
 }
+
+// writeFailed handles a failed append: the log is recovered in place at
+// once (wal.Recover) and the partition's offsets and producer state are
+// taken from it again, so it keeps serving reads and the next append tries
+// again; only if that fails is the partition faulted. It returns the error
+// to answer (KAFKA_STORAGE_ERROR). Caller holds appendMu.
+func (p *partition) writeFailed(err error) error {
+	p.b.storageErrors.Add(1)
+	answer := fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
+	if errors.Is(err, wal.ErrClosed) {
+		return answer
+	}
+	now := time.Now()
+	if last := p.lastWriteErr.Load(); now.UnixNano()-last >= int64(writeErrorLogEvery) {
+		p.lastWriteErr.Store(now.UnixNano())
+		p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).
+			Msg("append failed (KAFKA_STORAGE_ERROR); the log is reopened and the next append tries again (logged at most every 10s)")
+	}
+	if rerr := p.log.Recover(); rerr != nil {
+		return p.storageFailed(rerr)
+	}
+	if p.log.NextOffset() == p.nextOffset {
+		return answer // the log is as before the failed append
+	}
+	if rerr := p.reload(); rerr != nil {
+		return p.storageFailed(rerr)
+	}
+	return answer
+}
+
+// writeErrorLogEvery spaces the log lines of a partition whose appends keep
+// failing (a full disk under load).
+const writeErrorLogEvery = 10 * time.Second
+
+// StorageErrors counts appends that failed since the broker started.
+func (b *Broker) StorageErrors() uint64 { return b.storageErrors.Load() }
 
 // Faults lists the partitions that cannot serve, ordered by topic and
 // partition.

@@ -37,6 +37,8 @@ type partition struct {
 	// first, and retry sets it before clearing the fault.
 	log   *wal.Log
 	fault atomic.Pointer[fault] // nil while healthy
+	// lastWriteErr is when a failed append was last logged (unix ns).
+	lastWriteErr atomic.Int64
 
 	highWatermark  atomic.Int64 // log end offset of acknowledged appends
 	logStartOffset atomic.Int64
@@ -229,15 +231,13 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		if err != nil {
 			// KAFKA_STORAGE_ERROR, as Kafka answers for a failed log dir;
-			// the wal error stays in the chain for errors.Is. The
-			// partition is offline until its log recovers (fault.go).
-			err = p.storageFailed(err)
+			// the wal error stays in the chain for errors.Is.
+			err = p.writeFailed(err)
 			for _, r := range group {
 				if r.err == nil && !r.done {
 					r.err = err
 				}
 			}
-			p.nextOffset = p.log.NextOffset()
 			return
 		}
 		for _, pp := range p.pending {

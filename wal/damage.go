@@ -163,7 +163,13 @@ func (l *Log) Recover() error {
 	}
 	fresh := &Log{dir: l.dir, opts: l.opts}
 	fresh.idx.interval = l.idx.interval
-	if err := fresh.recover(); err != nil {
+	// Sealed segments were verified and are never written again: only
+	// files that changed (the tail, a segment cut short) are scanned.
+	var sealed []*segment
+	if n := len(l.idx.segs); n > 1 {
+		sealed = l.idx.segs[:n-1]
+	}
+	if err := fresh.recover(sealed); err != nil {
 		return fmt.Errorf("wal: recover %s: %w (after %v)", l.dir, err, l.failed)
 	}
 	l.idx, l.next, l.floor, l.metaFloor = fresh.idx, fresh.next, fresh.floor, fresh.metaFloor

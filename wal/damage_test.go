@@ -225,3 +225,34 @@ func TestRecoverAfterFailedSync(t *testing.T) {
 		t.Fatalf("recover of a healthy log: %v", err)
 	}
 }
+
+// TestRecoverKeepsSealedSegments: Recover on a multi-segment log reuses the
+// index of the sealed segments and rescans the tail; every entry reads back.
+func TestRecoverKeepsSealedSegments(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{SegmentSize: 4 * storedEntry})
+	appendData(t, l, 18, 200)
+	sealedBefore := l.idx.segs[0]
+	l.syncFn = func(f *os.File) error { return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.ENOSPC} }
+	if _, err := l.Append(Entry{Kind: KindData, BaseOffset: 18, Payload: make([]byte, 200)}); err == nil {
+		t.Fatal("append with a failing sync succeeded")
+	}
+	l.syncFn = nil
+	if err := l.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.idx.segs[0] != sealedBefore {
+		t.Fatal("the first sealed segment was scanned again")
+	}
+	if l.LastIndex() != 18 || l.NextOffset() != 18 || len(l.Segments()) < 4 {
+		t.Fatalf("after recover: last %d next %d segments %d", l.LastIndex(), l.NextOffset(), len(l.Segments()))
+	}
+	for i := uint64(1); i <= 18; i++ {
+		if e, err := l.Read(i); err != nil || e.BaseOffset != int64(i-1) {
+			t.Fatalf("read %d: %+v %v", i, e, err)
+		}
+	}
+	appendData(t, l, 3, 200)
+	checkFiles(t, l)
+}

@@ -115,7 +115,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{dir: dir, opts: opts}
 	l.idx.interval = int64(opts.IndexIntervalBytes)
-	if err := l.recover(); err != nil {
+	if err := l.recover(nil); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
 	l.lastUse.Store(monotime())
@@ -134,7 +134,10 @@ func Open(dir string, opts Options) (*Log, error) {
 }
 
 // recover brings the directory into a consistent state and builds the index.
-func (l *Log) recover() error {
+// sealed, if not nil, are index segments known to describe leading sealed
+// segment files (wal.Recover's): those whose file is still there with the
+// same size are kept instead of scanned again.
+func (l *Log) recover(sealed []*segment) error {
 	raw, err := readSidecar(l.dir, metaFile)
 	if err != nil {
 		return err
@@ -185,7 +188,12 @@ func (l *Log) recover() error {
 		}
 		files = []uint64{first}
 	}
-	if err := l.scanFiles(files, clean); err != nil {
+	if interrupted || finished {
+		sealed = nil
+	}
+	kept := keptSegments(l.dir, sealed, files)
+	l.idx.segs = append(l.idx.segs[:0], kept...)
+	if err := l.scanFiles(files[len(kept):], clean); err != nil {
 		return err
 	}
 	if clean {
@@ -212,12 +220,29 @@ func (l *Log) recover() error {
 	return nil
 }
 
+// keptSegments is the longest prefix of sealed whose files are the first of
+// files, unchanged in size, always leaving the last file to be scanned.
+func keptSegments(dir string, sealed []*segment, files []uint64) []*segment {
+	n := 0
+	for n < len(sealed) && n < len(files)-1 && sealed[n].first == files[n] && sealed[n].next == files[n+1] {
+		fi, err := os.Stat(filepath.Join(dir, segmentName(files[n])))
+		if err != nil || fi.Size() != sealed[n].bytes {
+			break
+		}
+		n++
+	}
+	return sealed[:n]
+}
+
 // scanFiles verifies every segment file and builds the index. The last file
 // is cut back to its last valid entry if its tail is damaged, unless the log
 // was shut down cleanly: then no write can have been interrupted, and a bad
 // tail is corruption like damage anywhere else.
 func (l *Log) scanFiles(files []uint64, cleanShutdown bool) error {
 	var buf []byte
+	if n := len(l.idx.segs); n > 0 && len(files) > 0 && l.idx.segs[n-1].next != files[0] {
+		return &CorruptError{File: l.segPath(files[0]), Index: files[0], Reason: fmt.Sprintf("segment does not follow index %d", l.idx.segs[n-1].next-1)}
+	}
 	for i, first := range files {
 		path := l.segPath(first)
 		data, err := readFileInto(path, buf)
@@ -1111,8 +1136,9 @@ func (l *Log) Close() error {
 	if l.failed != nil {
 		return nil // no marker: the next Open repairs as after a crash
 	}
-	if err := l.writeClean(); err != nil {
-		return fmt.Errorf("wal: close %s: write clean-shutdown marker: %w", l.dir, err)
-	}
+	// Best effort: without the marker (a full disk, say) the next Open
+	// treats a bad tail as after a crash, which is what it did before
+	// markers existed. The entries are synced either way.
+	l.writeClean()
 	return nil
 }
