@@ -135,6 +135,14 @@ var (
 		"Partitions this broker hosts (internal topics included).", nil, nil)
 	logSizeDesc = prometheus.NewDesc("chronik_log_size_bytes",
 		"Size on disk of every partition log of a topic.", []string{"topic"}, nil)
+	openLogsDesc = prometheus.NewDesc("chronik_open_logs",
+		"Partition logs holding their files open now (at most chronik_open_logs_limit).", nil, nil)
+	openLogsLimitDesc = prometheus.NewDesc("chronik_open_logs_limit",
+		"The cap on partition logs holding their files open (--max-open-logs).", nil, nil)
+	openLogsEvictedDesc = prometheus.NewDesc("chronik_open_logs_evicted_total",
+		"Idle partition logs closed to stay under the open-log cap.", nil, nil)
+	storageErrorsDesc = prometheus.NewDesc("chronik_storage_errors_total",
+		"Appends that failed (KAFKA_STORAGE_ERROR: a full disk, an I/O error); the log is reopened after each.", nil, nil)
 	offlineDesc = prometheus.NewDesc("chronik_partitions_offline",
 		"Partitions hosted here that cannot serve (KAFKA_STORAGE_ERROR), by kind: corrupt (needs chronik repair) or failed (a write, sync or open failed; retried every second).", []string{"kind"}, nil)
 )
@@ -161,6 +169,10 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- partitionsDesc
 	ch <- logSizeDesc
 	ch <- offlineDesc
+	ch <- openLogsDesc
+	ch <- openLogsLimitDesc
+	ch <- openLogsEvictedDesc
+	ch <- storageErrorsDesc
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -187,6 +199,11 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(corrupt), "corrupt")
 	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(failed), "failed")
+	open, limit, evicted := b.OpenLogs()
+	ch <- prometheus.MustNewConstMetric(openLogsDesc, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(openLogsLimitDesc, prometheus.GaugeValue, float64(limit))
+	ch <- prometheus.MustNewConstMetric(openLogsEvictedDesc, prometheus.CounterValue, float64(evicted))
+	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
 }
 
 var (

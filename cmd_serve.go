@@ -81,6 +81,8 @@ func serveFlags() []cli.Flag {
 			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); empty runs standalone"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
+		&cli.IntFlag{Name: "max-open-logs", Value: 0,
+			Usage: "partition logs holding their files open at once (2 descriptors each); least recently used idle logs are closed to make room and reopen on use; 0: from the open-file limit (a quarter, at most 4096, left for connections)"},
 	})
 }
 
@@ -211,6 +213,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
 		return bc, kc, err
 	}
+	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
+		return bc, kc, fmt.Errorf("max-open-logs: %d is not 0 (automatic) or between 16 and 4194304", n)
+	}
 	retentionMs := c.Duration("retention").Milliseconds()
 	if retentionMs <= 0 {
 		retentionMs = -1
@@ -238,6 +243,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		GroupMaxSessionTimeout:        c.Duration("group-max-session-timeout"),
 		GroupMaxSize:                  c.Int("group-max-size"),
 		ReadCacheBytes:                c.Int64("read-cache-bytes"),
+		MaxOpenLogs:                   c.Int("max-open-logs"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

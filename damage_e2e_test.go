@@ -360,3 +360,60 @@ func TestFlippedByteLastFrameAfterCleanShutdown(t *testing.T) {
 		t.Fatalf("after repair: %d records", len(got))
 	}
 }
+
+// TestOpenFileBudget: under a limit of 256 open files, two topics of 150
+// partitions each (plus __consumer_offsets' 50) are created and every
+// partition takes a record and gives it back: idle logs are closed to stay
+// within the budget and reopen on use. Deleting a topic leaves no
+// descriptor on a deleted file.
+func TestOpenFileBudget(t *testing.T) {
+	c := newCluster(t, 1)
+	c.wrap = []string{"sh", "-c", `ulimit -n 256 && exec "$@"`, "sh"}
+	c.startWith(1)
+	c.waitUp(1)
+	c.createTopic("first", 150, 1)
+	c.createTopic("second", 150, 1) // needs more files than the limit allows at once
+	cl := partitionClient(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var recs []*kgo.Record
+	for _, topic := range []string{"first", "second"} {
+		for p := range int32(150) {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s-%d", topic, p))})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rcl := c.client(kgo.ConsumeTopics("first", "second"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	seen := map[string]bool{}
+	for len(seen) < 300 {
+		fs := rcl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of 300 records", len(seen))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if want := fmt.Sprintf("%s-%d", r.Topic, r.Partition); string(r.Value) != want {
+				t.Fatalf("%s-%d holds %q", r.Topic, r.Partition, r.Value)
+			}
+			seen[string(r.Value)] = true
+		})
+	}
+	pid := c.procs[0].Process.Pid
+	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, "second"); err != nil {
+		t.Fatal(err)
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, _ := os.Readlink(filepath.Join(fdDir, e.Name())); strings.HasSuffix(target, "(deleted)") {
+			t.Errorf("descriptor %s still open on %s", e.Name(), target)
+		}
+	}
+	if len(ents) > 256 {
+		t.Fatalf("%d descriptors open under a limit of 256", len(ents))
+	}
+}

@@ -55,6 +55,7 @@ type Broker struct {
 	producerIDEnd  int64      // cluster mode: end of this node's producer id block
 	ctl            Controller // cluster mode: the controller group; nil standalone
 	readCache      *wal.ReadCache
+	openLogs       *wal.OpenLogs // the cap on logs holding files open
 
 	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
 	topics    map[string]*topic
@@ -180,8 +181,12 @@ func open(cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "data"), 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if cfg.MaxOpenLogs <= 0 {
+		cfg.MaxOpenLogs = DefaultMaxOpenLogs()
+	}
 	b := &Broker{
 		readCache: wal.NewReadCache(cfg.ReadCacheBytes),
+		openLogs:  wal.NewOpenLogs(cfg.MaxOpenLogs),
 		cfg:       cfg,
 		logger:    cfg.Logger,
 		state:     newMetaState(),
@@ -451,6 +456,7 @@ func (p *partition) open() error {
 		OnRepair:      b.logRepair,
 		OnSync:        b.cfg.OnFsync,
 		ReadCache:     b.readCache,
+		OpenLogs:      b.openLogs,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
@@ -902,6 +908,12 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 	id := b.nextProducerID
 	b.nextProducerID++
 	return id, 0, nil
+}
+
+// OpenLogs reports how many partition logs hold their files open now, the
+// cap (Config.MaxOpenLogs) and how many were closed to make room.
+func (b *Broker) OpenLogs() (open, limit int, evictions int64) {
+	return b.openLogs.Open(), b.openLogs.Limit(), b.openLogs.Evictions()
 }
 
 // LogDirs reports the data directory and every partition's size on disk.

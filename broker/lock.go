@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // lockFile is the file in the data directory that the broker holds an
@@ -89,4 +91,18 @@ func (l *DirLock) Unlock() error {
 	err := l.f.Close() // closing the descriptor releases the flock
 	l.f = nil
 	return err
+}
+
+// DefaultMaxOpenLogs is the open-log cap derived from the process's
+// open-file limit (RLIMIT_NOFILE, which Go raises to its hard limit at
+// start): a quarter of the descriptors (at most 4096) is left for
+// connections and everything else, the rest is shared by the logs at
+// wal.FilesPerOpenLog each.
+func DefaultMaxOpenLogs() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > 1<<24 {
+		return 1 << 22 / wal.FilesPerOpenLog
+	}
+	n := int(rl.Cur)
+	return max(64, (n-min(n/4, 4096))/wal.FilesPerOpenLog)
 }

@@ -160,6 +160,7 @@ func (l *Log) Recover() error {
 	if l.tl != nil {
 		l.tl.Close() // its state is unknown; the files are rescanned
 		l.tl = nil
+		l.releaseSlot()
 	}
 	fresh := &Log{dir: l.dir, opts: l.opts}
 	fresh.idx.interval = l.idx.interval

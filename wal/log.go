@@ -488,7 +488,15 @@ func (l *Log) ensureOpen() error {
 	if l.tl != nil {
 		return nil
 	}
+	if ol := l.openLogs(); ol != nil {
+		if err := ol.reserve(l); err != nil {
+			return fmt.Errorf("%s: %w", l.dir, err)
+		}
+	}
 	tl, err := tidwall.Open(l.dir, l.tidwallOptions())
+	if err != nil {
+		l.releaseSlot()
+	}
 	if errors.Is(err, tidwall.ErrCorrupt) {
 		return fmt.Errorf("%w: tidwall: %v", ErrCorrupt, err)
 	}
@@ -499,6 +507,7 @@ func (l *Log) ensureOpen() error {
 	last, _ := tl.LastIndex()
 	if first != l.idx.firstIndex() || last != l.idx.lastIndex() {
 		tl.Close()
+		l.releaseSlot()
 		return fmt.Errorf("%w: tidwall sees [%d, %d], index has [%d, %d]", errIndexInconsistent,
 			first, last, l.idx.firstIndex(), l.idx.lastIndex())
 	}
@@ -524,6 +533,7 @@ func (l *Log) releaseLocked() error {
 	}
 	err := l.tl.Close() // fsyncs the tail
 	l.tl = nil
+	l.releaseSlot()
 	if err != nil {
 		l.failed = fmt.Errorf("wal: close %s: %w", l.dir, err)
 		return l.failed
@@ -531,6 +541,13 @@ func (l *Log) releaseLocked() error {
 	l.dirty = false
 	l.durable.Store(l.idx.lastIndex())
 	return nil
+}
+
+// releaseSlot gives back l's place in its OpenLogs cap.
+func (l *Log) releaseSlot() {
+	if ol := l.openLogs(); ol != nil {
+		ol.release(l)
+	}
 }
 
 func (l *Log) closeSyncFile() {
@@ -1129,6 +1146,7 @@ func (l *Log) Close() error {
 	if l.tl != nil {
 		err := l.tl.Close() // fsyncs the tail
 		l.tl = nil
+		l.releaseSlot()
 		if err != nil {
 			return fmt.Errorf("wal: close %s: %w", l.dir, err)
 		}
