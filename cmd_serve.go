@@ -38,7 +38,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "json",
 			Usage: "json or console"},
 		&cli.BoolFlag{Name: "auto-create-topics", Value: true,
-			Usage: "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
+			Usage: "create unknown topics a client's Metadata request names (auto.create.topics.enable); Produce to an unknown topic gets UNKNOWN_TOPIC_OR_PARTITION, as in Kafka"},
 		&cli.IntFlag{Name: "default-partitions", Value: 1,
 			Usage: "partitions of auto-created topics and of CreateTopics with -1 (num.partitions)"},
 		&cli.StringFlag{Name: "fsync", Value: "always",
