@@ -65,3 +65,55 @@ func TestCorruptSegmentWhileRunning(t *testing.T) {
 		t.Fatalf("fetch t-1: %+v %v", res, err)
 	}
 }
+
+// TestCorruptOffsetsPartitionAtOpen: a damaged __consumer_offsets partition
+// does not keep the broker from starting: its groups answer
+// COORDINATOR_NOT_AVAILABLE, the groups of the other partition work.
+func TestCorruptOffsetsPartitionAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, OffsetsTopicPartitions: 2}
+	b := openBroker(t, cfg)
+	createTopic(t, b, "t", 1, nil)
+	commit := func(b *Broker, group string) error {
+		codes, err := b.OffsetCommit(group, GroupCommitRequest{GenerationID: -1,
+			Offsets: []GroupOffsetCommit{{Topic: "t", Partition: 0, Offset: 1, LeaderEpoch: -1}}})
+		if err == nil && codes[0] != 0 {
+			err = kerr.ErrorForCode(codes[0])
+		}
+		return err
+	}
+	for i := range 10 {
+		if err := commit(b, fmt.Sprint("g", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off, _ := b.partition(offsetsTopic, 0)
+	seg := fmt.Sprintf("%s/%020d", off.dir, off.log.Segments()[0].FirstIndex)
+	b.Close()
+	raw, err := os.ReadFile(seg)
+	if err != nil || len(raw) < 10 {
+		t.Fatalf("setup: %d bytes, %v", len(raw), err)
+	}
+	raw[len(raw)/2] ^= 0x10
+	os.WriteFile(seg, raw, 0o640)
+
+	b = openBroker(t, cfg)
+	if f := b.Faults(); len(f) != 1 || f[0].Topic != offsetsTopic || f[0].Partition != 0 || !f[0].Corrupt {
+		t.Fatalf("faults %+v", f)
+	}
+	var worked, refused int
+	for i := range 10 {
+		err := commit(b, fmt.Sprint("g", i))
+		switch {
+		case err == nil:
+			worked++
+		case errors.Is(err, kerr.CoordinatorNotAvailable):
+			refused++
+		default:
+			t.Fatalf("commit g%d: %v", i, err)
+		}
+	}
+	if worked == 0 || refused == 0 {
+		t.Fatalf("%d groups worked, %d refused: want some of each", worked, refused)
+	}
+}
