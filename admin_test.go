@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -288,5 +289,56 @@ func TestServeSystemdLifecycle(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not exit after SIGTERM")
+	}
+}
+
+// TestAdminOfflinePartition: a partition whose log is damaged is counted by
+// chronik_partitions_offline and listed by /readyz, which stays 200 (the
+// broker serves the other partitions).
+func TestAdminOfflinePartition(t *testing.T) {
+	dir := t.TempDir()
+	b, err := broker.Open(broker.Config{DataDir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.CreateTopic("broken", 2, -1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, "data", fmt.Sprintf("%x", info.ID[:]), "1", "00000000000000000001")
+	if err := os.WriteFile(seg, []byte("not a wal entry at all"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	adm := newAdmin()
+	addr, stopAdmin, err := adm.start("127.0.0.1:0", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopAdmin()
+	b, err = broker.Open(broker.Config{DataDir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatalf("a damaged partition kept the broker from starting: %v", err)
+	}
+	defer b.Close()
+	adm.setReady(b, true)
+	base := "http://" + addr.String()
+	code, body := httpGet(t, base+"/readyz")
+	if code != 200 || !strings.HasPrefix(body, "ok\n") || !strings.Contains(body, "offline partitions: 1") ||
+		!strings.Contains(body, "broken-1: corrupt at index 1 of "+seg) {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+	_, text := httpGet(t, base+"/metrics")
+	if v := metricValue(t, text, `chronik_partitions_offline{kind="corrupt"}`); v != 1 {
+		t.Errorf("offline corrupt partitions = %v, want 1", v)
+	}
+	if v := metricValue(t, text, `chronik_partitions_offline{kind="failed"}`); v != 0 {
+		t.Errorf("offline failed partitions = %v, want 0", v)
+	}
+	if v := metricValue(t, text, `chronik_open_logs_limit`); v < 64 {
+		t.Errorf("open logs limit = %v", v)
 	}
 }

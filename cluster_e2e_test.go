@@ -46,6 +46,9 @@ type testCluster struct {
 	raft  []string
 	procs []*exec.Cmd
 	logs  []*os.File
+	// wrap, if set, runs each node under this command (the node's command
+	// line appended), e.g. a shell that lowers a limit and execs.
+	wrap []string
 }
 
 // freeAddrs returns n distinct loopback addresses that were free a moment ago.
@@ -120,12 +123,14 @@ func (c *testCluster) startWith(id int, extra ...string) {
 	}
 	args := append([]string{"serve",
 		"--node-id", strconv.Itoa(id)}, extra...)
-	cmd := exec.Command(os.Args[0], append(args,
+	argv := append([]string{os.Args[0]}, append(args,
 		"--listen", c.kafka[id-1],
 		"--admin-listen", "",
 		"--data-dir", c.dataDir(id),
 		"--log-level", "info",
 		"--shutdown-timeout", "10s")...)
+	argv = append(slices.Clone(c.wrap), argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "CHRONIK_TEST_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

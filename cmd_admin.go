@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -100,6 +101,11 @@ func (a *admin) handler() http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+		// Offline partitions do not make the broker unready (it serves
+		// every other partition), but they are listed here.
+		if b := a.broker.Load(); b != nil {
+			writeFaults(w, b.Faults())
+		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	return mux
@@ -129,7 +135,32 @@ var (
 		"Partitions this broker hosts (internal topics included).", nil, nil)
 	logSizeDesc = prometheus.NewDesc("chronik_log_size_bytes",
 		"Size on disk of every partition log of a topic.", []string{"topic"}, nil)
+	openLogsDesc = prometheus.NewDesc("chronik_open_logs",
+		"Partition logs holding their files open now (at most chronik_open_logs_limit).", nil, nil)
+	openLogsLimitDesc = prometheus.NewDesc("chronik_open_logs_limit",
+		"The cap on partition logs holding their files open (--max-open-logs).", nil, nil)
+	openLogsEvictedDesc = prometheus.NewDesc("chronik_open_logs_evicted_total",
+		"Idle partition logs closed to stay under the open-log cap.", nil, nil)
+	storageErrorsDesc = prometheus.NewDesc("chronik_storage_errors_total",
+		"Appends that failed (KAFKA_STORAGE_ERROR: a full disk, an I/O error); the log is reopened after each.", nil, nil)
+	offlineDesc = prometheus.NewDesc("chronik_partitions_offline",
+		"Partitions hosted here that cannot serve (KAFKA_STORAGE_ERROR), by kind: corrupt (needs chronik repair) or failed (a write, sync or open failed; retried every second).", []string{"kind"}, nil)
 )
+
+// writeFaults lists offline partitions, one per line, for /readyz.
+func writeFaults(w io.Writer, faults []broker.PartitionFault) {
+	if len(faults) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "offline partitions: %d\n", len(faults))
+	for _, f := range faults {
+		kind := "failed, retrying"
+		if f.Corrupt {
+			kind = fmt.Sprintf("corrupt at index %d of %s, run chronik repair", f.Index, f.File)
+		}
+		fmt.Fprintf(w, "  %s-%d: %s since %s: %s\n", f.Topic, f.Partition, kind, f.Since.UTC().Format(time.RFC3339), f.Err)
+	}
+}
 
 // brokerCollector reads partition counts and log sizes at scrape time.
 type brokerCollector struct{ a *admin }
@@ -137,6 +168,11 @@ type brokerCollector struct{ a *admin }
 func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- partitionsDesc
 	ch <- logSizeDesc
+	ch <- offlineDesc
+	ch <- openLogsDesc
+	ch <- openLogsLimitDesc
+	ch <- openLogsEvictedDesc
+	ch <- storageErrorsDesc
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -153,6 +189,21 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for topic, size := range sizes {
 		ch <- prometheus.MustNewConstMetric(logSizeDesc, prometheus.GaugeValue, float64(size), topic)
 	}
+	var corrupt, failed int
+	for _, f := range b.Faults() {
+		if f.Corrupt {
+			corrupt++
+		} else {
+			failed++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(corrupt), "corrupt")
+	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(failed), "failed")
+	open, limit, evicted := b.OpenLogs()
+	ch <- prometheus.MustNewConstMetric(openLogsDesc, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(openLogsLimitDesc, prometheus.GaugeValue, float64(limit))
+	ch <- prometheus.MustNewConstMetric(openLogsEvictedDesc, prometheus.CounterValue, float64(evicted))
+	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
 }
 
 var (

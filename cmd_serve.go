@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,7 +38,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "json",
 			Usage: "json or console"},
 		&cli.BoolFlag{Name: "auto-create-topics", Value: true,
-			Usage: "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
+			Usage: "create unknown topics a client's Metadata request names (auto.create.topics.enable); Produce to an unknown topic gets UNKNOWN_TOPIC_OR_PARTITION, as in Kafka"},
 		&cli.IntFlag{Name: "default-partitions", Value: 1,
 			Usage: "partitions of auto-created topics and of CreateTopics with -1 (num.partitions)"},
 		&cli.StringFlag{Name: "fsync", Value: "always",
@@ -80,6 +81,8 @@ func serveFlags() []cli.Flag {
 			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); empty runs standalone"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
+		&cli.IntFlag{Name: "max-open-logs", Value: 0,
+			Usage: "partition logs holding their files open at once (2 descriptors each); least recently used idle logs are closed to make room and reopen on use; 0: from the open-file limit (a quarter, at most 4096, left for connections)"},
 	})
 }
 
@@ -210,6 +213,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
 		return bc, kc, err
 	}
+	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
+		return bc, kc, fmt.Errorf("max-open-logs: %d is not 0 (automatic) or between 16 and 4194304", n)
+	}
 	retentionMs := c.Duration("retention").Milliseconds()
 	if retentionMs <= 0 {
 		retentionMs = -1
@@ -237,6 +243,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		GroupMaxSessionTimeout:        c.Duration("group-max-session-timeout"),
 		GroupMaxSize:                  c.Int("group-max-size"),
 		ReadCacheBytes:                c.Int64("read-cache-bytes"),
+		MaxOpenLogs:                   c.Int("max-open-logs"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none
@@ -290,6 +297,19 @@ func serveAction(c *cli.Context) error {
 	log = log.Level(zerolog.TraceLevel)
 	bc.Logger = bc.Logger.Level(zerolog.TraceLevel)
 	kc.Logger = kc.Logger.Level(zerolog.TraceLevel)
+
+	// Before anything touches the data directory (the raft listener, the
+	// admin listener, the logs): one process per data directory.
+	lock, err := broker.LockDataDir(bc.DataDir)
+	if err != nil {
+		var le *broker.LockedError
+		if errors.As(err, &le) {
+			return cli.Exit(err.Error(), 2)
+		}
+		return cli.Exit(err.Error(), 1)
+	}
+	defer lock.Unlock()
+	bc.DataDirLock = lock
 
 	adm := newAdmin()
 	if addr := c.String("admin-listen"); addr != "" {

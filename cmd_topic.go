@@ -98,14 +98,17 @@ type TopicDescription struct {
 
 // PartitionDesc is one partition of a TopicDescription.
 type PartitionDesc struct {
-	Partition      int32   `json:"partition"`
-	Leader         int32   `json:"leader"`
-	LeaderEpoch    int32   `json:"leader_epoch"`
-	Replicas       []int32 `json:"replicas"`
-	ISR            []int32 `json:"isr"`
-	LogStartOffset int64   `json:"log_start_offset"`
-	HighWatermark  int64   `json:"high_watermark"`
-	Error          string  `json:"error,omitempty"`
+	Partition   int32   `json:"partition"`
+	Leader      int32   `json:"leader"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	Replicas    []int32 `json:"replicas"`
+	ISR         []int32 `json:"isr"`
+	// OfflineReplicas are replicas whose log cannot serve (damaged or
+	// failed; see chronik repair).
+	OfflineReplicas []int32 `json:"offline_replicas"`
+	LogStartOffset  int64   `json:"log_start_offset"`
+	HighWatermark   int64   `json:"high_watermark"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // TopicDeleted is one entry of `topic delete --format json`.
@@ -241,12 +244,15 @@ func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name s
 	if t.Err != nil {
 		return TopicDescription{}, failErr("describe topic %s: %v", name, t.Err)
 	}
+	// An offline partition fails its shard of ListOffsets; the others
+	// are still described (the missing ones get an error below).
+	var shardErrs *kadm.ShardErrors
 	starts, err := adm.ListStartOffsets(ctx, name)
-	if err != nil {
+	if err != nil && !errors.As(err, &shardErrs) {
 		return TopicDescription{}, brokerErr(c, ctx, "list offsets of "+name, err)
 	}
 	ends, err := adm.ListEndOffsets(ctx, name)
-	if err != nil {
+	if err != nil && !errors.As(err, &shardErrs) {
 		return TopicDescription{}, brokerErr(c, ctx, "list offsets of "+name, err)
 	}
 	configs, err := topicConfigs(c, ctx, adm, name)
@@ -257,7 +263,7 @@ func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name s
 		Partitions: []PartitionDesc{}, Configs: configs}
 	for _, p := range t.Partitions.Sorted() {
 		pd := PartitionDesc{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
-			Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), LogStartOffset: -1, HighWatermark: -1}
+			Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), OfflineReplicas: nonNil(p.OfflineReplicas), LogStartOffset: -1, HighWatermark: -1}
 		var errs []string
 		if p.Err != nil {
 			errs = append(errs, p.Err.Error())
@@ -266,11 +272,15 @@ func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name s
 			pd.LogStartOffset = o.Offset
 		} else if ok {
 			errs = append(errs, "log start offset: "+o.Err.Error())
+		} else if p.Err == nil {
+			errs = append(errs, "log start offset: no answer")
 		}
 		if o, ok := ends.Lookup(name, p.Partition); ok && o.Err == nil {
 			pd.HighWatermark = o.Offset
 		} else if ok {
 			errs = append(errs, "high watermark: "+o.Err.Error())
+		} else if p.Err == nil {
+			errs = append(errs, "high watermark: no answer")
 		}
 		pd.Error = strings.Join(errs, "; ")
 		d.Partitions = append(d.Partitions, pd)
@@ -330,9 +340,9 @@ func topicDescribe(c *cli.Context, args []string) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "Topic: %s\nTopic ID: %s\nPartitions: %d\n", d.Name, d.TopicID, len(d.Partitions))
 	fmt.Fprintf(w, "Configs: %s\n\n", configsLine(d.Configs))
-	tab := newTable(w, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG_START", "HIGH_WATERMARK", "ERROR")
+	tab := newTable(w, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "OFFLINE", "LOG_START", "HIGH_WATERMARK", "ERROR")
 	for _, p := range d.Partitions {
-		tab.row(p.Partition, p.Leader, p.LeaderEpoch, joinInt32s(p.Replicas), joinInt32s(p.ISR), p.LogStartOffset, p.HighWatermark, p.Error)
+		tab.row(p.Partition, p.Leader, p.LeaderEpoch, joinInt32s(p.Replicas), joinInt32s(p.ISR), joinInt32s(p.OfflineReplicas), p.LogStartOffset, p.HighWatermark, p.Error)
 	}
 	return tab.flush()
 }

@@ -8,6 +8,7 @@
 //	chronik consume TOPIC    print records (text or JSON lines)
 //	chronik group ...        list, describe (with lag), seek, delete groups
 //	chronik cluster info     cluster id, controller and brokers
+//	chronik repair           cut damaged partition logs (broker stopped)
 //	chronik version          version, commit and Go version
 package main
 
@@ -74,6 +75,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			groupCommand(),
 			clusterCommand(),
 			benchCommand(),
+			repairCommand(),
 			versionCommand(),
 			docsCommand(),
 		},

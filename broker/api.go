@@ -71,6 +71,18 @@ type Config struct {
 	// each log also keeps the segment it read last).
 	ReadCacheBytes int64
 
+	// MaxOpenLogs caps the partition logs holding their files open at once
+	// (about wal.FilesPerOpenLog descriptors each); least recently used
+	// idle logs are closed to make room and reopen on use. 0: derived from
+	// the process's open-file limit (see DefaultMaxOpenLogs).
+	MaxOpenLogs int
+
+	// DataDirLock, if set, is the caller's lock on DataDir (LockDataDir),
+	// taken before anything else touched the directory. If nil, Open takes
+	// the lock itself and Close releases it. Either way one data directory
+	// serves one process.
+	DataDirLock *DirLock
+
 	// Replication turns on cluster mode: every partition's log becomes the
 	// raft log of its group (see replica.go). Nil runs standalone.
 	Replication Replication

@@ -55,6 +55,7 @@ type Broker struct {
 	producerIDEnd  int64      // cluster mode: end of this node's producer id block
 	ctl            Controller // cluster mode: the controller group; nil standalone
 	readCache      *wal.ReadCache
+	openLogs       *wal.OpenLogs // the cap on logs holding files open
 
 	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
 	topics    map[string]*topic
@@ -62,6 +63,10 @@ type Broker struct {
 	clusterID string
 
 	metaWasEmpty bool // Open found no metadata: unknown data is kept, not removed
+
+	ownLock *DirLock // the data directory lock Open took (nil: the caller's)
+
+	storageErrors atomic.Uint64 // failed appends (StorageErrors)
 
 	groups *groupCoordinator // set by Open
 
@@ -155,11 +160,33 @@ func Open(cfg Config) (*Broker, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("broker: DataDir is required")
 	}
+	var ownLock *DirLock
+	if cfg.DataDirLock == nil {
+		l, err := LockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		ownLock = l
+	}
+	b, err := open(cfg)
+	if err != nil {
+		ownLock.Unlock()
+		return nil, err
+	}
+	b.ownLock = ownLock
+	return b, nil
+}
+
+func open(cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "data"), 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if cfg.MaxOpenLogs <= 0 {
+		cfg.MaxOpenLogs = DefaultMaxOpenLogs()
+	}
 	b := &Broker{
 		readCache: wal.NewReadCache(cfg.ReadCacheBytes),
+		openLogs:  wal.NewOpenLogs(cfg.MaxOpenLogs),
 		cfg:       cfg,
 		logger:    cfg.Logger,
 		state:     newMetaState(),
@@ -195,10 +222,7 @@ func Open(cfg Config) (*Broker, error) {
 			meta.Close()
 			return nil, err
 		}
-		if err := b.openTopics(); err != nil {
-			b.closeLogs()
-			return nil, err
-		}
+		b.openTopics()
 		b.removeStrayData()
 	}
 	// In cluster mode the coordinator follows the leaders of the
@@ -329,8 +353,9 @@ func (b *Broker) appendMeta(rec metaRecord) error {
 	return nil
 }
 
-// openTopics opens every partition of every topic, a few at a time.
-func (b *Broker) openTopics() error {
+// openTopics opens every partition of every topic, a few at a time. A
+// partition that cannot be opened is faulted (fault.go), not fatal.
+func (b *Broker) openTopics() {
 	type job struct {
 		t   *topic
 		idx int32
@@ -347,10 +372,8 @@ func (b *Broker) openTopics() error {
 		}
 	}
 	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		errs  []error
-		next  atomic.Int64
+		wg   sync.WaitGroup
+		next atomic.Int64
 	)
 	for range min(len(jobs), 8) {
 		wg.Add(1)
@@ -362,13 +385,7 @@ func (b *Broker) openTopics() error {
 					return
 				}
 				j := jobs[i]
-				p, err := b.openPartition(j.t, j.idx)
-				if err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-					continue
-				}
+				p := b.openOrFault(j.t, j.idx)
 				// Under mu: in cluster mode the coordinator may look at
 				// the topic (published above) while partitions open.
 				b.mu.Lock()
@@ -378,10 +395,6 @@ func (b *Broker) openTopics() error {
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("broker: %w", errors.Join(errs...))
-	}
-	return nil
 }
 
 func (b *Broker) newTopic(tm *topicMeta) *topic {
@@ -398,20 +411,62 @@ func (b *Broker) topicDir(id [16]byte) string {
 // openPartition opens (creating if needed) one partition's log and recovers
 // its log start offset and producer state.
 func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
+	p := b.newPartition(t, idx)
+	if err := p.open(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openOrFault is openPartition for a partition that exists already (at
+// start): one that cannot be opened is returned faulted, so the broker
+// serves the others; a failed (not corrupt) one is retried in the
+// background.
+func (b *Broker) openOrFault(t *topic, idx int32) *partition {
+	p := b.newPartition(t, idx)
+	if err := p.open(); err != nil {
+		p.storageFailed(err)
+	}
+	return p
+}
+
+func (b *Broker) newPartition(t *topic, idx int32) *partition {
 	dir := filepath.Join(b.topicDir(t.id), strconv.Itoa(int(idx)))
+	p := &partition{b: b, topic: t, index: idx, dir: dir}
+	p.replica.self = b.cfg.NodeID
+	p.replica.leader.Store(b.cfg.NodeID)
+	if b.cfg.Replication != nil {
+		// No node leads before an election.
+		p.replica.leader.Store(-1)
+		p.replica.replicated = true
+	}
+	return p
+}
+
+// open opens the partition's log, recovers its offsets and producer state
+// and, in a cluster, starts its replica. On error the partition holds no
+// log.
+func (p *partition) open() error {
+	b, t, idx := p.b, p.topic, p.index
 	tc := t.config()
-	log, err := wal.Open(dir, wal.Options{
+	log, err := wal.Open(p.dir, wal.Options{
 		SegmentSize:   int(tc.segmentBytes),
 		Fsync:         b.cfg.walFsync(),
 		FsyncInterval: b.cfg.FsyncInterval,
 		OnRepair:      b.logRepair,
 		OnSync:        b.cfg.OnFsync,
 		ReadCache:     b.readCache,
+		OpenLogs:      b.openLogs,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
+		return fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
 	}
-	p := &partition{b: b, topic: t, index: idx, dir: dir, log: log}
+	p.log = log
+	fail := func(err error) error {
+		log.Close()
+		p.log = nil
+		return err
+	}
 	snap, err := loadSnapshot(p.statePath())
 	if err != nil {
 		b.logger.Warn().Err(err).Str("topic", t.name).Int32("partition", idx).Msg("partition state unreadable; rebuilding producer state from the log")
@@ -420,31 +475,24 @@ func (b *Broker) openPartition(t *topic, idx int32) (*partition, error) {
 	end := log.NextOffset()
 	lso := min(max(snap.LogStartOffset, log.StartOffset()), end)
 	if err := p.recoverProducers(snap); err != nil {
-		log.Close()
-		return nil, err
+		return fail(err)
 	}
 	p.nextOffset = end
 	p.highWatermark.Store(end)
 	p.logStartOffset.Store(lso)
-	p.replica.self = b.cfg.NodeID
-	p.replica.leader.Store(b.cfg.NodeID)
 	if r := b.cfg.Replication; r != nil {
-		// The log end is not committed until the group says so, and no
-		// node leads before an election.
+		// The log end is not committed until the group says so.
 		p.highWatermark.Store(lso)
-		p.replica.leader.Store(-1)
 		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
-		p.replica.replicated = true
 		spec := b.spec(t, idx)
 		spec.Applied = snap.AppliedIndex
 		repl, err := r.Replica(spec, log, p)
 		if err != nil {
-			log.Close()
-			return nil, fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err)
+			return fail(fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err))
 		}
 		p.replica.r.Store(&repl)
 	}
-	return p, nil
+	return nil
 }
 
 // removeStrayData deletes topic and partition directories the metadata log
@@ -493,6 +541,8 @@ func (b *Broker) background() {
 	defer b.wg.Done()
 	retention := time.NewTicker(b.cfg.RetentionCheckInterval)
 	defer retention.Stop()
+	faults := time.NewTicker(faultRetryInterval)
+	defer faults.Stop()
 	snapshots := time.NewTicker(b.cfg.StateSnapshotInterval)
 	defer snapshots.Stop()
 	for {
@@ -503,6 +553,8 @@ func (b *Broker) background() {
 			b.RunRetention()
 		case <-snapshots.C:
 			b.SnapshotState()
+		case <-faults.C:
+			b.retryFaults()
 		}
 	}
 }
@@ -573,7 +625,9 @@ func (b *Broker) Close() error {
 	}
 	b.adminMu.Lock() // wait for an admin operation in flight
 	defer b.adminMu.Unlock()
-	return b.closeLogs()
+	err := b.closeLogs()
+	b.ownLock.Unlock()
+	return err
 }
 
 func (b *Broker) closeLogs() error {
@@ -761,6 +815,9 @@ func (b *Broker) EpochEndOffset(topic string, partition, epoch int32) (leaderEpo
 	if err != nil {
 		return -1, -1, err
 	}
+	if err := p.faultErr(); err != nil {
+		return -1, -1, err
+	}
 	if !p.leads() {
 		return -1, -1, p.notLeader()
 	}
@@ -853,11 +910,21 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 	return id, 0, nil
 }
 
+// OpenLogs reports how many partition logs hold their files open now, the
+// cap (Config.MaxOpenLogs) and how many were closed to make room.
+func (b *Broker) OpenLogs() (open, limit int, evictions int64) {
+	return b.openLogs.Open(), b.openLogs.Limit(), b.openLogs.Evictions()
+}
+
 // LogDirs reports the data directory and every partition's size on disk.
 func (b *Broker) LogDirs() (string, []PartitionDirInfo) {
 	var parts []PartitionDirInfo
 	for _, p := range b.allPartitions() {
-		parts = append(parts, PartitionDirInfo{Topic: p.topic.name, Partition: p.index, Size: p.log.Size()})
+		var size int64
+		if p.fault.Load() == nil {
+			size = p.log.Size()
+		}
+		parts = append(parts, PartitionDirInfo{Topic: p.topic.name, Partition: p.index, Size: size})
 	}
 	return b.cfg.DataDir, parts
 }

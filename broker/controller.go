@@ -47,9 +47,7 @@ func (b *Broker) openClustered(r Replication) error {
 	}
 	// This node's newest producer id block may have been used before the
 	// restart: the first InitProducerID asks for a fresh one.
-	if err := b.openTopics(); err != nil {
-		return err
-	}
+	b.openTopics()
 	if err := ctl.Start(); err != nil {
 		return fmt.Errorf("broker: start controller group: %w", err)
 	}
@@ -160,10 +158,7 @@ func (b *Broker) ApplyMeta(record []byte) {
 	case metaTopicCreated:
 		tm := b.state.topics[rec.Topic]
 		t := b.newTopic(tm)
-		parts, err := b.openHosted(t, 0, tm.partitions)
-		if err != nil {
-			b.logger.Error().Err(err).Str("topic", rec.Topic).Msg("open partitions of a new topic")
-		}
+		parts := b.openHosted(t, 0, tm.partitions)
 		b.mu.Lock()
 		t.partitions = parts
 		b.topics[t.name], b.byID[t.id] = t, t
@@ -175,10 +170,7 @@ func (b *Broker) ApplyMeta(record []byte) {
 		t := b.topics[rec.Topic]
 		t.meta = tm // before opening: the new partitions' groups are in it
 		b.mu.Unlock()
-		parts, err := b.openHosted(t, prev.partitions, tm.partitions)
-		if err != nil {
-			b.logger.Error().Err(err).Str("topic", rec.Topic).Msg("open added partitions")
-		}
+		parts := b.openHosted(t, prev.partitions, tm.partitions)
 		b.mu.Lock()
 		t.partitions = append(slices.Clip(t.partitions), parts...)
 		b.mu.Unlock()
@@ -258,23 +250,16 @@ func (b *Broker) applyReplicasAdded(rec metaRecord) {
 }
 
 // openHosted opens the partitions in [from, to) that this node replicates;
-// the others stay nil. A partition that fails to open stays nil too (its
-// error is returned and logged): the group goes on on the other replicas.
-func (b *Broker) openHosted(t *topic, from, to int32) ([]*partition, error) {
+// the others stay nil. A partition that fails to open is faulted (logged,
+// retried unless corrupt): the group goes on on the other replicas.
+func (b *Broker) openHosted(t *topic, from, to int32) []*partition {
 	parts := make([]*partition, to-from)
-	var errs []error
 	for i := from; i < to; i++ {
-		if !b.hosts(t.meta, i) {
-			continue
+		if b.hosts(t.meta, i) {
+			parts[i-from] = b.openOrFault(t, i)
 		}
-		p, err := b.openPartition(t, i)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		parts[i-from] = p
 	}
-	return parts, errors.Join(errs...)
+	return parts
 }
 
 // hosts reports whether this node replicates partition i of a topic.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // The group coordinator's I/O: the thin loop around the deterministic
@@ -224,6 +226,13 @@ func (b *Broker) openGroupCoordinator() error {
 				n, err := gp.load(true)
 				gp.mu.Unlock()
 				records.Add(n)
+				if err != nil && gp.p.fault.Load() != nil {
+					// Offline (fault.go): its groups answer
+					// COORDINATOR_NOT_AVAILABLE until it serves again;
+					// every other group works.
+					b.logger.Warn().Err(err).Int32("partition", gp.index).Msg("groups of an offline " + offsetsTopic + " partition are unavailable")
+					continue
+				}
 				if err != nil {
 					errMu.Lock()
 					errs = append(errs, err)
@@ -238,13 +247,19 @@ func (b *Broker) openGroupCoordinator() error {
 	}
 	groups := 0
 	for _, gp := range gps {
-		groups += gp.table.Len()
+		if gp.table != nil {
+			groups += gp.table.Len()
+		}
 	}
 	c.loadRecords, c.loadTook = records.Load(), time.Since(start)
 	// Offsets of topics deleted while groups were not watching (a crash
 	// between the topic's deletion and the tombstones).
 	for _, gp := range gps {
 		gp.mu.Lock()
+		if gp.table == nil {
+			gp.mu.Unlock()
+			continue
+		}
 		for topic := range gp.table.OffsetTopics() {
 			if _, ok := b.Topic(topic); !ok {
 				gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
@@ -264,8 +279,15 @@ func (b *Broker) openGroupCoordinator() error {
 // when it holds many more records than live keys (compactOnLoad). It
 // returns the records replayed. Caller holds mu.
 func (gp *groupPartition) load(compactOnLoad bool) (int64, error) {
+	if err := gp.p.faultErr(); err != nil {
+		gp.table = nil
+		return 0, err
+	}
 	res, err := replayGroups(gp.p, gp.c.cfg, time.Now())
 	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) {
+			gp.p.storageFailed(err) // offline, like any damaged partition
+		}
 		gp.table = nil
 		return res.records, fmt.Errorf("%s-%d: %w", offsetsTopic, gp.index, err)
 	}

@@ -32,7 +32,13 @@ type partition struct {
 	topic *topic
 	index int32
 	dir   string // the wal directory
+	// log is nil only while the partition is faulted because its log
+	// never opened (fault.go); every path that uses it checks faultErr
+	// first, and retry sets it before clearing the fault.
 	log   *wal.Log
+	fault atomic.Pointer[fault] // nil while healthy
+	// lastWriteErr is when a failed append was last logged (unix ns).
+	lastWriteErr atomic.Int64
 
 	highWatermark  atomic.Int64 // log end offset of acknowledged appends
 	logStartOffset atomic.Int64
@@ -111,6 +117,12 @@ func (p *partition) appendGroup(group []*produceReq) {
 	}()
 	if p.closed {
 		err := p.closedErr()
+		for _, r := range group {
+			r.err = err
+		}
+		return
+	}
+	if err := p.faultErr(); err != nil {
 		for _, r := range group {
 			r.err = err
 		}
@@ -220,14 +232,12 @@ func (p *partition) appendGroup(group []*produceReq) {
 		if err != nil {
 			// KAFKA_STORAGE_ERROR, as Kafka answers for a failed log dir;
 			// the wal error stays in the chain for errors.Is.
-			err = fmt.Errorf("append to %s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
-			p.b.logger.Error().Err(err).Msg("produce failed")
+			err = p.writeFailed(err)
 			for _, r := range group {
 				if r.err == nil && !r.done {
 					r.err = err
 				}
 			}
-			p.nextOffset = p.log.NextOffset()
 			return
 		}
 		for _, pp := range p.pending {
@@ -263,7 +273,7 @@ func (p *partition) readErr(err error) error {
 			return p.closedErr()
 		}
 	}
-	return fmt.Errorf("read %s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
+	return fmt.Errorf("read: %w", p.storageFailed(err))
 }
 
 func outOfRange(p *partition, offset, lso, hw int64) error {
@@ -274,6 +284,9 @@ func outOfRange(p *partition, offset, lso, hw int64) error {
 // maxBytes (at least one batch, KIP-74), never at or past the high watermark.
 func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 	for attempt := 0; ; attempt++ {
+		if err := p.faultErr(); err != nil {
+			return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, err
+		}
 		if !p.leads() {
 			return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, p.notLeader()
 		}
@@ -353,6 +366,9 @@ func (p *partition) readFrom(offset, hw int64, maxBytes int32) ([]byte, error) {
 
 // listOffset answers ListOffsets for one partition.
 func (p *partition) listOffset(timestamp int64) (int64, int64, error) {
+	if err := p.faultErr(); err != nil {
+		return -1, -1, err
+	}
 	hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
 	switch timestamp {
 	case TimestampLatest:
@@ -499,6 +515,10 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 		p.appendMu.Unlock()
 		return -1, err
 	}
+	if err := p.faultErr(); err != nil {
+		p.appendMu.Unlock()
+		return -1, err
+	}
 	if !p.leads() {
 		err := p.notLeader()
 		p.appendMu.Unlock()
@@ -588,6 +608,9 @@ func (p *partition) dropSegmentsBelow(lso int64) error {
 // enforceRetention applies retention.ms and retention.bytes and expires
 // idle producers. It returns the number of segments dropped.
 func (p *partition) enforceRetention(now int64) (int, error) {
+	if p.fault.Load() != nil {
+		return 0, nil // offline; retention resumes once it serves again
+	}
 	tc := *p.topic.config()
 	if isInternalTopic(p.topic.name) {
 		// __consumer_offsets is bounded by compaction, never by time or
@@ -684,7 +707,7 @@ func (p *partition) saveStateLocked() error {
 // snapshotIfDirty writes the state file if anything changed since the last.
 func (p *partition) snapshotIfDirty() error {
 	p.appendMu.Lock()
-	if p.closed || (!p.dirty && !p.lsoMoved.Load()) {
+	if p.closed || p.log == nil || (!p.dirty && !p.lsoMoved.Load()) {
 		p.appendMu.Unlock()
 		return nil
 	}
@@ -757,7 +780,7 @@ func (p *partition) close(deleting bool) error {
 		return nil
 	}
 	var saveErr error
-	if !deleting && !p.neverWritten() {
+	if !deleting && p.log != nil && !p.neverWritten() {
 		saveErr = p.saveStateLocked() // releases appendMu
 		p.appendMu.Lock()
 	}
@@ -767,7 +790,10 @@ func (p *partition) close(deleting bool) error {
 			p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("close replica")
 		}
 	}
-	err := p.log.Close()
+	var err error
+	if p.log != nil {
+		err = p.log.Close()
+	}
 	p.appendMu.Unlock()
 	if err != nil && !errors.Is(err, wal.ErrClosed) {
 		return fmt.Errorf("close %s-%d: %w", p.topic.name, p.index, err)

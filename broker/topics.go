@@ -9,8 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // topicInfo snapshots a topic. Caller holds b.mu.
@@ -173,9 +176,24 @@ func (b *Broker) openPartitions(t *topic, from, to int32) ([]*partition, error) 
 	wg.Wait()
 	if len(errs) > 0 {
 		b.discardPartitions(slices.DeleteFunc(parts, func(p *partition) bool { return p == nil }))
-		return nil, errors.Join(errs...)
+		return nil, openPartitionsError(errs, int(to-from))
 	}
 	return parts, nil
+}
+
+// openPartitionsError sums up why new partitions failed to open: the first
+// error and a count, never thousands of lines. Running out of file
+// descriptors (the open-log budget, or the process limit) is
+// POLICY_VIOLATION with what to change.
+func openPartitionsError(errs []error, n int) error {
+	err := errs[0]
+	if len(errs) > 1 {
+		err = fmt.Errorf("%d of %d new partitions could not be opened; the first: %w", len(errs), n, err)
+	}
+	if errors.Is(err, wal.ErrTooManyOpenLogs) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return fmt.Errorf("%w: out of file descriptors for partition logs (raise LimitNOFILE, or --max-open-logs within it): %w", kerr.PolicyViolation, err)
+	}
+	return err
 }
 
 // discardPartitions closes partitions that never became visible and removes

@@ -442,6 +442,48 @@ func (g *Group) process() {
 	}
 }
 
+// lostEntries handles a replica whose log ends before entries it once
+// acknowledged: one that `chronik repair` cut after its last good entry (or
+// that lost unsynced entries under fsync never). Raft assumes this never
+// happens: a leader never lowers what it knows a follower holds (its
+// Match), so it would never send the lost entries again, and its
+// heartbeats would carry a commit index past the follower's log, which raft
+// on the follower answers with a panic. So:
+//   - as a follower, a heartbeat's commit index is clamped to the log end:
+//     the entries up to it match the leader's (they are a prefix of what
+//     this replica acknowledged), so they are committed;
+//   - as the leader, an append rejected with a hint below the follower's
+//     Match means the follower lost entries: leadership is handed to an
+//     up-to-date voter, whose fresh progress finds the follower's real log
+//     end and sends it the rest.
+func (g *Group) lostEntries(m *raftpb.Message) {
+	switch {
+	case m.Type == raftpb.MsgHeartbeat && m.Commit > g.lastIndex:
+		m.Commit = g.lastIndex
+	case m.Type == raftpb.MsgAppResp && m.Reject:
+		st := g.rn.Status()
+		pr, ok := st.Progress[m.From]
+		if st.RaftState != raft.StateLeader || !ok || m.RejectHint >= pr.Match || st.LeadTransferee != 0 {
+			return
+		}
+		var to, best uint64
+		for id, other := range st.Progress {
+			if id != m.From && id != st.ID && !other.IsLearner && other.Match >= best {
+				to, best = id, other.Match
+			}
+		}
+		if to != 0 {
+			// raft sends the transferee what it lacks first, if anything.
+			g.log.Warn().Uint64("follower", m.From).Uint64("follower_log_end", m.RejectHint).Uint64("acknowledged", pr.Match).Uint64("to", to).
+				Msg("a follower lost entries it acknowledged (a repaired replica?); handing leadership over so that it is sent them again")
+			g.rn.TransferLeader(to)
+			return
+		}
+		g.log.Warn().Uint64("follower", m.From).Uint64("follower_log_end", m.RejectHint).Uint64("acknowledged", pr.Match).
+			Msg("a follower lost entries it acknowledged and no other voter is up to date to take over; it catches up after the next leader change")
+	}
+}
+
 // drive does the raft work of one pass; it reports whether the group has
 // more to do right away.
 func (g *Group) drive(inbox []raftpb.Message, props []*proposal, ticks int, campaign bool, transfer uint64, wake bool) bool {
@@ -461,6 +503,7 @@ func (g *Group) drive(inbox []raftpb.Message, props []*proposal, ticks int, camp
 			woken = true
 			g.quiesceReq = nil // the signal is stale once anything follows it
 		}
+		g.lostEntries(m)
 		if err := g.rn.Step(*m); err != nil {
 			g.log.Debug().Err(err).Stringer("type", m.Type).Uint64("from", m.From).Msg("raft step")
 		}

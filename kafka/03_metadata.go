@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -101,6 +102,15 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 				sp.ErrorCode = kerr.LeaderNotAvailable.Code
 			}
 			sp.Replicas, sp.ISR, sp.OfflineReplicas = replicas, replicas, []int32{}
+			if _, offline := s.b.PartitionFault(info.Name, int32(p)); offline {
+				// This node's replica cannot serve: its log is damaged or
+				// failed (Kafka's offline log dir). Produce and fetch
+				// here answer the same code.
+				self := s.b.Config().NodeID
+				sp.ErrorCode = kerr.KafkaStorageError.Code
+				sp.OfflineReplicas = []int32{self}
+				sp.ISR = slices.DeleteFunc(slices.Clone(replicas), func(r int32) bool { return r == self })
+			}
 		}
 		return st
 	}

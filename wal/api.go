@@ -85,6 +85,9 @@ type Options struct {
 	// cache of DefaultReadCacheBytes. SegmentCacheSize bounds only
 	// tidwall's own cache, which reads no longer use for sealed segments.
 	ReadCache *ReadCache
+	// OpenLogs, if set, caps the logs sharing it that hold their files
+	// open at once (openlogs.go); nil: no cap.
+	OpenLogs *OpenLogs
 }
 
 // Repair describes a tail cut made by Open.

@@ -249,6 +249,9 @@ func (l *Log) writeGroup(batch []*Pending) {
 	l.mu.Lock()
 	err := l.usable()
 	if err == nil {
+		err = l.dropClean()
+	}
+	if err == nil {
 		err = l.ensureOpen()
 	}
 	l.mu.Unlock()

@@ -88,6 +88,10 @@ type Log struct {
 	trustFrom uint64 // tail entries before this index came from disk and are not yet verified (see readTail)
 	idleTimer *time.Timer
 	repairs   []Repair
+	// hasClean: a clean-shutdown marker file is in the directory; the
+	// first change removes it (damage.go). Guarded by wmu.
+	hasClean bool
+	syncFn   func(*os.File) error // tests: replaces fdatasync
 }
 
 var epoch = time.Now()
@@ -111,7 +115,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{dir: dir, opts: opts}
 	l.idx.interval = int64(opts.IndexIntervalBytes)
-	if err := l.recover(); err != nil {
+	if err := l.recover(nil); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
 	l.lastUse.Store(monotime())
@@ -130,13 +134,17 @@ func Open(dir string, opts Options) (*Log, error) {
 }
 
 // recover brings the directory into a consistent state and builds the index.
-func (l *Log) recover() error {
+// sealed, if not nil, are index segments known to describe leading sealed
+// segment files (wal.Recover's): those whose file is still there with the
+// same size are kept instead of scanned again.
+func (l *Log) recover(sealed []*segment) error {
 	raw, err := readSidecar(l.dir, metaFile)
 	if err != nil {
 		return err
 	}
 	var m meta
 	hasMeta := raw != nil
+	interrupted := false // a Reset or truncation was cut short: not a clean shutdown
 	if hasMeta {
 		if m, err = decodeMeta(raw); err != nil {
 			return err
@@ -145,6 +153,7 @@ func (l *Log) recover() error {
 			return errBadMeta
 		}
 		if m.resetting {
+			interrupted = true
 			if err := resetFiles(l.dir, m.firstIndex); err != nil {
 				return err
 			}
@@ -155,9 +164,16 @@ func (l *Log) recover() error {
 		}
 		l.metaFloor = m.floorOffset
 	}
-	if err := cleanDir(l.dir); err != nil {
+	finished, err := cleanDir(l.dir)
+	if err != nil {
 		return err
 	}
+	marker, present, clean, err := readClean(l.dir)
+	if err != nil {
+		return err
+	}
+	l.hasClean = present
+	clean = clean && !interrupted && !finished
 	files, err := listSegments(l.dir)
 	if err != nil {
 		return err
@@ -172,8 +188,18 @@ func (l *Log) recover() error {
 		}
 		files = []uint64{first}
 	}
-	if err := l.scanFiles(files); err != nil {
+	if interrupted || finished {
+		sealed = nil
+	}
+	kept := keptSegments(l.dir, sealed, files)
+	l.idx.segs = append(l.idx.segs[:0], kept...)
+	if err := l.scanFiles(files[len(kept):], clean); err != nil {
 		return err
+	}
+	if clean {
+		if err := l.checkClean(marker); err != nil {
+			return err
+		}
 	}
 	l.floor = l.metaFloor
 	if start := l.idx.startOffset(); start >= 0 {
@@ -194,10 +220,29 @@ func (l *Log) recover() error {
 	return nil
 }
 
+// keptSegments is the longest prefix of sealed whose files are the first of
+// files, unchanged in size, always leaving the last file to be scanned.
+func keptSegments(dir string, sealed []*segment, files []uint64) []*segment {
+	n := 0
+	for n < len(sealed) && n < len(files)-1 && sealed[n].first == files[n] && sealed[n].next == files[n+1] {
+		fi, err := os.Stat(filepath.Join(dir, segmentName(files[n])))
+		if err != nil || fi.Size() != sealed[n].bytes {
+			break
+		}
+		n++
+	}
+	return sealed[:n]
+}
+
 // scanFiles verifies every segment file and builds the index. The last file
-// is cut back to its last valid entry if its tail is damaged.
-func (l *Log) scanFiles(files []uint64) error {
+// is cut back to its last valid entry if its tail is damaged, unless the log
+// was shut down cleanly: then no write can have been interrupted, and a bad
+// tail is corruption like damage anywhere else.
+func (l *Log) scanFiles(files []uint64, cleanShutdown bool) error {
 	var buf []byte
+	if n := len(l.idx.segs); n > 0 && len(files) > 0 && l.idx.segs[n-1].next != files[0] {
+		return &CorruptError{File: l.segPath(files[0]), Index: files[0], Reason: fmt.Sprintf("segment does not follow index %d", l.idx.segs[n-1].next-1)}
+	}
 	for i, first := range files {
 		path := l.segPath(first)
 		data, err := readFileInto(path, buf)
@@ -208,6 +253,9 @@ func (l *Log) scanFiles(files []uint64) error {
 		seg, stop := scanSegment(data, first, l.idx.interval)
 		last := i == len(files)-1
 		if stop != nil {
+			if cleanShutdown {
+				return &CorruptError{File: path, Index: stop.index, Pos: stop.pos, Reason: stop.reason + " after a clean shutdown"}
+			}
 			if !last || validFrameAfter(data, int(stop.pos)) {
 				return &CorruptError{File: path, Index: stop.index, Pos: stop.pos, Reason: stop.reason}
 			}
@@ -295,11 +343,11 @@ func parseSegmentName(name string) (index uint64, suffix string, ok bool) {
 // interrupted, exactly as tidwall's own load does, so that the scan sees the
 // final set of segment files: a .START file replaces every segment before
 // it, an .END file every segment after it. Both were written atomically.
-// Leftover temp files are removed.
-func cleanDir(dir string) error {
+// Leftover temp files are removed. finished reports a truncation finished.
+func cleanDir(dir string) (finished bool, err error) {
 	ents, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
-		return err
+		return false, err
 	}
 	var names []string
 	start, end := -1, -1
@@ -311,7 +359,7 @@ func cleanDir(dir string) error {
 		}
 		if strings.HasSuffix(name, tmpSuffix) {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return err
+				return false, err
 			}
 			changed = true
 			continue
@@ -323,7 +371,7 @@ func cleanDir(dir string) error {
 		switch suffix {
 		case ".TEMP", ".START.TEMP", ".END.TEMP":
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return err
+				return false, err
 			}
 			changed = true
 			continue
@@ -337,7 +385,7 @@ func cleanDir(dir string) error {
 		names = append(names, name)
 	}
 	if start != -1 && end != -1 {
-		return fmt.Errorf("%w: both %s and %s in %s", ErrCorrupt, names[start], names[end], dir)
+		return false, fmt.Errorf("%w: both %s and %s in %s", ErrCorrupt, names[start], names[end], dir)
 	}
 	finish := func(keep int, drop []string) error {
 		for _, n := range drop {
@@ -351,20 +399,20 @@ func cleanDir(dir string) error {
 	}
 	if start != -1 {
 		if err := finish(start, names[:start]); err != nil {
-			return err
+			return false, err
 		}
-		changed = true
+		changed, finished = true, true
 	}
 	if end != -1 {
 		if err := finish(end, names[end+1:]); err != nil {
-			return err
+			return false, err
 		}
-		changed = true
+		changed, finished = true, true
 	}
 	if changed {
-		return syncDir(dir)
+		return finished, syncDir(dir)
 	}
-	return nil
+	return false, nil
 }
 
 // listSegments returns the first indexes of the segment files, ascending.
@@ -440,7 +488,15 @@ func (l *Log) ensureOpen() error {
 	if l.tl != nil {
 		return nil
 	}
+	if ol := l.openLogs(); ol != nil {
+		if err := ol.reserve(l); err != nil {
+			return fmt.Errorf("%s: %w", l.dir, err)
+		}
+	}
 	tl, err := tidwall.Open(l.dir, l.tidwallOptions())
+	if err != nil {
+		l.releaseSlot()
+	}
 	if errors.Is(err, tidwall.ErrCorrupt) {
 		return fmt.Errorf("%w: tidwall: %v", ErrCorrupt, err)
 	}
@@ -451,6 +507,7 @@ func (l *Log) ensureOpen() error {
 	last, _ := tl.LastIndex()
 	if first != l.idx.firstIndex() || last != l.idx.lastIndex() {
 		tl.Close()
+		l.releaseSlot()
 		return fmt.Errorf("%w: tidwall sees [%d, %d], index has [%d, %d]", errIndexInconsistent,
 			first, last, l.idx.firstIndex(), l.idx.lastIndex())
 	}
@@ -476,6 +533,7 @@ func (l *Log) releaseLocked() error {
 	}
 	err := l.tl.Close() // fsyncs the tail
 	l.tl = nil
+	l.releaseSlot()
 	if err != nil {
 		l.failed = fmt.Errorf("wal: close %s: %w", l.dir, err)
 		return l.failed
@@ -483,6 +541,13 @@ func (l *Log) releaseLocked() error {
 	l.dirty = false
 	l.durable.Store(l.idx.lastIndex())
 	return nil
+}
+
+// releaseSlot gives back l's place in its OpenLogs cap.
+func (l *Log) releaseSlot() {
+	if ol := l.openLogs(); ol != nil {
+		ol.release(l)
+	}
 }
 
 func (l *Log) closeSyncFile() {
@@ -719,6 +784,9 @@ func (l *Log) TruncateFront(index uint64) error {
 	if index > last+1 {
 		return fmt.Errorf("%w: truncate front to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
 	}
+	if err := l.dropClean(); err != nil {
+		return err
+	}
 	if err := l.moveFloor(index); err != nil {
 		return err
 	}
@@ -807,12 +875,20 @@ func (l *Log) TruncateBack(index uint64) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
+	return l.truncateBackLocked(index)
+}
+
+// truncateBackLocked is TruncateBack. wmu and mu held.
+func (l *Log) truncateBackLocked(index uint64) error {
 	first, last := l.idx.firstIndex(), l.idx.lastIndex()
 	if index >= last {
 		return nil
 	}
 	if index+1 < first {
 		return fmt.Errorf("%w: truncate back to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
+	}
+	if err := l.dropClean(); err != nil {
+		return err
 	}
 	if err := l.ensureOpen(); err != nil {
 		return err
@@ -854,6 +930,9 @@ func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.usable(); err != nil {
+		return err
+	}
+	if err := l.dropClean(); err != nil {
 		return err
 	}
 	m := meta{resetting: true, firstIndex: firstIndex, floorOffset: nextOffset}
@@ -904,6 +983,9 @@ func (l *Log) dropLeading(n int) (int, error) {
 	n = min(n, len(l.idx.segs)-1)
 	if n <= 0 {
 		return 0, nil
+	}
+	if err := l.dropClean(); err != nil {
+		return 0, err
 	}
 	if err := l.moveFloor(l.idx.segs[n].first); err != nil {
 		return 0, err
@@ -1011,7 +1093,11 @@ func (l *Log) syncLocked() error {
 		l.syncFile = f
 	}
 	start := time.Now()
-	if err := fdatasync(l.syncFile); err != nil {
+	sync := fdatasync
+	if l.syncFn != nil {
+		sync = l.syncFn
+	}
+	if err := sync(l.syncFile); err != nil {
 		return l.fail("sync", err)
 	}
 	if l.opts.OnSync != nil {
@@ -1038,7 +1124,9 @@ func (l *Log) Repairs() []Repair {
 // Dir is the log's directory (absolute).
 func (l *Log) Dir() string { return l.dir }
 
-// Close syncs and closes the log. A second call returns ErrClosed.
+// Close syncs and closes the log, and marks it closed cleanly (damage.go)
+// if every write and the final sync succeeded. A second call returns
+// ErrClosed.
 func (l *Log) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -1055,13 +1143,20 @@ func (l *Log) Close() error {
 	}
 	l.closeSyncFile()
 	l.readCache().drop(l)
-	if l.tl == nil {
-		return nil
+	if l.tl != nil {
+		err := l.tl.Close() // fsyncs the tail
+		l.tl = nil
+		l.releaseSlot()
+		if err != nil {
+			return fmt.Errorf("wal: close %s: %w", l.dir, err)
+		}
 	}
-	err := l.tl.Close()
-	l.tl = nil
-	if err != nil {
-		return fmt.Errorf("wal: close %s: %w", l.dir, err)
+	if l.failed != nil {
+		return nil // no marker: the next Open repairs as after a crash
 	}
+	// Best effort: without the marker (a full disk, say) the next Open
+	// treats a bad tail as after a crash, which is what it did before
+	// markers existed. The entries are synced either way.
+	l.writeClean()
 	return nil
 }

@@ -10,8 +10,9 @@ import (
 )
 
 // damagedLog builds a log of n data entries (200-byte payloads, so each is
-// stored in 236 bytes), closes it and returns its entries and the path of
-// its tail segment.
+// stored in 236 bytes), closes it as a crash after the last sync would
+// (no clean-shutdown marker) and returns its entries and the path of its
+// tail segment.
 func damagedLog(t *testing.T, n int, segSize int) (dir string, all []Entry, tail string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -26,10 +27,20 @@ func damagedLog(t *testing.T, n int, segSize int) (dir string, all []Entry, tail
 	}
 	segs := l.Segments()
 	tail = l.segPath(segs[len(segs)-1].FirstIndex)
+	crashClose(t, l)
+	return dir, all, tail
+}
+
+// crashClose closes l and removes its clean-shutdown marker: the files as a
+// crash after the last sync leaves them.
+func crashClose(t testing.TB, l *Log) {
+	t.Helper()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return dir, all, tail
+	if err := os.Remove(filepath.Join(l.Dir(), cleanFile)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 const storedEntry = 236 // uvarint(234) + 34-byte frame overhead + 200-byte payload
@@ -105,7 +116,7 @@ func TestTailRepairEmptiesTailSegment(t *testing.T) {
 	}
 	segs := l.Segments()
 	tail := l.segPath(segs[len(segs)-1].FirstIndex)
-	l.Close()
+	crashClose(t, l)
 	if segs[len(segs)-1].FirstIndex != 10 {
 		t.Fatalf("setup: segments %+v", segs)
 	}

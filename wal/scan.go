@@ -90,7 +90,11 @@ func nextEntry(b []byte) (int, []byte, string) {
 
 // validFrameAfter reports whether a valid entry starts anywhere in b after
 // position from: if so, the damage at from is not a tail and must not be cut.
-func validFrameAfter(b []byte, from int) bool {
+func validFrameAfter(b []byte, from int) bool { return nextValidFrame(b, from) >= 0 }
+
+// nextValidFrame returns the position of the first valid entry in b after
+// position from, or -1 if there is none.
+func nextValidFrame(b []byte, from int) int {
 	for q := from + 1; q < len(b); q++ {
 		l, n := binary.Uvarint(b[q:])
 		if n <= 0 || l < frameOverhead || l > uint64(len(b)-q-n) {
@@ -101,10 +105,10 @@ func validFrameAfter(b []byte, from int) bool {
 			continue
 		}
 		if checkFrame(frame) == nil {
-			return true
+			return q
 		}
 	}
-	return false
+	return -1
 }
 
 func allZero(b []byte) bool {

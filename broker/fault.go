@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
+)
+
+// Damage is contained to its partition. A partition whose log cannot be
+// opened or read, or whose write or sync failed, is faulted: it answers
+// KAFKA_STORAGE_ERROR (as Kafka answers for a partition on an offline log
+// dir), its fault is logged once, counted by Faults (metrics, /readyz,
+// Metadata's offline replicas) and every other partition serves on.
+//
+// A failed write or sync (a full disk, an I/O error) is answered with
+// KAFKA_STORAGE_ERROR and the log is recovered in place at once
+// (wal.Recover: the files are rescanned, whatever was not durable is cut),
+// so reads go on and the next produce tries again: once the cause is gone,
+// produce works again without a restart. Only if that recovery fails is the
+// partition faulted.
+//
+// Faults come in two kinds:
+//   - corrupt (a checksum or framing failure): the log holds damaged
+//     entries; it stays offline until `chronik repair` cuts it after its
+//     last good entry (or, in a cluster, lets the replica refetch) and the
+//     broker restarts.
+//   - failed (any other error: a log that could not be recovered or
+//     opened, a read that failed, too many open files): the background
+//     loop reopens the log every faultRetryInterval (wal.Recover, or the
+//     whole open if it never opened) and the partition serves again once
+//     that succeeds, without a restart.
+
+// faultRetryInterval is how often failed (not corrupt) partitions are
+// reopened.
+const faultRetryInterval = time.Second
+
+// PartitionFault describes a partition that cannot serve.
+type PartitionFault struct {
+	Topic     string
+	Partition int32
+	Dir       string
+	// Corrupt: the log has damaged entries and needs `chronik repair`;
+	// otherwise the broker retries on its own.
+	Corrupt bool
+	File    string // the damaged segment file (Corrupt)
+	Index   uint64 // the WAL index of the damaged entry (Corrupt)
+	Err     string
+	Since   time.Time
+}
+
+// fault is a partition's fault state; nil while it is healthy.
+type fault struct {
+	PartitionFault
+	err error
+}
+
+// faultErr returns the error every call on a faulted partition answers, or
+// nil if the partition is healthy.
+func (p *partition) faultErr() error {
+	f := p.fault.Load()
+	if f == nil {
+		return nil
+	}
+	return fmt.Errorf("%s-%d is offline: %s: %w", p.topic.name, p.index, f.Err, kerr.KafkaStorageError)
+}
+
+// storageFailed records a storage error of the partition's log and returns
+// the error to answer. The first error faults the partition and is logged;
+// later ones while it is faulted are not. A closed log is not a fault (the
+// partition is being closed or deleted).
+func (p *partition) storageFailed(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, wal.ErrClosed) {
+		return fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
+	}
+	f := &fault{err: err}
+	f.Topic, f.Partition, f.Dir, f.Since = p.topic.name, p.index, p.dir, time.Now()
+	f.Err = err.Error()
+	var ce *wal.CorruptError
+	if errors.As(err, &ce) {
+		f.Corrupt, f.File, f.Index = true, ce.File, ce.Index
+	} else if errors.Is(err, wal.ErrCorrupt) {
+		f.Corrupt = true
+	}
+	if p.fault.CompareAndSwap(nil, f) {
+		ev := p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Str("dir", p.dir)
+		if f.Corrupt {
+			ev = ev.Str("file", f.File).Uint64("index", f.Index)
+			ev.Msg("partition offline: its log is corrupt; the other partitions serve on (run chronik repair with the broker stopped)")
+		} else {
+			ev.Msg("partition offline: its log failed; retrying every second")
+		}
+		p.b.appendSignal.notify() // long polls answer the error now
+	} else if cur := p.fault.Load(); cur != nil && !cur.Corrupt && f.Corrupt {
+		// Damage found while retrying: needs repair, not retries.
+		p.fault.Store(f)
+		p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).
+			Str("file", f.File).Uint64("index", f.Index).Msg("partition log is corrupt; run chronik repair with the broker stopped")
+	}
+	return fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
+}
+
+// writeFailed handles a failed append: the log is recovered in place at
+// once (wal.Recover) and the partition's offsets and producer state are
+// taken from it again, so it keeps serving reads and the next append tries
+// again; only if that fails is the partition faulted. It returns the error
+// to answer (KAFKA_STORAGE_ERROR). Caller holds appendMu.
+func (p *partition) writeFailed(err error) error {
+	p.b.storageErrors.Add(1)
+	answer := fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
+	if errors.Is(err, wal.ErrClosed) {
+		return answer
+	}
+	now := time.Now()
+	if last := p.lastWriteErr.Load(); now.UnixNano()-last >= int64(writeErrorLogEvery) {
+		p.lastWriteErr.Store(now.UnixNano())
+		p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).
+			Msg("append failed (KAFKA_STORAGE_ERROR); the log is reopened and the next append tries again (logged at most every 10s)")
+	}
+	if rerr := p.log.Recover(); rerr != nil {
+		return p.storageFailed(rerr)
+	}
+	if p.log.NextOffset() == p.nextOffset {
+		return answer // the log is as before the failed append
+	}
+	if rerr := p.reload(); rerr != nil {
+		return p.storageFailed(rerr)
+	}
+	return answer
+}
+
+// writeErrorLogEvery spaces the log lines of a partition whose appends keep
+// failing (a full disk under load).
+const writeErrorLogEvery = 10 * time.Second
+
+// StorageErrors counts appends that failed since the broker started.
+func (b *Broker) StorageErrors() uint64 { return b.storageErrors.Load() }
+
+// Faults lists the partitions that cannot serve, ordered by topic and
+// partition.
+func (b *Broker) Faults() []PartitionFault {
+	var out []PartitionFault
+	for _, p := range b.allPartitions() {
+		if f := p.fault.Load(); f != nil {
+			out = append(out, f.PartitionFault)
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionFault) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// PartitionFault reports whether a partition hosted here is offline.
+func (b *Broker) PartitionFault(topic string, partition int32) (PartitionFault, bool) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return PartitionFault{}, false
+	}
+	if f := p.fault.Load(); f != nil {
+		return f.PartitionFault, true
+	}
+	return PartitionFault{}, false
+}
+
+// retryFaults reopens every failed (not corrupt) partition; it runs on the
+// background loop.
+func (b *Broker) retryFaults() {
+	for _, p := range b.allPartitions() {
+		if f := p.fault.Load(); f != nil && !f.Corrupt {
+			p.retry(f)
+		}
+	}
+}
+
+// retry tries to bring a failed partition back: a log that never opened is
+// opened; an open one is recovered in place (wal.Recover: rescan, cut a
+// torn tail and whatever was not durable), and the partition's offsets and
+// producer state are taken from it again.
+func (p *partition) retry(f *fault) {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	if p.closed || p.fault.Load() != f {
+		return
+	}
+	var err error
+	if p.log == nil {
+		err = p.open()
+	} else if err = p.log.Recover(); err == nil {
+		err = p.reload()
+	}
+	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) {
+			p.storageFailed(err) // now corrupt: stop retrying
+		}
+		p.b.logger.Debug().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("partition still offline")
+		return
+	}
+	p.fault.Store(nil)
+	p.b.logger.Info().Str("topic", p.topic.name).Int32("partition", p.index).Dur("offline", time.Since(f.Since)).
+		Msg("partition back online")
+	p.b.appendSignal.notify()
+}
+
+// reload takes the partition's offsets and producer state from its log
+// again after wal.Recover, which may have removed entries that were never
+// durable. Caller holds appendMu.
+func (p *partition) reload() error {
+	snap, err := loadSnapshot(p.statePath())
+	if err != nil {
+		snap = partitionSnapshot{}
+	}
+	if err := p.recoverProducers(snap); err != nil {
+		return err
+	}
+	end := p.log.NextOffset()
+	p.nextOffset = end
+	if !p.replica.replicated {
+		p.highWatermark.Store(end)
+	} else if hw := p.highWatermark.Load(); hw > end {
+		p.highWatermark.Store(end)
+	}
+	if start := p.log.StartOffset(); start > p.logStartOffset.Load() {
+		p.raiseLogStart(min(start, end))
+	}
+	p.dirty = true
+	return nil
+}
