@@ -186,6 +186,7 @@ type recordStream struct {
 	err   error     // why src stopped (io.EOF at the end)
 	space []byte    // the buffer src is read into
 	zeros int       // consecutive empty reads
+	codec string    // src's codec, for errors
 }
 
 func (s *recordStream) offset() int64 { return s.base + int64(s.pos) }
@@ -465,7 +466,7 @@ func (s *recordStream) streamErr() error {
 	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		return fmt.Errorf("zstd: %v (windows are limited to %d bytes): %w", err, zstdMaxWindow, kerr.MessageTooLarge)
 	default:
-		return fmt.Errorf("decompress: %v: %w", err, kerr.CorruptMessage)
+		return fmt.Errorf("%s: decompress: %v: %w", s.codec, err, kerr.CorruptMessage)
 	}
 }
 
@@ -473,10 +474,10 @@ func (s *recordStream) streamErr() error {
 var streamBufs = sync.Pool{New: func() any { return new([streamBufSize]byte) }}
 
 // walkStream walks records read from src through a pooled buffer.
-func walkStream(h *batchHeader, src io.Reader, limit int64) error {
+func walkStream(h *batchHeader, codec string, src io.Reader, limit int64) error {
 	space := streamBufs.Get().(*[streamBufSize]byte)
 	defer streamBufs.Put(space)
-	s := recordStream{src: src, limit: limit, space: space[:]}
+	s := recordStream{src: src, limit: limit, space: space[:], codec: codec}
 	s.buf = s.space[:0]
 	return s.walk(h)
 }
@@ -496,7 +497,7 @@ func walkGzip(h *batchHeader, recs []byte, limit int64) error {
 	if err := g.r.Reset(&g.src); err != nil {
 		return fmt.Errorf("gzip: %v: %w", err, kerr.CorruptMessage)
 	}
-	return walkStream(h, &g.r, limit)
+	return walkStream(h, "gzip", &g.r, limit)
 }
 
 // lz4Source is a pooled lz4 frame reader with the reader of its input.
@@ -515,7 +516,7 @@ func walkLz4(h *batchHeader, recs []byte, limit int64) error {
 	defer lz4Sources.Put(l)
 	l.src.Reset(recs)
 	l.r.Reset(&l.src)
-	return walkStream(h, l.r, limit)
+	return walkStream(h, "lz4", l.r, limit)
 }
 
 // checkLz4Frame checks that b is exactly one LZ4 frame that Kafka's Java
@@ -606,7 +607,7 @@ func walkZstd(h *batchHeader, recs []byte, limit int64) error {
 	if err := z.d.Reset(&z.src); err != nil {
 		return fmt.Errorf("zstd: %v: %w", err, kerr.CorruptMessage)
 	}
-	return walkStream(h, z.d, limit)
+	return walkStream(h, "zstd", z.d, limit)
 }
 
 // xerialMagic starts snappy data framed by the Java snappy library
@@ -642,7 +643,7 @@ func walkSnappy(h *batchHeader, recs []byte, limit int64) error {
 			return fmt.Errorf("snappy: xerial version %d, Java clients read 1 and above: %w", v, kerr.CorruptMessage)
 		}
 		x := xerialReader{blocks: recs[xerialHeaderSize:], buf: buf, left: limit + 1}
-		return walkStream(h, &x, limit)
+		return walkStream(h, "snappy", &x, limit)
 	}
 	out, err := decodeSnappy(buf, recs, limit)
 	if err != nil {
