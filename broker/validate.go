@@ -470,7 +470,7 @@ func (s *recordStream) streamErr() error {
 	}
 }
 
-// stream is a pooled read buffer for decompressed records.
+// streamBufs are the buffers decompressed records are read through.
 var streamBufs = sync.Pool{New: func() any { return new([streamBufSize]byte) }}
 
 // walkStream walks records read from src through a pooled buffer.
