@@ -83,6 +83,8 @@ func serveFlags() []cli.Flag {
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
 		&cli.IntFlag{Name: "max-open-logs", Value: 0,
 			Usage: "partition logs holding their files open at once (2 descriptors each); least recently used idle logs are closed to make room and reopen on use; 0: from the open-file limit (a quarter, at most 4096, left for connections)"},
+		&cli.Int64Flag{Name: "max-decompressed-batch-bytes", Value: 32 << 20,
+			Usage: "most bytes the records of one compressed batch may decompress to; a produce past it gets MESSAGE_TOO_LARGE (a topic's larger max.message.bytes raises it for that topic)"},
 	})
 }
 
@@ -210,6 +212,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if n := c.Int64("read-cache-bytes"); n < 1<<20 {
 		return bc, kc, fmt.Errorf("read-cache-bytes: %d is below 1048576", n)
 	}
+	if n := c.Int64("max-decompressed-batch-bytes"); n < int64(c.Int("max-message-bytes")) || n > 1<<30 {
+		return bc, kc, fmt.Errorf("max-decompressed-batch-bytes: %d is not between max-message-bytes %d and 1073741824", n, c.Int("max-message-bytes"))
+	}
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
 		return bc, kc, err
 	}
@@ -244,6 +249,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		GroupMaxSize:                  c.Int("group-max-size"),
 		ReadCacheBytes:                c.Int64("read-cache-bytes"),
 		MaxOpenLogs:                   c.Int("max-open-logs"),
+		MaxDecompressedBatchBytes:     c.Int64("max-decompressed-batch-bytes"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

@@ -72,6 +72,9 @@ func TestServeDefaults(t *testing.T) {
 	if bc.ReadCacheBytes != 256<<20 {
 		t.Errorf("read cache bytes %d", bc.ReadCacheBytes)
 	}
+	if bc.MaxDecompressedBatchBytes != 32<<20 {
+		t.Errorf("max decompressed batch bytes %d", bc.MaxDecompressedBatchBytes)
+	}
 }
 
 func TestConfigPrecedence(t *testing.T) {
@@ -112,6 +115,8 @@ func TestBadConfig(t *testing.T) {
 		{"bad log level", "", []string{"--log-level", "loud"}, `log-level: "loud"`},
 		{"bad listen", "", []string{"--listen", "nope"}, `listen: "nope" is not host:port`},
 		{"tiny read cache", "read_cache_bytes: 1000\n", nil, "read-cache-bytes: 1000 is below 1048576"},
+		{"decompressed bound below max message bytes", "", []string{"--max-decompressed-batch-bytes", "1000000"},
+			"max-decompressed-batch-bytes: 1000000 is not between max-message-bytes 1048588 and 1073741824"},
 		{"unknown flag", "", []string{"--no-such-flag"}, "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,6 +37,12 @@ type Config struct {
 	SegmentBytes    int32 // log.segment.bytes, default 4 MiB (also the WAL segment size)
 	MaxMessageBytes int32 // message.max.bytes, default 1048588
 
+	// MaxDecompressedBatchBytes bounds what the records of one compressed
+	// batch may decompress to; past it a produce gets MESSAGE_TOO_LARGE.
+	// A topic whose max.message.bytes is larger uses that instead. Kafka
+	// has no such setting. Default 32 MiB.
+	MaxDecompressedBatchBytes int64
+
 	Fsync         FsyncPolicy   // default FsyncAlways
 	FsyncInterval time.Duration // with FsyncInterval, default 100ms
 

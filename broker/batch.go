@@ -103,13 +103,14 @@ func readBatchHeader(b []byte) batchHeader {
 //     carriers of magic 0/1, no longer exist)
 //   - base offset != 0, numRecords < 1, lastOffsetDelta != numRecords-1,
 //     control batch, producer id without a sequence: INVALID_RECORD
-//   - batch larger than maxMessageBytes: MESSAGE_TOO_LARGE
+//   - batch larger than lim.maxMessageBytes: MESSAGE_TOO_LARGE
+//   - the records themselves, decompressed if need be: see validateRecords
 //
 // Transactional batches are not rejected here; Produce decides.
 //
 // Kafka 4 accepts exactly one batch per partition in produce v3+; Chronik
 // accepts several back to back (a superset) and validates each.
-func parseBatches(dst []batchHeader, buf []byte, maxMessageBytes int32) ([]batchHeader, error) {
+func parseBatches(dst []batchHeader, buf []byte, lim batchLimits) ([]batchHeader, error) {
 	if len(buf) == 0 {
 		return dst, fmt.Errorf("no record batch: %w", kerr.InvalidRecord)
 	}
@@ -133,7 +134,10 @@ func parseBatches(dst []batchHeader, buf []byte, maxMessageBytes int32) ([]batch
 		}
 		h := readBatchHeader(rest)
 		h.start = pos
-		if err := validateBatch(&h, rest[:h.size], maxMessageBytes); err != nil {
+		if err := validateBatch(&h, rest[:h.size], lim.maxMessageBytes); err != nil {
+			return dst, fmt.Errorf("batch at byte %d: %w", pos, err)
+		}
+		if err := validateRecords(&h, rest[:h.size], lim); err != nil {
 			return dst, fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
 		dst = append(dst, h)
@@ -142,8 +146,9 @@ func parseBatches(dst []batchHeader, buf []byte, maxMessageBytes int32) ([]batch
 	return dst, nil
 }
 
-// validateBatch checks one whole batch (b is exactly the batch) in Kafka's
-// order: base offset, size, CRC, codec, record count, control, sequence.
+// validateBatch checks one whole batch's header (b is exactly the batch)
+// in Kafka's order: base offset, size, CRC, codec, record count, control,
+// sequence.
 func validateBatch(h *batchHeader, b []byte, maxMessageBytes int32) error {
 	if base := int64(binary.BigEndian.Uint64(b[offBaseOffset:])); base != 0 {
 		return fmt.Errorf("base offset %d, clients must send 0: %w", base, kerr.InvalidRecord)

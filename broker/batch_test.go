@@ -62,7 +62,7 @@ func TestParseBatchesValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hs, err := parseBatches(nil, tt.buf, tt.max)
+			hs, err := parseBatches(nil, tt.buf, testLimits(tt.max))
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
@@ -83,11 +83,11 @@ func TestParseBatchesValidation(t *testing.T) {
 func TestParseBatchesHeader(t *testing.T) {
 	s := idem(4, 77, 3, 10)
 	s.baseTs, s.tsStep = 5000, 10
-	s.attrs = 2 // snappy bit: opaque records are never decoded
-	s.opaque = []byte("not really snappy")
+	s.opaque = kgoCompress(t, 2, buildBatch(s)[batchHeaderSize:]) // snappy
+	s.attrs = 2
 	one := buildBatch(s)
 	buf := append(buildBatch(plain(1)), one...)
-	hs, err := parseBatches(nil, buf, 1<<20)
+	hs, err := parseBatches(nil, buf, testLimits(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = defaultMaxMessageBytes
 	}
+	if c.MaxDecompressedBatchBytes <= 0 {
+		c.MaxDecompressedBatchBytes = defaultMaxDecompressedBatchBytes
+	}
 	if c.FsyncInterval <= 0 {
 		c.FsyncInterval = defaultFsyncInterval
 	}
@@ -758,7 +761,7 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	}
 	h.buf = records
 	h.acks = acks
-	h.batches, err = parseBatches(h.hdrs[:0], records, p.topic.config().maxMessageBytes)
+	h.batches, err = parseBatches(h.hdrs[:0], records, b.produceLimits(p.topic.config()))
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}

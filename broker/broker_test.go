@@ -212,10 +212,7 @@ func TestCompressionPassThrough(t *testing.T) {
 	createTopic(t, b, "t", 1, nil)
 	var sent [][]byte
 	for codec := int16(1); codec <= 4; codec++ {
-		s := plain(3)
-		s.attrs = codec
-		s.opaque = bytes.Repeat([]byte{byte(codec)}, 100+int(codec)) // never decoded
-		sent = append(sent, buildBatch(s))
+		sent = append(sent, codecBatch(t, textRecords(3, 100), 3, codec))
 		mustProduce(t, b, "t", 0, sent[len(sent)-1])
 	}
 	got := fetchAll(t, b, "t", 0, 0)
@@ -389,7 +386,8 @@ func TestListOffsets(t *testing.T) {
 		mustProduce(t, b, "t", 0, buildBatch(s))
 	}
 	comp := plain(2)
-	comp.baseTs, comp.attrs, comp.opaque = 3000, 3, []byte("lz4ish") // max ts 3000 at 8-9
+	comp.baseTs = 3000 // max ts 3000 at 8-9
+	comp.attrs, comp.opaque = 3, kgoCompress(t, 3, buildBatch(comp)[batchHeaderSize:])
 	mustProduce(t, b, "t", 0, buildBatch(comp))
 	tests := []struct {
 		ts, wantOff, wantTs int64

@@ -244,7 +244,7 @@ func (p *partition) appendInternal(batch []byte) (int64, error) {
 	h.buf = batch
 	h.acks = -1 // in cluster mode: answered once committed, as Kafka's coordinator writes
 	var err error
-	h.batches, err = parseBatches(h.hdrs[:0], batch, math.MaxInt32)
+	h.batches, err = parseBatches(h.hdrs[:0], batch, internalLimits)
 	if err != nil {
 		h.err = fmt.Errorf("internal batch for %s-%d: %w", p.topic.name, p.index, err) // a bug
 	} else {

@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"testing"
 )
 
@@ -14,7 +13,7 @@ func TestGroupBatchRoundTrip(t *testing.T) {
 		{key: []byte("empty-value"), value: []byte{}, timestamp: 1_700_000_000_900},
 	}
 	b := encodeGroupBatch(in, 0)
-	hdrs, err := parseBatches(nil, b, math.MaxInt32)
+	hdrs, err := parseBatches(nil, b, internalLimits)
 	if err != nil || len(hdrs) != 1 || hdrs[0].numRecords != 3 || hdrs[0].maxTimestamp != 1_700_000_000_900 || hdrs[0].idempotent() {
 		t.Fatalf("not a valid client-style batch: %+v %v", hdrs, err)
 	}

@@ -13,7 +13,7 @@ func FuzzParseBatches(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 61))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hs, err := parseBatches(nil, b, 1<<20)
+		hs, err := parseBatches(nil, b, testLimits(1<<20))
 		if err != nil {
 			return
 		}

@@ -16,10 +16,11 @@ import (
 // Produce: v3-13
 //
 // Behaviour:
-//   - Record batches go to the broker byte for byte; it validates them
-//     (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, ...) and assigns offsets. v3 is
-//     the first version that carries v2 record batches, and Kafka 4.0's
-//     floor.
+//   - Record batches go to the broker byte for byte; it validates them,
+//     every record included, decompressing compressed ones as a bounded
+//     stream (CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE, ...), and
+//     assigns offsets. v3 is the first version that carries v2 record
+//     batches, and Kafka 4.0's floor.
 //   - acks 0, 1 and -1 (all); any other value is INVALID_REQUIRED_ACKS for
 //     every partition. acks=-1 waits at most TimeoutMillis
 //     (REQUEST_TIMED_OUT).
@@ -37,7 +38,7 @@ import (
 //
 // Version notes:
 //   - v5: LogStartOffset in the response
-//   - v8: ErrorMessage in the response
+//   - v8: ErrorMessage and RecordErrors in the response
 //   - v9: flexible
 //   - v10: NOT_LEADER_OR_FOLLOWER carries the current leader and epoch,
 //     and the response that leader's endpoint (KIP-951)
@@ -258,10 +259,18 @@ func (s *Server) finishProduce(req *kmsg.ProduceRequest, job produceJob, h *brok
 	out.LogStartOffset = res.LogStartOffset
 }
 
+// produceFailed fills a partition's error answer; v8+ also carries the
+// message and, when the broker refused a batch for some of its records
+// (offset deltas, timestamps), those records, as Kafka's RecordErrors.
 func (s *Server) produceFailed(req *kmsg.ProduceRequest, job produceJob, err error) {
 	job.out.ErrorCode = s.codeOf(err, "produce")
 	if req.Version >= 8 {
 		job.out.ErrorMessage = errorMessage(err)
+		for _, re := range broker.RecordErrors(err) {
+			e := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+			e.RelativeOffset, e.ErrorMessage = re.BatchIndex, &re.Message
+			job.out.ErrorRecords = append(job.out.ErrorRecords, e)
+		}
 	}
 }
 
