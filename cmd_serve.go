@@ -334,7 +334,7 @@ wait:
 	for {
 		select {
 		case <-hup:
-			reloadLogLevel(levelSrc, log)
+			reloadOnSignal(levelSrc, log)
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait
