@@ -169,6 +169,10 @@ func TestReloadLogLevel(t *testing.T) {
 	if !strings.Contains(out.String(), "log level reloaded") || !strings.Contains(out.String(), `"to":"warn"`) {
 		t.Errorf("no reload log line: %q", out.String())
 	}
+	// Its own level field, once, though it is logged whatever the level.
+	if strings.Count(out.String(), `"level":`) != 1 || !strings.Contains(out.String(), `"level":"info"`) {
+		t.Errorf("reload log line without exactly one level field info: %q", out.String())
+	}
 	if err := os.WriteFile(path, []byte("log_level: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +273,17 @@ func TestServeSystemdLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "log level reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload after SIGHUP\nstderr: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	// A reload is RELOADING=1 with the monotonic clock, then READY=1 once
+	// the level is applied (and logged).
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil || !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+$`).Match(buf[:n]) {
+		t.Fatalf("notify after SIGHUP = %q (%v), want RELOADING=1 and MONOTONIC_USEC", buf[:n], err)
+	}
+	next("READY=1")
+	if !strings.Contains(stderr.String(), "log level reloaded") {
+		t.Fatalf("READY=1 before the reload was logged\nstderr: %s", stderr.String())
 	}
 	if zerolog.GlobalLevel() != zerolog.DebugLevel {
 		t.Errorf("level after SIGHUP = %v, want debug", zerolog.GlobalLevel())

@@ -240,6 +240,9 @@ func (c *testCluster) createTopic(name string, partitions int32, rf int16) {
 		resp, err := adm.CreateTopic(ctx, partitions, rf, nil, name)
 		cancel()
 		if err == nil && resp.Err == nil {
+			if resp.ReplicationFactor != rf {
+				c.t.Fatalf("create topic %s with replication factor %d: CreateTopics answered %d", name, rf, resp.ReplicationFactor)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -338,6 +341,16 @@ func TestClusterLeaderKill(t *testing.T) {
 	c := startCluster(t, 3)
 	c.createTopic(topic, 1, 3)
 	victim := c.leader(topic, 0)
+
+	// The CLI prints the replication factor CreateTopics answers; without
+	// --replication-factor it is the default, 3 on three nodes.
+	for _, rf := range []string{"3", "-1"} {
+		var created TopicCreated
+		decode(t, ok(t, "", "topic", "create", "--brokers", c.kafka[0], "--replication-factor", rf, "--format", "json", "cli-rf"+rf), &created)
+		if created.ReplicationFactor != 3 || created.Partitions != 1 {
+			t.Errorf("topic create --replication-factor %s: %+v, want replication factor 3", rf, created)
+		}
+	}
 
 	prod := c.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
 		kgo.RecordRetries(1000), kgo.ProducerBatchMaxBytes(64<<10), kgo.RetryTimeout(60*time.Second))

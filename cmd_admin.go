@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
@@ -342,6 +343,23 @@ func reloadLogLevel(src levelSource, log zerolog.Logger) error {
 	}
 	old := zerolog.GlobalLevel()
 	zerolog.SetGlobalLevel(lvl)
-	log.Log().Str("from", old.String()).Str("to", name).Msg("log level reloaded")
+	// Log() is never filtered (the line shows even when the new level is
+	// error) but has no level of its own; it is an info line.
+	log.Log().Str(zerolog.LevelFieldName, zerolog.InfoLevel.String()).
+		Str("from", old.String()).Str("to", name).Msg("log level reloaded")
 	return nil
+}
+
+// reloadOnSignal applies a SIGHUP (systemctl reload) between RELOADING=1
+// and READY=1 to systemd, so that `systemctl status` shows the reload and
+// a systemd that waits for READY=1 (253 and later; Type=notify-reload)
+// returns from `systemctl reload` once it is applied. RELOADING=1 carries
+// the monotonic clock, as the notify-reload protocol asks.
+func reloadOnSignal(src levelSource, log zerolog.Logger) {
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err == nil {
+		sdNotify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d", daemon.SdNotifyReloading, now.Nano()/1000), log)
+	}
+	reloadLogLevel(src, log)
+	sdNotify(daemon.SdNotifyReady, log)
 }

@@ -30,7 +30,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9644",
 			Usage: "HTTP admin listener for /healthz, /readyz and /metrics (host:port); empty disables it"},
 		&cli.StringFlag{Name: "advertise",
-			Usage: "address Metadata tells clients (host:port); default localhost:<port> when listening on all interfaces, else the listen address"},
+			Usage: "address Metadata tells clients (host:port); default the listen address, or when listening on all interfaces this host's primary address (the default route's, else the first non-loopback one)"},
 		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data",
 			Usage: "directory holding the metadata log and every partition log"},
 		&cli.StringFlag{Name: "log-level", Value: "info",
@@ -119,30 +119,6 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// advertisedAddr picks what Metadata tells clients.
-func advertisedAddr(listen, advertise string) (string, int32, error) {
-	addr := advertise
-	if addr == "" {
-		host, port, err := net.SplitHostPort(listen)
-		if err != nil {
-			return "", 0, fmt.Errorf("listen: %q is not host:port: %v", listen, err)
-		}
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "localhost"
-		}
-		addr = net.JoinHostPort(host, port)
-	}
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("advertise: %q is not host:port: %v", addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || host == "" {
-		return "", 0, fmt.Errorf("advertise: %q needs a host and a port 0-65535", addr)
-	}
-	return host, int32(port), nil
-}
-
 func parseFsync(s string) (broker.FsyncPolicy, error) {
 	switch s {
 	case "always":
@@ -167,6 +143,13 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	host, port, err := advertisedAddr(c.String("listen"), c.String("advertise"))
 	if err != nil {
 		return bc, kc, err
+	}
+	// Checked here, not when binding, so that a typo exits 2 (systemd does
+	// not restart it) rather than 1 like a port in use.
+	if a := c.String("admin-listen"); a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bc, kc, fmt.Errorf("admin-listen: %q is not host:port: %v", a, err)
+		}
 	}
 	if c.String("data-dir") == "" {
 		return bc, kc, fmt.Errorf("data-dir: must not be empty")
@@ -367,13 +350,17 @@ func serveAction(c *cli.Context) error {
 		Dur("recovery", time.Since(start)).
 		Str("version", version).
 		Msg("chronik ready")
+	if listenHost, _, _ := net.SplitHostPort(c.String("listen")); allInterfaces(listenHost) && loopbackHost(bc.AdvertisedHost) {
+		log.Warn().Str("advertise", bc.AdvertisedHost).
+			Msg("listening on all interfaces but advertising a loopback address: clients on other machines get metadata, then cannot connect; set advertise to an address they reach")
+	}
 
 	var serveErr error
 wait:
 	for {
 		select {
 		case <-hup:
-			reloadLogLevel(levelSrc, log)
+			reloadOnSignal(levelSrc, log)
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait

@@ -60,7 +60,9 @@ func TestServeDefaults(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, msg)
 	}
-	if bc.DataDir != "./chronik-data" || bc.AdvertisedHost != "localhost" || bc.AdvertisedPort != 9092 {
+	// Listening on all interfaces (":9092"), the broker advertises this
+	// host's primary address (cmd_serve_advertise_test.go checks which).
+	if bc.DataDir != "./chronik-data" || bc.AdvertisedHost != primaryHostAddr(false) || bc.AdvertisedPort != 9092 {
 		t.Errorf("defaults: data dir %q advertise %s:%d", bc.DataDir, bc.AdvertisedHost, bc.AdvertisedPort)
 	}
 	if !bc.AutoCreateTopics || bc.Fsync != broker.FsyncAlways || bc.DefaultPartitions != 1 {
@@ -114,6 +116,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad flag value", "", []string{"--default-partitions", "0"}, "default-partitions: 0 is not between"},
 		{"bad log level", "", []string{"--log-level", "loud"}, `log-level: "loud"`},
 		{"bad listen", "", []string{"--listen", "nope"}, `listen: "nope" is not host:port`},
+		{"bad admin listen", "", []string{"--admin-listen", "nope"}, `admin-listen: "nope" is not host:port`},
 		{"tiny read cache", "read_cache_bytes: 1000\n", nil, "read-cache-bytes: 1000 is below 1048576"},
 		{"decompressed bound below max message bytes", "", []string{"--max-decompressed-batch-bytes", "1000000"},
 			"max-decompressed-batch-bytes: 1000000 is not between max-message-bytes 1048588 and 1073741824"},
@@ -142,7 +145,7 @@ func TestBadConfig(t *testing.T) {
 	t.Run("bad environment", func(t *testing.T) {
 		t.Setenv("CHRONIK_DEFAULT_PARTITIONS", "lots")
 		_, _, code, msg := resolveOnly(t)
-		if code == 0 || !strings.Contains(msg, "CHRONIK_DEFAULT_PARTITIONS") {
+		if code != 2 || !strings.Contains(msg, "CHRONIK_DEFAULT_PARTITIONS") {
 			t.Errorf("exit %d message %q", code, msg)
 		}
 	})

@@ -448,7 +448,7 @@ func (c *groupCoordinator) close() {
 func (gp *groupPartition) settle(out GroupOutput) error {
 	if len(out.Records) > 0 {
 		if err := gp.append(out.Records); err != nil {
-			gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("group records not written; reloading the partition's groups")
+			gp.c.b.logger.Warn().Err(err).Int32("partition", gp.index).Msg("group records not written; reloading the partition's groups")
 			for _, r := range out.Responses {
 				gp.fail(r.Token)
 			}

@@ -31,7 +31,8 @@ import (
 // Version notes:
 //   - v4: -1 NumPartitions and ReplicationFactor take defaults (KIP-464)
 //   - v5: flexible; the response carries NumPartitions, ReplicationFactor
-//     and the topic's configs (all of them, with sources)
+//     (the created topic's, 3 for an RF=3 topic) and the topic's configs
+//     (all of them, with sources)
 //   - v7: TopicID in the response
 
 func (s *Server) handleCreateTopics(_ context.Context, r *request) kmsg.Response {
@@ -102,10 +103,27 @@ func (s *Server) createTopic(req *kmsg.CreateTopicsRequest, rt kmsg.CreateTopics
 			st.NumPartitions = s.b.Config().DefaultPartitions
 		}
 	}
-	st.ReplicationFactor = 1
+	st.ReplicationFactor = s.createdReplicationFactor(rt.Topic, rf, req.ValidateOnly)
 	if req.Version >= 5 {
 		st.Configs = s.createdTopicConfigs(rt.Topic, configs, req.ValidateOnly)
 	}
+}
+
+// createdReplicationFactor is the replication factor of a topic just
+// created: the replica count of its partition 0, as Kafka answers from the
+// assignment it made. A validate-only request assigned nothing: it answers
+// the factor asked for, and for -1 the broker's default, as many replicas
+// as there are brokers up to 3 (broker.replicationFactor; standalone 1).
+func (s *Server) createdReplicationFactor(topic string, requested int16, validateOnly bool) int16 {
+	if !validateOnly {
+		if replicas := s.b.PartitionReplicas(topic, 0); len(replicas) > 0 {
+			return int16(len(replicas))
+		}
+	}
+	if requested > 0 {
+		return requested
+	}
+	return int16(min(3, len(s.b.Brokers())))
 }
 
 // createdTopicConfigs lists a new topic's configs for the v5+ response. A
