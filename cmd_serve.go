@@ -50,7 +50,7 @@ func serveFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "read-cache-bytes", Value: 256 << 20,
 			Usage: "memory for verified copies of sealed log segments that fetches read from, all partitions together (each log also keeps the segment it read last)"},
 		&cli.Int64Flag{Name: "max-inflight-request-bytes", Value: 512 << 20,
-			Usage: "request bytes held across all connections at once; readers wait for room before allocating (queued.max.request.bytes)"},
+			Usage: "request bytes held across all connections at once, counted until garbage-collected (queued.max.request.bytes): a body takes room as its bytes arrive, one connection at most a quarter (at least max-request-bytes), the top eighth kept for connections with small requests. The Kafka listener's peak memory is this plus up to about 40 KiB per open connection (max-connections)"},
 		&cli.IntFlag{Name: "max-message-bytes", Value: 1048588,
 			Usage: "largest record batch accepted (message.max.bytes)"},
 		&cli.DurationFlag{Name: "retention", Value: 7 * 24 * time.Hour,
@@ -82,9 +82,15 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
 		&cli.IntFlag{Name: "max-open-logs", Value: 0,
-			Usage: "partition logs holding their files open at once (2 descriptors each); least recently used idle logs are closed to make room and reopen on use; 0: from the open-file limit (a quarter, at most 4096, left for connections)"},
+			Usage: "partition logs holding their files open at once (2 descriptors each); least recently used idle logs are closed to make room and reopen on use; 0: from the open-file limit, leaving --max-connections plus 1024 descriptors (or a quarter, at most 4096, when that is more than half) for everything else"},
 		&cli.Int64Flag{Name: "max-decompressed-batch-bytes", Value: 32 << 20,
 			Usage: "most bytes the records of one compressed batch may decompress to; a produce past it gets MESSAGE_TOO_LARGE (a topic's larger max.message.bytes raises it for that topic)"},
+		&cli.DurationFlag{Name: "request-read-timeout", Value: 30 * time.Second,
+			Usage: "longest a client may take to send one request frame, from its first byte to its last; a connection with a frame still incomplete then is closed with a logged reason (no Kafka equal: connections.max.idle.ms covers idle connections only); time spent waiting for --max-inflight-request-bytes room does not count"},
+		&cli.IntFlag{Name: "max-connections", Value: 10000,
+			Usage: "most Kafka client connections open at once; one more is accepted and closed at once, logged and counted in chronik_kafka_rejected_connections_total (max.connections); 0 for no limit. Each open connection costs up to about 40 KiB of memory besides --max-inflight-request-bytes"},
+		&cli.IntFlag{Name: "max-connections-per-ip", Value: 1000,
+			Usage: "most Kafka client connections open at once from one IP address; more are accepted and closed at once, logged and counted (max.connections.per.ip); 0 for no limit"},
 	})
 }
 
@@ -240,8 +246,34 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if n := c.Int64("max-inflight-request-bytes"); n < int64(c.Int("max-request-bytes")) {
 		return bc, kc, fmt.Errorf("max-inflight-request-bytes: %d is below max-request-bytes %d", n, c.Int("max-request-bytes"))
 	}
-	kc = kafka.Config{MaxRequestBytes: int32(c.Int("max-request-bytes")), MaxInflightRequestBytes: c.Int64("max-inflight-request-bytes")}
+	if c.Duration("request-read-timeout") <= 0 {
+		return bc, kc, fmt.Errorf("request-read-timeout: must be positive")
+	}
+	for _, name := range []string{"max-connections", "max-connections-per-ip"} {
+		if c.Int(name) < 0 {
+			return bc, kc, fmt.Errorf("%s: %d is negative (0 means no limit)", name, c.Int(name))
+		}
+	}
+	if bc.MaxOpenLogs == 0 {
+		bc.MaxOpenLogs = broker.DefaultMaxOpenLogs(c.Int("max-connections") + 1024)
+	}
+	kc = kafka.Config{
+		MaxRequestBytes:         int32(c.Int("max-request-bytes")),
+		MaxInflightRequestBytes: c.Int64("max-inflight-request-bytes"),
+		RequestReadTimeout:      c.Duration("request-read-timeout"),
+		MaxConnections:          noLimitIfZero(c.Int("max-connections")),
+		MaxConnectionsPerIP:     noLimitIfZero(c.Int("max-connections-per-ip")),
+	}
 	return bc, kc, nil
+}
+
+// noLimitIfZero maps a flag's 0 ("no limit") to kafka.Config's -1 (its 0
+// means the default).
+func noLimitIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // resolveServe applies the config file and checks every setting.

@@ -80,7 +80,7 @@ type Config struct {
 	// MaxOpenLogs caps the partition logs holding their files open at once
 	// (about wal.FilesPerOpenLog descriptors each); least recently used
 	// idle logs are closed to make room and reopen on use. 0: derived from
-	// the process's open-file limit (see DefaultMaxOpenLogs).
+	// the process's open-file limit (DefaultMaxOpenLogs(0)).
 	MaxOpenLogs int
 
 	// DataDirLock, if set, is the caller's lock on DataDir (LockDataDir),

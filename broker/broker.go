@@ -185,7 +185,7 @@ func open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if cfg.MaxOpenLogs <= 0 {
-		cfg.MaxOpenLogs = DefaultMaxOpenLogs()
+		cfg.MaxOpenLogs = DefaultMaxOpenLogs(0)
 	}
 	b := &Broker{
 		readCache: wal.NewReadCache(cfg.ReadCacheBytes),

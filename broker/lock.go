@@ -95,14 +95,17 @@ func (l *DirLock) Unlock() error {
 
 // DefaultMaxOpenLogs is the open-log cap derived from the process's
 // open-file limit (RLIMIT_NOFILE, which Go raises to its hard limit at
-// start): a quarter of the descriptors (at most 4096) is left for
-// connections and everything else, the rest is shared by the logs at
-// wal.FilesPerOpenLog each.
-func DefaultMaxOpenLogs() int {
+// start): reserve descriptors are left for connections and everything else
+// (a quarter of the limit, at most 4096, when reserve is 0 or more than half
+// of it), and the rest is shared by the logs at wal.FilesPerOpenLog each.
+func DefaultMaxOpenLogs(reserve int) int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > 1<<24 {
 		return 1 << 22 / wal.FilesPerOpenLog
 	}
 	n := int(rl.Cur)
-	return max(64, (n-min(n/4, 4096))/wal.FilesPerOpenLog)
+	if reserve <= 0 || reserve > n/2 {
+		reserve = min(n/4, 4096)
+	}
+	return max(64, (n-reserve)/wal.FilesPerOpenLog)
 }

@@ -15,10 +15,13 @@ import (
 // Fetch: v4-18
 //
 // Behaviour:
-//   - Sessionless (KIP-227): every response carries SessionID 0, which
-//     tells the client that no session was created, so it keeps sending
-//     full fetches. A request naming a session (SessionID != 0) gets
-//     FETCH_SESSION_ID_NOT_FOUND; ForgottenTopics are ignored.
+//   - Fetch sessions (KIP-227) are answered as Kafka answers them with no
+//     session cache slots (max.incremental.fetch.session.cache.slots=0):
+//     see fullFetch. A full fetch (SessionEpoch 0 or -1, whatever the
+//     SessionID) gets a full answer with SessionID 0, which tells the
+//     client that no session exists, so it keeps sending full fetches;
+//     ForgottenTopics are ignored. An incremental fetch (any other epoch)
+//     names a session we never created: FETCH_SESSION_ID_NOT_FOUND.
 //   - Long poll: while fewer than MinBytes are available and no partition
 //     has an error, wait up to MaxWaitMillis for the next append
 //     (broker.AppendSignal) and fetch again. Shutdown answers waiting
@@ -48,7 +51,7 @@ import (
 func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	if req.SessionID != 0 {
+	if !fullFetch(req.SessionEpoch) {
 		resp.ErrorCode = s.counted(kerr.FetchSessionIDNotFound.Code)
 		return resp
 	}
@@ -81,6 +84,24 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 			return resp
 		}
 	}
+}
+
+// Session epochs of KIP-227 (Kafka's FetchMetadata).
+const (
+	fetchInitialEpoch = 0  // a full fetch that asks for a new session
+	fetchFinalEpoch   = -1 // a full fetch that closes any session and opens none
+)
+
+// fullFetch reports whether a fetch with this session epoch is a full fetch,
+// as Kafka's FetchMetadata.isFull decides: epoch 0 or -1, whatever the
+// session id. Kafka's FetchManager.newContext first removes the session the
+// request names (if it exists), then answers a -1 sessionless and a 0 with a
+// new session if its cache has room. We keep no session cache, so both get
+// the full answer with SessionID 0 and there is nothing to remove. kafka-go's
+// Client.Fetch sends SessionID -1 with epoch -1 and must get its records.
+// Any other epoch is an incremental fetch in a session we never created.
+func fullFetch(sessionEpoch int32) bool {
+	return sessionEpoch == fetchInitialEpoch || sessionEpoch == fetchFinalEpoch
 }
 
 // noRecords is the records field of a partition without any: empty, as

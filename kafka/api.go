@@ -17,13 +17,29 @@ import (
 type Config struct {
 	MaxRequestBytes int32 // largest accepted request frame (default 100 MiB); larger is refused before allocating
 	// MaxInflightRequestBytes bounds the request bytes read, queued or being
-	// handled across all connections (Kafka's queued.max.request.bytes;
-	// default 512 MiB, at least MaxRequestBytes). Readers wait for room
-	// before allocating a body.
+	// handled across all connections, counted until garbage-collected
+	// (Kafka's queued.max.request.bytes; default 512 MiB, at least
+	// MaxRequestBytes). A body takes room as its bytes arrive, one
+	// connection at most a share of it; see byteBudget.
 	MaxInflightRequestBytes int64
 	IdleTimeout             time.Duration // close connections idle this long (default 10 minutes, Kafka's connections.max.idle.ms)
 	Logger                  zerolog.Logger
 	Metrics                 *Metrics // nil: no metrics (see NewMetrics)
+
+	// RequestReadTimeout bounds the time from a request frame's first byte
+	// to its last (default 30 s); a client that has not finished a frame by
+	// then is disconnected with a logged reason. Time the reader waits for
+	// room in the request byte budget does not count. Kafka has no exact
+	// equal: its connections.max.idle.ms (IdleTimeout) covers only idle
+	// connections, and a half-sent frame keeps a connection busy.
+	RequestReadTimeout time.Duration
+	// MaxConnections caps open client connections (Kafka's max.connections;
+	// default 10000, negative for no limit). MaxConnectionsPerIP caps them
+	// per client IP address (Kafka's max.connections.per.ip; default 1000,
+	// negative for no limit). A connection over either is accepted and
+	// closed at once, logged and counted.
+	MaxConnections      int
+	MaxConnectionsPerIP int
 }
 
 // The Server API (implemented in server.go):

@@ -194,18 +194,41 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	e.waitForLog("idle timeout")
 }
 
-func TestFetchSessionsAreRefused(t *testing.T) {
+// Fetch sessions are answered as Kafka answers them with no session cache:
+// epoch 0 or -1 is a full fetch whatever the session id (Kafka closes a
+// named session, then answers; we never open one), any other epoch is an
+// incremental fetch in an unknown session.
+func TestFetchSessions(t *testing.T) {
 	e := startEnv(t)
 	e.createTopic("s", 1, nil)
 	rc := e.dial()
-	req := fetchRequest("s", 0, 0)
-	req.SessionID, req.SessionEpoch = 12345, 1
-	if resp := rc.roundTrip(req).(*kmsg.FetchResponse); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
-		t.Fatalf("incremental fetch: %v, want FETCH_SESSION_ID_NOT_FOUND", kerr.ErrorForCode(resp.ErrorCode))
-	}
-	req.SessionID, req.SessionEpoch = 0, 0 // asks for a session: gets a full, sessionless answer
-	resp := rc.roundTrip(req).(*kmsg.FetchResponse)
-	if resp.ErrorCode != 0 || resp.SessionID != 0 || len(resp.Topics) != 1 {
-		t.Fatalf("new session request: code %d session %d topics %d", resp.ErrorCode, resp.SessionID, len(resp.Topics))
+	for _, tc := range []struct {
+		id, epoch int32
+		full      bool
+	}{
+		{12345, 1, false}, // incremental in a session never created
+		{0, 5, false},     // incremental without a session id: Kafka looks up session 0, finds none
+		{7, -2, false},
+		{0, 0, true},      // asks for a session: full answer, SessionID 0 (none created)
+		{0, -1, true},     // sessionless
+		{-1, -1, true},    // kafka-go's Client.Fetch
+		{12345, -1, true}, // closes session 12345 (none), answers sessionless
+		{12345, 0, true},  // closes session 12345 (none), asks for a new one
+	} {
+		req := fetchRequest("s", 0, 0)
+		req.SessionID, req.SessionEpoch = tc.id, tc.epoch
+		resp := rc.roundTrip(req).(*kmsg.FetchResponse)
+		if !tc.full {
+			if resp.ErrorCode != kerr.FetchSessionIDNotFound.Code || len(resp.Topics) != 0 {
+				t.Fatalf("session %d epoch %d: %v with %d topics, want FETCH_SESSION_ID_NOT_FOUND and none",
+					tc.id, tc.epoch, kerr.ErrorForCode(resp.ErrorCode), len(resp.Topics))
+			}
+			continue
+		}
+		if resp.ErrorCode != 0 || resp.SessionID != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 ||
+			resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("session %d epoch %d: code %d session %d, %d topics; want a full sessionless answer",
+				tc.id, tc.epoch, resp.ErrorCode, resp.SessionID, len(resp.Topics))
+		}
 	}
 }

@@ -3,44 +3,159 @@ package kafka
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestByteBudget(t *testing.T) {
-	b := newByteBudget(100)
-	ctx := context.Background()
-	if err := b.acquire(ctx, 60); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.acquire(ctx, 40); err != nil {
-		t.Fatal(err)
-	}
+const mib = 1 << 20
+
+// asyncAcquire starts b.acquire(ctx, h, n) and returns its result channel
+// once the acquire waits or has returned.
+func asyncAcquire(t *testing.T, b *byteBudget, ctx context.Context, h *budgetHolder, n int64) chan error {
+	t.Helper()
+	before := b.waiters()
 	got := make(chan error, 1)
-	go func() { got <- b.acquire(ctx, 30) }()
+	go func() { got <- b.acquire(ctx, h, n) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for b.waiters() == before && len(got) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("acquire neither waited nor returned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return got
+}
+
+func expectWaiting(t *testing.T, what string, got chan error) {
+	t.Helper()
 	select {
 	case err := <-got:
-		t.Fatalf("acquire past the limit returned (%v) while the budget was spent", err)
+		t.Fatalf("%s returned (%v), want it waiting", what, err)
 	default:
 	}
-	b.release(60)
+}
+
+func expectDone(t *testing.T, what string, got chan error) {
+	t.Helper()
 	select {
 	case err := <-got:
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", what, err)
 		}
 	case <-time.After(30 * time.Second): // hang guard, not a timing assertion
-		t.Fatal("acquire did not proceed after release")
+		t.Fatalf("%s did not proceed", what)
 	}
-	if b.inUse() != 70 {
-		t.Fatalf("in use %d, want 70", b.inUse())
+}
+
+func mustAcquire(t *testing.T, b *byteBudget, h *budgetHolder, n int64) {
+	t.Helper()
+	if err := b.acquire(context.Background(), h, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The shares: 64 MiB for 8 MiB requests gives each connection 16 MiB and
+// keeps 8 MiB for connections holding at most 128 KiB.
+func TestByteBudgetShares(t *testing.T) {
+	b := newByteBudget(64*mib, 8*mib)
+	defer b.stop()
+	if b.share != 16*mib || b.reserve != 8*mib || b.small != 128<<10 {
+		t.Fatalf("share %d reserve %d small %d", b.share, b.reserve, b.small)
+	}
+	ctx := context.Background()
+
+	// One connection: two 8 MiB requests fill its share; a third byte
+	// waits for one of them, however much room the budget has.
+	var a budgetHolder
+	mustAcquire(t, b, &a, 8*mib)
+	mustAcquire(t, b, &a, 8*mib)
+	got := asyncAcquire(t, b, ctx, &a, 1)
+	expectWaiting(t, "acquire past the connection's share", got)
+	b.release(&a, 8*mib)
+	expectDone(t, "acquire after the connection released", got)
+
+	b.release(&a, 8*mib+1)
+
+	// Released bytes count until a collection: the sentinel reports one.
+	runtime.GC()
+	deadline := time.Now().Add(30 * time.Second)
+	for b.uncollected() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d released bytes still uncollected after a GC", b.uncollected())
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
 	}
 
-	// A waiter gives up when its context ends.
-	cctx, cancel := context.WithCancel(ctx)
-	go func() { got <- b.acquire(cctx, 50) }()
+	// Big holders fill all but the reserve: another big one waits, a
+	// small one goes on.
+	holders := make([]budgetHolder, 4)
+	for i, n := range []int64{16 * mib, 16 * mib, 16 * mib, 8 * mib} {
+		mustAcquire(t, b, &holders[i], n)
+	}
+	var big, small budgetHolder
+	got = asyncAcquire(t, b, ctx, &big, 1*mib)
+	expectWaiting(t, "big acquire into the reserve", got)
+	mustAcquire(t, b, &small, 100<<10) // returns: the reserve is for it
+	b.release(&holders[0], 16*mib)
+	expectDone(t, "big acquire after room was freed", got)
+	if live := b.inUse(); live != 40*mib+1*mib+100<<10 {
+		t.Fatalf("in use %d", live)
+	}
+}
+
+// Released bytes count until a collection frees them; a reader that only
+// garbage stands in the way of forces one.
+func TestByteBudgetCountsGarbage(t *testing.T) {
+	b := newByteBudget(32*mib, 8*mib) // share 8 MiB, reserve 4 MiB
+	defer b.stop()
+	ctx := context.Background()
+	hs := make([]budgetHolder, 4)
+	for i := range hs {
+		mustAcquire(t, b, &hs[i], 6*mib) // 24 MiB: all but the reserve
+	}
+	b.release(&hs[0], 6*mib)
+	b.release(&hs[1], 6*mib)
+	if b.inUse() != 12*mib {
+		t.Fatalf("in use %d, want %d", b.inUse(), 12*mib)
+	}
+	var h budgetHolder
+	// 12 live + up to 12 uncollected + 8 > 28: only a collection makes room.
+	if err := b.acquire(ctx, &h, 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	if b.uncollected() != 0 {
+		t.Fatalf("%d bytes uncollected after the forced collection", b.uncollected())
+	}
+
+	// grow swaps buffers: the old one becomes garbage.
+	var g budgetHolder
+	mustAcquire(t, b, &g, 2*mib)
+	b.mu.Lock()
+	released := b.released
+	b.mu.Unlock()
+	if err := b.grow(ctx, &g, 2*mib, 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	released = b.released - released
+	b.mu.Unlock()
+	if g.held != 4*mib || b.inUse() != 24*mib || released != 2*mib {
+		t.Fatalf("after grow: held %d in use %d, %d released", g.held, b.inUse(), released)
+	}
+}
+
+func TestByteBudgetCancel(t *testing.T) {
+	b := newByteBudget(16*mib, 8*mib)
+	defer b.stop()
+	var a, w budgetHolder
+	mustAcquire(t, b, &a, 14*mib)
+	cctx, cancel := context.WithCancel(context.Background())
+	got := asyncAcquire(t, b, cctx, &w, 4*mib)
+	expectWaiting(t, "acquire past the limit", got)
 	cancel()
 	select {
 	case err := <-got:
@@ -50,16 +165,39 @@ func TestByteBudget(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("cancelled acquire did not return")
 	}
-	if b.inUse() != 70 {
-		t.Fatalf("in use %d after a cancelled acquire, want 70", b.inUse())
+	if b.inUse() != 14*mib || w.held != 0 {
+		t.Fatalf("in use %d, waiter holds %d after a cancelled acquire", b.inUse(), w.held)
 	}
+	// One frame of the largest request size fits alone in a budget of
+	// exactly that size.
+	b.release(&a, 14*mib)
+	var one budgetHolder
+	if err := b.acquire(context.Background(), &one, 8*mib); err == nil {
+		b.release(&one, 8*mib)
+	} else {
+		t.Fatal(err)
+	}
+	exact := newByteBudget(8*mib, 8*mib)
+	defer exact.stop()
+	if err := exact.acquire(context.Background(), &one, 8*mib); err != nil {
+		t.Fatal(err)
+	}
+}
 
-	// One request larger than the whole budget is admitted alone.
-	b.release(70)
-	if err := b.acquire(ctx, 500); err != nil || b.inUse() != 500 {
-		t.Fatalf("oversized acquire on an empty budget: %v, in use %d", err, b.inUse())
+func TestNextBodyCap(t *testing.T) {
+	for _, tc := range []struct{ cur, size, arrived, want int }{
+		{0, 100, 1, 100},                        // small: whole
+		{0, 10 * mib, 1, firstBodyChunk},        // large, one byte here: the first chunk
+		{0, 10 * mib, 16 << 10, 16 << 10},       // what has arrived
+		{0, 10 * mib, 20 * mib, 10 * mib},       // all of it is here
+		{64 << 10, 10 * mib, 5, 128 << 10},      // doubles
+		{64 << 10, 10 * mib, mib, mib + 64<<10}, // or takes what has arrived
+		{8 * mib, 10 * mib, 1, 10 * mib},        // never past the size
+	} {
+		if got := nextBodyCap(tc.cur, tc.size, tc.arrived); got != tc.want {
+			t.Errorf("nextBodyCap(%d, %d, %d) = %d, want %d", tc.cur, tc.size, tc.arrived, got, tc.want)
+		}
 	}
-	b.release(500)
 }
 
 // Requests give their bytes back once handled: after traffic, nothing is

@@ -18,10 +18,18 @@ type Metrics struct {
 	BytesOut    prometheus.Counter       // chronik_kafka_bytes_out_total
 	ErrorCodes  *prometheus.CounterVec   // chronik_kafka_error_responses_total{code}
 	Connections prometheus.Gauge         // chronik_kafka_open_connections
+	// chronik_kafka_rejected_connections_total{reason}: connections
+	// closed at accept for max_connections or max_connections_per_ip.
+	Rejected *prometheus.CounterVec
+	// chronik_kafka_request_read_timeouts_total: connections closed
+	// because a frame was not complete within the request read timeout.
+	ReadTimeouts prometheus.Counter
 
 	reqByKey [128]prometheus.Counter
 	latByKey [128]prometheus.Observer
 	reqOther prometheus.Counter
+	rejTotal prometheus.Counter
+	rejPerIP prometheus.Counter
 	latOther prometheus.Observer
 	byCode   [maxMetricCode + 1]prometheus.Counter
 	unknown  prometheus.Counter // UNKNOWN_SERVER_ERROR (-1)
@@ -60,7 +68,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "chronik_kafka_open_connections",
 			Help: "Kafka client connections currently open.",
 		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chronik_kafka_rejected_connections_total",
+			Help: "Kafka client connections closed at accept because a connection limit was reached, by limit (max_connections, max_connections_per_ip).",
+		}, []string{"reason"}),
+		ReadTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chronik_kafka_request_read_timeouts_total",
+			Help: "Kafka client connections closed because a request frame was not complete within the request read timeout.",
+		}),
 	}
+	m.rejTotal = m.Rejected.WithLabelValues("max_connections")
+	m.rejPerIP = m.Rejected.WithLabelValues("max_connections_per_ip")
 	for i := range apis {
 		a := &apis[i]
 		m.reqByKey[a.key] = m.Requests.WithLabelValues(a.name)
@@ -75,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.unknown = m.ErrorCodes.WithLabelValues(kerr.UnknownServerError.Message)
 	m.codeElse = m.ErrorCodes.WithLabelValues("OTHER")
-	reg.MustRegister(m.Requests, m.Latency, m.BytesIn, m.BytesOut, m.ErrorCodes, m.Connections)
+	reg.MustRegister(m.Requests, m.Latency, m.BytesIn, m.BytesOut, m.ErrorCodes, m.Connections, m.Rejected, m.ReadTimeouts)
 	return m
 }
 
@@ -113,6 +131,25 @@ func (m *Metrics) connOpened() {
 func (m *Metrics) connClosed() {
 	if m != nil {
 		m.Connections.Dec()
+	}
+}
+
+// connRejected counts a connection closed at accept for a limit: reason
+// is "max_connections" or "max_connections_per_ip".
+func (m *Metrics) connRejected(reason string) {
+	if m == nil {
+		return
+	}
+	if reason == "max_connections" {
+		m.rejTotal.Inc()
+		return
+	}
+	m.rejPerIP.Inc()
+}
+
+func (m *Metrics) requestReadTimeout() {
+	if m != nil {
+		m.ReadTimeouts.Inc()
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,15 +20,27 @@ import (
 )
 
 const (
-	defaultMaxRequestBytes = 100 << 20
-	defaultIdleTimeout     = 10 * time.Minute
+	defaultMaxRequestBytes     = 100 << 20
+	defaultIdleTimeout         = 10 * time.Minute
+	defaultRequestReadTimeout  = 30 * time.Second
+	defaultMaxConnections      = 10_000
+	defaultMaxConnectionsPerIP = 1000
 
 	// maxPipelined bounds the requests read from one connection whose
 	// responses have not been written yet. When it is reached the reader
 	// stops reading: backpressure instead of unbounded memory.
 	maxPipelined = 64
 
-	readBufferSize = 64 << 10
+	// readBufferSize is each connection's read buffer: it holds size
+	// prefixes and small requests, several per read when pipelined.
+	// Larger bodies are read straight into their own buffers.
+	readBufferSize = 16 << 10
+
+	// firstBodyChunk is the least buffer a body gets when its first byte
+	// arrives (the whole body if smaller). See nextBodyCap: a reader never
+	// holds more for a body than what has arrived, twice what it has read,
+	// or this much.
+	firstBodyChunk = 4 << 10
 
 	// drainGrace is how long a reader interrupted by Shutdown in the middle
 	// of a frame may take to finish reading it.
@@ -57,7 +71,12 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	perIP     map[string]int // open connections by client IP
 	wg        sync.WaitGroup // one count per live connection
+
+	// rejectedTotal and rejectedPerIP rate-limit the log lines of refused
+	// connections: a flood of them is counted, not logged one by one.
+	rejectedTotal, rejectedPerIP logLimiter
 
 	maxNewPartitions int32
 
@@ -83,6 +102,15 @@ func New(cfg Config, b *broker.Broker) *Server {
 	if cfg.MaxInflightRequestBytes < int64(cfg.MaxRequestBytes) {
 		cfg.MaxInflightRequestBytes = int64(cfg.MaxRequestBytes)
 	}
+	if cfg.RequestReadTimeout <= 0 {
+		cfg.RequestReadTimeout = defaultRequestReadTimeout
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = defaultMaxConnections
+	}
+	if cfg.MaxConnectionsPerIP == 0 {
+		cfg.MaxConnectionsPerIP = defaultMaxConnectionsPerIP
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:              cfg,
@@ -93,8 +121,9 @@ func New(cfg Config, b *broker.Broker) *Server {
 		draining:         make(chan struct{}),
 		listeners:        make(map[net.Listener]struct{}),
 		conns:            make(map[*conn]struct{}),
+		perIP:            make(map[string]int),
 		maxNewPartitions: defaultMaxNewPartitions,
-		budget:           newByteBudget(cfg.MaxInflightRequestBytes),
+		budget:           newByteBudget(cfg.MaxInflightRequestBytes, int64(cfg.MaxRequestBytes)),
 	}
 }
 
@@ -165,6 +194,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	defer s.budget.stop()
 	select {
 	case <-done:
 		s.cancelBase()
@@ -197,26 +227,40 @@ func (s *Server) isDraining() bool {
 }
 
 func (s *Server) startConn(nc net.Conn) {
+	ip := clientIP(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if max := s.cfg.MaxConnections; max > 0 && len(s.conns) >= max {
+		s.mu.Unlock()
+		s.reject(nc, &s.rejectedTotal, "max_connections", max,
+			"too many connections (max-connections)")
+		return
+	}
+	if max := s.cfg.MaxConnectionsPerIP; max > 0 && s.perIP[ip] >= max {
+		s.mu.Unlock()
+		s.reject(nc, &s.rejectedPerIP, "max_connections_per_ip", max,
+			"too many connections from this IP address (max-connections-per-ip)")
+		return
+	}
+	s.perIP[ip]++
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	c := &conn{
 		s:      s,
 		nc:     nc,
+		raw:    socketOf(nc),
 		br:     bufio.NewReaderSize(nc, readBufferSize),
 		remote: nc.RemoteAddr().String(),
-		host:   clientHost(nc.RemoteAddr()),
+		ip:     ip,
+		host:   "/" + ip,
 		ctx:    ctx,
 		cancel: cancel,
 		slots:  make(chan *slot, maxPipelined),
 	}
 	c.log = s.log.With().Str("remote", c.remote).Logger()
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		cancel()
-		nc.Close()
-		return
-	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -225,16 +269,63 @@ func (s *Server) startConn(nc net.Conn) {
 	go c.serve()
 }
 
+// reject closes a connection over a connection limit at once, as Kafka
+// does, counting it under reason and logging it (at most once a second per
+// limit, with the number left unlogged).
+func (s *Server) reject(nc net.Conn, lim *logLimiter, reason string, limit int, msg string) {
+	remote := nc.RemoteAddr().String()
+	nc.Close()
+	s.cfg.Metrics.connRejected(reason)
+	if unlogged, ok := lim.allow(time.Now()); ok {
+		s.log.Warn().Str("remote", remote).Int("limit", limit).Int("unlogged_since_last", unlogged).
+			Msg("connection rejected: " + msg)
+	}
+}
+
+// logLimiter lets one log line through per second and counts the rest.
+type logLimiter struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+// allow reports whether to log now and how many lines were dropped since
+// the last one logged.
+func (l *logLimiter) allow(now time.Time) (dropped int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+		l.dropped++
+		return 0, false
+	}
+	dropped, l.last, l.dropped = l.dropped, now, 0
+	return dropped, true
+}
+
 // conn is one client connection: one goroutine reads and dispatches
 // requests, handlers run per their api.schedule, and one goroutine writes
 // responses strictly in request order.
 type conn struct {
 	s      *Server
 	nc     net.Conn
+	raw    syscall.RawConn // nc's socket, to see how much has arrived; nil if none
 	br     *bufio.Reader
 	remote string
+	ip     string // the client's IP address (connection limits)
 	host   string // "/" + the client's IP, for group member descriptions
 	log    zerolog.Logger
+
+	// hold is this connection's account in the server's byte budget: the
+	// body being read and the requests read but not yet handled.
+	hold budgetHolder
+	// frameSize is the size announced by the frame being read, 0 between
+	// frames; bodyRead is how much of its body has arrived. Written only
+	// by the reader; read by tests and for diagnostics.
+	frameSize atomic.Int32
+	bodyRead  atomic.Int64
+	// drainBy is when a frame interrupted by Shutdown must be read by;
+	// zero until the reader notices the server draining. Reader only.
+	drainBy time.Time
 
 	// ctx is cancelled when the connection is dead (read or write failed)
 	// or Shutdown gives up waiting; handlers pass it to the broker.
@@ -271,6 +362,9 @@ func (c *conn) serve() {
 	defer func() {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
+		if c.s.perIP[c.ip]--; c.s.perIP[c.ip] <= 0 {
+			delete(c.s.perIP, c.ip)
+		}
 		c.s.mu.Unlock()
 		c.s.cfg.Metrics.connClosed()
 		c.s.wg.Done()
@@ -305,10 +399,21 @@ func (c *conn) serve() {
 // readLoop reads frames until the connection ends. It returns why: an
 // empty reason for a normal close by the client, otherwise a message for
 // the log (with err non-nil for protocol violations worth a warning).
+//
+// Admission: nothing is reserved for a frame until its bytes arrive (a
+// size prefix alone takes no memory); the body's buffer grows with what
+// has arrived, each step taking its room in the server's byte budget
+// (readBody). A frame must be complete within RequestReadTimeout of its
+// first byte.
 func (c *conn) readLoop() (reason string, err error) {
 	maxBytes := c.s.cfg.MaxRequestBytes
 	for {
-		size, reason, err := c.readSize()
+		if reason, err := c.awaitFrame(); reason != "" || err != nil {
+			return reason, err
+		}
+		// The frame's first byte is here: its clock starts.
+		fr := frameClock{deadline: time.Now().Add(c.s.cfg.RequestReadTimeout)}
+		size, reason, err := c.readSize(&fr)
 		if reason != "" || err != nil {
 			return reason, err
 		}
@@ -318,86 +423,234 @@ func (c *conn) readLoop() (reason string, err error) {
 		if size > maxBytes {
 			return "frame larger than max request bytes", errFrameTooLarge(size, maxBytes)
 		}
-		// Room in the server-wide budget first, then the allocation.
-		if err := c.s.budget.acquire(c.ctx, int64(size)); err != nil {
-			return "server shutting down", nil
-		}
-		body := make([]byte, size)
-		if err := c.readFull(body); err != nil {
-			c.s.budget.release(int64(size))
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return "truncated frame", err
-			}
-			return "read failed", err
+		body, reason, err := c.readBody(size, &fr)
+		if reason != "" || err != nil {
+			return reason, err
 		}
 		c.s.cfg.Metrics.bytesIn(4 + int(size))
 		r, err := c.s.decodeRequest(body)
 		if err != nil {
-			c.s.budget.release(int64(size))
+			c.s.budget.release(&c.hold, int64(cap(body)))
 			return "undecodable request", err
 		}
-		r.budgetBytes = int64(size) // released when its handler is done
+		r.budgetBytes = int64(cap(body)) // released when its handler is done
 		c.dispatch(r)
 	}
 }
 
-// readSize waits for and reads the next frame's size prefix, enforcing the
-// idle timeout and stopping at a frame boundary when the server drains.
-func (c *conn) readSize() (size int32, reason string, err error) {
-	idle := c.s.cfg.IdleTimeout
+// awaitFrame waits for the first byte of the next frame, enforcing the idle
+// timeout (not while a long poll of this connection is pending) and
+// stopping at the frame boundary when the server drains.
+func (c *conn) awaitFrame() (reason string, err error) {
 	for {
-		if c.s.isDraining() && c.br.Buffered() == 0 {
-			return 0, "server shutting down", nil
+		if c.br.Buffered() > 0 {
+			return "", nil
 		}
-		c.nc.SetReadDeadline(time.Now().Add(idle))
+		if c.s.isDraining() {
+			return "server shutting down", nil
+		}
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		if c.s.isDraining() {
+			// Shutdown's wake-up may have come before our deadline.
+			continue
+		}
+		_, err := c.br.Peek(1)
+		switch {
+		case err == nil:
+			return "", nil
+		case isTimeout(err) && (c.s.isDraining() || c.pending.Load() > 0):
+			// Draining: the loop stops. Pending: not idle, waiting on
+			// our own answers (a long poll).
+			continue
+		case isTimeout(err):
+			return "idle timeout", nil
+		case errors.Is(err, io.EOF):
+			return "client closed the connection", nil
+		}
+		return "read failed", err
+	}
+}
+
+// frameClock is the deadline of the frame being read.
+type frameClock struct {
+	deadline time.Time
+}
+
+// errRequestReadTimeout closes a connection whose frame took too long.
+var errRequestReadTimeout = errors.New("request frame not complete within the request read timeout")
+
+// setFrameDeadline sets the read deadline for the frame in progress: its
+// own, or, once the server drains, the end of the drain grace if earlier.
+func (c *conn) setFrameDeadline(fr *frameClock) {
+	c.nc.SetReadDeadline(c.frameDeadline(fr))
+	if c.drainBy.IsZero() && c.s.isDraining() {
+		// Shutdown's wake-up may have come before our deadline.
+		c.nc.SetReadDeadline(c.frameDeadline(fr))
+	}
+}
+
+func (c *conn) frameDeadline(fr *frameClock) time.Time {
+	if c.drainBy.IsZero() {
+		if !c.s.isDraining() {
+			return fr.deadline
+		}
+		c.drainBy = time.Now().Add(drainGrace)
+	}
+	if c.drainBy.Before(fr.deadline) {
+		return c.drainBy
+	}
+	return fr.deadline
+}
+
+// frameTimedOut handles a read of the frame in progress that timed out:
+// if the frame is out of time it returns why (the connection closes);
+// otherwise (Shutdown woke the reader) it re-arms the deadline.
+func (c *conn) frameTimedOut(fr *frameClock) (reason string, err error) {
+	d := c.frameDeadline(fr)
+	if time.Now().Before(d) {
+		c.setFrameDeadline(fr)
+		return "", nil
+	}
+	if d.Equal(fr.deadline) {
+		c.s.cfg.Metrics.requestReadTimeout()
+		where := "in its size prefix"
+		if size := c.frameSize.Load(); size > 0 {
+			where = fmt.Sprintf("%d of %d body bytes read", c.bodyRead.Load(), size)
+		}
+		return "request read timeout", fmt.Errorf("%w (%v, request-read-timeout): %s",
+			errRequestReadTimeout, c.s.cfg.RequestReadTimeout, where)
+	}
+	return "server shutting down", errors.New("frame not complete within the shutdown grace period")
+}
+
+// readSize reads the frame's 4-byte size prefix.
+func (c *conn) readSize(fr *frameClock) (size int32, reason string, err error) {
+	c.setFrameDeadline(fr)
+	for {
 		p, err := c.br.Peek(4)
 		if err == nil {
+			size = int32(binary.BigEndian.Uint32(p))
 			c.br.Discard(4)
-			return int32(binary.BigEndian.Uint32(p)), "", nil
+			c.bodyRead.Store(0)
+			c.frameSize.Store(size)
+			return size, "", nil
 		}
-		if !isTimeout(err) {
-			if errors.Is(err, io.EOF) && c.br.Buffered() == 0 {
-				return 0, "client closed the connection", nil
+		if isTimeout(err) {
+			if reason, err := c.frameTimedOut(fr); reason != "" {
+				return 0, reason, err
 			}
-			if errors.Is(err, io.EOF) {
-				return 0, "truncated frame", io.ErrUnexpectedEOF
-			}
-			return 0, "read failed", err
+			continue
 		}
+		if errors.Is(err, io.EOF) {
+			return 0, "truncated frame", io.ErrUnexpectedEOF
+		}
+		return 0, "read failed", err
+	}
+}
+
+// readBody reads a body of size bytes into a buffer that grows as bytes
+// arrive: room is taken in the byte budget only once the next byte is
+// there, and never for more than twice what has arrived (or
+// firstBodyChunk). The returned body's capacity is what this connection
+// now holds of the budget for it. Time spent waiting for budget is added
+// to the frame's deadline: the client is not at fault for it.
+func (c *conn) readBody(size int32, fr *frameClock) (body []byte, reason string, err error) {
+	defer c.frameSize.Store(0)
+	fail := func(reason string, err error) ([]byte, string, error) {
+		c.s.budget.release(&c.hold, int64(cap(body)))
+		return nil, reason, err
+	}
+	for len(body) < int(size) {
+		if len(body) == cap(body) {
+			if reason, err := c.awaitBody(fr); reason != "" {
+				return fail(reason, err)
+			}
+			to := nextBodyCap(cap(body), int(size), c.arrived(int(size)-len(body)))
+			start := time.Now()
+			if err := c.s.budget.grow(c.ctx, &c.hold, int64(cap(body)), int64(to)); err != nil {
+				// Shutdown gave up waiting, or the connection broke.
+				return fail("cancelled while waiting for request budget", nil)
+			}
+			if waited := time.Since(start); waited > time.Millisecond {
+				fr.deadline = fr.deadline.Add(waited)
+				c.setFrameDeadline(fr)
+			}
+			grown := make([]byte, len(body), to)
+			copy(grown, body)
+			body = grown
+		}
+		n, err := c.br.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		c.bodyRead.Store(int64(len(body)))
 		switch {
-		case c.s.isDraining():
-			if c.br.Buffered() == 0 {
-				return 0, "server shutting down", nil
+		case n > 0 || err == nil:
+			// An error with data comes back on the next read.
+		case isTimeout(err):
+			if reason, err := c.frameTimedOut(fr); reason != "" {
+				return fail(reason, err)
 			}
-			idle = drainGrace // finish the frame already started
-		case c.pending.Load() > 0:
-			// Not idle: waiting on our own answers (a long poll).
+		case errors.Is(err, io.EOF):
+			return fail("truncated frame", io.ErrUnexpectedEOF)
 		default:
-			return 0, "idle timeout", nil
+			return fail("read failed", err)
+		}
+	}
+	return body, "", nil
+}
+
+// awaitBody waits until at least one more byte of the frame is buffered.
+func (c *conn) awaitBody(fr *frameClock) (reason string, err error) {
+	for {
+		_, err := c.br.Peek(1)
+		switch {
+		case err == nil:
+			return "", nil
+		case isTimeout(err):
+			if reason, err := c.frameTimedOut(fr); reason != "" {
+				return reason, err
+			}
+		case errors.Is(err, io.EOF):
+			return "truncated frame", io.ErrUnexpectedEOF
+		default:
+			return "read failed", err
 		}
 	}
 }
 
-// readFull fills body, extending the deadline only while the server drains
-// (a frame already started is finished within drainGrace).
-func (c *conn) readFull(body []byte) error {
-	n := 0
-	for n < len(body) {
-		m, err := c.br.Read(body[n:])
-		n += m
-		if err == nil {
-			continue
-		}
-		if isTimeout(err) && c.s.isDraining() {
-			c.nc.SetReadDeadline(time.Now().Add(drainGrace))
-			continue
-		}
-		if errors.Is(err, io.EOF) && n < len(body) {
-			return io.ErrUnexpectedEOF
-		}
-		return err
+// arrived is how many more body bytes have arrived and wait to be read:
+// buffered, and (if that is not all of the rest bytes still to come) in
+// the kernel's socket queue.
+func (c *conn) arrived(rest int) int {
+	n := c.br.Buffered()
+	if n < rest {
+		n += socketQueued(c.raw)
 	}
-	return nil
+	return n
+}
+
+// nextBodyCap is the next capacity of a full body buffer of capacity cur,
+// for a body of size bytes of which arrived more bytes wait to be read:
+// room for all of those, at least twice cur (firstBodyChunk to begin
+// with), never more than size. So a body that is all here gets its buffer
+// at once, and one that trickles in holds at most twice what it has read.
+func nextBodyCap(cur, size, arrived int) int {
+	if cur == 0 {
+		return min(size, max(arrived, firstBodyChunk))
+	}
+	return min(size, max(2*cur, cur+arrived))
+}
+
+// socketOf returns nc's socket for socketQueued, or nil.
+func socketOf(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 func isTimeout(err error) bool {
@@ -432,16 +685,17 @@ func (c *conn) dispatch(r *request) {
 	}
 }
 
-// clientHost is how Kafka names a client host: "/" and the IP address.
-func clientHost(addr net.Addr) string {
+// clientIP is the client's IP address, the key of the per-IP connection
+// limit; "/" and it is how Kafka names a client host.
+func clientIP(addr net.Addr) string {
 	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return "/" + tcp.IP.String()
+		return tcp.IP.String()
 	}
 	host, _, err := net.SplitHostPort(addr.String())
 	if err != nil {
-		return "/" + addr.String()
+		return addr.String()
 	}
-	return "/" + host
+	return host
 }
 
 // untilDraining is ctx, also cancelled when the server starts draining: a
@@ -461,7 +715,14 @@ func (s *Server) untilDraining(ctx context.Context) (context.Context, context.Ca
 
 func (c *conn) run(r *request, sl *slot) {
 	defer close(sl.done)
-	defer c.s.budget.release(r.budgetBytes)
+	defer func() {
+		// Drop the request's references to its body before giving its
+		// bytes back: the budget counts them until a collection that
+		// starts after this can free them.
+		n := r.budgetBytes
+		r.kreq, r.budgetBytes = nil, 0
+		c.s.budget.release(&c.hold, n)
+	}()
 	if m := c.s.cfg.Metrics; m != nil {
 		start := time.Now()
 		defer func() { m.request(r.key, time.Since(start)) }()
