@@ -56,6 +56,11 @@ type Broker struct {
 	ctl            Controller // cluster mode: the controller group; nil standalone
 	readCache      *wal.ReadCache
 	openLogs       *wal.OpenLogs // the cap on logs holding files open
+	// replicas makes each partition's Replica: the raft groups of
+	// Config.Replication, or local ones standalone. Chosen once, in Open.
+	replicas interface {
+		Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error)
+	}
 
 	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
 	topics    map[string]*topic
@@ -196,6 +201,11 @@ func open(cfg Config) (*Broker, error) {
 		topics:    make(map[string]*topic),
 		byID:      make(map[[16]byte]*topic),
 		stop:      make(chan struct{}),
+	}
+	// The one place the mode is chosen for partitions.
+	b.replicas = standaloneReplicas{self: cfg.NodeID}
+	if cfg.Replication != nil {
+		b.replicas = cfg.Replication
 	}
 	meta, err := wal.Open(filepath.Join(cfg.DataDir, "meta"), wal.Options{
 		Fsync:    wal.FsyncAlways, // metadata is small and always durable
@@ -437,12 +447,7 @@ func (b *Broker) newPartition(t *topic, idx int32) *partition {
 	dir := filepath.Join(b.topicDir(t.id), strconv.Itoa(int(idx)))
 	p := &partition{b: b, topic: t, index: idx, dir: dir}
 	p.replica.self = b.cfg.NodeID
-	p.replica.leader.Store(b.cfg.NodeID)
-	if b.cfg.Replication != nil {
-		// No node leads before an election.
-		p.replica.leader.Store(-1)
-		p.replica.replicated = true
-	}
+	p.replica.leader.Store(-1) // until its replica says
 	return p
 }
 
@@ -481,20 +486,18 @@ func (p *partition) open() error {
 		return fail(err)
 	}
 	p.nextOffset = end
-	p.highWatermark.Store(end)
+	// The log end is committed when the replica says so.
+	p.highWatermark.Store(lso)
 	p.logStartOffset.Store(lso)
-	if r := b.cfg.Replication; r != nil {
-		// The log end is not committed until the group says so.
-		p.highWatermark.Store(lso)
-		p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
-		spec := b.spec(t, idx)
-		spec.Applied = snap.AppliedIndex
-		repl, err := r.Replica(spec, log, p)
-		if err != nil {
-			return fail(fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err))
-		}
-		p.replica.r.Store(&repl)
+	p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
+	spec := b.spec(t, idx)
+	spec.Applied = snap.AppliedIndex
+	repl, err := b.replicas.Replica(spec, log, p)
+	if err != nil {
+		p.replica.cancel()
+		return fail(fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err))
 	}
+	p.replica.r.Store(&repl)
 	return nil
 }
 
@@ -827,9 +830,6 @@ func (b *Broker) EpochEndOffset(topic string, partition, epoch int32) (leaderEpo
 	current, hw := p.replica.epoch.Load(), p.highWatermark.Load()
 	if epoch < 0 || epoch > current {
 		return -1, -1, nil
-	}
-	if !p.replica.replicated {
-		return current, hw, nil
 	}
 	// Not capped at the high watermark, which on a new leader trails
 	// until it commits in its term: a consumer positioned by the old

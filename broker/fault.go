@@ -19,11 +19,11 @@ import (
 // Metadata's offline replicas) and every other partition serves on.
 //
 // A failed write or sync (a full disk, an I/O error) is answered with
-// KAFKA_STORAGE_ERROR and the log is recovered in place at once
-// (wal.Recover: the files are rescanned, whatever was not durable is cut),
-// so reads go on and the next produce tries again: once the cause is gone,
-// produce works again without a restart. Only if that recovery fails is the
-// partition faulted.
+// KAFKA_STORAGE_ERROR and the log is recovered in place at once by its
+// local replica (wal.Recover: the files are rescanned, whatever was not
+// durable is cut), so reads go on and the next produce tries again: once
+// the cause is gone, produce works again without a restart. Only if that
+// recovery fails is the partition faulted.
 //
 // Faults come in two kinds:
 //   - corrupt (a checksum or framing failure): the log holds damaged
@@ -108,33 +108,26 @@ func (p *partition) storageFailed(err error) error {
 	return fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
 }
 
-// writeFailed handles a failed append: the log is recovered in place at
-// once (wal.Recover) and the partition's offsets and producer state are
-// taken from it again, so it keeps serving reads and the next append tries
-// again; only if that fails is the partition faulted. It returns the error
-// to answer (KAFKA_STORAGE_ERROR). Caller holds appendMu.
-func (p *partition) writeFailed(err error) error {
+// appendFailed records a failed append (Replicate's error): storage
+// errors are counted and logged (at most every writeErrorLogEvery), and a
+// log that could not be reopened faults the partition. It returns the
+// error to answer. The log, not the failed attempt, decides the next
+// offsets: the caller sets resync.
+func (p *partition) appendFailed(err error) error {
+	if !errors.Is(err, kerr.KafkaStorageError) {
+		return err // not a storage error: NOT_LEADER, a timeout, ...
+	}
 	p.b.storageErrors.Add(1)
-	answer := fmt.Errorf("%s-%d: %w: %w", p.topic.name, p.index, kerr.KafkaStorageError, err)
-	if errors.Is(err, wal.ErrClosed) {
-		return answer
+	if errors.Is(err, errLogUnusable) {
+		return p.storageFailed(err)
 	}
 	now := time.Now()
 	if last := p.lastWriteErr.Load(); now.UnixNano()-last >= int64(writeErrorLogEvery) {
 		p.lastWriteErr.Store(now.UnixNano())
 		p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).
-			Msg("append failed (KAFKA_STORAGE_ERROR); the log is reopened and the next append tries again (logged at most every 10s)")
+			Msg("append failed (KAFKA_STORAGE_ERROR); the log was reopened and the next append tries again (logged at most every 10s)")
 	}
-	if rerr := p.log.Recover(); rerr != nil {
-		return p.storageFailed(rerr)
-	}
-	if p.log.NextOffset() == p.nextOffset {
-		return answer // the log is as before the failed append
-	}
-	if rerr := p.reload(); rerr != nil {
-		return p.storageFailed(rerr)
-	}
-	return answer
+	return err
 }
 
 // writeErrorLogEvery spaces the log lines of a partition whose appends keep
@@ -198,7 +191,9 @@ func (p *partition) retry(f *fault) {
 	if p.log == nil {
 		err = p.open()
 	} else if err = p.log.Recover(); err == nil {
-		err = p.reload()
+		// Offsets and producer states from the log before the next
+		// append: Recover may have cut what was not durable.
+		p.replica.resync.Store(true)
 	}
 	if err != nil {
 		if errors.Is(err, wal.ErrCorrupt) {
@@ -211,29 +206,4 @@ func (p *partition) retry(f *fault) {
 	p.b.logger.Info().Str("topic", p.topic.name).Int32("partition", p.index).Dur("offline", time.Since(f.Since)).
 		Msg("partition back online")
 	p.b.appendSignal.notify()
-}
-
-// reload takes the partition's offsets and producer state from its log
-// again after wal.Recover, which may have removed entries that were never
-// durable. Caller holds appendMu.
-func (p *partition) reload() error {
-	snap, err := loadSnapshot(p.statePath())
-	if err != nil {
-		snap = partitionSnapshot{}
-	}
-	if err := p.recoverProducers(snap); err != nil {
-		return err
-	}
-	end := p.log.NextOffset()
-	p.nextOffset = end
-	if !p.replica.replicated {
-		p.highWatermark.Store(end)
-	} else if hw := p.highWatermark.Load(); hw > end {
-		p.highWatermark.Store(end)
-	}
-	if start := p.log.StartOffset(); start > p.logStartOffset.Load() {
-		p.raiseLogStart(min(start, end))
-	}
-	p.dirty = true
-	return nil
 }

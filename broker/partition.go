@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -128,19 +127,17 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		return
 	}
-	if p.replica.replicated {
-		err := error(nil)
-		if !p.leads() {
-			err = p.notLeader()
-		} else if err = p.resyncLocked(); err != nil {
-			err = fmt.Errorf("%s-%d: recover producer state: %w: %w", p.topic.name, p.index, kerr.NotLeaderForPartition, err)
+	err := error(nil)
+	if !p.leads() {
+		err = p.notLeader()
+	} else if err = p.resyncLocked(); err != nil {
+		err = fmt.Errorf("%s-%d: recover producer state: %w: %w", p.topic.name, p.index, kerr.NotLeaderForPartition, err)
+	}
+	if err != nil {
+		for _, r := range group {
+			r.err = err
 		}
-		if err != nil {
-			for _, r := range group {
-				r.err = err
-			}
-			return
-		}
+		return
 	}
 
 	tc := p.topic.config()
@@ -209,30 +206,17 @@ func (p *partition) appendGroup(group []*produceReq) {
 		quorum = quorum || r.acks == -1
 	}
 	if written {
-		var err error
-		if p.replica.replicated {
-			// One acks=all request makes the whole group wait for the
-			// commit; acks=1 alone returns once the leader's log has it.
-			err = p.replicate(p.entries, quorum)
-		} else {
-			_, err = p.log.Append(p.entries...)
-		}
+		// One acks=all request makes the whole group wait for the
+		// commit; acks=1 alone returns once the leader's log has it.
+		err := p.replicate(p.entries, quorum)
 		clear(p.entries) // do not keep request buffers alive
-		if err != nil && p.replica.replicated {
-			// The entries may still commit under a new leader: the log,
-			// not this attempt, decides the next offsets.
-			p.replica.resync.Store(true)
-			for _, r := range group {
-				if r.err == nil && !r.done {
-					r.err = err
-				}
-			}
-			return
-		}
 		if err != nil {
-			// KAFKA_STORAGE_ERROR, as Kafka answers for a failed log dir;
-			// the wal error stays in the chain for errors.Is.
-			err = p.writeFailed(err)
+			// The entries may still commit (under a new leader), or a
+			// failed write left the log reopened without them: the log,
+			// not this attempt, decides the next offsets and producer
+			// states (resync before the next append).
+			p.replica.resync.Store(true)
+			err = p.appendFailed(err)
 			for _, r := range group {
 				if r.err == nil && !r.done {
 					r.err = err
@@ -245,7 +229,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		p.nextOffset = next
 		p.dirty = true
-		if quorum || !p.replica.replicated {
+		if quorum {
 			p.Committed(next)
 		} // else the replica reports the commit (Committed) when it happens
 	}
@@ -536,32 +520,31 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 		p.appendMu.Unlock()
 		return lso, nil
 	}
-	if p.replica.replicated {
-		// Every replica moves its log start when the move commits, so a
-		// new leader does not bring the deleted records back.
-		p.appendMu.Unlock()
-		repl := p.repl()
-		if repl == nil {
-			return -1, p.notLeader()
-		}
-		ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
-		err := repl.MoveLogStart(ctx, offset)
-		cancel()
-		if err != nil {
-			var ke *kerr.Error
-			if !errors.As(err, &ke) {
-				err = fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
-			}
-			return -1, fmt.Errorf("delete records of %s-%d: %w", p.topic.name, p.index, err)
-		}
-		p.appendMu.Lock()
-		if p.closed {
-			err := p.closedErr()
-			p.appendMu.Unlock()
-			return -1, err
-		}
-		offset = max(offset, p.logStartOffset.Load())
+	// Every replica moves its log start when the move commits, so a new
+	// leader does not bring the deleted records back. Not under appendMu:
+	// the move waits for the replication layer.
+	p.appendMu.Unlock()
+	repl := p.repl()
+	if repl == nil {
+		return -1, p.notLeader()
 	}
+	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
+	err := repl.MoveLogStart(ctx, offset)
+	cancel()
+	if err != nil {
+		var ke *kerr.Error
+		if !errors.As(err, &ke) {
+			err = fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
+		}
+		return -1, fmt.Errorf("delete records of %s-%d: %w", p.topic.name, p.index, err)
+	}
+	p.appendMu.Lock()
+	if p.closed {
+		err := p.closedErr()
+		p.appendMu.Unlock()
+		return -1, err
+	}
+	offset = max(offset, p.logStartOffset.Load())
 	p.raiseLogStart(offset)
 	if err := p.saveStateLocked(); err != nil {
 		return -1, err
@@ -575,14 +558,11 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 // dropSegmentsBelow removes the leading whole segments that hold only
 // offsets below lso.
 func (p *partition) dropSegmentsBelow(lso int64) error {
-	var committed uint64 = math.MaxUint64
 	repl := p.repl()
-	if p.replica.replicated {
-		if repl == nil {
-			return nil
-		}
-		committed = repl.CommittedIndex()
+	if repl == nil {
+		return nil
 	}
+	committed := repl.CommittedIndex()
 	n := 0
 	for _, s := range p.log.Segments() {
 		if s.Active || (s.NextOffset >= 0 && s.NextOffset > lso) || s.LastIndex > committed {
@@ -596,11 +576,9 @@ func (p *partition) dropSegmentsBelow(lso int64) error {
 	if err := p.log.DropSegments(n); err != nil && !errors.Is(err, wal.ErrClosed) {
 		return fmt.Errorf("drop segments of %s-%d: %w", p.topic.name, p.index, err)
 	}
-	if repl != nil {
-		// The raft log's snapshot point follows, as after retention.
-		if err := repl.Compacted(); err != nil {
-			return fmt.Errorf("drop segments of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)
-		}
+	// A raft log's snapshot point follows, as after retention.
+	if err := repl.Compacted(); err != nil {
+		return fmt.Errorf("drop segments of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)
 	}
 	return nil
 }
@@ -617,30 +595,11 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		// size: dropping its records would lose committed offsets.
 		tc.retentionMs, tc.retentionBytes = -1, -1
 	}
-	dropped := 0
-	if p.replica.replicated {
-		n, err := p.retainReplicated(tc, now)
-		dropped += n
-		if err != nil {
-			return dropped, err
-		}
-		tc.retentionMs, tc.retentionBytes = -1, -1 // done
+	dropped, err := p.retain(tc, now)
+	if err != nil {
+		return dropped, err
 	}
-	if tc.retentionMs >= 0 {
-		n, err := p.log.RetainAge(now - tc.retentionMs)
-		dropped += n
-		if err != nil {
-			return dropped, fmt.Errorf("retention.ms on %s-%d: %w", p.topic.name, p.index, err)
-		}
-	}
-	if tc.retentionBytes >= 0 {
-		n, err := p.log.RetainBytes(tc.retentionBytes)
-		dropped += n
-		if err != nil {
-			return dropped, fmt.Errorf("retention.bytes on %s-%d: %w", p.topic.name, p.index, err)
-		}
-	}
-	// Replicated, dropSegmentsBelow keeps uncommitted segments.
+	// dropSegmentsBelow too keeps uncommitted segments.
 	if err := p.dropSegmentsBelow(p.logStartOffset.Load()); err != nil {
 		return dropped, err
 	}

@@ -149,16 +149,12 @@ const replicateTimeout = 30 * time.Second
 // replicaState is a partition's view of its group. Standalone partitions
 // are their own leader at epoch 0.
 type replicaState struct {
-	// replicated is set before the replica exists and never changes: the
-	// replica's events may reach the partition (and the coordinator) before
-	// openPartition stored the Replica.
-	replicated bool
-	r          atomic.Pointer[Replica]
-	ctx        context.Context // ends when the partition closes
-	cancel     context.CancelFunc
-	self       int32
-	leader     atomic.Int32
-	epoch      atomic.Int32
+	r      atomic.Pointer[Replica]
+	ctx    context.Context // ends when the partition closes
+	cancel context.CancelFunc
+	self   int32
+	leader atomic.Int32
+	epoch  atomic.Int32
 	// resync is set when this node becomes leader: the next append first
 	// takes the log end and the producer states from the log, which the
 	// replication layer wrote while this node followed.
@@ -167,7 +163,7 @@ type replicaState struct {
 
 // leads reports whether this node may append to and serve the partition.
 func (p *partition) leads() bool {
-	return !p.replica.replicated || p.replica.leader.Load() == p.replica.self
+	return p.replica.leader.Load() == p.replica.self
 }
 
 // repl is the partition's Replica: nil standalone, and nil for a moment
@@ -242,6 +238,12 @@ func (p *partition) resyncLocked() error {
 		return err
 	}
 	p.nextOffset = p.log.NextOffset()
+	// A leader's log holds every committed entry, so the high watermark
+	// is never past it; after a failed write was cut (fsync interval) it
+	// may have been.
+	if hw := p.highWatermark.Load(); hw > p.nextOffset {
+		p.highWatermark.CompareAndSwap(hw, p.nextOffset)
+	}
 	return nil
 }
 
@@ -272,39 +274,25 @@ func (p *partition) replicate(entries []wal.Entry, quorum bool) error {
 	return nil
 }
 
-// retainReplicated applies retention.ms and retention.bytes to a replicated
-// partition: each replica decides for its own log, as Kafka replicas do,
-// but drops only whole segments that are committed, then moves the group's
+// retain applies retention.ms and retention.bytes (wal.Retention, the one
+// rule): each replica decides for its own log, as Kafka replicas do, but
+// drops only whole segments that are committed, then moves a raft group's
 // snapshot point.
-func (p *partition) retainReplicated(tc topicConfig, now int64) (int, error) {
-	segs := p.log.Segments()
+func (p *partition) retain(tc topicConfig, now int64) (int, error) {
 	repl := p.repl()
-	if repl == nil {
+	if repl == nil || (tc.retentionMs < 0 && tc.retentionBytes < 0) {
 		return 0, nil
 	}
-	committed := repl.CommittedIndex()
-	var total int64
-	for _, s := range segs {
-		total += s.Bytes
+	r := wal.Retention{AgeCutoff: wal.NoAgeLimit, MaxBytes: tc.retentionBytes, Through: repl.CommittedIndex()}
+	if tc.retentionMs >= 0 {
+		r.AgeCutoff = now - tc.retentionMs
 	}
-	n := 0
-	for _, s := range segs {
-		if s.Active || s.LastIndex > committed {
-			break
-		}
-		byAge := tc.retentionMs >= 0 && s.MaxTimestamp >= 0 && s.MaxTimestamp < now-tc.retentionMs
-		bySize := tc.retentionBytes >= 0 && total-s.Bytes >= tc.retentionBytes
-		if !byAge && !bySize {
-			break
-		}
-		total -= s.Bytes
-		n++
+	n, err := p.log.Retain(r)
+	if err != nil {
+		return n, fmt.Errorf("retention of %s-%d: %w", p.topic.name, p.index, err)
 	}
 	if n == 0 {
 		return 0, nil
-	}
-	if err := p.log.DropSegments(n); err != nil {
-		return 0, fmt.Errorf("retention of %s-%d: %w", p.topic.name, p.index, err)
 	}
 	if err := repl.Compacted(); err != nil {
 		return n, fmt.Errorf("retention of %s-%d: move the snapshot point: %w", p.topic.name, p.index, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -994,38 +995,16 @@ func (l *Log) dropLeading(n int) (int, error) {
 }
 
 // RetainBytes drops leading segments while the log without them is still
-// at least maxBytes, as Kafka applies retention.bytes.
+// at least maxBytes, as Kafka applies retention.bytes (Retention).
 func (l *Log) RetainBytes(maxBytes int64) (int, error) {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var total int64
-	for _, s := range l.idx.segs {
-		total += s.bytes
-	}
-	n := 0
-	// Kafka's rule: a segment goes only if what stays is still at least
-	// maxBytes, so the log never shrinks below retention.bytes.
-	for n < len(l.idx.segs)-1 && total-l.idx.segs[n].bytes >= maxBytes {
-		total -= l.idx.segs[n].bytes
-		n++
-	}
-	return l.dropLeading(n)
+	return l.Retain(Retention{AgeCutoff: NoAgeLimit, MaxBytes: max(maxBytes, 0), Through: math.MaxUint64})
 }
 
 // RetainAge drops leading segments whose MaxTimestamp < cutoff (ms), as
-// Segments reports it (-1 for a segment without record entries).
+// Segments reports it (-1 for a segment without record entries); see
+// Retention.
 func (l *Log) RetainAge(cutoff int64) (int, error) {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for n < len(l.idx.segs)-1 && l.idx.segs[n].info(false).MaxTimestamp < cutoff {
-		n++
-	}
-	return l.dropLeading(n)
+	return l.Retain(Retention{AgeCutoff: cutoff, MaxBytes: -1, Through: math.MaxUint64})
 }
 
 // Size is the total bytes of the segment files.
