@@ -528,7 +528,7 @@ func (p *partition) deleteRecords(offset int64) (int64, error) {
 	if repl == nil {
 		return -1, p.notLeader()
 	}
-	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
+	ctx, cancel := context.WithTimeout(p.replica.ctx, ReplicateTimeout)
 	err := repl.MoveLogStart(ctx, offset)
 	cancel()
 	if err != nil {

@@ -97,7 +97,8 @@ type Replica interface {
 	// (acks=1 and 0) once they are durable in this leader's log, when a
 	// new leader may still replace them. Errors wrap a *kerr.Error:
 	// NOT_LEADER_OR_FOLLOWER when this node is not (or stopped being) the
-	// leader, REQUEST_TIMED_OUT when ctx ended first. A failed Replicate
+	// leader, REQUEST_TIMED_OUT when ctx ended or ReplicateTimeout passed
+	// first. A failed Replicate
 	// may still have been appended and be committed later by a new leader;
 	// idempotent producers retry and are deduplicated.
 	Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (baseOffset int64, err error)
@@ -141,10 +142,12 @@ type ReplicaEvents interface {
 	LogStartMoved(offset int64)
 }
 
-// replicateTimeout bounds one Replicate: a group without a quorum answers
-// REQUEST_TIMED_OUT instead of holding the partition (Kafka's produce
-// timeout; clients retry).
-const replicateTimeout = 30 * time.Second
+// ReplicateTimeout bounds one Replicate or MoveLogStart that waits for
+// other nodes: a group without a quorum answers REQUEST_TIMED_OUT instead
+// of holding the partition (Kafka's produce timeout; clients retry). The
+// replication layer applies it to Replicate (the standalone one never
+// waits), so the produce path makes no timer per append.
+const ReplicateTimeout = 30 * time.Second
 
 // replicaState is a partition's view of its group. Standalone partitions
 // are their own leader at epoch 0.
@@ -250,14 +253,11 @@ func (p *partition) resyncLocked() error {
 // replicate writes the group's entries through the replica, waiting for
 // their commit when quorum is set. Caller holds appendMu.
 func (p *partition) replicate(entries []wal.Entry, quorum bool) error {
-	ctx, cancel := context.WithTimeout(p.replica.ctx, replicateTimeout)
 	repl := p.repl()
 	if repl == nil {
-		cancel()
 		return fmt.Errorf("%s-%d is still opening: %w", p.topic.name, p.index, kerr.NotLeaderForPartition)
 	}
-	base, err := repl.Replicate(ctx, entries, quorum)
-	cancel()
+	base, err := repl.Replicate(p.replica.ctx, entries, quorum)
 	if err != nil {
 		var ke *kerr.Error
 		if !errors.As(err, &ke) {

@@ -510,6 +510,8 @@ func (r *replica) Restore(snap raftpb.Snapshot) error {
 // are all submitted before waiting, so they share one raft Ready (one
 // append, one fsync, one message per follower).
 func (r *replica) Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, broker.ReplicateTimeout)
+	defer cancel()
 	start := time.Now()
 	props := make([]*proposal, 0, len(entries))
 	for i := range entries {
