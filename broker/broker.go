@@ -284,39 +284,6 @@ func (b *Broker) replayMeta() error {
 	return nil
 }
 
-// foldMeta applies the metadata records up to index last to the state and
-// returns the index of the newest snapshot record (the first index if
-// none). strict (standalone, where the log was written only after the
-// same checks) makes a record that does not apply an error; in cluster
-// mode such a record lost a race with another proposal and is skipped on
-// every node alike.
-func (b *Broker) foldMeta(last uint64, strict bool) (uint64, error) {
-	first := b.meta.FirstIndex()
-	lastSnapshot := first
-	for idx := first; idx <= last; idx++ {
-		e, err := b.meta.Read(idx)
-		if err != nil {
-			return 0, fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
-		}
-		if e.Kind != wal.KindMeta {
-			continue
-		}
-		rec, err := decodeMetaRecord(e.Payload)
-		if err == nil {
-			err = b.state.apply(rec)
-		}
-		switch {
-		case err != nil && strict:
-			return 0, fmt.Errorf("broker: metadata log at %d: %w", idx, err)
-		case err != nil:
-			b.logger.Debug().Err(err).Uint64("index", idx).Msg("metadata record not applied")
-		case rec.Type == metaSnapshot:
-			lastSnapshot = idx
-		}
-	}
-	return lastSnapshot, nil
-}
-
 // compactMeta appends a snapshot of the state and drops every record before
 // it. A crash in between leaves both, and replaying both gives the same state.
 func (b *Broker) compactMeta() error {
