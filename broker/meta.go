@@ -341,10 +341,10 @@ func (s *metaState) snapshot() metaRecord {
 
 // foldMeta applies the metadata records up to index last to the state and
 // returns the index of the newest snapshot record (the first index if
-// none). strict (standalone, where the log was written only after the
-// same checks) makes a record that does not apply an error; in cluster
-// mode such a record lost a race with another proposal and is skipped on
-// every node alike.
+// none). strict (a log this node alone wrote, each record after the same
+// checks) makes a record that does not apply an error; in a cluster such a
+// record lost a race with another node's proposal and is skipped on every
+// node alike.
 func (b *Broker) foldMeta(last uint64, strict bool) (uint64, error) {
 	first := b.meta.FirstIndex()
 	lastSnapshot := first
@@ -370,4 +370,20 @@ func (b *Broker) foldMeta(last uint64, strict bool) (uint64, error) {
 		}
 	}
 	return lastSnapshot, nil
+}
+
+// replayed takes over what Open's replay folded into the state: the
+// cluster id (a configured one must match it), the registered brokers, and
+// this node's producer ids, which continue past every id reserved so far
+// (the block in use before a restart may have been used up), so the first
+// InitProducerID reserves a fresh block.
+func (b *Broker) replayed() error {
+	if id := b.state.clusterID; id != "" && b.cfg.ClusterID != "" && b.cfg.ClusterID != id {
+		return fmt.Errorf("broker: configured cluster id %q, but %s belongs to cluster %q", b.cfg.ClusterID, b.cfg.DataDir, id)
+	}
+	b.clusterID = b.state.clusterID
+	b.nextProducerID = b.state.producerIDBlockEnd
+	b.producerIDEnd = b.state.producerIDBlockEnd
+	b.publishBrokers()
+	return nil
 }
