@@ -183,6 +183,21 @@ func lowerFileLimit(t *testing.T) (restore func()) {
 	return restore
 }
 
+// waitSettled waits until Open's metadata writes are done: __consumer_offsets
+// exists and, in a cluster, register() has registered this node and holds
+// a producer id block (nothing else writes metadata on its own).
+func waitSettled(t *testing.T, b *Broker) {
+	t.Helper()
+	waitFor(t, func() bool { _, ok := b.Topic(offsetsTopic); return ok && len(b.Brokers()) == 1 })
+	if b.cfg.Replication != nil {
+		waitFor(t, func() bool {
+			b.adminMu.Lock()
+			defer b.adminMu.Unlock()
+			return b.state.brokers[b.cfg.NodeID].Host != "" && b.nextProducerID < b.producerIDEnd
+		})
+	}
+}
+
 // dataEntries lists a topic's directory (or, for a zero id, data/).
 func dataEntries(t *testing.T, b *Broker, id [16]byte) []string {
 	t.Helper()
@@ -215,7 +230,7 @@ func TestCreateRefusedWhenLogsCannotOpen(t *testing.T) {
 				cfg.Replication = repl
 			}
 			b := openBroker(t, cfg)
-			waitFor(t, func() bool { _, ok := b.Topic(offsetsTopic); return ok && len(b.Brokers()) == 1 })
+			waitSettled(t, b)
 			info := createTopic(t, b, "t", 1, nil)
 			before := b.meta.LastIndex()
 			topicDirs := dataEntries(t, b, [16]byte{})
@@ -273,7 +288,7 @@ func TestMetadataSameInBothModes(t *testing.T) {
 	}
 	run := func(t *testing.T, cfg Config) ([]outcome, []TopicInfo, []TopicInfo) {
 		b := openBroker(t, cfg)
-		waitFor(t, func() bool { _, ok := b.Topic(offsetsTopic); return ok && len(b.Brokers()) == 1 })
+		waitSettled(t, b)
 		var out []outcome
 		note := func(call string, err error) {
 			var code int16
