@@ -41,19 +41,23 @@ const (
 	maxPartitionsPerTopic = 10000
 )
 
-// Broker is the standalone engine. All methods are safe for concurrent use.
+// Broker is the engine. All methods are safe for concurrent use.
 type Broker struct {
 	cfg    Config
 	logger zerolog.Logger
 	meta   *wal.Log
 
-	// adminMu serializes metadata changes: every metadata log append and
-	// the state below.
+	// ctl commits metadata records (controller.go); chosen once, in Open.
+	ctl metaController
+	// proposeMu makes an admin call's checks and its proposal one step
+	// (lockAdmin); taken before adminMu.
+	proposeMu sync.Mutex
+	// adminMu guards the metadata state and this node's producer ids;
+	// ApplyMeta holds it while a record takes effect.
 	adminMu        sync.Mutex
 	state          *metaState
-	nextProducerID int64
-	producerIDEnd  int64      // cluster mode: end of this node's producer id block
-	ctl            Controller // cluster mode: the controller group; nil standalone
+	nextProducerID int64 // the next id this node hands out
+	producerIDEnd  int64 // end of this node's producer id block
 	readCache      *wal.ReadCache
 	openLogs       *wal.OpenLogs // the cap on logs holding files open
 	// replicas makes each partition's Replica: the raft groups of
@@ -62,9 +66,10 @@ type Broker struct {
 		Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error)
 	}
 
-	mu        sync.RWMutex // guards topics, byID and each topic's partitions slice
+	mu        sync.RWMutex // guards topics, byID, brokers and each topic's partitions slice
 	topics    map[string]*topic
 	byID      map[[16]byte]*topic
+	brokers   []metaBroker // the registered brokers, by node id
 	clusterID string
 
 	metaWasEmpty bool // Open found no metadata: unknown data is kept, not removed
@@ -216,37 +221,20 @@ func open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: open metadata log: %w", err)
 	}
 	b.meta = meta
+	// The one place the mode is chosen: a broker that is its own cluster
+	// commits metadata to its local log, a cluster node through the
+	// controller raft group.
 	if r := cfg.Replication; r != nil {
-		// The coordinator exists before any partition opens: leadership
-		// events of __consumer_offsets partitions find it.
-		b.groups = b.newGroupCoordinator(true)
-		if err := b.openClustered(r); err != nil {
-			b.closed.Store(true)
-			close(b.stop)
-			b.wg.Wait()
-			if b.ctl != nil {
-				b.ctl.Close()
-			}
-			b.closeLogs()
-			return nil, err
-		}
+		err = b.openReplicated(r)
 	} else {
-		if err := b.replayMeta(); err != nil {
-			meta.Close()
-			return nil, err
-		}
-		b.openTopics()
-		b.removeStrayData()
+		err = b.openLocal()
 	}
-	// In cluster mode the coordinator follows the leaders of the
-	// __consumer_offsets partitions (coordinator_cluster.go).
-	if b.ctl == nil {
-		if err := b.openGroupCoordinator(); err != nil {
-			b.closeLogs()
-			return nil, err
-		}
-	} else {
-		b.startClusterGroups()
+	if err != nil {
+		b.closed.Store(true)
+		close(b.stop)
+		b.wg.Wait()
+		b.closeLogs()
+		return nil, err
 	}
 	b.mu.RLock()
 	topics := len(b.topics)
@@ -260,110 +248,6 @@ func open(cfg Config) (*Broker, error) {
 
 func (b *Broker) logRepair(r wal.Repair) {
 	b.logger.Warn().Str("file", r.File).Uint64("cut_index", r.CutIndex).Int64("cut_bytes", r.CutBytes).Str("reason", r.Reason).Msg("wal tail repaired")
-}
-
-// replayMeta folds the metadata log, settles the cluster id and compacts
-// the log when many records precede its newest snapshot.
-func (b *Broker) replayMeta() error {
-	first, last := b.meta.FirstIndex(), b.meta.LastIndex()
-	lastSnapshot, err := b.foldMeta(last, true)
-	if err != nil {
-		return err
-	}
-	if last >= first && last-lastSnapshot >= metaCompactThreshold {
-		if err := b.compactMeta(); err != nil {
-			return err
-		}
-	}
-	b.nextProducerID = b.state.producerIDBlockEnd
-	switch {
-	case b.state.clusterID == "":
-		b.metaWasEmpty = true
-		id := b.cfg.ClusterID
-		if id == "" {
-			id = newClusterID()
-		}
-		if err := b.appendMeta(metaRecord{Type: metaClusterID, ClusterID: id}); err != nil {
-			return err
-		}
-	case b.cfg.ClusterID != "" && b.cfg.ClusterID != b.state.clusterID:
-		return fmt.Errorf("broker: configured cluster id %q, but %s belongs to cluster %q", b.cfg.ClusterID, b.cfg.DataDir, b.state.clusterID)
-	}
-	b.clusterID = b.state.clusterID
-	b.cfg.ClusterID = b.clusterID
-	return nil
-}
-
-// foldMeta applies the metadata records up to index last to the state and
-// returns the index of the newest snapshot record (the first index if
-// none). strict (standalone, where the log was written only after the
-// same checks) makes a record that does not apply an error; in cluster
-// mode such a record lost a race with another proposal and is skipped on
-// every node alike.
-func (b *Broker) foldMeta(last uint64, strict bool) (uint64, error) {
-	first := b.meta.FirstIndex()
-	lastSnapshot := first
-	for idx := first; idx <= last; idx++ {
-		e, err := b.meta.Read(idx)
-		if err != nil {
-			return 0, fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
-		}
-		if e.Kind != wal.KindMeta {
-			continue
-		}
-		rec, err := decodeMetaRecord(e.Payload)
-		if err == nil {
-			err = b.state.apply(rec)
-		}
-		switch {
-		case err != nil && strict:
-			return 0, fmt.Errorf("broker: metadata log at %d: %w", idx, err)
-		case err != nil:
-			b.logger.Debug().Err(err).Uint64("index", idx).Msg("metadata record not applied")
-		case rec.Type == metaSnapshot:
-			lastSnapshot = idx
-		}
-	}
-	return lastSnapshot, nil
-}
-
-// compactMeta appends a snapshot of the state and drops every record before
-// it. A crash in between leaves both, and replaying both gives the same state.
-func (b *Broker) compactMeta() error {
-	snap := b.state.snapshot()
-	index, err := b.meta.Append(wal.Entry{
-		Kind:         wal.KindMeta,
-		BaseOffset:   b.meta.NextOffset(),
-		MaxTimestamp: time.Now().UnixMilli(),
-		Payload:      encodeMetaRecord(snap),
-	})
-	if err != nil {
-		return fmt.Errorf("broker: compact metadata log: %w", err)
-	}
-	if err := b.meta.TruncateFront(index); err != nil {
-		return fmt.Errorf("broker: compact metadata log: %w", err)
-	}
-	b.logger.Info().Uint64("first_index", index).Msg("metadata log compacted")
-	return nil
-}
-
-// appendMeta writes one record to the metadata log and folds it into the
-// state. Caller holds adminMu (or is Open).
-func (b *Broker) appendMeta(rec metaRecord) error {
-	_, err := b.meta.Append(wal.Entry{
-		Kind:         wal.KindMeta,
-		BaseOffset:   b.meta.NextOffset(),
-		MaxTimestamp: time.Now().UnixMilli(),
-		Payload:      encodeMetaRecord(rec),
-	})
-	if err != nil {
-		return fmt.Errorf("append metadata %s: %w", rec.Type, err)
-	}
-	rec.V = metaRecordVersion
-	if err := b.state.apply(rec); err != nil {
-		return fmt.Errorf("apply metadata %s: %w", rec.Type, err) // a bug: callers check first
-	}
-	return nil
 }
 
 // openTopics opens every partition of every topic, a few at a time. A
@@ -622,12 +506,10 @@ func (b *Broker) Close() error {
 	close(b.stop)
 	b.wg.Wait()
 	b.groups.close()
-	if b.ctl != nil {
-		// Stops applying records (ApplyMeta takes adminMu) before the
-		// logs close.
-		if err := b.ctl.Close(); err != nil {
-			b.logger.Warn().Err(err).Msg("close controller group")
-		}
+	// Stops committing and applying records (ApplyMeta takes adminMu)
+	// before the logs close.
+	if err := b.ctl.Close(); err != nil {
+		b.logger.Warn().Err(err).Msg("close controller")
 	}
 	b.adminMu.Lock() // wait for an admin operation in flight
 	defer b.adminMu.Unlock()
@@ -875,8 +757,10 @@ func (b *Broker) PartitionLeader(topic string, partition int32) (leader, epoch i
 
 // InitProducerID allocates an idempotent producer id, or bumps the epoch
 // of one this cluster allocated when the producer passes its current id and
-// epoch (KIP-360; a new id once the epoch is exhausted). Ids are reserved
-// in blocks in the metadata log and never repeat across restarts.
+// epoch (KIP-360; a new id once the epoch is exhausted). Each node reserves
+// ids in blocks in the metadata log (producer_id_block records, like
+// Kafka's ProducerIdManager), so ids never repeat across restarts or nodes
+// and most calls write nothing.
 //
 // Kafka itself hands a non-transactional producer a fresh id on every
 // InitProducerID; bumping is equally valid for clients and keeps one id per
@@ -891,20 +775,14 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 	if b.closed.Load() {
 		return -1, -1, ErrClosed
 	}
+	// Below nextProducerID every id was handed out (or reserved before a
+	// restart), never one of this node's block not handed out yet.
 	if producerID >= 0 && producerID < b.nextProducerID && producerEpoch >= 0 && producerEpoch < math.MaxInt16-1 {
 		return producerID, producerEpoch + 1, nil
 	}
-	if b.ctl != nil {
-		for b.nextProducerID >= b.producerIDEnd {
-			if err := b.proposeLocked(metaRecord{Type: metaProducerIDBlock, Node: b.cfg.NodeID}); err != nil {
-				return -1, -1, fmt.Errorf("init producer id: %w", err)
-			}
-			if b.closed.Load() {
-				return -1, -1, ErrClosed
-			}
-		}
-	} else if b.nextProducerID >= b.state.producerIDBlockEnd {
-		if err := b.appendMeta(metaRecord{Type: metaProducerIDs, ProducerIDBlockEnd: b.nextProducerID + producerIDBlockSize}); err != nil {
+	for b.nextProducerID >= b.producerIDEnd {
+		// ApplyMeta moves this node to the new block (takeProducerBlock).
+		if err := b.proposeLocked(metaRecord{Type: metaProducerIDBlock, Node: b.cfg.NodeID}); err != nil {
 			return -1, -1, fmt.Errorf("init producer id: %w", err)
 		}
 	}

@@ -13,46 +13,95 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// Cluster mode's metadata: the metadata log is the controller group's raft
-// log. Admin calls check under adminMu as standalone, release it, propose
-// one record and wait until it is applied here; ApplyMeta, run on every
-// node in log order, folds each committed record into the state and opens,
-// closes or reconfigures the partitions this node hosts. Two proposals may
-// race (two creates of one name): the second one's record does not apply
-// (metaState.apply refuses it the same way on every node), and its proposer
-// finds out by looking at the state afterwards.
+// Metadata changes take one path in both modes. An admin call checks the
+// change against the state (under proposeMu and adminMu), proposes one
+// record through b.ctl and waits until it is applied here; ApplyMeta,
+// run on every node in log order, folds each committed record into the
+// state and opens, closes or reconfigures the partitions this node hosts.
+// b.ctl is chosen once, in Open: localMeta (meta_local.go) appends to the
+// local metadata log and applies at once; with Replication it is the
+// controller raft group. Two proposals from different nodes may race (two
+// creates of one name): the second one's record does not apply
+// (metaState.apply refuses it the same way on every node), and its
+// proposer finds out by looking at the state afterwards. Proposals from
+// one node never race: proposeMu makes the check and the proposal one step.
 
 // proposeTimeout bounds one metadata proposal.
 // Below clients' request timeouts, so that they see NOT_CONTROLLER or
 // REQUEST_TIMED_OUT and retry rather than time out themselves.
 const proposeTimeout = 5 * time.Second
 
-// openClustered is Open's cluster path: replay what is committed, open the
-// hosted partitions, start the controller group, register this node.
-func (b *Broker) openClustered(r Replication) error {
+// metaController is the metadata log's Controller as the broker drives it,
+// plus the few facts about the cluster that metadata decisions ask. Open
+// picks the implementation once: localMeta for a broker that is its own
+// cluster, replicatedMeta for the controller raft group.
+type metaController interface {
+	Controller
+	// alive reports whether a node is reachable from here now: Metadata
+	// lists only live brokers, so that clients do not pick a dead one.
+	alive(id int32) bool
+	// nodeRemoved tells the replication layer that a node left the
+	// cluster (Replication.NodeRemoved).
+	nodeRemoved(id int32)
+	// assignsReplicas reports whether a new topic's partitions get replica
+	// lists. Without them (nil) a partition lives on every node.
+	assignsReplicas() bool
+}
+
+// replicatedMeta is the controller raft group (Replication.Controller).
+type replicatedMeta struct {
+	Controller
+	r Replication
+}
+
+func (c replicatedMeta) alive(id int32) bool { return c.r.Alive(id) }
+
+func (c replicatedMeta) nodeRemoved(id int32) { c.r.NodeRemoved(id) }
+
+// assignsReplicas: nodes join and leave, so every partition says where it
+// lives.
+func (replicatedMeta) assignsReplicas() bool { return true }
+
+// openReplicated is Open for a node of a cluster: replay what is
+// committed, open the hosted partitions, start the controller group,
+// register this node, and let the group coordinator follow the leaders of
+// __consumer_offsets.
+func (b *Broker) openReplicated(r Replication) error {
+	// The coordinator exists before any partition opens: leadership
+	// events of __consumer_offsets partitions find it.
+	b.groups = b.newGroupCoordinator(true)
 	ctl, committed, err := r.Controller(b.meta, b)
 	if err != nil {
 		return fmt.Errorf("broker: controller group: %w", err)
 	}
-	b.ctl = ctl
+	b.ctl = replicatedMeta{Controller: ctl, r: r}
+	fail := func(err error) error {
+		if cerr := ctl.Close(); cerr != nil {
+			b.logger.Warn().Err(cerr).Msg("close controller group")
+		}
+		return err
+	}
 	// Before Start the controller lists the configured peers; afterwards
 	// the voters, which grow from one node while the cluster forms.
 	b.groups.clusterNodes = len(ctl.Nodes())
+	// Not strict: a record that lost a race with another node's proposal
+	// is skipped on every node alike.
 	if _, err := b.foldMeta(min(committed, b.meta.LastIndex()), false); err != nil {
-		return err
+		return fail(err)
 	}
-	b.clusterID = b.state.clusterID
+	if err := b.replayed(); err != nil {
+		return fail(err)
+	}
 	for id := range b.state.removed {
 		r.NodeRemoved(id)
 	}
-	// This node's newest producer id block may have been used before the
-	// restart: the first InitProducerID asks for a fresh one.
 	b.openTopics()
 	if err := ctl.Start(); err != nil {
-		return fmt.Errorf("broker: start controller group: %w", err)
+		return fail(fmt.Errorf("broker: start controller group: %w", err))
 	}
 	b.wg.Add(1)
 	go b.register()
+	b.startClusterGroups()
 	return nil
 }
 
@@ -73,11 +122,7 @@ func (b *Broker) register() {
 		var err error
 		switch {
 		case needID:
-			id := b.cfg.ClusterID
-			if id == "" {
-				id = newClusterID()
-			}
-			err = b.propose(metaRecord{Type: metaClusterID, ClusterID: id})
+			err = b.propose(metaRecord{Type: metaClusterID, ClusterID: b.newClusterID()})
 		case !registered:
 			err = b.propose(metaRecord{Type: metaBrokerRegistered, Node: self.Node, Host: self.Host, Port: self.Port})
 		case needBlock:
@@ -97,14 +142,40 @@ func (b *Broker) register() {
 	}
 }
 
-// propose replicates one metadata record through the controller group.
-// Caller must not hold adminMu: ApplyMeta takes it.
+// newClusterID is the configured cluster id, else a new one.
+func (b *Broker) newClusterID() string {
+	if b.cfg.ClusterID != "" {
+		return b.cfg.ClusterID
+	}
+	return newClusterID()
+}
+
+// lockAdmin takes proposeMu, then adminMu, for an admin call that checks a
+// change and proposes it: no other proposal of this node comes between
+// the check and the record, so a record this node proposes after its
+// checks always applies (a broker that is its own cluster relies on it:
+// its replay is strict). unlockAdmin releases both.
+func (b *Broker) lockAdmin() {
+	b.proposeMu.Lock()
+	b.adminMu.Lock()
+}
+
+func (b *Broker) unlockAdmin() {
+	b.adminMu.Unlock()
+	b.proposeMu.Unlock()
+}
+
+// propose commits one metadata record through the controller and returns
+// once it is applied here. Caller must not hold adminMu: ApplyMeta takes
+// it. Errors wrap a *kerr.Error for what a client may retry (NOT_CONTROLLER,
+// REQUEST_TIMED_OUT); an error of the metadata log itself is passed on as
+// it is (UNKNOWN_SERVER_ERROR, logged).
 func (b *Broker) propose(rec metaRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 	defer cancel()
 	if err := b.ctl.Propose(ctx, encodeMetaRecord(rec)); err != nil {
 		var ke *kerr.Error
-		if !errors.As(err, &ke) {
+		if !errors.As(err, &ke) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 			err = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
 		}
 		return fmt.Errorf("metadata %s: %w", rec.Type, err)
@@ -113,15 +184,21 @@ func (b *Broker) propose(rec metaRecord) error {
 }
 
 // proposeLocked is propose for a caller holding adminMu: it is released
-// while the record replicates and held again on return.
+// while the record is committed and applied, and held again on return.
+// A broker closed meanwhile may not have applied the record: ErrClosed.
 func (b *Broker) proposeLocked(rec metaRecord) error {
 	b.adminMu.Unlock()
-	defer b.adminMu.Lock()
-	return b.propose(rec)
+	err := b.propose(rec)
+	b.adminMu.Lock()
+	if err == nil && b.closed.Load() {
+		err = ErrClosed
+	}
+	return err
 }
 
 // ApplyMeta implements ControllerEvents: one committed metadata record, on
-// every node, in log order.
+// every node, in log order. It is the one place where metadata takes
+// effect: the state, the published topics and their partitions.
 func (b *Broker) ApplyMeta(record []byte) {
 	rec, err := decodeMetaRecord(record)
 	if err != nil {
@@ -147,13 +224,16 @@ func (b *Broker) ApplyMeta(record []byte) {
 		if rec.Node == b.cfg.NodeID {
 			b.takeProducerBlock()
 		}
+	case metaBrokerRegistered:
+		b.publishBrokers()
 	case metaBrokerRemoved:
 		b.mu.Lock()
 		for name, t := range b.topics {
 			t.meta = b.state.topics[name]
 		}
 		b.mu.Unlock()
-		b.cfg.Replication.NodeRemoved(rec.Node)
+		b.publishBrokers()
+		b.ctl.nodeRemoved(rec.Node)
 		b.logger.Info().Int32("node", rec.Node).Msg("node removed from the cluster")
 	case metaTopicCreated:
 		tm := b.state.topics[rec.Topic]
@@ -174,6 +254,7 @@ func (b *Broker) ApplyMeta(record []byte) {
 		b.mu.Lock()
 		t.partitions = append(slices.Clip(t.partitions), parts...)
 		b.mu.Unlock()
+		b.logger.Info().Str("topic", rec.Topic).Int32("partitions", tm.partitions).Msg("partitions added")
 	case metaConfigsAltered:
 		tm := b.state.topics[rec.Topic]
 		tc := effectiveTopicConfig(&b.cfg, tm.configs)
@@ -183,26 +264,33 @@ func (b *Broker) ApplyMeta(record []byte) {
 		t.cfg.Store(&tc)
 		b.mu.Unlock()
 	case metaTopicDeleted:
-		b.mu.Lock()
-		t := b.topics[rec.Topic]
-		delete(b.topics, rec.Topic)
-		delete(b.byID, prev.id)
-		b.mu.Unlock()
-		for _, p := range t.partitions {
-			if p != nil {
-				if err := p.close(true); err != nil {
-					b.logger.Warn().Err(err).Msg("close deleted partition")
-				}
-			}
-		}
-		if err := os.RemoveAll(b.topicDir(prev.id)); err != nil {
-			b.logger.Warn().Err(err).Str("topic", rec.Topic).Msg("remove deleted topic's data")
-		}
-		b.groups.removeTopicOffsets(rec.Topic)
-		b.logger.Info().Str("topic", rec.Topic).Msg("topic deleted")
+		b.applyTopicDeleted(rec.Topic, prev.id)
 	case metaReplicasAdded:
 		b.applyReplicasAdded(rec)
 	}
+}
+
+// applyTopicDeleted unpublishes a deleted topic, closes its partitions,
+// removes its data (Open removes what a crash leaves behind) and its
+// committed group offsets. adminMu held.
+func (b *Broker) applyTopicDeleted(name string, id [16]byte) {
+	b.mu.Lock()
+	t := b.topics[name]
+	delete(b.topics, name)
+	delete(b.byID, id)
+	b.mu.Unlock()
+	for _, p := range t.partitions {
+		if p != nil {
+			if err := p.close(true); err != nil {
+				b.logger.Warn().Err(err).Msg("close deleted partition")
+			}
+		}
+	}
+	if err := os.RemoveAll(b.topicDir(id)); err != nil {
+		b.logger.Warn().Err(err).Str("topic", name).Msg("remove deleted topic's data")
+	}
+	b.groups.removeTopicOffsets(name)
+	b.logger.Info().Str("topic", name).Msg("topic deleted")
 }
 
 // applyReplicasAdded follows a partition's grown replica list: a node that
@@ -249,47 +337,44 @@ func (b *Broker) applyReplicasAdded(rec metaRecord) {
 		Msg("replica added here; catching up from the leader")
 }
 
-// openHosted opens the partitions in [from, to) that this node replicates;
+// openHosted opens the partitions in [from, to) that this node hosts, a
+// few at a time (creating a log is mostly waiting for directory fsyncs);
 // the others stay nil. A partition that fails to open is faulted (logged,
-// retried unless corrupt): the group goes on on the other replicas.
+// retried unless corrupt): the proposer checked beforehand that it could
+// make and hold them (prepareLogs), and in a cluster the group goes on on
+// the other replicas.
 func (b *Broker) openHosted(t *topic, from, to int32) []*partition {
 	parts := make([]*partition, to-from)
-	for i := from; i < to; i++ {
-		if b.hosts(t.meta, i) {
-			parts[i-from] = b.openOrFault(t, i)
+	inParallel(int(to-from), func(k int) {
+		if i := from + int32(k); b.hosts(t.meta, i) {
+			parts[k] = b.openOrFault(t, i)
 		}
-	}
+	})
 	return parts
 }
 
-// hosts reports whether this node replicates partition i of a topic.
-// Standalone every partition is local; so are topics created before the
-// node joined a cluster (no assignment: every node).
+// hosts reports whether this node replicates partition i of a topic. A
+// topic without replica lists (created by a broker that was its own
+// cluster) lives on every node.
 func (b *Broker) hosts(tm *topicMeta, i int32) bool {
-	if b.ctl == nil || tm.replicas == nil {
-		return true
-	}
-	return slices.Contains(tm.replicas[i], b.cfg.NodeID)
+	return tm.replicas == nil || slices.Contains(tm.replicas[i], b.cfg.NodeID)
 }
 
-// spec describes partition i of a topic: its replicas (standalone this
-// node) and, in a cluster, its raft group.
+// spec describes partition i of a topic: its raft group and replicas
+// (every node for a topic without replica lists).
 func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
 	s := ReplicaSpec{Topic: t.name, TopicID: t.id, Partition: i}
 	if int(i) < len(t.meta.groups) {
 		s.Group = t.meta.groups[i]
 	}
-	switch {
-	case b.ctl == nil:
-		s.Replicas = []int32{b.cfg.NodeID}
-	case t.meta.replicas != nil:
-		s.Replicas = t.meta.replicas[i]
-		s.Fresh = true
-		if int(i) < len(t.meta.joined) && slices.Contains(t.meta.joined[i], b.cfg.NodeID) {
-			s.Fresh, s.Join = false, true
-		}
-	default:
+	if t.meta.replicas == nil {
 		s.Replicas = b.ctl.Nodes()
+		return s
+	}
+	s.Replicas = t.meta.replicas[i]
+	s.Fresh = true
+	if int(i) < len(t.meta.joined) && slices.Contains(t.meta.joined[i], b.cfg.NodeID) {
+		s.Fresh, s.Join = false, true
 	}
 	return s
 }
@@ -324,40 +409,21 @@ func (b *Broker) assignable() []int32 {
 }
 
 // replicationFactor checks a requested replication factor against the
-// cluster (-1: min(3, nodes)).
+// cluster's nodes (-1: min(3, nodes)). A broker that is its own cluster has
+// one node, so it accepts -1 and 1. Caller holds adminMu.
 func (b *Broker) replicationFactor(rf int16) (int, error) {
 	n := len(b.assignable())
 	if rf == -1 {
 		return min(3, n), nil
 	}
 	if rf < 1 || int(rf) > n {
-		return 0, fmt.Errorf("replication factor %d, the cluster has %d nodes: %w", rf, n, kerr.InvalidReplicationFactor)
+		nodes := "nodes"
+		if n == 1 {
+			nodes = "node"
+		}
+		return 0, fmt.Errorf("replication factor %d, but the cluster has %d %s: %w", rf, n, nodes, kerr.InvalidReplicationFactor)
 	}
 	return int(rf), nil
-}
-
-// createTopicClustered is CreateTopic's cluster path, after the checks
-// shared with standalone. Caller holds adminMu.
-func (b *Broker) createTopicClustered(info TopicInfo, rf int16, set map[string]string, validateOnly bool) (TopicInfo, error) {
-	n, err := b.replicationFactor(rf)
-	if err != nil {
-		return TopicInfo{}, err
-	}
-	if validateOnly {
-		return info, nil
-	}
-	id := newTopicID()
-	rec := metaRecord{Type: metaTopicCreated, Topic: info.Name, ID: topicIDHex(id), Partitions: info.Partitions, Configs: set,
-		Replicas: assignReplicas(info.Name, b.assignable(), n, 0, info.Partitions)}
-	if err := b.proposeLocked(rec); err != nil {
-		return TopicInfo{}, fmt.Errorf("create topic %q: %w", info.Name, err)
-	}
-	if tm := b.state.topics[info.Name]; tm == nil || tm.id != id {
-		return TopicInfo{}, fmt.Errorf("topic %q was created concurrently: %w", info.Name, kerr.TopicAlreadyExists)
-	}
-	info.ID = id
-	info.Configs = maps.Clone(set)
-	return info, nil
 }
 
 // takeProducerBlock moves this node to the block just allocated to it.
@@ -369,13 +435,9 @@ func (b *Broker) takeProducerBlock() {
 	}
 }
 
-// ControllerID is the controller leader's node id (standalone: this node).
-func (b *Broker) ControllerID() int32 {
-	if b.ctl == nil {
-		return b.cfg.NodeID
-	}
-	return b.ctl.Leader()
-}
+// ControllerID is the controller leader's node id (-1 when none is known;
+// a broker that is its own cluster: this node).
+func (b *Broker) ControllerID() int32 { return b.ctl.Leader() }
 
 // BrokerInfo is one node as Metadata lists it.
 type BrokerInfo struct {
@@ -384,30 +446,40 @@ type BrokerInfo struct {
 	Port   int32
 }
 
-// Brokers lists the cluster's nodes with their Kafka addresses (standalone:
-// this node).
+// Brokers lists the cluster's live nodes with their Kafka addresses, this
+// node always among them (a broker that is its own cluster registers no
+// address: just this node). Like Topics it takes only b.mu.
 func (b *Broker) Brokers() []BrokerInfo {
 	self := BrokerInfo{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}
-	if b.ctl == nil {
-		return []BrokerInfo{self}
-	}
-	b.adminMu.Lock()
-	out := make([]BrokerInfo, 0, len(b.state.brokers)+1)
-	for _, id := range slices.Sorted(maps.Keys(b.state.brokers)) {
-		br := b.state.brokers[id]
-		if id != self.NodeID && !b.cfg.Replication.Alive(id) {
+	b.mu.RLock()
+	registered := b.brokers
+	b.mu.RUnlock()
+	out := make([]BrokerInfo, 0, len(registered)+1)
+	for _, br := range registered {
+		if br.Node != self.NodeID && !b.ctl.alive(br.Node) {
 			continue // as Kafka leaves out brokers that are not live
 		}
 		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port})
 	}
-	b.adminMu.Unlock()
 	if !slices.ContainsFunc(out, func(x BrokerInfo) bool { return x.NodeID == self.NodeID }) {
 		out = append(out, self) // registration not committed yet
 	}
 	return out
 }
 
-// PartitionReplicas lists a partition's replicas (standalone: this node).
+// publishBrokers makes the registered brokers visible to Brokers, by node
+// id. Caller holds adminMu.
+func (b *Broker) publishBrokers() {
+	registered := make([]metaBroker, 0, len(b.state.brokers))
+	for _, id := range slices.Sorted(maps.Keys(b.state.brokers)) {
+		registered = append(registered, b.state.brokers[id])
+	}
+	b.mu.Lock()
+	b.brokers = registered
+	b.mu.Unlock()
+}
+
+// PartitionReplicas lists a partition's replicas.
 func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -422,26 +494,20 @@ func (b *Broker) PartitionReplicas(topic string, partition int32) []int32 {
 // UnregisterBroker, `chronik cluster remove-node`): it leaves the
 // controller group, every partition's replica list and the broker list.
 // Partitions it replicated keep one replica fewer; nothing is moved.
-// Standalone there is nothing to remove: this node's own id is
-// INVALID_REQUEST, any other BROKER_ID_NOT_REGISTERED.
+// A node that is not a member is BROKER_ID_NOT_REGISTERED; the last node
+// (a broker that is its own cluster is one) is INVALID_REQUEST.
 func (b *Broker) UnregisterBroker(id int32) error {
-	if b.ctl == nil {
-		if id == b.cfg.NodeID {
-			return fmt.Errorf("node %d is this standalone broker, the only node: %w", id, kerr.InvalidRequest)
-		}
-		return fmt.Errorf("node %d: %w", id, kerr.BrokerIDNotRegistered)
-	}
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
+	b.lockAdmin()
+	defer b.unlockAdmin()
 	if b.closed.Load() {
 		return ErrClosed
 	}
 	nodes := b.ctl.Nodes()
 	if b.state.removed[id] || !slices.Contains(nodes, id) {
-		return fmt.Errorf("node %d is not a member of the cluster (%v): %w", id, nodes, kerr.BrokerIDNotRegistered)
+		return fmt.Errorf("node %d is not a member of the cluster (nodes %v): %w", id, nodes, kerr.BrokerIDNotRegistered)
 	}
 	if len(nodes) == 1 {
-		return fmt.Errorf("node %d is the cluster's last node: %w", id, kerr.InvalidRequest)
+		return fmt.Errorf("node %d is the cluster's only node, it cannot leave: %w", id, kerr.InvalidRequest)
 	}
 	before := maps.Clone(b.state.topics) // apply replaces topics, never mutates one
 	if err := b.proposeLocked(metaRecord{Type: metaBrokerRemoved, Node: id}); err != nil {

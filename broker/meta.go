@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // The metadata log: one JSON record per wal entry (Kind KindMeta), replayed
@@ -335,4 +337,53 @@ func (s *metaState) snapshot() metaRecord {
 	}
 	r.Removed = slices.Sorted(maps.Keys(s.removed))
 	return r
+}
+
+// foldMeta applies the metadata records up to index last to the state and
+// returns the index of the newest snapshot record (the first index if
+// none). strict (a log this node alone wrote, each record after the same
+// checks) makes a record that does not apply an error; in a cluster such a
+// record lost a race with another node's proposal and is skipped on every
+// node alike.
+func (b *Broker) foldMeta(last uint64, strict bool) (uint64, error) {
+	first := b.meta.FirstIndex()
+	lastSnapshot := first
+	for idx := first; idx <= last; idx++ {
+		e, err := b.meta.Read(idx)
+		if err != nil {
+			return 0, fmt.Errorf("broker: read metadata log at %d: %w", idx, err)
+		}
+		if e.Kind != wal.KindMeta {
+			continue
+		}
+		rec, err := decodeMetaRecord(e.Payload)
+		if err == nil {
+			err = b.state.apply(rec)
+		}
+		switch {
+		case err != nil && strict:
+			return 0, fmt.Errorf("broker: metadata log at %d: %w", idx, err)
+		case err != nil:
+			b.logger.Debug().Err(err).Uint64("index", idx).Msg("metadata record not applied")
+		case rec.Type == metaSnapshot:
+			lastSnapshot = idx
+		}
+	}
+	return lastSnapshot, nil
+}
+
+// replayed takes over what Open's replay folded into the state: the
+// cluster id (a configured one must match it), the registered brokers, and
+// this node's producer ids, which continue past every id reserved so far
+// (the block in use before a restart may have been used up), so the first
+// InitProducerID reserves a fresh block.
+func (b *Broker) replayed() error {
+	if id := b.state.clusterID; id != "" && b.cfg.ClusterID != "" && b.cfg.ClusterID != id {
+		return fmt.Errorf("broker: configured cluster id %q, but %s belongs to cluster %q", b.cfg.ClusterID, b.cfg.DataDir, id)
+	}
+	b.clusterID = b.state.clusterID
+	b.nextProducerID = b.state.producerIDBlockEnd
+	b.producerIDEnd = b.state.producerIDBlockEnd
+	b.publishBrokers()
+	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,13 +70,16 @@ func unknownTopic(name string) error {
 }
 
 // CreateTopic creates a topic, checking in Kafka's order: name, existence
-// (and '.'/'_' collisions), partitions, replication factor, configs.
+// (and '.'/'_' collisions), partitions, replication factor, configs. The
+// directories of the logs this node will host are made first
+// (prepareLogs): a node that cannot make or hold them refuses and proposes
+// nothing. ApplyMeta then publishes the topic and opens its partitions.
 func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]*string, validateOnly bool) (TopicInfo, error) {
 	if err := validateTopicName(name); err != nil {
 		return TopicInfo{}, err
 	}
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
+	b.lockAdmin()
+	defer b.unlockAdmin()
 	if b.closed.Load() {
 		return TopicInfo{}, ErrClosed
 	}
@@ -93,22 +98,15 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if partitions < 1 || partitions > maxPartitionsPerTopic {
 		return TopicInfo{}, fmt.Errorf("%d partitions, must be 1..%d: %w", partitions, maxPartitionsPerTopic, kerr.InvalidPartitions)
 	}
-	if b.ctl == nil && replicationFactor != -1 && replicationFactor != 1 {
-		return TopicInfo{}, fmt.Errorf("replication factor %d, a standalone broker has 1 replica: %w", replicationFactor, kerr.InvalidReplicationFactor)
-	}
-	if b.ctl != nil {
-		if _, err := b.replicationFactor(replicationFactor); err != nil {
-			return TopicInfo{}, err
-		}
+	rf, err := b.replicationFactor(replicationFactor)
+	if err != nil {
+		return TopicInfo{}, err
 	}
 	set, err := normalizeConfigs(configs, false)
 	if err != nil {
 		return TopicInfo{}, err
 	}
 	info := TopicInfo{Name: name, Partitions: partitions, Internal: isInternalTopic(name), Configs: maps.Clone(set)}
-	if b.ctl != nil {
-		return b.createTopicClustered(info, replicationFactor, set, validateOnly)
-	}
 	if validateOnly {
 		return info, nil
 	}
@@ -117,23 +115,26 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	for b.byIDLocked(id) {
 		id = newTopicID()
 	}
-	tm := &topicMeta{name: name, id: id, partitions: partitions, configs: set}
-	t := b.newTopic(tm)
-	parts, err := b.openPartitions(t, 0, partitions)
-	if err == nil {
-		err = b.appendMeta(metaRecord{Type: metaTopicCreated, Topic: name, ID: topicIDHex(id), Partitions: partitions, Configs: set})
+	rec := metaRecord{Type: metaTopicCreated, Topic: name, ID: topicIDHex(id), Partitions: partitions, Configs: set}
+	if b.ctl.assignsReplicas() {
+		rec.Replicas = assignReplicas(name, b.assignable(), rf, 0, partitions)
 	}
-	if err != nil {
-		b.discardPartitions(parts)
+	if err := b.prepareLogs(name, id, 0, partitions, rec.Replicas); err != nil {
 		os.RemoveAll(b.topicDir(id))
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
 	}
-	b.mu.Lock()
-	t.meta = b.state.topics[name]
-	t.partitions = parts
-	b.topics[name], b.byID[id] = t, t
-	b.mu.Unlock()
-	b.logger.Info().Str("topic", name).Int32("partitions", partitions).Msg("topic created")
+	err = b.proposeLocked(rec)
+	if tm := b.state.topics[name]; tm == nil || tm.id != id {
+		// Not created: the directories made for it go. A record
+		// committed after all makes them again when it is applied.
+		os.RemoveAll(b.topicDir(id))
+		if err == nil {
+			err = fmt.Errorf("topic %q was created concurrently: %w", name, kerr.TopicAlreadyExists)
+		}
+	}
+	if err != nil {
+		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
+	}
 	info.ID = id
 	return info, nil
 }
@@ -145,40 +146,72 @@ func (b *Broker) byIDLocked(id [16]byte) bool {
 	return ok
 }
 
-// openPartitions opens partitions [from, to) of t; on error it closes what
-// it opened and returns the error.
-// A few at a time: creating a log is mostly waiting for directory fsyncs.
-func (b *Broker) openPartitions(t *topic, from, to int32) ([]*partition, error) {
-	parts := make([]*partition, to-from)
+// prepareLogs creates the directories of the partitions in [from, to) of
+// a topic that this node will host (replicas: each one's replica list;
+// nil: every partition lives on every node) and holds a descriptor on each
+// at once, as their open logs will hold one each, then lets go. It runs
+// before the record that creates the partitions is proposed: a node that
+// cannot create them or has no descriptors for them refuses the change
+// (POLICY_VIOLATION for descriptors, see openPartitionsError) instead of
+// committing partitions it cannot serve. ApplyMeta then opens the logs; one
+// that fails there all the same is faulted and retried (fault.go).
+func (b *Broker) prepareLogs(name string, id [16]byte, from, to int32, replicas [][]int32) error {
+	var hosted []int32
+	for i := from; i < to; i++ {
+		if replicas == nil || slices.Contains(replicas[i-from], b.cfg.NodeID) {
+			hosted = append(hosted, i)
+		}
+	}
+	held := make([]*os.File, len(hosted))
 	var (
-		wg    sync.WaitGroup
-		next  atomic.Int32
 		errMu sync.Mutex
 		errs  []error
 	)
-	next.Store(from)
-	for range min(int(to-from), 8) {
+	inParallel(len(hosted), func(k int) {
+		dir := b.partitionDir(id, hosted[k])
+		err := os.MkdirAll(dir, 0o750)
+		if err == nil {
+			held[k], err = os.Open(dir)
+		}
+		if err != nil {
+			errMu.Lock()
+			errs = append(errs, fmt.Errorf("open partition %s-%d: %w", name, hosted[k], err))
+			errMu.Unlock()
+		}
+	})
+	for _, f := range held {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if len(errs) > 0 {
+		return openPartitionsError(errs, len(hosted))
+	}
+	return nil
+}
+
+// inParallel calls f(0..n-1) on up to 8 goroutines: creating and opening
+// logs is mostly waiting for fsyncs.
+func inParallel(n int, f func(i int)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(n, 8) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := next.Add(1) - 1; i < to; i = next.Add(1) - 1 {
-				p, err := b.openPartition(t, i)
-				if err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-					continue
-				}
-				parts[i-from] = p
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				f(int(i))
 			}
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		b.discardPartitions(slices.DeleteFunc(parts, func(p *partition) bool { return p == nil }))
-		return nil, openPartitionsError(errs, int(to-from))
-	}
-	return parts, nil
+}
+
+// partitionDir is where partition i of a topic keeps its log.
+func (b *Broker) partitionDir(id [16]byte, i int32) string {
+	return filepath.Join(b.topicDir(id), strconv.Itoa(int(i)))
 }
 
 // openPartitionsError sums up why new partitions failed to open: the first
@@ -194,16 +227,6 @@ func openPartitionsError(errs []error, n int) error {
 		return fmt.Errorf("%w: out of file descriptors for partition logs (raise LimitNOFILE, or --max-open-logs within it): %w", kerr.PolicyViolation, err)
 	}
 	return err
-}
-
-// discardPartitions closes partitions that never became visible and removes
-// their data.
-func (b *Broker) discardPartitions(parts []*partition) {
-	for _, p := range parts {
-		p.close(true)
-		os.RemoveAll(p.dir)
-		os.Remove(p.statePath())
-	}
 }
 
 // AutoCreateTopic returns the topic, creating it with the defaults when
@@ -224,12 +247,12 @@ func (b *Broker) AutoCreateTopic(name string) (TopicInfo, error) {
 	return info, err
 }
 
-// DeleteTopic deletes a topic: the metadata record first, then the logs are
-// closed and their directories removed (Open removes leftovers of a crash
-// in between).
+// DeleteTopic deletes a topic: the metadata record first; ApplyMeta then
+// closes the logs and removes their directories (Open removes leftovers of
+// a crash in between).
 func (b *Broker) DeleteTopic(name string) error {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
+	b.lockAdmin()
+	defer b.unlockAdmin()
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -240,37 +263,19 @@ func (b *Broker) DeleteTopic(name string) error {
 	if isInternalTopic(name) {
 		return fmt.Errorf("topic %q is internal and cannot be deleted: %w", name, kerr.InvalidTopicException)
 	}
-	if b.ctl != nil {
-		if err := b.proposeLocked(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
-			return fmt.Errorf("delete topic %q: %w", name, err)
-		}
-		return nil // ApplyMeta closed and removed the partitions
-	}
-	if err := b.appendMeta(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
+	if err := b.proposeLocked(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
 	}
-	b.mu.Lock()
-	t := b.topics[name]
-	delete(b.topics, name)
-	delete(b.byID, tm.id)
-	b.mu.Unlock()
-	for _, p := range t.partitions {
-		if err := p.close(true); err != nil {
-			b.logger.Warn().Err(err).Msg("close deleted partition")
-		}
-	}
-	if err := os.RemoveAll(b.topicDir(tm.id)); err != nil {
-		b.logger.Warn().Err(err).Str("topic", name).Msg("remove deleted topic's data; retried on next start")
-	}
-	b.groups.removeTopicOffsets(name) // Open does it if we crash before
-	b.logger.Info().Str("topic", name).Msg("topic deleted")
 	return nil
 }
 
-// CreatePartitions raises a topic's partition count to count.
+// CreatePartitions raises a topic's partition count to count. The new
+// partitions get replica lists where the topic has them; the directories
+// of their logs on this node are made before the record is proposed
+// (prepareLogs).
 func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) error {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
+	b.lockAdmin()
+	defer b.unlockAdmin()
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -291,40 +296,42 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 	if validateOnly {
 		return nil
 	}
-	if b.ctl != nil {
+	rec := metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count}
+	if tm.replicas != nil {
 		nodes := b.assignable()
-		rf := len(nodes)
-		if tm.replicas != nil {
-			rf = len(tm.replicas[0])
-		}
-		rec := metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count}
-		if tm.replicas != nil {
-			rec.Replicas = assignReplicas(name, nodes, min(rf, len(nodes)), tm.partitions, count)
-		}
-		if err := b.proposeLocked(rec); err != nil {
-			return fmt.Errorf("create partitions of %q: %w", name, err)
-		}
-		if b.state.topics[name] == nil || b.state.topics[name].partitions < count {
-			return fmt.Errorf("partitions of %q changed concurrently: %w", name, kerr.InvalidPartitions)
-		}
-		return nil
+		rec.Replicas = assignReplicas(name, nodes, min(len(tm.replicas[0]), len(nodes)), tm.partitions, count)
 	}
-	b.mu.RLock()
-	t := b.topics[name]
-	b.mu.RUnlock()
-	parts, err := b.openPartitions(t, tm.partitions, count)
-	if err == nil {
-		err = b.appendMeta(metaRecord{Type: metaPartitionsAdded, Topic: name, ID: topicIDHex(tm.id), Partitions: count})
-	}
-	if err != nil {
-		b.discardPartitions(parts)
+	// Under adminMu: no apply opens these partitions meanwhile.
+	if err := b.prepareLogs(name, tm.id, tm.partitions, count, rec.Replicas); err != nil {
+		b.removeUncreated(name, tm.id, tm.partitions, count)
 		return fmt.Errorf("create partitions of %q: %w", name, err)
 	}
-	b.mu.Lock()
-	t.meta = b.state.topics[name]
-	t.partitions = append(slices.Clip(t.partitions), parts...)
-	b.mu.Unlock()
+	err := b.proposeLocked(rec)
+	if cur := b.state.topics[name]; cur == nil || cur.id != tm.id || cur.partitions < count {
+		b.removeUncreated(name, tm.id, tm.partitions, count)
+		if err == nil {
+			err = fmt.Errorf("partitions of %q changed concurrently: %w", name, kerr.InvalidPartitions)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create partitions of %q: %w", name, err)
+	}
 	return nil
+}
+
+// removeUncreated removes the directories prepareLogs made for partitions
+// [from, to) of a topic that the metadata does not have (now): those of a
+// topic deleted meanwhile, or beyond its partition count. adminMu held, so
+// no apply opens them meanwhile; a record committed later makes them again.
+func (b *Broker) removeUncreated(name string, id [16]byte, from, to int32) {
+	cur := b.state.topics[name]
+	if cur == nil || cur.id != id {
+		os.RemoveAll(b.topicDir(id))
+		return
+	}
+	for i := max(from, cur.partitions); i < to; i++ {
+		os.RemoveAll(b.partitionDir(id, i))
+	}
 }
 
 // TopicConfigs lists every supported config of a topic with its effective
@@ -364,8 +371,8 @@ func (b *Broker) IncrementalAlterTopicConfigs(name string, ops []ConfigOp, valid
 }
 
 func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map[string]string, error), validateOnly bool) error {
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
+	b.lockAdmin()
+	defer b.unlockAdmin()
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -380,21 +387,8 @@ func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map
 	if validateOnly {
 		return nil
 	}
-	if b.ctl != nil {
-		if err := b.proposeLocked(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
-			return fmt.Errorf("alter configs of %q: %w", name, err)
-		}
-		return nil
-	}
-	if err := b.appendMeta(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
+	if err := b.proposeLocked(metaRecord{Type: metaConfigsAltered, Topic: name, ID: topicIDHex(tm.id), Configs: configs}); err != nil {
 		return fmt.Errorf("alter configs of %q: %w", name, err)
 	}
-	tm = b.state.topics[name]
-	tc := effectiveTopicConfig(&b.cfg, tm.configs)
-	b.mu.Lock()
-	t := b.topics[name]
-	t.meta = tm
-	t.cfg.Store(&tc)
-	b.mu.Unlock()
 	return nil
 }
