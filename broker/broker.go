@@ -47,8 +47,9 @@ type Broker struct {
 	logger zerolog.Logger
 	meta   *wal.Log
 
-	// ctl commits metadata records (controller.go); chosen once, in Open.
-	ctl metaController
+	// metadata commits metadata records (controller.go): the local
+	// metadata log or the controller raft group, chosen once, in Open.
+	metadata metaController
 	// proposeMu makes an admin call's checks and its proposal one step
 	// (lockAdmin); taken before adminMu.
 	proposeMu sync.Mutex
@@ -508,7 +509,7 @@ func (b *Broker) Close() error {
 	b.groups.close()
 	// Stops committing and applying records (ApplyMeta takes adminMu)
 	// before the logs close.
-	if err := b.ctl.Close(); err != nil {
+	if err := b.metadata.Close(); err != nil {
 		b.logger.Warn().Err(err).Msg("close controller")
 	}
 	b.adminMu.Lock() // wait for an admin operation in flight

@@ -15,10 +15,10 @@ import (
 
 // Metadata changes take one path in both modes. An admin call checks the
 // change against the state (under proposeMu and adminMu), proposes one
-// record through b.ctl and waits until it is applied here; ApplyMeta,
+// record through b.metadata and waits until it is applied here; ApplyMeta,
 // run on every node in log order, folds each committed record into the
 // state and opens, closes or reconfigures the partitions this node hosts.
-// b.ctl is chosen once, in Open: localMeta (meta_local.go) appends to the
+// b.metadata is chosen once, in Open: localMeta (meta_local.go) appends to the
 // local metadata log and applies at once; with Replication it is the
 // controller raft group. Two proposals from different nodes may race (two
 // creates of one name): the second one's record does not apply
@@ -69,12 +69,12 @@ func (replicatedMeta) assignsReplicas() bool { return true }
 func (b *Broker) openReplicated(r Replication) error {
 	// The coordinator exists before any partition opens: leadership
 	// events of __consumer_offsets partitions find it.
-	b.groups = b.newGroupCoordinator(true)
+	b.groups = b.newGroupCoordinator()
 	ctl, committed, err := r.Controller(b.meta, b)
 	if err != nil {
 		return fmt.Errorf("broker: controller group: %w", err)
 	}
-	b.ctl = replicatedMeta{Controller: ctl, r: r}
+	b.metadata = replicatedMeta{Controller: ctl, r: r}
 	fail := func(err error) error {
 		if cerr := ctl.Close(); cerr != nil {
 			b.logger.Warn().Err(cerr).Msg("close controller group")
@@ -173,7 +173,7 @@ func (b *Broker) unlockAdmin() {
 func (b *Broker) propose(rec metaRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 	defer cancel()
-	if err := b.ctl.Propose(ctx, encodeMetaRecord(rec)); err != nil {
+	if err := b.metadata.Propose(ctx, encodeMetaRecord(rec)); err != nil {
 		var ke *kerr.Error
 		if !errors.As(err, &ke) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 			err = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
@@ -233,7 +233,7 @@ func (b *Broker) ApplyMeta(record []byte) {
 		}
 		b.mu.Unlock()
 		b.publishBrokers()
-		b.ctl.nodeRemoved(rec.Node)
+		b.metadata.nodeRemoved(rec.Node)
 		b.logger.Info().Int32("node", rec.Node).Msg("node removed from the cluster")
 	case metaTopicCreated:
 		tm := b.state.topics[rec.Topic]
@@ -368,7 +368,7 @@ func (b *Broker) spec(t *topic, i int32) ReplicaSpec {
 		s.Group = t.meta.groups[i]
 	}
 	if t.meta.replicas == nil {
-		s.Replicas = b.ctl.Nodes()
+		s.Replicas = b.metadata.Nodes()
 		return s
 	}
 	s.Replicas = t.meta.replicas[i]
@@ -403,7 +403,7 @@ func assignReplicas(name string, nodes []int32, rf int, from, to int32) [][]int3
 // voters before any registered. Caller holds adminMu.
 func (b *Broker) assignable() []int32 {
 	if len(b.state.brokers) == 0 {
-		return b.ctl.Nodes()
+		return b.metadata.Nodes()
 	}
 	return slices.Sorted(maps.Keys(b.state.brokers))
 }
@@ -437,7 +437,7 @@ func (b *Broker) takeProducerBlock() {
 
 // ControllerID is the controller leader's node id (-1 when none is known;
 // a broker that is its own cluster: this node).
-func (b *Broker) ControllerID() int32 { return b.ctl.Leader() }
+func (b *Broker) ControllerID() int32 { return b.metadata.Leader() }
 
 // BrokerInfo is one node as Metadata lists it.
 type BrokerInfo struct {
@@ -456,7 +456,7 @@ func (b *Broker) Brokers() []BrokerInfo {
 	b.mu.RUnlock()
 	out := make([]BrokerInfo, 0, len(registered)+1)
 	for _, br := range registered {
-		if br.Node != self.NodeID && !b.ctl.alive(br.Node) {
+		if br.Node != self.NodeID && !b.metadata.alive(br.Node) {
 			continue // as Kafka leaves out brokers that are not live
 		}
 		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port})
@@ -502,7 +502,7 @@ func (b *Broker) UnregisterBroker(id int32) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	nodes := b.ctl.Nodes()
+	nodes := b.metadata.Nodes()
 	if b.state.removed[id] || !slices.Contains(nodes, id) {
 		return fmt.Errorf("node %d is not a member of the cluster (nodes %v): %w", id, nodes, kerr.BrokerIDNotRegistered)
 	}

@@ -72,8 +72,7 @@ type groupCoordinator struct {
 	// parts holds one groupPartition per __consumer_offsets partition, by
 	// index. Standalone it is set before the coordinator is published; in
 	// cluster mode once the topic exists (coordinator_cluster.go).
-	parts     atomic.Pointer[[]*groupPartition]
-	clustered bool // tables follow partition leadership
+	parts atomic.Pointer[[]*groupPartition]
 	// clusterNodes is the configured cluster size (cluster mode):
 	// __consumer_offsets is created once that many nodes (at most 3) are
 	// voters, so that it gets its full replication factor.
@@ -85,8 +84,9 @@ type groupCoordinator struct {
 
 	// Cluster mode: deleted topics whose offsets the worker removes
 	// (ApplyMeta must not wait for group appends).
-	removeMu     sync.Mutex
-	removeTopics []string
+	removeMu      sync.Mutex
+	removeTopics  []string
+	removeWaiters []chan struct{} // closed once the topics queued before them are done
 
 	// What Open's replay read and how long it took (all partitions, in
 	// parallel), for the log and for benchmarks.
@@ -107,14 +107,15 @@ type groupPartition struct {
 	waiters map[uint64]chan GroupResponse
 	timer   *time.Timer
 	due     atomic.Bool
-	// Cluster mode: epoch is the leader epoch the table was loaded at
-	// (it serves only while this node leads at that epoch); follow is
-	// set when the partition's leadership changed and the worker must
-	// load or drop the table; loading (worker only) while a load waits
-	// for the high watermark.
+	// epoch is the leader epoch the table was loaded at (it serves only
+	// while this node leads at that epoch); follow is set when the
+	// partition's leadership changed and the worker must load or drop the
+	// table; loading (worker only) while a load waits for the high
+	// watermark; loadErr why the last load failed (nil once one worked).
 	epoch   int32
 	follow  atomic.Bool
 	loading bool
+	loadErr error
 	// compactAt is the number of records above the log start at which the
 	// next compaction runs.
 	compactAt int64
@@ -153,7 +154,7 @@ func (b *Broker) ensureOffsetsTopic() (*topic, error) {
 }
 
 // newGroupCoordinator makes a coordinator without partitions or worker.
-func (b *Broker) newGroupCoordinator(clustered bool) *groupCoordinator {
+func (b *Broker) newGroupCoordinator() *groupCoordinator {
 	return &groupCoordinator{
 		b: b,
 		cfg: GroupConfig{
@@ -163,9 +164,8 @@ func (b *Broker) newGroupCoordinator(clustered bool) *groupCoordinator {
 			MaxSize:               b.cfg.GroupMaxSize,
 			OffsetsRetention:      b.cfg.OffsetsRetention,
 		},
-		clustered: clustered,
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
 }
 
@@ -187,89 +187,30 @@ func (c *groupCoordinator) partitions() []*groupPartition {
 	return nil
 }
 
-// openGroupCoordinator replays every __consumer_offsets partition into its
-// table (a few at a time) and starts the worker.
-func (b *Broker) openGroupCoordinator() error {
+// openLocalGroups is the group coordinator's start when this node is its
+// own cluster: __consumer_offsets is made if it is missing, every partition
+// of it (this node leads them all) is loaded before Open returns, and the
+// offsets of topics deleted while the groups were not watching (a crash
+// between the deletion and its tombstones) are removed, which this node may
+// decide since its metadata is complete.
+func (b *Broker) openLocalGroups() error {
 	t, err := b.ensureOffsetsTopic()
 	if err != nil {
 		return err
 	}
-	c := b.newGroupCoordinator(false)
-	b.mu.RLock()
-	parts := t.partitions
-	b.mu.RUnlock()
-	gps := make([]*groupPartition, len(parts))
-	for i, p := range parts {
-		gps[i] = c.newPartition(int32(i), p)
-	}
-	c.parts.Store(&gps)
-
-	start := time.Now()
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		records atomic.Int64
-		errMu   sync.Mutex
-		errs    []error
-	)
-	for range min(len(parts), 4) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(gps)) {
-					return
-				}
-				gp := gps[i]
-				gp.mu.Lock()
-				n, err := gp.load(true)
-				gp.mu.Unlock()
-				records.Add(n)
-				if err != nil && gp.p.fault.Load() != nil {
-					// Offline (fault.go): its groups answer
-					// COORDINATOR_NOT_AVAILABLE until it serves again;
-					// every other group works.
-					b.logger.Warn().Err(err).Int32("partition", gp.index).Msg("groups of an offline " + offsetsTopic + " partition are unavailable")
-					continue
-				}
-				if err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("broker: %w", errors.Join(errs...))
-	}
-	groups := 0
-	for _, gp := range gps {
-		if gp.table != nil {
-			groups += gp.table.Len()
-		}
-	}
-	c.loadRecords, c.loadTook = records.Load(), time.Since(start)
-	// Offsets of topics deleted while groups were not watching (a crash
-	// between the topic's deletion and the tombstones).
-	for _, gp := range gps {
+	c := b.groups
+	c.attach(t)
+	for _, gp := range c.partitions() {
 		gp.mu.Lock()
-		if gp.table == nil {
-			gp.mu.Unlock()
-			continue
-		}
-		for topic := range gp.table.OffsetTopics() {
-			if _, ok := b.Topic(topic); !ok {
-				gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
+		if gp.active() {
+			for topic := range gp.table.OffsetTopics() {
+				if _, ok := b.Topic(topic); !ok {
+					gp.settle(gp.table.RemoveTopicOffsets(time.Now(), topic))
+				}
 			}
 		}
 		gp.mu.Unlock()
 	}
-	b.logger.Info().Int("partitions", len(gps)).Int("groups", groups).Int64("records", c.loadRecords).
-		Dur("took", c.loadTook).Msg("group coordinator loaded " + offsetsTopic)
-	b.groups = c
 	c.wg.Add(1)
 	go c.run()
 	return nil
@@ -339,9 +280,6 @@ func (gp *groupPartition) active() bool {
 	if gp.closed || gp.table == nil {
 		return false
 	}
-	if !gp.c.clustered {
-		return true
-	}
 	r := &gp.p.replica
 	return r.leader.Load() == r.self && r.epoch.Load() == gp.epoch
 }
@@ -381,9 +319,7 @@ func (c *groupCoordinator) run() {
 		case <-expire.C:
 			c.expireOffsets()
 		}
-		if c.clustered {
-			c.removePendingTopics()
-		}
+		c.removePendingTopics()
 		loading = false
 		for _, gp := range c.partitions() {
 			if gp.follow.Swap(false) || gp.loading {
@@ -452,14 +388,11 @@ func (gp *groupPartition) settle(out GroupOutput) error {
 			for _, r := range out.Responses {
 				gp.fail(r.Token)
 			}
-			if gp.c.clustered {
-				// Maybe no longer the leader: the worker decides
-				// whether to load the partition again.
-				gp.unload()
-				gp.poke()
-			} else {
-				gp.reload()
-			}
+			// Maybe no longer the leader, maybe a log that failed a
+			// write: the worker loads the partition again if this
+			// node still leads it.
+			gp.unload()
+			gp.poke()
 			return err
 		}
 	}
@@ -489,33 +422,6 @@ func (gp *groupPartition) unload() {
 	}
 	gp.failWaiters()
 	gp.timer.Stop()
-}
-
-// reload drops the table (answering its waiting requests) and replays the
-// log. Caller holds mu.
-func (gp *groupPartition) reload() {
-	gp.unload()
-	if _, err := gp.load(false); err != nil {
-		gp.c.b.logger.Error().Err(err).Msg("reload groups; retried on the next request")
-	}
-}
-
-// available returns the table, reloading it if a failure dropped it.
-// Caller holds mu.
-func (gp *groupPartition) available(groupID string) (*GroupTable, error) {
-	if gp.closed {
-		return nil, errNotCoordinator(groupID, ErrClosed)
-	}
-	if gp.c.clustered {
-		return gp.availableClustered(groupID)
-	}
-	if gp.table == nil {
-		gp.reload()
-		if gp.table == nil {
-			return nil, fmt.Errorf("group %q: partition %d unreadable: %w", groupID, gp.index, kerr.CoordinatorNotAvailable)
-		}
-	}
-	return gp.table, nil
 }
 
 // deliver hands responses to their waiters. Responses alias group state
@@ -597,10 +503,7 @@ func (b *Broker) FindCoordinator(keyType int8, key string) (Coordinator, error) 
 	if b.groups == nil || b.closed.Load() {
 		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for %q: %w", key, kerr.CoordinatorNotAvailable)
 	}
-	if b.groups.clustered {
-		return b.findCoordinatorClustered(key)
-	}
-	return Coordinator{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}, nil
+	return b.findCoordinatorOf(key)
 }
 
 // waitGroupResponse registers a token for a delayed response, runs call
@@ -950,21 +853,39 @@ func (b *Broker) OffsetDelete(groupID string, partitions []GroupTopicPartition) 
 	return codes, nil
 }
 
-// removeTopicOffsets tombstones every group's offsets of a deleted topic
-// (in cluster mode on the worker: it is called from ApplyMeta).
+// removeTopicOffsets tombstones every group's offsets of a deleted topic,
+// on the worker: it is called from ApplyMeta.
 func (c *groupCoordinator) removeTopicOffsets(topic string) {
 	if c == nil {
 		return
 	}
-	if c.clustered {
-		c.removeMu.Lock()
-		c.removeTopics = append(c.removeTopics, topic)
-		c.removeMu.Unlock()
-		c.poke()
+	c.removeMu.Lock()
+	c.removeTopics = append(c.removeTopics, topic)
+	c.removeMu.Unlock()
+	c.poke()
+}
+
+// waitRemoved waits (up to groupRemoveWait) until the worker removed the
+// offsets of every topic queued so far.
+func (c *groupCoordinator) waitRemoved() {
+	if c == nil {
 		return
 	}
-	c.removeTopicOffsetsNow(topic)
+	done := make(chan struct{})
+	c.removeMu.Lock()
+	c.removeWaiters = append(c.removeWaiters, done)
+	c.removeMu.Unlock()
+	c.poke()
+	select {
+	case <-done:
+	case <-c.stop:
+	case <-time.After(groupRemoveWait):
+	}
 }
+
+// groupRemoveWait bounds how long an admin call waits for the coordinator
+// to tombstone a deleted topic's offsets (it goes on in the background).
+const groupRemoveWait = 10 * time.Second
 
 func (c *groupCoordinator) removeTopicOffsetsNow(topic string) {
 	for _, gp := range c.partitions() {

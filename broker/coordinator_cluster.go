@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -75,7 +77,7 @@ func (b *Broker) ensureOffsetsClustered() {
 		b.adminMu.Lock()
 		registered := len(b.state.brokers)
 		b.adminMu.Unlock()
-		if b.ctl.Leader() >= 0 && len(b.ctl.Nodes()) >= want && registered >= want {
+		if b.metadata.Leader() >= 0 && len(b.metadata.Nodes()) >= want && registered >= want {
 			_, err := b.CreateTopic(offsetsTopic, b.cfg.OffsetsTopicPartitions, -1, configs, false)
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				b.logger.Debug().Err(err).Msg("create " + offsetsTopic + "; retrying")
@@ -89,7 +91,10 @@ func (b *Broker) ensureOffsetsClustered() {
 	}
 }
 
-// attach makes the coordinator follow the partitions of __consumer_offsets.
+// attach makes the coordinator follow the partitions of __consumer_offsets
+// and loads, a few at a time, those this node leads already (all of them
+// when it is its own cluster; in a cluster the elections come later and the
+// worker loads what this node comes to lead).
 func (c *groupCoordinator) attach(t *topic) {
 	c.b.mu.RLock()
 	parts := t.partitions
@@ -100,12 +105,39 @@ func (c *groupCoordinator) attach(t *topic) {
 		gps[i] = c.newPartition(int32(i), p)
 		if p != nil {
 			hosted++
-			gps[i].follow.Store(true) // events before now found no partition
 		}
 	}
 	c.parts.Store(&gps)
+	start := time.Now()
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(len(gps), 4) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(gps)); i = next.Add(1) - 1 {
+				gps[i].followLeader() // one waiting for its high watermark: the worker retries
+			}
+		}()
+	}
+	wg.Wait()
+	for _, gp := range gps {
+		if gp.p != nil {
+			gp.follow.Store(true) // events before now may have found no partition
+		}
+	}
 	c.poke()
-	c.b.logger.Info().Int("partitions", len(parts)).Int("hosted", hosted).
+	groups := 0
+	for _, gp := range gps {
+		gp.mu.Lock()
+		if gp.table != nil {
+			groups += gp.table.Len()
+		}
+		gp.mu.Unlock()
+	}
+	c.b.logger.Info().Int("partitions", len(parts)).Int("hosted", hosted).Int("groups", groups).Dur("took", time.Since(start)).
 		Msg("group coordinator follows the leaders of " + offsetsTopic)
 }
 
@@ -128,7 +160,7 @@ func (gp *groupPartition) poke() {
 // worker, so it only flags the partition and wakes the coordinator.
 func (b *Broker) groupLeaderChanged(p *partition) {
 	c := b.groups
-	if c == nil || !c.clustered || p.topic.name != offsetsTopic {
+	if c == nil || p.topic.name != offsetsTopic {
 		return
 	}
 	parts := c.partitions()
@@ -166,12 +198,16 @@ func (gp *groupPartition) followLeader() bool {
 	}
 	gp.unload()
 	gp.epoch = -1
+	if p.fault.Load() != nil {
+		return false // offline: available answers COORDINATOR_NOT_AVAILABLE
+	}
 	if hw, end := p.highWatermark.Load(), p.log.NextOffset(); hw < end {
 		return true // records of an earlier term may not be committed yet
 	}
 	gp.epoch = epoch
 	start := time.Now()
 	n, err := gp.load(true)
+	gp.loadErr = err
 	if err != nil {
 		gp.epoch = -1
 		gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("load groups; retried on the next request")
@@ -182,11 +218,22 @@ func (gp *groupPartition) followLeader() bool {
 	return false
 }
 
-// availableClustered is available in cluster mode. Caller holds mu.
-func (gp *groupPartition) availableClustered(groupID string) (*GroupTable, error) {
+// available returns the table if this node coordinates the partition's
+// groups now: it leads the partition and its table is loaded. Otherwise
+// NOT_COORDINATOR (clients find the coordinator again),
+// COORDINATOR_LOAD_IN_PROGRESS while the worker loads it, or
+// COORDINATOR_NOT_AVAILABLE while the partition is offline. Caller holds
+// mu.
+func (gp *groupPartition) available(groupID string) (*GroupTable, error) {
+	if gp.closed {
+		return nil, errNotCoordinator(groupID, ErrClosed)
+	}
 	p := gp.p
 	if p == nil {
 		return nil, errNotCoordinator(groupID, fmt.Errorf("%s-%d is not hosted on node %d", offsetsTopic, gp.index, gp.c.b.cfg.NodeID))
+	}
+	if err := p.faultErr(); err != nil {
+		return nil, fmt.Errorf("group %q: %w: %w", groupID, kerr.CoordinatorNotAvailable, err)
 	}
 	r := &p.replica
 	if leader := r.leader.Load(); leader != r.self {
@@ -194,26 +241,32 @@ func (gp *groupPartition) availableClustered(groupID string) (*GroupTable, error
 	}
 	if gp.table == nil || gp.epoch != r.epoch.Load() {
 		gp.poke()
+		if gp.loadErr != nil {
+			return nil, fmt.Errorf("group %q: %s-%d unreadable (%v): %w", groupID, offsetsTopic, gp.index, gp.loadErr, kerr.CoordinatorNotAvailable)
+		}
 		return nil, fmt.Errorf("group %q: %s-%d is loading: %w", groupID, offsetsTopic, gp.index, kerr.CoordinatorLoadInProgress)
 	}
 	return gp.table, nil
 }
 
 // removePendingTopics removes the offsets of topics deleted meanwhile (the
-// worker, cluster mode).
+// worker).
 func (c *groupCoordinator) removePendingTopics() {
 	c.removeMu.Lock()
-	topics := c.removeTopics
-	c.removeTopics = nil
+	topics, waiters := c.removeTopics, c.removeWaiters
+	c.removeTopics, c.removeWaiters = nil, nil
 	c.removeMu.Unlock()
 	for _, t := range topics {
 		c.removeTopicOffsetsNow(t)
 	}
+	for _, w := range waiters {
+		close(w)
+	}
 }
 
-// findCoordinatorClustered names the leader of the group's
-// __consumer_offsets partition.
-func (b *Broker) findCoordinatorClustered(key string) (Coordinator, error) {
+// findCoordinatorOf names the leader of the group's __consumer_offsets
+// partition.
+func (b *Broker) findCoordinatorOf(key string) (Coordinator, error) {
 	none := Coordinator{NodeID: -1, Port: -1}
 	b.mu.RLock()
 	n := int32(0)

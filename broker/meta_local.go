@@ -119,8 +119,11 @@ func (c *localMeta) compactIfDue(lastSnapshot uint64, snapshot metaRecord) (comp
 // the metadata does not name is removed (nothing else writes metadata, so
 // the log is complete) and the group coordinator loads.
 func (b *Broker) openLocal() error {
+	// The coordinator exists before any partition opens: leadership
+	// events of __consumer_offsets partitions find it.
+	b.groups = b.newGroupCoordinator()
 	ctl := newLocalMeta(b.meta, b, b.cfg.NodeID)
-	b.ctl = ctl
+	b.metadata = ctl
 	lastSnapshot, err := b.foldMeta(b.meta.LastIndex(), true)
 	if err != nil {
 		return err
@@ -144,5 +147,5 @@ func (b *Broker) openLocal() error {
 	b.cfg.ClusterID = b.clusterID
 	b.openTopics()
 	b.removeStrayData()
-	return b.openGroupCoordinator()
+	return b.openLocalGroups()
 }

@@ -116,7 +116,7 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 		id = newTopicID()
 	}
 	rec := metaRecord{Type: metaTopicCreated, Topic: name, ID: topicIDHex(id), Partitions: partitions, Configs: set}
-	if b.ctl.assignsReplicas() {
+	if b.metadata.assignsReplicas() {
 		rec.Replicas = assignReplicas(name, b.assignable(), rf, 0, partitions)
 	}
 	if err := b.prepareLogs(name, id, 0, partitions, rec.Replicas); err != nil {
@@ -266,6 +266,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err := b.proposeLocked(metaRecord{Type: metaTopicDeleted, Topic: name, ID: topicIDHex(tm.id)}); err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
 	}
+	// The groups this node coordinates forget the topic's offsets before
+	// the call returns (ApplyMeta only queues that for the coordinator).
+	b.groups.waitRemoved()
 	return nil
 }
 
