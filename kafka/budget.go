@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -46,6 +47,20 @@ type byteBudget struct {
 	forcing   bool  // a forced collection is running
 	waiting   int   // readers waiting for room (tests, diagnostics)
 	stopped   bool  // stop was called: no more sentinels
+	aborted   bool  // abort was called: waiting readers give up
+}
+
+// errBudgetAborted is what a reader waiting for room gets once Shutdown's
+// drain grace is over: a frame that could not get room by then never will.
+var errBudgetAborted = errors.New("request budget closed: the server is shutting down")
+
+// abort makes every reader waiting for room, now or later, give up
+// (Shutdown, once the drain grace is over).
+func (b *byteBudget) abort() {
+	b.mu.Lock()
+	b.aborted = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 // budgetHolder is one connection's account in a byteBudget. Its field is
@@ -139,6 +154,9 @@ func (b *byteBudget) waitLocked(ctx context.Context, h *budgetHolder, from, to i
 	for !b.fitsLocked(h, from, to) {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if b.aborted {
+			return errBudgetAborted
 		}
 		if !b.forcing && b.uncollectedLocked() > 0 && b.withinShareLocked(h, from, to) &&
 			b.live+to <= b.limitForLocked(h, from, to) {

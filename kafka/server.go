@@ -179,6 +179,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closed {
 		s.closed = true
 		close(s.draining)
+		// A reader waiting for budget room is not reading its socket, so
+		// no read deadline ends its frame: it gives up with the grace.
+		time.AfterFunc(drainGrace, s.budget.abort)
 		for ln := range s.listeners {
 			ln.Close()
 		}
@@ -568,7 +571,8 @@ func (c *conn) readBody(size int32, fr *frameClock) (body []byte, reason string,
 			to := nextBodyCap(cap(body), int(size), c.arrived(int(size)-len(body)))
 			start := time.Now()
 			if err := c.s.budget.grow(c.ctx, &c.hold, int64(cap(body)), int64(to)); err != nil {
-				// Shutdown gave up waiting, or the connection broke.
+				// Shutdown's grace is over or it gave up waiting, or
+				// the connection broke.
 				return fail("cancelled while waiting for request budget", nil)
 			}
 			if waited := time.Since(start); waited > time.Millisecond {
