@@ -44,29 +44,6 @@ import (
 //     and the response that leader's endpoint (KIP-951)
 //   - v13: topics named by ID (KIP-516)
 
-// producePartitionKeys lists a produce request's partitions in request
-// order, topics flattened: the order partitionOrder indexes.
-func producePartitionKeys(r *request) []partitionKey {
-	req := r.kreq.(*kmsg.ProduceRequest)
-	var n int
-	for i := range req.Topics {
-		n += len(req.Topics[i].Partitions)
-	}
-	keys := make([]partitionKey, 0, n)
-	for i := range req.Topics {
-		rt := &req.Topics[i]
-		k := partitionKey{topic: rt.Topic}
-		if req.Version >= 13 {
-			k = partitionKey{topicID: rt.TopicID}
-		}
-		for j := range rt.Partitions {
-			k.partition = rt.Partitions[j].Partition
-			keys = append(keys, k)
-		}
-	}
-	return keys
-}
-
 // produceJob is one partition of a produce request.
 type produceJob struct {
 	index int // in partitionOrder
