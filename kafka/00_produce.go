@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -172,40 +171,6 @@ func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
 		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, ep)
 	}
-}
-
-// leaderHints gathers the leaders named in NOT_LEADER_OR_FOLLOWER answers
-// of one response (KIP-951), for Produce and Fetch alike.
-type leaderHints struct{ leaders []int32 }
-
-// add returns the current leader and epoch of a partition answered with
-// code, when the code is NOT_LEADER_OR_FOLLOWER and a leader is known.
-func (h *leaderHints) add(s *Server, topic string, partition int32, code int16) (leader, epoch int32, ok bool) {
-	if code != kerr.NotLeaderForPartition.Code || topic == "" {
-		return -1, -1, false
-	}
-	leader, epoch, err := s.b.PartitionLeader(topic, partition)
-	if err != nil || leader < 0 || epoch < 0 {
-		return -1, -1, false
-	}
-	if !slices.Contains(h.leaders, leader) {
-		h.leaders = append(h.leaders, leader)
-	}
-	return leader, epoch, true
-}
-
-// endpoints lists the named leaders' addresses.
-func (h *leaderHints) endpoints(s *Server) []broker.BrokerInfo {
-	if len(h.leaders) == 0 {
-		return nil
-	}
-	var out []broker.BrokerInfo
-	for _, bi := range s.b.Brokers() {
-		if slices.Contains(h.leaders, bi.NodeID) {
-			out = append(out, bi)
-		}
-	}
-	return out
 }
 
 // startProduce queues one partition's records once the same partition's
