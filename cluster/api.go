@@ -173,22 +173,22 @@ type TransportStats struct {
 //
 //	NewEngine(cfg EngineConfig) *Engine
 //	(*Engine).Start()
-//	(*Engine).AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*Group, error)
+//	(*Engine).AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*RaftGroup, error)
 //	    join: the initial voters when the group's log is empty (bootstrap);
 //	    ignored when the storage already has a ConfState.
 //	(*Engine).RemoveGroup(id GroupID) error
-//	(*Engine).Group(id GroupID) *Group
+//	(*Engine).Group(id GroupID) *RaftGroup
 //	(*Engine).Step(from uint64, msgs []GroupMessage)  // the transport's Handler
 //	(*Engine).PeerDown(id uint64)                     // the transport's OnPeerDown
 //	(*Engine).Stop()
-//	(*Group).Propose(ctx context.Context, data []byte) (index uint64, err error)
+//	(*RaftGroup).Propose(ctx context.Context, data []byte) (index uint64, err error)
 //	    Returns once the entry is committed and applied locally.
 //	    (Replicas' acks=1 proposals return once the entry is durable in
 //	    the leader's own log.)
-//	(*Group).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
-//	(*Group).Status() GroupStatus
-//	(*Group).TransferLeadership(to uint64)
-//	(*Group).Campaign()
+//	(*RaftGroup).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
+//	(*RaftGroup).Status() GroupStatus
+//	(*RaftGroup).TransferLeadership(to uint64)
+//	(*RaftGroup).Campaign()
 //
 // Workers: EngineConfig.Workers goroutines (default 4 x GOMAXPROCS, at
 // least 8: a worker mostly waits for its group's fsync) take groups

@@ -25,7 +25,7 @@ type controller struct {
 	st      *Storage
 	events  broker.ControllerEvents
 	applied uint64 // replayed by the broker before Start
-	g       *Group
+	g       *RaftGroup
 	leader  atomic.Int64
 
 	// Proposals made on a follower travel to the leader as a raft MsgProp

@@ -45,7 +45,7 @@ func (n *Node) NodeRemoved(id int32) {
 
 // removeExtra removes one voter the group should not have (a removed
 // node), as a simple conf change; the next pass removes the next one.
-func (n *Node) removeExtra(g *Group, st GroupStatus, voters []uint64) {
+func (n *Node) removeExtra(g *RaftGroup, st GroupStatus, voters []uint64) {
 	for _, v := range st.Voters {
 		if slices.Contains(voters, v) || len(voters) == 0 {
 			continue
@@ -71,7 +71,7 @@ const transferCooldown = 10 * time.Second
 // rebalance hands a group this node leads to its preferred leader when that
 // node is a voter and connected. raft brings it up to date first and
 // aborts the transfer if it cannot within an election timeout.
-func (n *Node) rebalance(g *Group, st GroupStatus, pref uint64) {
+func (n *Node) rebalance(g *RaftGroup, st GroupStatus, pref uint64) {
 	if pref == 0 || pref == n.cfg.NodeID || !slices.Contains(st.Voters, pref) || !n.tr.Connected(pref) {
 		return
 	}

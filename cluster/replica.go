@@ -21,7 +21,7 @@ import (
 type replica struct {
 	n      *Node
 	st     *Storage
-	g      *Group
+	g      *RaftGroup
 	id     GroupID
 	events broker.ReplicaEvents
 	// startApplied is the index the partition's state file covers
