@@ -1,8 +1,9 @@
 package cluster
 
 // Node ties the pieces together for package broker: it implements
-// broker.Replication with one Transport and one Engine, a controller group
-// (GroupID 0) over the metadata log and one group per hosted partition.
+// broker.Replication with one Transport and one Engine, a metadata group
+// (ControllerGroup, GroupID 0) over the metadata log and one raft group per
+// hosted partition.
 
 import (
 	"context"
@@ -158,10 +159,10 @@ func (n *Node) peerIDs() []uint64 {
 }
 
 // ---------------------------------------------------------------------------
-// Shared by the broker adapters (controller.go, replica.go).
+// Shared by the broker adapters (metagroup.go, replica.go).
 
 // startAlone prepares a group that one node starts alone and grows by conf
-// change (the controller; a partition created standalone): that node is
+// change (the metadata group; a partition created standalone): that node is
 // the lowest node id, and the join list it returns makes it the sole voter.
 // Every other node gets the same one-voter configuration without joining
 // (it is not a voter, so it never campaigns): when the leader's conf change

@@ -1,7 +1,11 @@
 package cluster
 
-// The controller group: broker.Controller over the metadata log, as the
-// raft group ControllerGroup (GroupID 0). Node.Controller makes it.
+// The metadata group: the raft group over the metadata log (GroupID
+// ControllerGroup, 0), which package broker uses as its broker.Controller.
+// Node.Controller makes it. Its leader is the cluster's controller in
+// Kafka's sense (clients hear NOT_CONTROLLER when there is none, or it
+// moved); ControllerGroup, Node.Controller and the log and error texts
+// use the word in that sense only.
 
 import (
 	"bytes"
@@ -19,8 +23,8 @@ import (
 	"github.com/chronik-stream/chronik/wal"
 )
 
-// controller is the metadata log's group.
-type controller struct {
+// metaGroup is the metadata log's raft group.
+type metaGroup struct {
 	n       *Node
 	st      *Storage
 	events  broker.ControllerEvents
@@ -50,7 +54,7 @@ func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.
 	if err != nil {
 		return nil, 0, err
 	}
-	// Only the lowest node id starts the controller group, as its sole
+	// Only the lowest node id starts the metadata group, as its sole
 	// voter; it adds the others by conf change. Every other node waits to
 	// be added. A standalone node joining a cluster therefore has to be
 	// the lowest id: its metadata log becomes the group's log.
@@ -59,28 +63,28 @@ func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.
 	if standalone && n.cfg.NodeID != lowest {
 		return nil, 0, fmt.Errorf("cluster: %s holds a standalone node's metadata; to bring that data into a cluster, give this node the lowest node id among the peers (%d)", log.Dir(), lowest)
 	}
-	c := &controller{n: n, st: st, events: events, applied: hs.Commit}
-	c.leader.Store(-1)
-	return c, hs.Commit, nil
+	m := &metaGroup{n: n, st: st, events: events, applied: hs.Commit}
+	m.leader.Store(-1)
+	return m, hs.Commit, nil
 }
 
-func (c *controller) Start() error {
-	join, err := c.n.startAlone(c.st)
+func (m *metaGroup) Start() error {
+	join, err := m.n.startAlone(m.st)
 	if err != nil {
 		return err
 	}
-	g, err := c.n.eng.AddGroup(ControllerGroup, c.st, c, join)
+	g, err := m.n.eng.AddGroup(ControllerGroup, m.st, m, join)
 	if err != nil {
 		return err
 	}
-	c.g = g
-	c.n.want(ControllerGroup, c.n.peerIDs())
+	m.g = g
+	m.n.want(ControllerGroup, m.n.peerIDs())
 	return nil
 }
 
-func (c *controller) AppliedIndex() uint64 { return c.applied }
+func (m *metaGroup) AppliedIndex() uint64 { return m.applied }
 
-func (c *controller) Apply(entries []raftpb.Entry) error {
+func (m *metaGroup) Apply(entries []raftpb.Entry) error {
 	for i := range entries {
 		e := &entries[i]
 		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
@@ -88,57 +92,57 @@ func (c *controller) Apply(entries []raftpb.Entry) error {
 		}
 		kind, payload, err := DecodeData(e.Data)
 		if err != nil || kind != wal.KindMeta {
-			c.n.log.Error().Uint64("index", e.Index).Msg("controller: entry is not a metadata record; skipped")
+			m.n.log.Error().Uint64("index", e.Index).Msg("controller: entry is not a metadata record; skipped")
 			continue
 		}
-		c.events.ApplyMeta(payload)
-		c.resolveForwarded(e.Data)
+		m.events.ApplyMeta(payload)
+		m.resolveForwarded(e.Data)
 	}
 	return nil
 }
 
-func (c *controller) resolveForwarded(data []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, f := range c.waiting {
+func (m *metaGroup) resolveForwarded(data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, f := range m.waiting {
 		if bytes.Equal(f.data, data) {
 			close(f.done)
-			c.waiting = slices.Delete(c.waiting, i, i+1)
+			m.waiting = slices.Delete(m.waiting, i, i+1)
 			return
 		}
 	}
 }
 
-func (c *controller) LeaderChanged(leader, term uint64) {
+func (m *metaGroup) LeaderChanged(leader, term uint64) {
 	if leader == 0 {
-		c.leader.Store(-1)
+		m.leader.Store(-1)
 	} else {
-		c.leader.Store(int64(leader))
+		m.leader.Store(int64(leader))
 	}
 	// A proposal forwarded to the previous leader may be lost with it:
 	// its caller hears NOT_CONTROLLER now instead of at its timeout.
-	c.mu.Lock()
-	for _, f := range c.waiting {
+	m.mu.Lock()
+	for _, f := range m.waiting {
 		f.err = fmt.Errorf("controller leader changed to %d: %w", leader, kerr.NotController)
 		close(f.done)
 	}
-	c.waiting = nil
-	c.mu.Unlock()
+	m.waiting = nil
+	m.mu.Unlock()
 }
 
-func (c *controller) SnapshotData() ([]byte, error) { return nil, nil }
+func (m *metaGroup) SnapshotData() ([]byte, error) { return nil, nil }
 
-func (c *controller) Restore(raftpb.Snapshot) error {
+func (m *metaGroup) Restore(raftpb.Snapshot) error {
 	return errors.New("controller: snapshots of the metadata log are not supported yet")
 }
 
-func (c *controller) Nodes() []int32 {
+func (m *metaGroup) Nodes() []int32 {
 	var voters []uint64
-	if c.g != nil {
-		voters = c.g.Status().Voters
+	if m.g != nil {
+		voters = m.g.Status().Voters
 	}
 	if len(voters) == 0 {
-		voters = c.n.peerIDs()
+		voters = m.n.peerIDs()
 	}
 	out := make([]int32, len(voters))
 	for i, v := range voters {
@@ -147,17 +151,17 @@ func (c *controller) Nodes() []int32 {
 	return out
 }
 
-func (c *controller) Leader() int32 { return int32(c.leader.Load()) }
+func (m *metaGroup) Leader() int32 { return int32(m.leader.Load()) }
 
-func (c *controller) Close() error {
-	if c.g == nil {
+func (m *metaGroup) Close() error {
+	if m.g == nil {
 		return nil
 	}
-	c.n.want(ControllerGroup, nil)
-	if err := c.st.Flush(); err != nil {
-		c.n.log.Warn().Err(err).Msg("flush controller raft state")
+	m.n.want(ControllerGroup, nil)
+	if err := m.st.Flush(); err != nil {
+		m.n.log.Warn().Err(err).Msg("flush controller raft state")
 	}
-	err := c.n.eng.RemoveGroup(ControllerGroup)
+	err := m.n.eng.RemoveGroup(ControllerGroup)
 	if errors.Is(err, ErrStopped) || errors.Is(err, ErrUnknownGroup) {
 		err = nil
 	}
@@ -166,23 +170,23 @@ func (c *controller) Close() error {
 
 // Propose implements broker.Controller: on the leader through the engine,
 // on a follower forwarded to the leader.
-func (c *controller) Propose(ctx context.Context, record []byte) error {
+func (m *metaGroup) Propose(ctx context.Context, record []byte) error {
 	data := EncodeData(wal.KindMeta, record)
-	leader := c.leader.Load()
+	leader := m.leader.Load()
 	switch {
 	case leader < 0:
 		return fmt.Errorf("controller has no leader: %w", kerr.NotController)
-	case uint64(leader) == c.n.cfg.NodeID:
-		_, err := c.g.Propose(ctx, data)
+	case uint64(leader) == m.n.cfg.NodeID:
+		_, err := m.g.Propose(ctx, data)
 		return mapErr(err, kerr.NotController)
 	}
 	f := &forwarded{data: data, done: make(chan struct{})}
-	c.mu.Lock()
-	c.waiting = append(c.waiting, f)
-	c.mu.Unlock()
-	c.n.tr.Send(uint64(leader), []GroupMessage{{Group: ControllerGroup, Msg: raftpb.Message{
+	m.mu.Lock()
+	m.waiting = append(m.waiting, f)
+	m.mu.Unlock()
+	m.n.tr.Send(uint64(leader), []GroupMessage{{Group: ControllerGroup, Msg: raftpb.Message{
 		Type:    raftpb.MsgProp,
-		From:    c.n.cfg.NodeID,
+		From:    m.n.cfg.NodeID,
 		To:      uint64(leader),
 		Entries: []raftpb.Entry{{Data: data}},
 	}}})
@@ -190,11 +194,11 @@ func (c *controller) Propose(ctx context.Context, record []byte) error {
 	case <-f.done:
 		return f.err
 	case <-ctx.Done():
-		c.mu.Lock()
-		if i := slices.Index(c.waiting, f); i >= 0 {
-			c.waiting = slices.Delete(c.waiting, i, i+1)
+		m.mu.Lock()
+		if i := slices.Index(m.waiting, f); i >= 0 {
+			m.waiting = slices.Delete(m.waiting, i, i+1)
 		}
-		c.mu.Unlock()
+		m.mu.Unlock()
 		return mapErr(ctx.Err(), kerr.NotController)
 	}
 }
