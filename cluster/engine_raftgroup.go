@@ -1,6 +1,7 @@
 package cluster
 
-// A group: one RawNode and the state the engine keeps around it.
+// A raft group (RaftGroup): one RawNode and the state the engine keeps
+// around it.
 //
 // Proposals. Propose checks (lock-free) that this node leads the group, then
 // appends the proposal to the group's pending list under the group's small
