@@ -1,8 +1,15 @@
 // Package cluster is Chronik's optional raft layer: one etcd raft group
 // (go.etcd.io/raft/v3, RawNode) per partition on the partition's own
-// wal.Log, a controller group over the metadata log, the peer transport and
-// leader routing. It plugs into package broker through an interface broker
-// defines (DESIGN.md, "Cluster rules").
+// wal.Log, a metadata group (the raft group over the metadata log), the
+// peer transport and leader routing. It plugs into package broker through
+// the interfaces broker defines (broker.Replication, broker.Replica,
+// broker.Controller; DESIGN.md, "Cluster rules").
+//
+// Words: a "group" in this package is always a raft group (RaftGroup,
+// GroupID), never a consumer group. "Controller" means only what it means
+// in Kafka: the leader of the metadata group, which clients reach for
+// metadata changes (NOT_CONTROLLER when there is none). The metadata
+// group's id keeps the name ControllerGroup.
 //
 // go.etcd.io/raft/v3 v3.6.0 rather than v3.7.0: v3.6.0's raftpb types are
 // values with generated Marshal/Unmarshal/Size methods (what etcd 3.6 runs),
@@ -16,9 +23,20 @@
 //     index), plus the write side the engine uses while handling a Ready.
 //   - entry.go: how a raft entry's Data maps to a wal.Entry.
 //   - transport.go: Transport, one TCP connection per peer pair carrying
-//     batched messages of every group.
+//     batched messages of every group; transport_conn.go, the per-peer
+//     side (dialing, writer and reader goroutines); transport_frame.go,
+//     the wire format (frames and handshake).
 //   - engine.go: Engine, a RawNode per group driven by a fixed worker pool,
-//     with quiescence of idle groups.
+//     with quiescence of idle groups; engine_raftgroup.go, RaftGroup, one
+//     group's proposals, Ready handling and quiescence.
+//   - node.go: Node, a cluster member for package broker
+//     (broker.Replication): one Transport, one Engine, and the adapters
+//     below. reconcile.go makes the groups this node leads converge to
+//     their desired voters and preferred leaders.
+//   - metagroup.go: metaGroup, the metadata group as broker.Controller
+//     (Node.Controller).
+//   - replica.go: replica, a partition's raft group as broker.Replica
+//     (Node.Replica).
 //
 // THIS FILE IS THE CONTRACT the pieces code against. Keep the exported
 // names and signatures; add to them rather than change them.
@@ -41,11 +59,12 @@ var (
 	ErrProposalFailed = errors.New("cluster: proposal dropped") // raft dropped the proposal (no leader, conf change pending, ...)
 )
 
-// GroupID names a raft group. 0 is the controller group; partition groups
-// get ids from the controller.
+// GroupID names a raft group. 0 is the metadata group; partition groups
+// get ids from the metadata log (broker.ReplicaSpec.Group).
 type GroupID uint64
 
-// ControllerGroup is the controller's group id.
+// ControllerGroup is the metadata group's id (its leader is the
+// controller).
 const ControllerGroup GroupID = 0
 
 // GroupMessage is one raft message of one group; the transport batches them.
@@ -173,22 +192,22 @@ type TransportStats struct {
 //
 //	NewEngine(cfg EngineConfig) *Engine
 //	(*Engine).Start()
-//	(*Engine).AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*Group, error)
+//	(*Engine).AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*RaftGroup, error)
 //	    join: the initial voters when the group's log is empty (bootstrap);
 //	    ignored when the storage already has a ConfState.
 //	(*Engine).RemoveGroup(id GroupID) error
-//	(*Engine).Group(id GroupID) *Group
+//	(*Engine).Group(id GroupID) *RaftGroup
 //	(*Engine).Step(from uint64, msgs []GroupMessage)  // the transport's Handler
 //	(*Engine).PeerDown(id uint64)                     // the transport's OnPeerDown
 //	(*Engine).Stop()
-//	(*Group).Propose(ctx context.Context, data []byte) (index uint64, err error)
+//	(*RaftGroup).Propose(ctx context.Context, data []byte) (index uint64, err error)
 //	    Returns once the entry is committed and applied locally.
 //	    (Replicas' acks=1 proposals return once the entry is durable in
 //	    the leader's own log.)
-//	(*Group).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
-//	(*Group).Status() GroupStatus
-//	(*Group).TransferLeadership(to uint64)
-//	(*Group).Campaign()
+//	(*RaftGroup).ProposeConfChange(ctx, cc raftpb.ConfChangeV2) error
+//	(*RaftGroup).Status() GroupStatus
+//	(*RaftGroup).TransferLeadership(to uint64)
+//	(*RaftGroup).Campaign()
 //
 // Workers: EngineConfig.Workers goroutines (default 4 x GOMAXPROCS, at
 // least 8: a worker mostly waits for its group's fsync) take groups

@@ -59,7 +59,7 @@ package cluster
 // Storage.SetConfState, then every committed entry in one
 // StateMachine.Apply call), StateMachine.LeaderChanged, rn.Advance.
 //
-// Proposal batching and matching: see engine_group.go.
+// Proposal batching and matching: see engine_raftgroup.go.
 
 import (
 	"fmt"
@@ -129,7 +129,7 @@ type Engine struct {
 	log zerolog.Logger
 
 	mu     sync.RWMutex
-	groups map[GroupID]*Group
+	groups map[GroupID]*RaftGroup
 	state  int // engineNew, engineRunning, engineStopped
 
 	// down: peers reported down (PeerDown) and not heard from since.
@@ -137,7 +137,7 @@ type Engine struct {
 	down atomic.Pointer[map[uint64]struct{}]
 
 	activeMu sync.Mutex
-	active   map[*Group]struct{}
+	active   map[*RaftGroup]struct{}
 
 	q      readyQueue
 	stopCh chan struct{}
@@ -184,8 +184,8 @@ func NewEngine(cfg EngineConfig) *Engine {
 	e := &Engine{
 		cfg:    cfg,
 		log:    cfg.Logger.With().Str("component", "raft").Uint64("node", cfg.NodeID).Logger(),
-		groups: make(map[GroupID]*Group),
-		active: make(map[*Group]struct{}),
+		groups: make(map[GroupID]*RaftGroup),
+		active: make(map[*RaftGroup]struct{}),
 		stopCh: make(chan struct{}),
 	}
 	e.q.cond.L = &e.q.mu
@@ -234,7 +234,7 @@ func (e *Engine) Stop() {
 		e.wg.Wait()
 	}
 	e.mu.RLock()
-	groups := make([]*Group, 0, len(e.groups))
+	groups := make([]*RaftGroup, 0, len(e.groups))
 	for _, g := range e.groups {
 		groups = append(groups, g)
 	}
@@ -245,7 +245,7 @@ func (e *Engine) Stop() {
 }
 
 // Group returns the group with this id, or nil.
-func (e *Engine) Group(id GroupID) *Group {
+func (e *Engine) Group(id GroupID) *RaftGroup {
 	e.mu.RLock()
 	g := e.groups[id]
 	e.mu.RUnlock()
@@ -301,9 +301,9 @@ func (e *Engine) Step(from uint64, msgs []GroupMessage) {
 		}
 	}
 	e.msgsRecv.Add(uint64(len(msgs)))
-	var stack [16]*Group
+	var stack [16]*RaftGroup
 	push := stack[:0]
-	var last *Group
+	var last *RaftGroup
 	e.mu.RLock()
 	for i := range msgs {
 		gm := &msgs[i]
@@ -345,7 +345,7 @@ func (e *Engine) PeerDown(id uint64) {
 		}
 	}
 	e.down.Store(&nd)
-	var push []*Group
+	var push []*RaftGroup
 	for _, g := range e.groups {
 		if g.quiescedA.Load() && g.leadA.Load() == id {
 			if g.requestWake() {
@@ -384,7 +384,7 @@ func (e *Engine) PeerUp(id uint64) {
 		}
 		e.down.Store(&nd)
 	}
-	var push []*Group
+	var push []*RaftGroup
 	for _, g := range e.groups {
 		if g.quiescedA.Load() && g.isLeader.Load() {
 			if g.requestWake() {
@@ -425,7 +425,7 @@ func (e *Engine) isDown(id uint64) bool {
 	return ok
 }
 
-func (e *Engine) setActive(g *Group, active bool) {
+func (e *Engine) setActive(g *RaftGroup, active bool) {
 	e.activeMu.Lock()
 	if active {
 		e.active[g] = struct{}{}
@@ -450,7 +450,7 @@ func (e *Engine) ticker() {
 	defer e.wg.Done()
 	t := time.NewTicker(e.cfg.TickInterval)
 	defer t.Stop()
-	var buf []*Group
+	var buf []*RaftGroup
 	for {
 		select {
 		case <-e.stopCh:
@@ -471,23 +471,23 @@ func (e *Engine) ticker() {
 }
 
 // readyQueue is the FIFO of groups that have work. A group is in it at most
-// once (Group.scheduled).
+// once (RaftGroup.scheduled).
 type readyQueue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	items  []*Group
+	items  []*RaftGroup
 	head   int
 	closed bool
 }
 
-func (q *readyQueue) push(g *Group) {
+func (q *readyQueue) push(g *RaftGroup) {
 	q.mu.Lock()
 	q.items = append(q.items, g)
 	q.mu.Unlock()
 	q.cond.Signal()
 }
 
-func (q *readyQueue) pushMany(gs []*Group) {
+func (q *readyQueue) pushMany(gs []*RaftGroup) {
 	switch len(gs) {
 	case 0:
 		return
@@ -502,7 +502,7 @@ func (q *readyQueue) pushMany(gs []*Group) {
 }
 
 // pop blocks until a group is queued or the queue is closed (nil).
-func (q *readyQueue) pop() *Group {
+func (q *readyQueue) pop() *RaftGroup {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.head == len(q.items) && !q.closed {

@@ -60,7 +60,7 @@ func benchPropose(b *testing.B, storage string, nodes, groups int) {
 		}
 		c.nodes[1].e.Group(gid).Campaign()
 	}
-	gs := make([]*Group, groups)
+	gs := make([]*RaftGroup, groups)
 	for i := range gs {
 		gid := GroupID(i + 1)
 		waitFor(b, 30*time.Second, "node 1 to lead", func() bool { return c.leaderOf(gid, c.ids) == 1 })

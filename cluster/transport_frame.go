@@ -177,26 +177,6 @@ func readFrame(r io.Reader, buf []byte, maxFrame int) (payload, newBuf []byte, e
 	return payload, buf, nil
 }
 
-// decodeFrame decodes one whole frame (length prefix included) at the start
-// of b and returns its messages and how many bytes it took.
-func decodeFrame(b []byte, maxFrame int) ([]GroupMessage, int, error) {
-	if len(b) < frameLenSize {
-		return nil, 0, fmt.Errorf("%w: %d bytes, no length", errFrameCorrupt, len(b))
-	}
-	n := binary.BigEndian.Uint32(b)
-	if err := checkFrameLen(n, maxFrame); err != nil {
-		return nil, 0, err
-	}
-	if uint64(len(b)-frameLenSize) < uint64(n) {
-		return nil, 0, fmt.Errorf("%w: length %d, %d bytes present", errFrameCorrupt, n, len(b)-frameLenSize)
-	}
-	msgs, err := decodeFramePayload(b[frameLenSize : frameLenSize+int(n)])
-	if err != nil {
-		return nil, 0, err
-	}
-	return msgs, frameLenSize + int(n), nil
-}
-
 // decodeFramePayload checks the CRC of a frame's payload (what follows the
 // length prefix) and decodes its messages. The messages do not alias p
 // (raftpb's Unmarshal copies byte fields), so p may be reused. A heartbeat

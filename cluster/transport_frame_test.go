@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"testing"
@@ -229,4 +230,29 @@ func TestHandshakeRoundTrip(t *testing.T) {
 	if err != nil || st != helloWrongCluster || reason != "nope" {
 		t.Fatalf("readHelloReply: %d %q %v", st, reason, err)
 	}
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+// decodeFrame decodes one whole frame (length prefix included) at the start
+// of b and returns its messages and how many bytes it took. Only tests and
+// FuzzDecodeFrame use it: the transport reads a frame with readFrame and
+// decodes it with decodeFramePayload, which do the same checks.
+func decodeFrame(b []byte, maxFrame int) ([]GroupMessage, int, error) {
+	if len(b) < frameLenSize {
+		return nil, 0, fmt.Errorf("%w: %d bytes, no length", errFrameCorrupt, len(b))
+	}
+	n := binary.BigEndian.Uint32(b)
+	if err := checkFrameLen(n, maxFrame); err != nil {
+		return nil, 0, err
+	}
+	if uint64(len(b)-frameLenSize) < uint64(n) {
+		return nil, 0, fmt.Errorf("%w: length %d, %d bytes present", errFrameCorrupt, n, len(b)-frameLenSize)
+	}
+	msgs, err := decodeFramePayload(b[frameLenSize : frameLenSize+int(n)])
+	if err != nil {
+		return nil, 0, err
+	}
+	return msgs, frameLenSize + int(n), nil
 }

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -43,29 +42,6 @@ import (
 //   - v10: NOT_LEADER_OR_FOLLOWER carries the current leader and epoch,
 //     and the response that leader's endpoint (KIP-951)
 //   - v13: topics named by ID (KIP-516)
-
-// producePartitionKeys lists a produce request's partitions in request
-// order, topics flattened: the order partitionOrder indexes.
-func producePartitionKeys(r *request) []partitionKey {
-	req := r.kreq.(*kmsg.ProduceRequest)
-	var n int
-	for i := range req.Topics {
-		n += len(req.Topics[i].Partitions)
-	}
-	keys := make([]partitionKey, 0, n)
-	for i := range req.Topics {
-		rt := &req.Topics[i]
-		k := partitionKey{topic: rt.Topic}
-		if req.Version >= 13 {
-			k = partitionKey{topicID: rt.TopicID}
-		}
-		for j := range rt.Partitions {
-			k.partition = rt.Partitions[j].Partition
-			keys = append(keys, k)
-		}
-	}
-	return keys
-}
 
 // produceJob is one partition of a produce request.
 type produceJob struct {
@@ -195,40 +171,6 @@ func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
 		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, ep)
 	}
-}
-
-// leaderHints gathers the leaders named in NOT_LEADER_OR_FOLLOWER answers
-// of one response (KIP-951), for Produce and Fetch alike.
-type leaderHints struct{ leaders []int32 }
-
-// add returns the current leader and epoch of a partition answered with
-// code, when the code is NOT_LEADER_OR_FOLLOWER and a leader is known.
-func (h *leaderHints) add(s *Server, topic string, partition int32, code int16) (leader, epoch int32, ok bool) {
-	if code != kerr.NotLeaderForPartition.Code || topic == "" {
-		return -1, -1, false
-	}
-	leader, epoch, err := s.b.PartitionLeader(topic, partition)
-	if err != nil || leader < 0 || epoch < 0 {
-		return -1, -1, false
-	}
-	if !slices.Contains(h.leaders, leader) {
-		h.leaders = append(h.leaders, leader)
-	}
-	return leader, epoch, true
-}
-
-// endpoints lists the named leaders' addresses.
-func (h *leaderHints) endpoints(s *Server) []broker.BrokerInfo {
-	if len(h.leaders) == 0 {
-		return nil
-	}
-	var out []broker.BrokerInfo
-	for _, bi := range s.b.Brokers() {
-		if slices.Contains(h.leaders, bi.NodeID) {
-			out = append(out, bi)
-		}
-	}
-	return out
 }
 
 // startProduce queues one partition's records once the same partition's

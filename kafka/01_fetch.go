@@ -214,21 +214,6 @@ func (s *Server) addFetchLeaderHints(version int16, resp *kmsg.FetchResponse) {
 	}
 }
 
-// checkLeaderEpoch compares a client's idea of the partition's leader
-// epoch with ours (KIP-320). -1 means the client does not know.
-func (s *Server) checkLeaderEpoch(topic string, partition, clientEpoch int32) int16 {
-	if clientEpoch < 0 {
-		return 0
-	}
-	switch epoch := s.b.LeaderEpoch(topic, partition); {
-	case clientEpoch < epoch:
-		return kerr.FencedLeaderEpoch.Code
-	case clientEpoch > epoch:
-		return kerr.UnknownLeaderEpoch.Code
-	}
-	return 0
-}
-
 // recordBatchOverhead is the part of a record batch its length field does
 // not count: the base offset and the length itself.
 const recordBatchOverhead = 12

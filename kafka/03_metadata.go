@@ -44,25 +44,6 @@ import (
 //   - v10: topic IDs
 //   - v13: top-level ErrorCode
 
-// Authorized-operation bitfields for a broker without ACLs: every operation
-// that applies to the resource (kmsg.ACLOperation values as bit numbers).
-var (
-	allTopicOperations = aclBits(kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate,
-		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe,
-		kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs)
-	allClusterOperations = aclBits(kmsg.ACLOperationCreate, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe,
-		kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs,
-		kmsg.ACLOperationIdempotentWrite)
-)
-
-func aclBits(ops ...kmsg.ACLOperation) int32 {
-	var bits int32
-	for _, op := range ops {
-		bits |= 1 << op
-	}
-	return bits
-}
-
 func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)

@@ -2,9 +2,7 @@ package kafka
 
 import (
 	"context"
-	"errors"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -91,28 +89,4 @@ func failJoinGroup(kreq kmsg.Request, code int16) kmsg.Response {
 	resp := kreq.ResponseKind().(*kmsg.JoinGroupResponse)
 	resp.ErrorCode, resp.Generation = code, -1
 	return resp
-}
-
-// groupCode maps an error of a group call to its Kafka code. A call that
-// ended with its context (the client left, or the server is draining) is
-// NOT_COORDINATOR: the client finds the coordinator again and rejoins.
-func (s *Server) groupCode(err error, what string) int16 {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return kerr.NotCoordinator.Code
-	}
-	return s.codeOf(err, what)
-}
-
-func derefString(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-func stringPtrOrNil(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

@@ -28,8 +28,6 @@ import (
 //   - v5: flexible
 //   - v6: ErrorMessage, GROUP_ID_NOT_FOUND
 
-var allGroupOperations = aclBits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete)
-
 func (s *Server) handleDescribeGroups(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)

@@ -3,6 +3,24 @@
 // file per API (00_produce.go, 01_fetch.go, ...) translating kmsg requests
 // into *broker.Broker calls.
 //
+// The pieces:
+//
+//   - server.go: Server, the listener and the connection loop (reading
+//     frames, dispatching requests, writing responses in request order);
+//     budget.go, the request byte budget the readers take room in;
+//     sockqueue_*.go, how much has arrived on a socket.
+//   - request.go: decoding a request frame, running its handler, encoding
+//     the response; apis.go, the table of implemented APIs (versions,
+//     schedule, handler).
+//   - NN_name.go: one file per API, named by its key.
+//   - Shared by the API files: errors.go (broker errors to Kafka codes,
+//     groupCode for the group APIs); leadership.go (leader epoch checks,
+//     KIP-320, and leader hints, KIP-951); produce_order.go (the
+//     per-connection chain that keeps pipelined produces to a partition in
+//     order); authorized_ops.go (authorized-operation bitfields);
+//     nullable.go (nullable strings); diskspace_*.go (DescribeLogDirs).
+//   - metrics.go: the Prometheus metrics.
+//
 // THIS FILE IS THE CONTRACT package main codes against. Keep the exported
 // names and signatures; add to them rather than change them.
 package kafka

@@ -96,12 +96,6 @@ func newByteBudget(limit, maxRequest int64) *byteBudget {
 	return b
 }
 
-// acquire takes n bytes for h, waiting while they do not fit. It gives up
-// (returning ctx's error) when ctx ends.
-func (b *byteBudget) acquire(ctx context.Context, h *budgetHolder, n int64) error {
-	return b.grow(ctx, h, 0, n)
-}
-
 // grow replaces a buffer of from bytes that h holds by one of to bytes:
 // once it returns, h holds to-from more, and the from bytes count as
 // released (the old buffer is garbage once copied). It waits while the new
@@ -235,25 +229,4 @@ func (b *byteBudget) stop() {
 	b.mu.Lock()
 	b.stopped = true
 	b.mu.Unlock()
-}
-
-// inUse reports the bytes held by requests and bodies being read.
-func (b *byteBudget) inUse() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.live
-}
-
-// waiters reports the readers waiting for room.
-func (b *byteBudget) waiters() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.waiting
-}
-
-// uncollected reports released bytes not yet known to be collected.
-func (b *byteBudget) uncollected() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.uncollectedLocked()
 }

@@ -222,3 +222,33 @@ func TestBudgetReleasedAfterRequests(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Views and shorthands of the budget that only tests use: the server takes
+// bytes with grow and reads none of these.
+
+// acquire takes n bytes for h, waiting while they do not fit. It gives up
+// (returning ctx's error) when ctx ends.
+func (b *byteBudget) acquire(ctx context.Context, h *budgetHolder, n int64) error {
+	return b.grow(ctx, h, 0, n)
+}
+
+// inUse reports the bytes held by requests and bodies being read.
+func (b *byteBudget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.live
+}
+
+// waiters reports the readers waiting for room.
+func (b *byteBudget) waiters() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
+}
+
+// uncollected reports released bytes not yet known to be collected.
+func (b *byteBudget) uncollected() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.uncollectedLocked()
+}

@@ -50,3 +50,13 @@ func (s *Server) counted(code int16) int16 {
 	s.cfg.Metrics.errorCode(code)
 	return code
 }
+
+// groupCode maps an error of a group call to its Kafka code. A call that
+// ended with its context (the client left, or the server is draining) is
+// NOT_COORDINATOR: the client finds the coordinator again and rejoins.
+func (s *Server) groupCode(err error, what string) int16 {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return kerr.NotCoordinator.Code
+	}
+	return s.codeOf(err, what)
+}

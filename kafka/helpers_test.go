@@ -446,3 +446,18 @@ func (e *testEnv) waitPending() {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// handle is handleVec with the response in one frame (a Fetch response's
+// record pieces copied in), for tests that look at whole responses.
+func (s *Server) handle(ctx context.Context, r *request, log *zerolog.Logger) (frame *[]byte, closeReason string) {
+	frame, bufs, closeReason := s.handleVec(ctx, r, log)
+	if bufs != nil {
+		whole := getBuffer()
+		for _, b := range bufs {
+			*whole = append(*whole, b...)
+		}
+		putBuffer(frame)
+		frame = whole
+	}
+	return frame, closeReason
+}

@@ -110,26 +110,12 @@ func (s *Server) decodeRequest(body []byte) (*request, error) {
 	return r, nil
 }
 
-// handle answers r. It returns the encoded response frame (nil when the
+// handleVec answers r. It returns the encoded response frame (nil when the
 // request gets no response) and a reason to close the connection after
-// it, if any. A panic in a handler is logged and answered with
+// it, if any. A Fetch response comes as its frame plus the pieces to write
+// (bufs, non-nil when the records are not copied into the frame; see
+// encodeFetchResponse). A panic in a handler is logged and answered with
 // UNKNOWN_SERVER_ERROR; it never reaches the connection.
-func (s *Server) handle(ctx context.Context, r *request, log *zerolog.Logger) (frame *[]byte, closeReason string) {
-	frame, bufs, closeReason := s.handleVec(ctx, r, log)
-	if bufs != nil {
-		whole := getBuffer()
-		for _, b := range bufs {
-			*whole = append(*whole, b...)
-		}
-		putBuffer(frame)
-		frame = whole
-	}
-	return frame, closeReason
-}
-
-// handleVec is handle for the connection writer: a Fetch response comes as
-// its frame plus the pieces to write (bufs, non-nil when the records are
-// not copied into the frame; see encodeFetchResponse).
 func (s *Server) handleVec(ctx context.Context, r *request, log *zerolog.Logger) (frame *[]byte, bufs net.Buffers, closeReason string) {
 	var resp kmsg.Response
 	switch {

@@ -1,6 +1,7 @@
 package cluster
 
-// A group: one RawNode and the state the engine keeps around it.
+// A raft group (RaftGroup): one RawNode and the state the engine keeps
+// around it.
 //
 // Proposals. Propose checks (lock-free) that this node leads the group, then
 // appends the proposal to the group's pending list under the group's small
@@ -47,8 +48,8 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 )
 
-// Group is one raft group on this node.
-type Group struct {
+// RaftGroup is one raft group on this node.
+type RaftGroup struct {
 	e   *Engine
 	id  GroupID
 	st  GroupStorage
@@ -131,7 +132,7 @@ func (p *proposal) finish(index uint64, err error) {
 // SetConfState. join is ignored when the storage already has a ConfState.
 // With no ConfState and no join the group waits to be contacted by a
 // leader (a replica being added).
-func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*Group, error) {
+func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []uint64) (*RaftGroup, error) {
 	// The engine's lock (which Step needs) is not held across storage
 	// calls; the checks are repeated when the group is inserted.
 	if err := e.canAdd(id); err != nil {
@@ -168,7 +169,7 @@ func (e *Engine) AddGroup(id GroupID, st GroupStorage, sm StateMachine, join []u
 		lo := first - 1
 		applied = min(max(ai.AppliedIndex(), lo), max(hs.Commit, lo))
 	}
-	g := &Group{
+	g := &RaftGroup{
 		e:    e,
 		id:   id,
 		st:   st,
@@ -244,7 +245,7 @@ func (e *Engine) canAddLocked(id GroupID) error {
 }
 
 // ID is the group's id.
-func (g *Group) ID() GroupID { return g.id }
+func (g *RaftGroup) ID() GroupID { return g.id }
 
 // Propose replicates data (raft entry Data; for a partition group the
 // encoding of entry.go) and returns its raft index once it is committed and
@@ -253,7 +254,7 @@ func (g *Group) ID() GroupID { return g.id }
 // it; ErrStopped / ErrUnknownGroup once the engine stops or the group is
 // removed; ctx's error if ctx ends first (the entry may still commit).
 // data must not be modified afterwards.
-func (g *Group) Propose(ctx context.Context, data []byte) (uint64, error) {
+func (g *RaftGroup) Propose(ctx context.Context, data []byte) (uint64, error) {
 	p, err := g.submit(ctx, &proposal{data: data})
 	if err != nil {
 		return 0, err
@@ -264,7 +265,7 @@ func (g *Group) Propose(ctx context.Context, data []byte) (uint64, error) {
 // ProposeConfChange proposes a membership change and returns once it is
 // committed and applied locally. ErrProposalFailed if raft refused it
 // (another conf change still pending, not in or already in a joint state).
-func (g *Group) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeV2) error {
+func (g *RaftGroup) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeV2) error {
 	p, err := g.submit(ctx, &proposal{cc: cc, conf: true})
 	if err != nil {
 		return err
@@ -273,7 +274,7 @@ func (g *Group) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeV2) e
 	return err
 }
 
-func (g *Group) submit(ctx context.Context, p *proposal) (*proposal, error) {
+func (g *RaftGroup) submit(ctx context.Context, p *proposal) (*proposal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -303,7 +304,7 @@ func (g *Group) submit(ctx context.Context, p *proposal) (*proposal, error) {
 	return p, nil
 }
 
-func (g *Group) wait(ctx context.Context, p *proposal) (uint64, error) {
+func (g *RaftGroup) wait(ctx context.Context, p *proposal) (uint64, error) {
 	select {
 	case <-p.done:
 		return p.index, p.err
@@ -314,7 +315,7 @@ func (g *Group) wait(ctx context.Context, p *proposal) (uint64, error) {
 
 // Status is the group's state as this node sees it (updated after every
 // worker pass).
-func (g *Group) Status() GroupStatus {
+func (g *RaftGroup) Status() GroupStatus {
 	g.statusMu.Lock()
 	s := g.status
 	g.statusMu.Unlock()
@@ -325,16 +326,16 @@ func (g *Group) Status() GroupStatus {
 
 // TransferLeadership asks the leader to hand leadership to `to` (a no-op on
 // a follower). Proposals during the transfer fail with ErrNotLeader.
-func (g *Group) TransferLeadership(to uint64) {
+func (g *RaftGroup) TransferLeadership(to uint64) {
 	g.request(func() { g.transferTo = to })
 }
 
 // Campaign makes this node start an election for the group now.
-func (g *Group) Campaign() {
+func (g *RaftGroup) Campaign() {
 	g.request(func() { g.campaign = true })
 }
 
-func (g *Group) request(set func()) {
+func (g *RaftGroup) request(set func()) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -351,7 +352,7 @@ func (g *Group) request(set func()) {
 
 // requestWake asks the worker to unquiesce the group; true if the caller
 // must push it on the queue.
-func (g *Group) requestWake() bool {
+func (g *RaftGroup) requestWake() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -365,7 +366,7 @@ func (g *Group) requestWake() bool {
 
 // enqueueMsg queues an incoming message; ok false if dropped, sched true if
 // the caller must push the group on the queue.
-func (g *Group) enqueueMsg(m raftpb.Message) (ok, sched bool) {
+func (g *RaftGroup) enqueueMsg(m raftpb.Message) (ok, sched bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed || len(g.inbox) >= maxInbox {
@@ -378,7 +379,7 @@ func (g *Group) enqueueMsg(m raftpb.Message) (ok, sched bool) {
 }
 
 // markTick records a due tick; true if the caller must push the group.
-func (g *Group) markTick() bool {
+func (g *RaftGroup) markTick() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -391,7 +392,7 @@ func (g *Group) markTick() bool {
 }
 
 // process is one worker pass over the group.
-func (g *Group) process() {
+func (g *RaftGroup) process() {
 	g.mu.Lock()
 	if g.finalized {
 		g.mu.Unlock()
@@ -456,7 +457,7 @@ func (g *Group) process() {
 //     Match means the follower lost entries: leadership is handed to an
 //     up-to-date voter, whose fresh progress finds the follower's real log
 //     end and sends it the rest.
-func (g *Group) lostEntries(m *raftpb.Message) {
+func (g *RaftGroup) lostEntries(m *raftpb.Message) {
 	switch {
 	case m.Type == raftpb.MsgHeartbeat && m.Commit > g.lastIndex:
 		m.Commit = g.lastIndex
@@ -486,7 +487,7 @@ func (g *Group) lostEntries(m *raftpb.Message) {
 
 // drive does the raft work of one pass; it reports whether the group has
 // more to do right away.
-func (g *Group) drive(inbox []raftpb.Message, props []*proposal, ticks int, campaign bool, transfer uint64, wake bool) bool {
+func (g *RaftGroup) drive(inbox []raftpb.Message, props []*proposal, ticks int, campaign bool, transfer uint64, wake bool) bool {
 	if wake || campaign || transfer != 0 || len(props) > 0 {
 		g.unquiesce()
 	}
@@ -566,7 +567,7 @@ func (g *Group) drive(inbox []raftpb.Message, props []*proposal, ticks int, camp
 }
 
 // proposeHeld moves the held proposals into raft, in order.
-func (g *Group) proposeHeld() {
+func (g *RaftGroup) proposeHeld() {
 	bs := g.rn.BasicStatus()
 	if bs.RaftState != raft.StateLeader {
 		g.failList(&g.held, ErrNotLeader)
@@ -617,7 +618,7 @@ func (g *Group) proposeHeld() {
 }
 
 // handleReady handles one Ready per raft's contract.
-func (g *Group) handleReady() error {
+func (g *RaftGroup) handleReady() error {
 	rd := g.rn.Ready()
 	g.e.readies.Add(1)
 
@@ -708,7 +709,7 @@ func (g *Group) handleReady() error {
 
 // assignAccepted gives the proposals moved into raft before this Ready their
 // (index, term): they are the last len(accepted) entries of the Ready.
-func (g *Group) assignAccepted(ents []raftpb.Entry) {
+func (g *RaftGroup) assignAccepted(ents []raftpb.Entry) {
 	k := len(g.accepted)
 	if k == 0 {
 		return
@@ -739,7 +740,7 @@ func (g *Group) assignAccepted(ents []raftpb.Entry) {
 
 // send passes the Ready's messages to the transport, one Send per
 // destination, in order.
-func (g *Group) send(msgs []raftpb.Message) {
+func (g *RaftGroup) send(msgs []raftpb.Message) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -778,7 +779,7 @@ func (g *Group) send(msgs []raftpb.Message) {
 // apply applies committed entries: conf changes to raft and the storage's
 // ConfState first, then every entry to the state machine in one call, then
 // resolves the waiters up to the last one.
-func (g *Group) apply(ents []raftpb.Entry) error {
+func (g *RaftGroup) apply(ents []raftpb.Entry) error {
 	for i := range ents {
 		e := &ents[i]
 		var cc raftpb.ConfChangeI
@@ -816,7 +817,7 @@ func (g *Group) apply(ents []raftpb.Entry) error {
 }
 
 // resolve finishes the waiters whose index is in ents.
-func (g *Group) resolve(ents []raftpb.Entry, aerr error) {
+func (g *RaftGroup) resolve(ents []raftpb.Entry, aerr error) {
 	first, last := ents[0].Index, ents[len(ents)-1].Index
 	n := 0
 	for ; n < len(g.waiters) && g.waiters[n].index <= last; n++ {
@@ -848,7 +849,7 @@ func (g *Group) resolve(ents []raftpb.Entry, aerr error) {
 	}
 }
 
-func (g *Group) failOlderTerms() {
+func (g *RaftGroup) failOlderTerms() {
 	j := 0
 	for _, w := range g.waiters {
 		if w.term != g.term {
@@ -862,7 +863,7 @@ func (g *Group) failOlderTerms() {
 	g.waiters = g.waiters[:j]
 }
 
-func (g *Group) failList(l *[]*proposal, err error) {
+func (g *RaftGroup) failList(l *[]*proposal, err error) {
 	for _, p := range *l {
 		p.finish(0, err)
 	}
@@ -870,7 +871,7 @@ func (g *Group) failList(l *[]*proposal, err error) {
 	*l = (*l)[:0]
 }
 
-func (g *Group) setConf(cs raftpb.ConfState) {
+func (g *RaftGroup) setConf(cs raftpb.ConfState) {
 	g.voters = slices.Clone(cs.Voters)
 	slices.Sort(g.voters)
 	g.learners = slices.Clone(cs.Learners)
@@ -879,7 +880,7 @@ func (g *Group) setConf(cs raftpb.ConfState) {
 
 // afterTick counts idle ticks on a leader and quiesces the group after
 // quiesceAfterTicks of them.
-func (g *Group) afterTick() {
+func (g *RaftGroup) afterTick() {
 	if g.activity {
 		g.activity = false
 		g.idleTicks = 0
@@ -912,7 +913,7 @@ func (g *Group) afterTick() {
 
 // leaderCanQuiesce: this node leads, nothing is in flight, and every peer
 // not known to be down has everything. Fills g.peers with the peers.
-func (g *Group) leaderCanQuiesce() bool {
+func (g *RaftGroup) leaderCanQuiesce() bool {
 	bs := g.rn.BasicStatus()
 	if bs.RaftState != raft.StateLeader || bs.LeadTransferee != 0 {
 		return false
@@ -942,7 +943,7 @@ func (g *Group) leaderCanQuiesce() bool {
 
 // followerQuiesce honours a leader's quiesce signal if this node is exactly
 // caught up with that leader.
-func (g *Group) followerQuiesce(m *raftpb.Message) {
+func (g *RaftGroup) followerQuiesce(m *raftpb.Message) {
 	if g.quiesced {
 		return
 	}
@@ -956,20 +957,20 @@ func (g *Group) followerQuiesce(m *raftpb.Message) {
 	g.setQuiesced(true)
 }
 
-func (g *Group) unquiesce() {
+func (g *RaftGroup) unquiesce() {
 	if g.quiesced {
 		g.setQuiesced(false)
 	}
 }
 
-func (g *Group) setQuiesced(q bool) {
+func (g *RaftGroup) setQuiesced(q bool) {
 	g.quiesced = q
 	g.idleTicks = 0
 	g.quiescedA.Store(q)
 	g.e.setActive(g, !q)
 }
 
-func (g *Group) updateStatus() {
+func (g *RaftGroup) updateStatus() {
 	bs := g.rn.BasicStatus()
 	g.statusMu.Lock()
 	g.status = GroupStatus{
@@ -989,7 +990,7 @@ func (g *Group) updateStatus() {
 
 // fail stops the group after a storage or apply error: raft's state can no
 // longer be trusted, so the group is finalized with the error.
-func (g *Group) fail(err error) {
+func (g *RaftGroup) fail(err error) {
 	g.log.Error().Err(err).Msg("raft group failed; it is stopped")
 	g.failed = fmt.Errorf("cluster: group %d: %w", g.id, err)
 	g.finalize(g.failed)
@@ -998,7 +999,7 @@ func (g *Group) fail(err error) {
 // finalize closes the group to new work and fails everything pending with
 // err. Called by the worker holding the group, or by Stop after the workers
 // are gone; idempotent.
-func (g *Group) finalize(err error) {
+func (g *RaftGroup) finalize(err error) {
 	g.mu.Lock()
 	if g.finalized {
 		g.mu.Unlock()
