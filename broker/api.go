@@ -3,6 +3,17 @@
 // metadata log. It knows nothing about the wire protocol; package kafka
 // translates kmsg requests into calls on *Broker.
 //
+// One code path serves both modes. Every durable log sits behind the
+// replicated-log seam (replica.go): a partition appends, moves its log
+// start and learns its high watermark and leader through a Replica; the
+// metadata log commits records through a Controller whose committed records
+// are applied in one place (ApplyMeta); the group coordinator follows the
+// leaders of __consumer_offsets. Open chooses the implementations once:
+// with Config.Replication nil, standalone ones (standalone.go: a partition
+// log replicated to no one; meta_local.go: the local metadata log), else
+// the raft groups of package cluster. Past Open, broker code does not ask
+// which mode it runs in.
+//
 // Errors returned by *Broker wrap a *kerr.Error (github.com/twmb/franz-go/pkg/kerr)
 // whenever a Kafka error code applies, e.g.
 //

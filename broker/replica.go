@@ -16,11 +16,12 @@ import (
 // nil runs standalone). Package cluster implements it; broker never imports
 // cluster (DESIGN.md, "Layout").
 //
-// Standalone, a partition appends to its wal.Log itself and "committed"
-// means written and synced per the fsync policy. With Replication, a
-// partition's log is the raft log of the partition's group: the replica
-// writes it (raft index == WAL index), the partition only proposes, and the
-// high watermark follows the raft commit index.
+// A partition always goes through a Replica. Standalone it is a
+// standaloneReplica (standalone.go): Replicate appends to the partition's
+// wal.Log, and "committed" means written and synced per the fsync policy.
+// With Replication, a partition's log is the raft log of the partition's
+// group: the replica writes it (raft index == WAL index), the partition only
+// proposes, and the high watermark follows the raft commit index.
 type Replication interface {
 	// Replica makes a partition's open log the storage of its raft group
 	// and returns the group's handle. Events for the partition arrive on
