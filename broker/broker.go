@@ -269,30 +269,15 @@ func (b *Broker) openTopics() {
 			}
 		}
 	}
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for range min(len(jobs), 8) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
-					return
-				}
-				j := jobs[i]
-				p := b.openOrFault(j.t, j.idx)
-				// Under mu: in cluster mode the coordinator may look at
-				// the topic (published above) while partitions open.
-				b.mu.Lock()
-				j.t.partitions[j.idx] = p
-				b.mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(len(jobs), func(i int) {
+		j := jobs[i]
+		p := b.openOrFault(j.t, j.idx)
+		// Under mu: in cluster mode the coordinator may look at the topic
+		// (published above) while partitions open.
+		b.mu.Lock()
+		j.t.partitions[j.idx] = p
+		b.mu.Unlock()
+	})
 }
 
 func (b *Broker) newTopic(tm *topicMeta) *topic {

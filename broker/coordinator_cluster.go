@@ -3,8 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -109,20 +107,9 @@ func (c *groupCoordinator) attach(t *topic) {
 	}
 	c.parts.Store(&gps)
 	start := time.Now()
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for range min(len(gps), 4) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(len(gps)); i = next.Add(1) - 1 {
-				gps[i].followLeader() // one waiting for its high watermark: the worker retries
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(len(gps), func(i int) {
+		gps[i].followLeader() // one waiting for its high watermark: the worker retries
+	})
 	for _, gp := range gps {
 		if gp.p != nil {
 			gp.follow.Store(true) // events before now may have found no partition
