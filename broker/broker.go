@@ -314,8 +314,7 @@ func (b *Broker) openOrFault(t *topic, idx int32) *partition {
 }
 
 func (b *Broker) newPartition(t *topic, idx int32) *partition {
-	dir := filepath.Join(b.topicDir(t.id), strconv.Itoa(int(idx)))
-	p := &partition{b: b, topic: t, index: idx, dir: dir}
+	p := &partition{b: b, topic: t, index: idx, dir: b.partitionDir(t.id, idx)}
 	p.replica.self = b.cfg.NodeID
 	p.replica.leader.Store(-1) // until its replica says
 	return p

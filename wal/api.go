@@ -149,4 +149,9 @@ type SegmentInfo struct {
 //	(*Log).DurableIndex() uint64                         // last index durable per the fsync policy
 //	(*Log).Repairs() []Repair
 //	(*Log).Dir() string
-//	(*Log).Close() error                                 // syncs; idempotent-safe (second call returns ErrClosed)
+//	(*Log).Close() error                                 // syncs, leaves the clean-shutdown marker; second call returns ErrClosed
+//	(*Log).Retain(r Retention) (dropped int, err error) // the one retention rule (retention.go)
+//	(*Log).Recover() error                               // reopen a log a failed write left unusable, in place (damage.go)
+//	(*Log).Failed() error                                // why the log is unusable, nil if it is not
+//	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
+//	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
