@@ -943,13 +943,19 @@ func TestClusterOffsetForLeaderEpoch(t *testing.T) {
 // replayEvents records what a replica reports.
 type replayEvents struct {
 	leader   atomic.Int32
+	epoch    atomic.Int32
 	hw       atomic.Int64
 	logStart atomic.Int64
 }
 
-func (e *replayEvents) Committed(hw int64)                { e.hw.Store(hw) }
-func (e *replayEvents) LeaderChanged(leader, epoch int32) { e.leader.Store(leader) }
-func (e *replayEvents) LogStartMoved(offset int64)        { e.logStart.Store(offset) }
+func (e *replayEvents) Committed(hw int64) { e.hw.Store(hw) }
+func (e *replayEvents) LeaderChanged(leader, epoch int32) {
+	e.epoch.Store(epoch)
+	e.leader.Store(leader)
+}
+func (e *replayEvents) LogStartMoved(offset int64) { e.logStart.Store(offset) }
+func (e *replayEvents) Appended([]wal.Entry)       {}
+func (e *replayEvents) Truncated(int64)            {}
 
 // TestClusterLogStartReapplied: a log start move the partition's state
 // file does not cover yet (a crash between the apply and the next state
@@ -991,7 +997,10 @@ func TestClusterLogStartReapplied(t *testing.T) {
 	defer cancel()
 	for i := range int64(3) {
 		b := encodeBatch(t, kgo.Record{Value: []byte("v")})
-		if _, err := rep.Replicate(ctx, []wal.Entry{{Kind: wal.KindData, BaseOffset: i, MaxTimestamp: -1, Payload: b}}, true); err != nil {
+		// Numbered as the leader's partition numbers it: its offset, the
+		// leader's epoch.
+		e := wal.Entry{Kind: wal.KindData, Term: uint64(ev.epoch.Load()), BaseOffset: i, MaxTimestamp: -1, Payload: b}
+		if _, err := rep.Replicate(ctx, []wal.Entry{e}, true); err != nil {
 			t.Fatal(err)
 		}
 	}

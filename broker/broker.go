@@ -351,10 +351,12 @@ func (p *partition) open() error {
 	}
 	end := log.NextOffset()
 	lso := min(max(snap.LogStartOffset, log.StartOffset()), end)
-	if err := p.recoverProducers(snap); err != nil {
+	p.logMu.Lock()
+	err = p.recoverProducersLocked(snap)
+	p.logMu.Unlock()
+	if err != nil {
 		return fail(err)
 	}
-	p.nextOffset = end
 	// The log end is committed when the replica says so.
 	p.highWatermark.Store(lso)
 	p.logStartOffset.Store(lso)
@@ -367,6 +369,13 @@ func (p *partition) open() error {
 		return fail(fmt.Errorf("open partition %s-%d: replica: %w", t.name, idx, err))
 	}
 	p.replica.r.Store(&repl)
+	if log.NextOffset() != end {
+		// Opening the replica moved the log's end (a raft snapshot
+		// install finished): the view follows.
+		p.logMu.Lock()
+		p.rebuildViewLocked()
+		p.logMu.Unlock()
+	}
 	return nil
 }
 

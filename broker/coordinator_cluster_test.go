@@ -104,9 +104,7 @@ func TestClusteredCoordinatorFollowsLeader(t *testing.T) {
 	batch := encodeGroupBatch([]groupLogRecord{{key: rec.Key, value: rec.Value}}, now)
 	next := rep.log.NextOffset()
 	assignOffset(batch, next, 2)
-	if _, err := rep.log.Append(wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: next, MaxTimestamp: now, Payload: batch}); err != nil {
-		t.Fatal(err)
-	}
+	rep.follow(t, wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: next, MaxTimestamp: now, Payload: batch})
 
 	// Back to this node at epoch 3: until the high watermark covers the
 	// log end the partition does not serve (it would miss offset 20).

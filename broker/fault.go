@@ -111,8 +111,8 @@ func (p *partition) storageFailed(err error) error {
 // appendFailed records a failed append (Replicate's error): storage
 // errors are counted and logged (at most every writeErrorLogEvery), and a
 // log that could not be reopened faults the partition. It returns the
-// error to answer. The log, not the failed attempt, decides the next
-// offsets: the caller sets resync.
+// error to answer. The log's view, which the replica keeps, decides the
+// next offsets, not the failed attempt.
 func (p *partition) appendFailed(err error) error {
 	if !errors.Is(err, kerr.KafkaStorageError) {
 		return err // not a storage error: NOT_LEADER, a timeout, ...
@@ -191,9 +191,8 @@ func (p *partition) retry(f *fault) {
 	if p.log == nil {
 		err = p.open()
 	} else if err = p.log.Recover(); err == nil {
-		// Offsets and producer states from the log before the next
-		// append: Recover may have cut what was not durable.
-		p.replica.resync.Store(true)
+		// Recover may have cut what was not durable: the view follows.
+		p.Truncated(p.log.NextOffset())
 	}
 	if err != nil {
 		if errors.Is(err, wal.ErrCorrupt) {

@@ -48,15 +48,22 @@ type partition struct {
 	qmu   sync.Mutex
 	queue []*produceReq
 
-	appendMu   sync.Mutex // held by the appending group leader; guards the fields below
-	closed     bool
-	deleted    bool
+	appendMu sync.Mutex // held by the appending group leader; guards the fields below
+	closed   bool
+	deleted  bool
+	spare    []*produceReq     // the other queue buffer
+	pending  []pendingProducer // scratch: producer states of the group
+	entries  []wal.Entry       // scratch: the group's wal entries
+
+	// logMu guards the partition's view of its log: the log end and the
+	// producer states of the batches in it. The view follows what the
+	// log's only writer, the replica, reports (Appended, Truncated), on
+	// the leader and on followers alike; an append reads it under
+	// appendMu and never changes it. Lock order: appendMu, logMu, stateMu.
+	logMu      sync.Mutex
 	nextOffset int64
 	producers  producerStates
-	spare      []*produceReq     // the other queue buffer
-	pending    []pendingProducer // scratch: producer states of the group
-	entries    []wal.Entry       // scratch: the group's wal entries
-	dirty      bool              // appended or changed since the last snapshot
+	dirty      bool // changed since the last snapshot
 
 	stateMu sync.Mutex // orders writes of the state file
 }
@@ -127,13 +134,8 @@ func (p *partition) appendGroup(group []*produceReq) {
 		}
 		return
 	}
-	err := error(nil)
 	if !p.leads() {
-		err = p.notLeader()
-	} else if err = p.resyncLocked(); err != nil {
-		err = fmt.Errorf("%s-%d: recover producer state: %w: %w", p.topic.name, p.index, kerr.NotLeaderForPartition, err)
-	}
-	if err != nil {
+		err := p.notLeader()
 		for _, r := range group {
 			r.err = err
 		}
@@ -142,6 +144,11 @@ func (p *partition) appendGroup(group []*produceReq) {
 
 	tc := p.topic.config()
 	now := time.Now().UnixMilli()
+	epoch := p.replica.epoch.Load()
+	// The offsets and sequence checks read the log's view; the replica
+	// updates it when the entries are in the log (Appended), so it is
+	// not held while they are written.
+	p.logMu.Lock()
 	next := p.nextOffset
 	p.pending = p.pending[:0]
 	p.entries = p.entries[:0]
@@ -183,13 +190,14 @@ func (p *partition) appendGroup(group []*produceReq) {
 				p.pending = append(p.pending, pendingProducer{id: h.producerID, st: st})
 			}
 			b := r.buf[h.start : h.start+h.size]
-			assignOffset(b, next, p.replica.epoch.Load())
+			assignOffset(b, next, epoch)
 			if tc.logAppendTime {
 				stampLogAppendTime(b, now)
 				r.res.LogAppendTime = now
 			}
 			p.entries = append(p.entries, wal.Entry{
 				Kind:            wal.KindData,
+				Term:            uint64(epoch),
 				BaseOffset:      next,
 				LastOffsetDelta: h.lastOffsetDelta,
 				MaxTimestamp:    maxTimestamp,
@@ -205,6 +213,7 @@ func (p *partition) appendGroup(group []*produceReq) {
 		written = true
 		quorum = quorum || r.acks == -1
 	}
+	p.logMu.Unlock()
 	if written {
 		// One acks=all request makes the whole group wait for the
 		// commit; acks=1 alone returns once the leader's log has it.
@@ -212,10 +221,9 @@ func (p *partition) appendGroup(group []*produceReq) {
 		clear(p.entries) // do not keep request buffers alive
 		if err != nil {
 			// The entries may still commit (under a new leader), or a
-			// failed write left the log reopened without them: the log,
-			// not this attempt, decides the next offsets and producer
-			// states (resync before the next append).
-			p.replica.resync.Store(true)
+			// failed write left the log reopened without them: the log's
+			// view, which the replica keeps, decides the next offsets and
+			// producer states, not this attempt.
 			err = p.appendFailed(err)
 			for _, r := range group {
 				if r.err == nil && !r.done {
@@ -224,11 +232,6 @@ func (p *partition) appendGroup(group []*produceReq) {
 			}
 			return
 		}
-		for _, pp := range p.pending {
-			p.producers[pp.id] = pp.st
-		}
-		p.nextOffset = next
-		p.dirty = true
 		if quorum {
 			p.Committed(next)
 		} // else the replica reports the commit (Committed) when it happens
@@ -612,9 +615,11 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 	if start := p.log.StartOffset(); start > p.logStartOffset.Load() {
 		p.raiseLogStart(min(start, p.highWatermark.Load()))
 	}
+	p.logMu.Lock()
 	if p.producers.expire(now-producerIDExpirationMs) > 0 {
 		p.dirty = true
 	}
+	p.logMu.Unlock()
 	return dropped, nil
 }
 
@@ -634,9 +639,18 @@ type partitionSnapshot struct {
 
 const partitionSnapshotVersion = 1
 
-// saveStateLocked snapshots the state under appendMu, releases appendMu,
+// saveStateLocked snapshots the state (appendMu held), releases appendMu,
 // and writes the file in order with other snapshots.
 func (p *partition) saveStateLocked() error {
+	p.logMu.Lock()
+	p.appendMu.Unlock()
+	return p.writeStateViewLocked()
+}
+
+// writeStateViewLocked encodes the state (logMu held), releases logMu and
+// writes the file; stateMu, taken before logMu is released, keeps the
+// writes in the order of their views.
+func (p *partition) writeStateViewLocked() error {
 	p.lsoMoved.Store(false) // before the load: a later move sets it again
 	var applied uint64
 	if r := p.repl(); r != nil {
@@ -652,7 +666,7 @@ func (p *partition) saveStateLocked() error {
 	data, err := encodeSnapshot(snap)
 	p.dirty = false
 	p.stateMu.Lock()
-	p.appendMu.Unlock()
+	p.logMu.Unlock()
 	defer p.stateMu.Unlock()
 	if err != nil {
 		return err
@@ -666,7 +680,14 @@ func (p *partition) saveStateLocked() error {
 // snapshotIfDirty writes the state file if anything changed since the last.
 func (p *partition) snapshotIfDirty() error {
 	p.appendMu.Lock()
-	if p.closed || p.log == nil || (!p.dirty && !p.lsoMoved.Load()) {
+	if p.closed || p.log == nil {
+		p.appendMu.Unlock()
+		return nil
+	}
+	p.logMu.Lock()
+	dirty := p.dirty
+	p.logMu.Unlock()
+	if !dirty && !p.lsoMoved.Load() {
 		p.appendMu.Unlock()
 		return nil
 	}
@@ -675,48 +696,45 @@ func (p *partition) snapshotIfDirty() error {
 
 func (p *partition) statePath() string { return p.dir + ".state" }
 
-// recoverProducers rebuilds producer state: the snapshot's, then every
-// batch header after it still in the log. A snapshot that claims more than
-// the log holds (the tail was cut after it was written) is ignored and the
-// whole log is scanned.
-func (p *partition) recoverProducers(snap partitionSnapshot) error {
+// recoverProducersLocked builds the log's view: the log end, and the
+// producer states of the snapshot plus every batch header after it still
+// in the log. A snapshot that claims more than the log holds (the tail was
+// cut after it was written) is ignored and the whole log is scanned. The
+// replica may append meanwhile: the view ends at the log end read first,
+// and Appended adds the rest. logMu held.
+func (p *partition) recoverProducersLocked(snap partitionSnapshot) error {
+	end := p.log.NextOffset()
 	from := p.log.StartOffset()
-	p.producers = make(producerStates)
-	if snap.NextOffset <= p.log.NextOffset() {
+	producers := make(producerStates)
+	if snap.NextOffset <= end {
 		for id, st := range snap.Producers {
-			p.producers[id] = st
+			producers[id] = st
 		}
 		from = max(from, snap.NextOffset)
 	}
-	if from >= p.log.NextOffset() {
-		return nil
-	}
-	idx, err := p.log.FindOffset(from)
-	if err != nil {
-		return fmt.Errorf("recover producers of %s-%d: %w", p.topic.name, p.index, err)
-	}
-	for ; idx <= p.log.LastIndex(); idx++ {
-		e, err := p.log.Read(idx)
+	if from < end {
+		idx, err := p.log.FindOffset(from)
 		if err != nil {
-			return fmt.Errorf("recover producers of %s-%d at index %d: %w", p.topic.name, p.index, idx, err)
+			return fmt.Errorf("recover producers of %s-%d: %w", p.topic.name, p.index, err)
 		}
-		if e.Kind != wal.KindData || len(e.Payload) < batchHeaderSize || e.BaseOffset < from {
-			continue
+		for ; idx <= p.log.LastIndex(); idx++ {
+			e, err := p.log.Read(idx)
+			if err != nil {
+				return fmt.Errorf("recover producers of %s-%d at index %d: %w", p.topic.name, p.index, idx, err)
+			}
+			if !e.Kind.HasRecords() || e.BaseOffset < from {
+				continue
+			}
+			if e.BaseOffset >= end {
+				break
+			}
+			if e.Kind == wal.KindData {
+				producers.applyEntry(&e)
+			}
 		}
-		h := readBatchHeader(e.Payload)
-		if !h.idempotent() {
-			continue
-		}
-		st := p.producers[h.producerID]
-		st.push(h.producerEpoch, cachedBatch{
-			FirstSeq:        h.baseSequence,
-			LastSeq:         h.lastSequence(),
-			BaseOffset:      e.BaseOffset,
-			LastOffsetDelta: h.lastOffsetDelta,
-		}, e.MaxTimestamp)
-		p.producers[h.producerID] = st
 		p.dirty = true
 	}
+	p.producers, p.nextOffset = producers, end
 	return nil
 }
 
@@ -724,6 +742,8 @@ func (p *partition) recoverProducers(snap partitionSnapshot) error {
 // missing state file also means: nothing to save (most __consumer_offsets
 // partitions, every Close). Caller holds appendMu.
 func (p *partition) neverWritten() bool {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
 	return !p.dirty && p.nextOffset == 0 && p.logStartOffset.Load() == 0 && len(p.producers) == 0
 }
 

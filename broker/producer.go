@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // Idempotent producer state, per partition, written like Kafka's
@@ -139,6 +142,31 @@ func (m producerStates) expire(cutoff int64) (dropped int) {
 		}
 	}
 	return dropped
+}
+
+// applyEntry adds the idempotent batches of a stored data entry (in log
+// order, offsets assigned) to their producers' states.
+func (m producerStates) applyEntry(e *wal.Entry) {
+	base := e.BaseOffset
+	for pos := 0; pos+batchHeaderSize <= len(e.Payload); {
+		h := readBatchHeader(e.Payload[pos:])
+		if h.idempotent() {
+			st := m[h.producerID]
+			st.push(h.producerEpoch, cachedBatch{
+				FirstSeq:        h.baseSequence,
+				LastSeq:         h.lastSequence(),
+				BaseOffset:      base,
+				LastOffsetDelta: h.lastOffsetDelta,
+			}, e.MaxTimestamp)
+			m[h.producerID] = st
+		}
+		n := int(int32(binary.BigEndian.Uint32(e.Payload[pos+offBatchLength:]))) + logOverhead
+		if n <= logOverhead || h.lastOffsetDelta < 0 {
+			return
+		}
+		base += int64(h.lastOffsetDelta) + 1
+		pos += n
+	}
 }
 
 // pendingProducer is a producer state updated by a batch that is about to be

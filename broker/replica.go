@@ -141,6 +141,19 @@ type ReplicaEvents interface {
 	// LogStartMoved reports a committed log start move (MoveLogStart on
 	// the leader), after Committed covered the records before it.
 	LogStartMoved(offset int64)
+	// Appended reports entries the replica wrote to the partition's log,
+	// in log order, once they are in it: this node's own as leader and
+	// the leader's as follower. The replica is the log's only writer;
+	// the partition's log end and producer states follow these reports,
+	// so a follower that becomes leader already has them. Entries below
+	// the log end already reported are reported again harmlessly.
+	Appended(entries []wal.Entry)
+	// Truncated reports that the log lost its entries from nextOffset on
+	// (a deposed leader's uncommitted suffix replaced, a snapshot
+	// installed, a failed write cut): the partition takes its log end
+	// and producer states from the log again. The log is already in its
+	// new state.
+	Truncated(nextOffset int64)
 }
 
 // ReplicateTimeout bounds one Replicate or MoveLogStart that waits for
@@ -159,10 +172,6 @@ type replicaState struct {
 	self   int32
 	leader atomic.Int32
 	epoch  atomic.Int32
-	// resync is set when this node becomes leader: the next append first
-	// takes the log end and the producer states from the log, which the
-	// replication layer wrote while this node followed.
-	resync atomic.Bool
 }
 
 // leads reports whether this node may append to and serve the partition.
@@ -219,36 +228,67 @@ func (p *partition) raiseLogStart(offset int64) {
 // LeaderChanged implements ReplicaEvents.
 func (p *partition) LeaderChanged(leader, epoch int32) {
 	p.replica.epoch.Store(epoch)
-	prev := p.replica.leader.Swap(leader)
-	if leader == p.replica.self && prev != leader {
-		p.replica.resync.Store(true)
-	}
+	p.replica.leader.Store(leader)
 	p.b.appendSignal.notify() // long polls on a follower return NOT_LEADER
 	p.b.groupLeaderChanged(p) // __consumer_offsets: the coordinator follows
 }
 
-// resyncLocked takes the log end and producer states from the log after
-// this node became leader. Caller holds appendMu.
-func (p *partition) resyncLocked() error {
-	if !p.replica.resync.CompareAndSwap(true, false) {
-		return nil
+// Appended implements ReplicaEvents: the log's view follows its writer.
+func (p *partition) Appended(entries []wal.Entry) {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	for i := range entries {
+		e := &entries[i]
+		if !e.Kind.HasRecords() || e.BaseOffset < p.nextOffset {
+			continue
+		}
+		if e.Kind == wal.KindData {
+			p.producers.applyEntry(e)
+		}
+		p.nextOffset = e.LastOffset() + 1
+		p.dirty = true
 	}
-	snap, err := loadSnapshot(p.statePath())
-	if err != nil {
-		snap = partitionSnapshot{}
-	}
-	if err := p.recoverProducers(snap); err != nil {
-		p.replica.resync.Store(true)
-		return err
-	}
-	p.nextOffset = p.log.NextOffset()
+}
+
+// Truncated implements ReplicaEvents: the view is rebuilt from the state
+// file and the log. Rare (a deposed leader's uncommitted suffix, a failed
+// write, a snapshot install), so it may read the log.
+func (p *partition) Truncated(nextOffset int64) {
+	p.logMu.Lock()
+	p.rebuildViewLocked()
 	// A leader's log holds every committed entry, so the high watermark
 	// is never past it; after a failed write was cut (fsync interval) it
 	// may have been.
 	if hw := p.highWatermark.Load(); hw > p.nextOffset {
 		p.highWatermark.CompareAndSwap(hw, p.nextOffset)
 	}
-	return nil
+	if p.replica.ctx == nil || p.replica.ctx.Err() != nil {
+		p.logMu.Unlock() // closing: close writes the state file
+		return
+	}
+	// The state file may hold producer states of the entries just cut
+	// (a follower's view covers uncommitted entries): replace it now, so
+	// that a restart never takes a lost batch for a duplicate.
+	if err := p.writeStateViewLocked(); err != nil {
+		p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("save state after truncation")
+	}
+}
+
+// rebuildViewLocked takes the log end and the producer states from the
+// state file and the log. logMu held.
+func (p *partition) rebuildViewLocked() {
+	snap, err := loadSnapshot(p.statePath())
+	if err != nil {
+		snap = partitionSnapshot{}
+	}
+	if err := p.recoverProducersLocked(snap); err != nil {
+		// The log could not be read: start over from its end with no
+		// producer state (a producer then restarts its sequences, as after
+		// its state expired) rather than keep a view of entries it lost.
+		p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("rebuild producer state")
+		p.producers = make(producerStates)
+		p.nextOffset = p.log.NextOffset()
+	}
 }
 
 // replicate writes the group's entries through the replica, waiting for
@@ -267,9 +307,6 @@ func (p *partition) replicate(entries []wal.Entry, quorum bool) error {
 		return fmt.Errorf("replicate to %s-%d: %w", p.topic.name, p.index, err)
 	}
 	if len(entries) > 0 && base != entries[0].BaseOffset {
-		// The replication layer computes offsets from the log prefix; a
-		// difference means the partition's view of the log end was stale.
-		p.replica.resync.Store(true)
 		return fmt.Errorf("replicate to %s-%d: stored at offset %d, expected %d: %w", p.topic.name, p.index, base, entries[0].BaseOffset, kerr.NotLeaderForPartition)
 	}
 	return nil

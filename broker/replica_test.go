@@ -105,8 +105,19 @@ func (l *localReplica) Replicate(ctx context.Context, entries []wal.Entry, quoru
 	if _, err := l.log.Append(entries...); err != nil {
 		return -1, err
 	}
+	l.events.Appended(entries)
 	l.events.Committed(l.log.NextOffset())
 	return base, nil
+}
+
+// follow writes an entry another leader numbered, as the group's storage
+// does on a follower, and reports it.
+func (l *localReplica) follow(t testing.TB, e wal.Entry) {
+	t.Helper()
+	if _, err := l.log.Append(e); err != nil {
+		t.Fatal(err)
+	}
+	l.events.Appended([]wal.Entry{e})
 }
 
 func (l *localReplica) MoveLogStart(ctx context.Context, offset int64) error {
@@ -178,9 +189,7 @@ func TestReplicaSeam(t *testing.T) {
 	}
 	fromOther := buildBatch(idem(3, 8, 0, 0))
 	assignOffset(fromOther, 2, 4)
-	if _, err := rep.log.Append(wal.Entry{Kind: wal.KindData, Term: 4, BaseOffset: 2, LastOffsetDelta: 2, MaxTimestamp: 1000, Payload: fromOther}); err != nil {
-		t.Fatal(err)
-	}
+	rep.follow(t, wal.Entry{Kind: wal.KindData, Term: 4, BaseOffset: 2, LastOffsetDelta: 2, MaxTimestamp: 1000, Payload: fromOther})
 	rep.events.Committed(5)
 
 	// Back to this node: the log end and producer 8's state come from the
@@ -282,9 +291,7 @@ func TestReplicaFetchAboveHighWatermark(t *testing.T) {
 	rep := repl.replicas["t"]
 	batch := buildBatch(plain(5))
 	assignOffset(batch, 0, 2)
-	if _, err := rep.log.Append(wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: 0, LastOffsetDelta: 4, MaxTimestamp: 1000, Payload: batch}); err != nil {
-		t.Fatal(err)
-	}
+	rep.follow(t, wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: 0, LastOffsetDelta: 4, MaxTimestamp: 1000, Payload: batch})
 	rep.events.Committed(2) // known committed here: 2 of the 5
 	rep.lead(1, 3)
 	res, err := b.Fetch("t", 0, 4, 1<<20, 0)

@@ -36,11 +36,11 @@ type standaloneReplica struct {
 	events ReplicaEvents
 }
 
-// Replicate appends the entries (group commit, one fsync per round) and
-// reports the new high watermark. A failed write or sync reopens the log
-// in place (wal.Recover: the tail rescanned, whatever was not durable cut),
-// so reads go on and the next append tries again; the partition takes its
-// offsets and producer state from the log again before it (resync). Errors:
+// Replicate appends the entries (group commit, one fsync per round), then
+// reports them and the new high watermark. A failed write or sync reopens
+// the log in place (wal.Recover: the tail rescanned, whatever was not
+// durable cut), so reads go on and the next append tries again; the
+// partition's view follows the cut log (Truncated). Errors:
 // KAFKA_STORAGE_ERROR, wrapping errLogUnusable if the log could not be
 // reopened.
 func (r *standaloneReplica) Replicate(_ context.Context, entries []wal.Entry, _ bool) (int64, error) {
@@ -51,8 +51,10 @@ func (r *standaloneReplica) Replicate(_ context.Context, entries []wal.Entry, _ 
 		if rerr := r.log.Recover(); rerr != nil {
 			return 0, fmt.Errorf("%w: %w: %w (reopening it: %w)", kerr.KafkaStorageError, errLogUnusable, err, rerr)
 		}
+		r.events.Truncated(r.log.NextOffset())
 		return 0, fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
 	}
+	r.events.Appended(entries)
 	last := entries[len(entries)-1]
 	r.events.Committed(last.LastOffset() + 1)
 	return entries[0].BaseOffset, nil

@@ -57,6 +57,11 @@ var (
 	ErrNotLeader      = errors.New("cluster: not leader")       // a proposal on a follower, or leadership lost before commit
 	ErrUnknownGroup   = errors.New("cluster: unknown group")    // a message or call for a group this node does not host
 	ErrProposalFailed = errors.New("cluster: proposal dropped") // raft dropped the proposal (no leader, conf change pending, ...)
+	// ErrStaleOffsets: a data entry numbered for another term, or against
+	// a log end that other proposals have moved since (an earlier
+	// proposal the caller gave up on is still going in). Nothing was
+	// proposed; the caller numbers again from the log's view.
+	ErrStaleOffsets = errors.New("cluster: data entry numbered against a stale log end")
 )
 
 // GroupID names a raft group. 0 is the metadata group; partition groups
@@ -79,24 +84,27 @@ type GroupMessage struct {
 // A raft entry of type EntryNormal is stored as one wal entry:
 //
 //	raft Data empty (the leader's no-op at the start of a term) -> wal.KindNoop, no payload
-//	raft Data = [kind byte][payload]                            -> wal entry of that kind with that payload
+//	raft Data = [KindData][base offset][last offset delta][max timestamp][batches]
+//	                                                            -> wal.KindData with those fields
+//	raft Data = [kind byte][payload]                            -> wal.KindMeta or wal.KindControl
 //
-// where kind is wal.KindData (payload: one Kafka v2 record batch) or
-// wal.KindMeta (payload: a metadata record). A raft EntryConfChangeV2 is
-// wal.KindConfChange with the marshalled ConfChangeV2 as payload (EntryConfChange
-// v1 is converted to V2 before it is stored; Chronik only proposes V2).
+// A raft EntryConfChangeV2 is wal.KindConfChange with the marshalled
+// ConfChangeV2 as payload (EntryConfChange v1 is converted to V2 before it
+// is stored; Chronik only proposes V2).
 //
-// The wal entry's Term is the raft term. Its Kafka offsets are NOT in the
-// raft data: Storage.Append computes them deterministically from the log
-// prefix (BaseOffset = the log's NextOffset at that point; LastOffsetDelta
-// and MaxTimestamp from the batch header for KindData; KindMeta occupies one
-// offset), and rewrites the base offset field of a KindData batch in the
-// payload to match, so every replica stores byte-identical batches with
-// identical offsets.
+// The wal entry's Term is the raft term. One owner for the Kafka batch
+// format and offsets: the leader's partition (package broker) numbers a
+// data entry and stamps its batches (base offset, leader epoch = the term)
+// before it proposes; the entry carries those fields, and Storage.Append
+// stores it as it came, only checking that the offsets continue the log
+// (a metadata record takes the next offset). The engine refuses a data
+// proposal numbered for another term or against a log end other proposals
+// have moved (ErrStaleOffsets), so every replica stores byte-identical
+// batches with identical offsets, and this package never reads a batch.
 //
-//	EncodeData(kind wal.Kind, payload []byte) []byte
-//	AppendData(dst []byte, kind wal.Kind, payload []byte) []byte
-//	DecodeData(data []byte) (kind wal.Kind, payload []byte, err error)
+//	EncodeEntry(we wal.Entry) []byte                 // AppendEntry(dst, we) to reuse a buffer
+//	EncodeData(kind wal.Kind, payload []byte) []byte // kinds without offsets
+//	DecodeData(data []byte) (wal.Entry, error)
 //
 // ---------------------------------------------------------------------------
 // Storage (storage.go)
@@ -125,6 +133,11 @@ type GroupMessage struct {
 //	(*Storage).OffsetAtIndex(index uint64) int64
 //	    The Kafka offset one past the last record at or before index (the
 //	    high watermark for commit index `index`).
+//	(*Storage).LogEnd() int64   // the Kafka offset after the last record stored
+//	(*Storage).SetObserver(o LogObserver)
+//	    The partition's view of its log (broker.ReplicaEvents' Appended and
+//	    Truncated) hears of every append and cut: the storage is the log's
+//	    only writer.
 //	(*Storage).Log() *wal.Log
 //
 // SnapshotData is the Data of a partition group's raft snapshot: where the

@@ -102,9 +102,20 @@ type RaftGroup struct {
 	quiesceReq   *raftpb.Message
 	wantCampaign bool
 	failed       error
-	peers        []uint64 // scratch
-	snapTo       []uint64 // scratch
+	// nextOff is the Kafka offset after the last data entry in raft's log
+	// while this node leads in term nextOffTerm: set from the storage when
+	// the term's first Ready is stored, then moved by each accepted data
+	// proposal (only the leader appends in its term). A data proposal must
+	// start there (ErrStaleOffsets otherwise).
+	nextOff     int64
+	nextOffTerm uint64
+	peers       []uint64 // scratch
+	snapTo      []uint64 // scratch
 }
+
+// logEnder is a GroupStorage holding Kafka offsets (Storage): LogEnd is the
+// offset after its last record.
+type logEnder interface{ LogEnd() int64 }
 
 type proposal struct {
 	data []byte
@@ -113,10 +124,15 @@ type proposal struct {
 	// local: finish once the entry is in this leader's log (durable), not
 	// when it is committed (Kafka acks=1).
 	local bool
-	index uint64
-	term  uint64
-	err   error
-	done  chan struct{}
+	// offsets: a data entry numbered by the partition for term epoch,
+	// covering Kafka offsets [base, next); see RaftGroup.nextOff.
+	offsets    bool
+	epoch      uint64
+	base, next int64
+	index      uint64
+	term       uint64
+	err        error
+	done       chan struct{}
 }
 
 func (p *proposal) finish(index uint64, err error) {
@@ -579,6 +595,10 @@ func (g *RaftGroup) proposeHeld() {
 	i := 0
 	for ; i < len(g.held); i++ {
 		p := g.held[i]
+		if p.offsets && (p.epoch != bs.Term || g.nextOffTerm != bs.Term || p.base != g.nextOff) {
+			p.finish(0, ErrStaleOffsets)
+			continue
+		}
 		var err error
 		if p.conf {
 			err = g.rn.ProposeConfChange(p.cc)
@@ -588,6 +608,9 @@ func (g *RaftGroup) proposeHeld() {
 		if err == nil {
 			g.accepted = append(g.accepted, p)
 			g.e.proposals.Add(1)
+			if p.offsets {
+				g.nextOff = p.next
+			}
 			continue
 		}
 		if errors.Is(err, raft.ErrProposalDropped) {
@@ -673,6 +696,13 @@ func (g *RaftGroup) handleReady() error {
 		g.state = rd.SoftState.RaftState
 		g.isLeader.Store(g.state == raft.StateLeader)
 		g.leadA.Store(g.lead)
+	}
+	if g.state == raft.StateLeader && g.nextOffTerm != g.term {
+		// Everything raft's log holds is stored now, and in this term
+		// only this node's proposals add to it.
+		if lo, ok := g.st.(logEnder); ok {
+			g.nextOff, g.nextOffTerm = lo.LogEnd(), g.term
+		}
 	}
 	if len(rd.CommittedEntries) > 0 {
 		if err := g.apply(rd.CommittedEntries); err != nil {

@@ -16,56 +16,79 @@ import (
 // sequence of Kafka v2 record batches, an unparsable conf change.
 var ErrBadData = errors.New("cluster: bad entry data")
 
-// Kafka v2 record batch header fields the cluster layer reads or rewrites
-// (big endian). Only baseOffset and partitionLeaderEpoch are rewritten;
-// both lie before the CRC-covered part (attributes onward), so the CRC
-// stays valid.
-const (
-	batchOffBaseOffset      = 0  // int64
-	batchOffLength          = 8  // int32: bytes after this field
-	batchOffLeaderEpoch     = 12 // int32
-	batchOffMagic           = 16 // int8
-	batchOffLastOffsetDelta = 23 // int32
-	batchOffMaxTimestamp    = 35 // int64
-	batchHeaderSize         = 61 // a v2 header, up to the first record
-	batchLogOverhead        = 12 // baseOffset + batchLength
-)
+// A data entry's raft Data carries the wal frame fields the leader's
+// partition set when it assigned the offsets, before the batches:
+//
+//	[wal.KindData] [base offset int64] [last offset delta int32]
+//	[max timestamp int64] [one or more Kafka v2 record batches]
+//
+// (big endian). Storage.Append stores the entry with exactly these fields
+// and the batches byte for byte: the cluster layer never reads or rewrites
+// a batch. The broker owns the batch format and the offsets.
+const dataHeaderSize = 1 + 8 + 4 + 8
 
-// EncodeData returns the raft entry Data for a wal entry of kind with
-// payload: empty for wal.KindNoop (the payload is ignored), else
-// [kind byte][payload]. Kind should be wal.KindData or wal.KindMeta;
-// DecodeData rejects anything else.
-func EncodeData(kind wal.Kind, payload []byte) []byte {
-	if kind == wal.KindNoop {
-		return nil
-	}
-	return AppendData(make([]byte, 0, 1+len(payload)), kind, payload)
+// EncodeEntry returns the raft entry Data for wal entry we: empty for
+// wal.KindNoop, the data header and payload for wal.KindData (its
+// BaseOffset, LastOffsetDelta and MaxTimestamp are carried as set), else
+// [kind byte][payload] (wal.KindMeta, wal.KindControl).
+func EncodeEntry(we wal.Entry) []byte {
+	return AppendEntry(make([]byte, 0, entryDataSize(&we)), we)
 }
 
-// AppendData appends the raft entry Data for (kind, payload) to dst, as
-// EncodeData, and returns the extended slice.
-func AppendData(dst []byte, kind wal.Kind, payload []byte) []byte {
-	if kind == wal.KindNoop {
+// AppendEntry appends EncodeEntry(we) to dst and returns the extended slice.
+func AppendEntry(dst []byte, we wal.Entry) []byte {
+	switch we.Kind {
+	case wal.KindNoop:
 		return dst
+	case wal.KindData:
+		dst = append(dst, byte(wal.KindData))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(we.BaseOffset))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(we.LastOffsetDelta))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(we.MaxTimestamp))
+	default:
+		dst = append(dst, byte(we.Kind))
 	}
-	dst = append(dst, byte(kind))
-	return append(dst, payload...)
+	return append(dst, we.Payload...)
 }
 
-// DecodeData splits the Data of an EntryNormal raft entry: empty data is
-// wal.KindNoop with no payload; otherwise the first byte must be
-// wal.KindData, wal.KindMeta or wal.KindControl and the rest is the
-// payload (aliasing data).
-func DecodeData(data []byte) (wal.Kind, []byte, error) {
+// EncodeData returns the raft entry Data for an entry of kind without
+// Kafka offsets: empty for wal.KindNoop (the payload is ignored), else
+// [kind byte][payload], for wal.KindMeta and wal.KindControl. Data
+// entries carry their offsets: use EncodeEntry.
+func EncodeData(kind wal.Kind, payload []byte) []byte {
+	return EncodeEntry(wal.Entry{Kind: kind, Payload: payload})
+}
+
+// DecodeData splits the Data of an EntryNormal raft entry into the wal
+// entry it stores, without Term: empty data is wal.KindNoop; otherwise the
+// first byte must be wal.KindData (followed by the data header and at
+// least one byte of batches), wal.KindMeta or wal.KindControl. The payload
+// aliases data.
+func DecodeData(data []byte) (wal.Entry, error) {
+	we := wal.Entry{Kind: wal.KindNoop, MaxTimestamp: -1}
 	if len(data) == 0 {
-		return wal.KindNoop, nil, nil
+		return we, nil
 	}
 	switch k := wal.Kind(data[0]); k {
-	case wal.KindData, wal.KindMeta, wal.KindControl:
-		return k, data[1:], nil
+	case wal.KindData:
+		if len(data) <= dataHeaderSize {
+			return wal.Entry{}, fmt.Errorf("%w: data entry of %d bytes, no record batch", ErrBadData, len(data))
+		}
+		be := binary.BigEndian
+		we.Kind = k
+		we.BaseOffset = int64(be.Uint64(data[1:]))
+		we.LastOffsetDelta = int32(be.Uint32(data[9:]))
+		we.MaxTimestamp = int64(be.Uint64(data[13:]))
+		we.Payload = data[dataHeaderSize:]
+		if we.BaseOffset < 0 || we.LastOffsetDelta < 0 || we.BaseOffset > math.MaxInt64-int64(we.LastOffsetDelta)-1 {
+			return wal.Entry{}, fmt.Errorf("%w: data entry offsets %d+%d", ErrBadData, we.BaseOffset, we.LastOffsetDelta)
+		}
+	case wal.KindMeta, wal.KindControl:
+		we.Kind, we.Payload = k, data[1:]
 	default:
-		return 0, nil, fmt.Errorf("%w: kind byte %d", ErrBadData, data[0])
+		return wal.Entry{}, fmt.Errorf("%w: kind byte %d", ErrBadData, data[0])
 	}
+	return we, nil
 }
 
 // A partition's control entries (wal.KindControl) carry a type byte and
@@ -93,19 +116,21 @@ func decodeLogStart(e *raftpb.Entry) (int64, bool) {
 	return off, off >= 0
 }
 
-// ToWalEntry converts a raft entry to the wal entry that stores it, without
-// Kafka offsets (Storage.Append assigns those): Kind, Term and Payload. The
-// payload aliases e.Data except for a v1 conf change, which is converted
-// to a marshalled ConfChangeV2.
+// ToWalEntry converts a raft entry to the wal entry that stores it: Kind,
+// Term, Payload and, for a data entry, the Kafka offsets it carries
+// (Storage.Append numbers the other record-holding kinds). The payload
+// aliases e.Data except for a v1 conf change, which is converted to a
+// marshalled ConfChangeV2.
 func ToWalEntry(e raftpb.Entry) (wal.Entry, error) {
 	we := wal.Entry{Term: e.Term, MaxTimestamp: -1}
 	switch e.Type {
 	case raftpb.EntryNormal:
-		k, p, err := DecodeData(e.Data)
+		d, err := DecodeData(e.Data)
 		if err != nil {
 			return wal.Entry{}, fmt.Errorf("entry %d: %w", e.Index, err)
 		}
-		we.Kind, we.Payload = k, p
+		d.Term = e.Term
+		we = d
 	case raftpb.EntryConfChangeV2:
 		we.Kind, we.Payload = wal.KindConfChange, e.Data
 	case raftpb.EntryConfChange:
@@ -139,10 +164,7 @@ func fromWalEntry(index uint64, we wal.Entry, buf *[]byte) raftpb.Entry {
 	if we.Kind == wal.KindNoop {
 		return e
 	}
-	n := len(we.Payload)
-	if we.Kind != wal.KindConfChange {
-		n++
-	}
+	n := entryDataSize(&we)
 	var dst []byte
 	if buf != nil && cap(*buf)-len(*buf) >= n {
 		b := *buf
@@ -155,76 +177,21 @@ func fromWalEntry(index uint64, we wal.Entry, buf *[]byte) raftpb.Entry {
 		e.Type = raftpb.EntryConfChangeV2
 		e.Data = append(dst, we.Payload...)
 	} else {
-		e.Data = AppendData(dst, we.Kind, we.Payload)
+		e.Data = AppendEntry(dst, we)
 	}
 	return e
 }
 
-// dataSize is len(Data) of the raft entry for we.
-func dataSize(we *wal.Entry) int {
+// entryDataSize is len(Data) of the raft entry for we.
+func entryDataSize(we *wal.Entry) int {
 	switch we.Kind {
 	case wal.KindNoop:
 		return 0
 	case wal.KindConfChange:
 		return len(we.Payload)
+	case wal.KindData:
+		return dataHeaderSize + len(we.Payload)
 	default:
 		return 1 + len(we.Payload)
-	}
-}
-
-// scanBatches checks that payload is one or more Kafka v2 record batches
-// back to back and returns the entry's last offset delta (the batches'
-// record counts summed, minus one) and max timestamp. It reads only the
-// fixed header fields; records and CRCs are the producer path's concern.
-func scanBatches(payload []byte) (lastOffsetDelta int32, maxTimestamp int64, err error) {
-	if len(payload) == 0 {
-		return 0, 0, fmt.Errorf("%w: data entry without a record batch", ErrBadData)
-	}
-	var count int64
-	maxTimestamp = math.MinInt64
-	be := binary.BigEndian
-	for pos := 0; pos < len(payload); {
-		b := payload[pos:]
-		if len(b) < batchHeaderSize {
-			return 0, 0, fmt.Errorf("%w: batch at byte %d: %d bytes, shorter than a v2 header", ErrBadData, pos, len(b))
-		}
-		length := int64(int32(be.Uint32(b[batchOffLength:])))
-		if length < batchHeaderSize-batchLogOverhead || length > int64(len(b)-batchLogOverhead) {
-			return 0, 0, fmt.Errorf("%w: batch at byte %d: length %d of %d bytes", ErrBadData, pos, length, len(b))
-		}
-		if b[batchOffMagic] != 2 {
-			return 0, 0, fmt.Errorf("%w: batch at byte %d: magic %d", ErrBadData, pos, b[batchOffMagic])
-		}
-		delta := int64(int32(be.Uint32(b[batchOffLastOffsetDelta:])))
-		if delta < 0 {
-			return 0, 0, fmt.Errorf("%w: batch at byte %d: last offset delta %d", ErrBadData, pos, delta)
-		}
-		count += delta + 1
-		maxTimestamp = max(maxTimestamp, int64(be.Uint64(b[batchOffMaxTimestamp:])))
-		pos += int(length) + batchLogOverhead
-	}
-	if count-1 > math.MaxInt32 {
-		return 0, 0, fmt.Errorf("%w: %d records in one entry", ErrBadData, count)
-	}
-	return int32(count - 1), maxTimestamp, nil
-}
-
-// stampBatches rewrites, in place, the base offset and partition leader
-// epoch of every batch of a payload scanBatches accepted: the batches get
-// consecutive offsets from base. Both fields lie outside the CRC.
-func stampBatches(payload []byte, base int64, epoch int32) {
-	be := binary.BigEndian
-	for pos := 0; pos < len(payload); {
-		b := payload[pos:]
-		be.PutUint64(b[batchOffBaseOffset:], uint64(base))
-		// The leader stamped its epoch when it proposed; only a batch
-		// without one gets the entry's term. Batches written by a
-		// standalone node keep epoch 0 on every replica, so replicas stay
-		// byte-identical after the node joins a cluster.
-		if int32(be.Uint32(b[batchOffLeaderEpoch:])) < 0 {
-			be.PutUint32(b[batchOffLeaderEpoch:], uint32(epoch))
-		}
-		base += int64(int32(be.Uint32(b[batchOffLastOffsetDelta:]))) + 1
-		pos += int(int32(be.Uint32(b[batchOffLength:]))) + batchLogOverhead
 	}
 }

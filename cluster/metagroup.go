@@ -90,12 +90,12 @@ func (m *metaGroup) Apply(entries []raftpb.Entry) error {
 		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
 			continue
 		}
-		kind, payload, err := DecodeData(e.Data)
-		if err != nil || kind != wal.KindMeta {
+		we, err := DecodeData(e.Data)
+		if err != nil || we.Kind != wal.KindMeta {
 			m.n.log.Error().Uint64("index", e.Index).Msg("controller: entry is not a metadata record; skipped")
 			continue
 		}
-		m.events.ApplyMeta(payload)
+		m.events.ApplyMeta(we.Payload)
 		m.resolveForwarded(e.Data)
 	}
 	return nil

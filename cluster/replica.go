@@ -39,6 +39,7 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	if err != nil {
 		return nil, err
 	}
+	st.SetObserver(events) // the partition's view of its log follows the storage's writes
 	hs, _, err := st.InitialState()
 	if err != nil {
 		return nil, err
@@ -169,39 +170,39 @@ func (r *replica) Restore(snap raftpb.Snapshot) error {
 	return nil
 }
 
-// Replicate implements broker.Replica: every entry is one proposal; they
-// are all submitted before waiting, so they share one raft Ready (one
-// append, one fsync, one message per follower).
+// Replicate implements broker.Replica: every entry is one proposal,
+// carrying the offsets and epoch (Term) the partition gave it; they are
+// all submitted before waiting, so they share one raft Ready (one append,
+// one fsync, one message per follower). A proposal numbered for another
+// term or against a stale log end is refused before it enters raft
+// (ErrStaleOffsets, answered NOT_LEADER_OR_FOLLOWER: the producer retries
+// and the partition numbers again from its view of the log).
 func (r *replica) Replicate(ctx context.Context, entries []wal.Entry, quorum bool) (int64, error) {
+	if len(entries) == 0 {
+		return -1, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, broker.ReplicateTimeout)
 	defer cancel()
 	start := time.Now()
 	props := make([]*proposal, 0, len(entries))
 	for i := range entries {
-		p, err := r.g.submit(ctx, &proposal{data: EncodeData(wal.KindData, entries[i].Payload), local: !quorum})
+		e := &entries[i]
+		p, err := r.g.submit(ctx, &proposal{data: EncodeEntry(*e), local: !quorum,
+			offsets: true, epoch: e.Term, base: e.BaseOffset, next: e.LastOffset() + 1})
 		if err != nil {
 			return -1, mapErr(err, kerr.NotLeaderForPartition)
 		}
 		props = append(props, p)
 	}
-	var first uint64
-	for i, p := range props {
-		idx, err := r.g.wait(ctx, p)
-		if err != nil {
+	for _, p := range props {
+		if _, err := r.g.wait(ctx, p); err != nil {
 			return -1, mapErr(err, kerr.NotLeaderForPartition)
 		}
-		if i == 0 {
-			first = idx
-		}
-	}
-	base, _, err := r.st.Offsets(first)
-	if err != nil {
-		return -1, mapErr(err, kerr.NotLeaderForPartition)
 	}
 	if f := r.n.cfg.OnCommit; f != nil && quorum {
 		f(time.Since(start))
 	}
-	return base, nil
+	return entries[0].BaseOffset, nil
 }
 
 // CommittedIndex implements broker.Replica.

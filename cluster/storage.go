@@ -68,7 +68,25 @@ type Storage struct {
 	// next append reallocates, and a reset starts a new array.
 	tail      []raftpb.Entry
 	tailBytes int
+
+	// observer, if set, hears of every change to the log's records (the
+	// partition's view of its log follows them). Set before the group runs.
+	observer LogObserver
 }
+
+// LogObserver is told what the storage, the log's only writer, did to it:
+// entries appended (in order, once written) and the log cut back to a
+// Kafka offset (a conflicting suffix replaced, a snapshot installed). It
+// is broker.ReplicaEvents' Appended and Truncated; calls come from the
+// group's worker with the write lock held and must not call back.
+type LogObserver interface {
+	Appended(entries []wal.Entry)
+	Truncated(nextOffset int64)
+}
+
+// SetObserver sets the storage's LogObserver; call it before the group
+// that writes the storage starts.
+func (s *Storage) SetObserver(o LogObserver) { s.observer = o }
 
 // termRun: the entries from start up to the next run's start have term.
 type termRun struct {
@@ -398,7 +416,7 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 			return nil, fmt.Errorf("cluster: entries: %w", err)
 		}
 		term, _ := s.termLocked(i)
-		n := dataSize(&we)
+		n := entryDataSize(&we)
 		size += entrySize(i, term, n)
 		if len(reads) > 0 && size > maxSize {
 			break
@@ -527,16 +545,12 @@ func sov(x uint64) int {
 	return n
 }
 
-// scratchPool holds buffers for payloads Append rewrites; the wal copies
-// what it is given, so a buffer is free again when Append returns.
-var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
-
 // Append stores entries from a Ready (see cluster/api.go): entries before
 // FirstIndex are ignored, entries at or below LastIndex replace the
-// conflicting suffix, a gap after LastIndex is an error. It assigns the
-// Kafka offsets and rewrites each KindData batch's base offset and
-// partition leader epoch (= the entry's term); the caller's Data is not
-// modified.
+// conflicting suffix, a gap after LastIndex is an error. A data entry is
+// stored with the offsets it carries, which must continue the log's
+// (ErrBadData otherwise: the leader numbered it against another log); a
+// metadata record takes the next offset. Batches are stored as they came.
 func (s *Storage) Append(entries []raftpb.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -557,14 +571,6 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 
 	// Convert and check everything before touching the log.
 	wents := make([]wal.Entry, len(entries))
-	scratch := scratchPool.Get().(*[]byte)
-	defer func() {
-		if cap(*scratch) <= 4<<20 {
-			*scratch = (*scratch)[:0]
-			scratchPool.Put(scratch)
-		}
-	}()
-	need := 0
 	for i := range entries {
 		e := &entries[i]
 		if i > 0 && e.Index != entries[i-1].Index+1 {
@@ -574,19 +580,34 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("cluster: append: %w", err)
 		}
-		switch we.Kind {
-		case wal.KindData:
-			if we.LastOffsetDelta, we.MaxTimestamp, err = scanBatches(we.Payload); err != nil {
-				return fmt.Errorf("cluster: append: entry %d: %w", e.Index, err)
-			}
-			need += len(we.Payload)
-		case wal.KindMeta:
+		if we.Kind == wal.KindMeta {
 			we.LastOffsetDelta, we.MaxTimestamp = 0, -1
 		}
 		wents[i] = we
 	}
-	if cap(*scratch) < need {
-		*scratch = make([]byte, 0, need)
+	// The offsets to check data entries against: the log's, from the
+	// conflict point on.
+	s.mu.RLock()
+	next := s.offsetAtLocked(at - 1)
+	s.mu.RUnlock()
+	nexts := make([]int64, len(wents)) // the log's next offset after each
+	cacheable := make([]bool, len(wents))
+	for i := range wents {
+		we := &wents[i]
+		switch we.Kind {
+		case wal.KindData:
+			if we.BaseOffset != next {
+				return fmt.Errorf("cluster: append: %w: entry %d carries offset %d, the log continues at %d", ErrBadData, entries[i].Index, we.BaseOffset, next)
+			}
+		case wal.KindMeta:
+			we.BaseOffset = next
+		}
+		if we.Kind.HasRecords() {
+			next = we.LastOffset() + 1
+		}
+		nexts[i] = next
+		// A v1 conf change is stored converted: not what raft holds.
+		cacheable[i] = entries[i].Type != raftpb.EntryConfChange
 	}
 
 	if at <= last {
@@ -600,37 +621,20 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("cluster: append: truncate conflicting entries after %d: %w", at-1, err)
 		}
+		if s.observer != nil {
+			s.observer.Truncated(s.log.NextOffset())
+		}
 	}
 
-	next := s.offs[len(s.offs)-1]
-	nexts := make([]int64, len(wents))
-	cacheable := make([]bool, len(wents))
-	for i := range wents {
-		we := &wents[i]
-		cacheable[i] = entries[i].Type == raftpb.EntryNormal
-		if we.Kind.HasRecords() {
-			we.BaseOffset = next
-			next = we.LastOffset() + 1
-			if we.Kind == wal.KindData {
-				epoch := int32(we.Term)
-				if !batchesStamped(we.Payload, we.BaseOffset, epoch) {
-					cacheable[i] = false
-					buf := *scratch
-					p := append(buf[len(buf):len(buf)], we.Payload...)
-					*scratch = buf[:len(buf)+len(p)]
-					stampBatches(p, we.BaseOffset, epoch)
-					we.Payload = p
-				}
-			}
-		}
-		nexts[i] = next
-	}
 	index, err := s.log.Append(wents...)
 	if err != nil {
 		return fmt.Errorf("cluster: append at %d: %w", at, err)
 	}
 	if index != at {
 		return fmt.Errorf("cluster: append: wal put entry %d at index %d (written to behind the storage's back?)", at, index)
+	}
+	if s.observer != nil {
+		s.observer.Appended(wents)
 	}
 
 	s.mu.Lock()
@@ -648,21 +652,6 @@ func (s *Storage) Append(entries []raftpb.Entry) error {
 		s.trimWindowLocked(s.last - maxOffsetWindow/2)
 	}
 	return nil
-}
-
-// batchesStamped reports whether the batches already carry these offsets
-// and an epoch (entries a follower receives from the leader's storage do).
-func batchesStamped(payload []byte, base int64, epoch int32) bool {
-	be := binary.BigEndian
-	for pos := 0; pos < len(payload); {
-		b := payload[pos:]
-		if int64(be.Uint64(b[batchOffBaseOffset:])) != base || int32(be.Uint32(b[batchOffLeaderEpoch:])) < 0 {
-			return false
-		}
-		base += int64(int32(be.Uint32(b[batchOffLastOffsetDelta:]))) + 1
-		pos += int(int32(be.Uint32(b[batchOffLength:]))) + batchLogOverhead
-	}
-	return true
 }
 
 // truncateCachesLocked drops the cached state of entries after index. mu held.
@@ -770,6 +759,9 @@ func (s *Storage) ApplySnapshot(snap raftpb.Snapshot) error {
 	if err := s.saveLocked(false); err != nil {
 		return fmt.Errorf("cluster: apply snapshot %d: %w", m.Index, err)
 	}
+	if s.observer != nil {
+		s.observer.Truncated(d.NextOffset)
+	}
 	return nil
 }
 
@@ -856,6 +848,13 @@ func (s *Storage) Offsets(index uint64) (baseOffset int64, lastOffset int64, err
 	}
 	n := s.offsetAtLocked(index)
 	return n, n - 1, nil
+}
+
+// LogEnd is the Kafka offset after the last record stored.
+func (s *Storage) LogEnd() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.offs[len(s.offs)-1]
 }
 
 // OffsetAtIndex is the Kafka offset one past the last record at or before

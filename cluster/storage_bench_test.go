@@ -44,15 +44,17 @@ func benchmarkStorageAppend(b *testing.B, prefix string, opts wal.Options) {
 	b.Run(prefix+"storage", func(b *testing.B) {
 		log, s := openTestStorage(b, b.TempDir(), opts)
 		defer log.Close()
-		data := EncodeData(wal.KindData, payload)
 		ents := make([]raftpb.Entry, perAppend)
 		index := uint64(1)
+		next := int64(0)
 		b.SetBytes(perAppend * int64(len(payload)))
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			for k := range ents {
+				data := EncodeEntry(wal.Entry{Kind: wal.KindData, BaseOffset: next, LastOffsetDelta: 9, MaxTimestamp: 1_700_000_000_000, Payload: payload})
 				ents[k] = raftpb.Entry{Index: index, Term: 1, Data: data}
 				index++
+				next += 10
 			}
 			if err := s.Append(ents); err != nil {
 				b.Fatal(err)

@@ -163,13 +163,13 @@ func testStorageModel(t *testing.T, seed uint64, steps int) {
 				default:
 					e = confEnt(idx, curTerm)
 				}
-				in = append(in, e)
 				if idx >= first {
-					var se raftpb.Entry
-					se, nx = stamped(e, nx)
-					want = append(want, se)
+					// Numbered as the leader's partition numbers it.
+					e, nx = stamped(e, nx)
+					want = append(want, e)
 					next[idx] = nx
 				}
+				in = append(in, e)
 			}
 			orig := make([][]byte, len(in))
 			for i := range in {

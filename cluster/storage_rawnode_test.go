@@ -75,10 +75,12 @@ func TestStorageRawNode(t *testing.T) {
 		t.Fatalf("not leader: %v", st.RaftState)
 	}
 	b1, b2, b3 := testBatch(3, 10, 300), testBatch(1, 20, 100), testBatch(2, 30, 200)
+	// Numbered as the leader's partition numbers them: the meta record
+	// takes offset 3.
 	proposals := [][]byte{
-		EncodeData(wal.KindData, b1),
+		EncodeEntry(testBatchesEntry(0, b1)),
 		EncodeData(wal.KindMeta, []byte("topic")),
-		EncodeData(wal.KindData, append(append([]byte(nil), b2...), b3...)),
+		EncodeEntry(testBatchesEntry(4, b2, b3)),
 	}
 	orig := make([][]byte, len(proposals))
 	for i, p := range proposals {
@@ -94,7 +96,7 @@ func TestStorageRawNode(t *testing.T) {
 		}
 	}
 	term := rn.Status().Term
-	checkData := func(index uint64, base int64, records int, epoch uint64) {
+	checkData := func(index uint64, base int64, records int, epoch uint64, proposed []byte) {
 		t.Helper()
 		we, err := log.Read(index)
 		if err != nil {
@@ -103,13 +105,13 @@ func TestStorageRawNode(t *testing.T) {
 		if we.Term != epoch || we.BaseOffset != base || we.LastOffset() != base+int64(records)-1 {
 			t.Fatalf("wal entry %d: %+v", index, we)
 		}
-		bases, epochs := batchFields(t, we.Payload) // CRCs unchanged
-		if bases[0] != base || epochs[0] != int32(epoch) {
-			t.Fatalf("entry %d: batch base %d epoch %d, want %d %d", index, bases[0], epochs[0], base, epoch)
+		// Stored and read back byte for byte as proposed: the storage
+		// never rewrites a batch.
+		if !bytes.Equal(we.Payload, proposed[dataHeaderSize:]) {
+			t.Fatalf("entry %d: stored batches differ from the proposal", index)
 		}
-		// Byte-identical but for the base offset and leader epoch.
 		ents, err := s.Entries(index, index+1, 1<<20)
-		if err != nil || !bytes.Equal(ents[0].Data[1:], we.Payload) || ents[0].Term != epoch {
+		if err != nil || !bytes.Equal(ents[0].Data, proposed) || ents[0].Term != epoch {
 			t.Fatalf("Entries(%d): %v", index, err)
 		}
 	}
@@ -118,8 +120,8 @@ func TestStorageRawNode(t *testing.T) {
 	if commit != last || commit != 5 { // conf change, leader no-op, 3 proposals
 		t.Fatalf("commit %d last %d", commit, last)
 	}
-	checkData(3, 0, 3, term)
-	checkData(5, 4, 3, term)
+	checkData(3, 0, 3, term, orig[0])
+	checkData(5, 4, 3, term, orig[2])
 	if b, l, _ := s.Offsets(4); b != 3 || l != 3 {
 		t.Fatalf("meta offsets %d %d", b, l)
 	}
@@ -142,12 +144,13 @@ func TestStorageRawNode(t *testing.T) {
 		t.Fatalf("after restart: %v term %d", st.RaftState, st.Term)
 	}
 	term2 := rn.Status().Term
-	if err := rn.Propose(EncodeData(wal.KindData, testBatch(4, 40, 120))); err != nil {
+	p4 := EncodeEntry(testBatchesEntry(7, testBatch(4, 40, 120)))
+	if err := rn.Propose(p4); err != nil {
 		t.Fatal(err)
 	}
 	handle(rn)
-	checkData(7, 7, 4, term2)
-	checkData(3, 0, 3, term) // earlier entries untouched
+	checkData(7, 7, 4, term2, p4)
+	checkData(3, 0, 3, term, orig[0]) // earlier entries untouched
 	if hw := s.OffsetAtIndex(rn.Status().Commit); hw != 11 {
 		t.Fatalf("high watermark %d", hw)
 	}

@@ -50,8 +50,10 @@ func reopen(t testing.TB, s *Storage, opts wal.Options) (*wal.Log, *Storage) {
 	return openTestStorage(t, dir, opts)
 }
 
+// dataEnt is a data entry for batches, numbered from offset 0: mustAppend
+// and stamped number it where it goes, as the leader's partition would.
 func dataEnt(index, term uint64, batches ...[]byte) raftpb.Entry {
-	return raftpb.Entry{Index: index, Term: term, Data: EncodeData(wal.KindData, bytes.Join(batches, nil))}
+	return raftpb.Entry{Index: index, Term: term, Data: EncodeEntry(testBatchesEntry(0, batches...))}
 }
 
 func metaEnt(index, term uint64) raftpb.Entry {
@@ -66,32 +68,52 @@ func confEnt(index, term uint64) raftpb.Entry {
 	return raftpb.Entry{Index: index, Term: term, Type: raftpb.EntryConfChangeV2, Data: b}
 }
 
-// stamped is e as Storage stores it, given the next offset before it; it
-// returns the entry and the next offset after it.
+// stamped is e numbered from next, as the leader's partition numbers a
+// data entry (a metadata record takes one offset); it returns the entry and
+// the next offset after it.
 func stamped(e raftpb.Entry, next int64) (raftpb.Entry, int64) {
 	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
 		return e, next
 	}
-	kind, p, err := DecodeData(e.Data)
+	we, err := DecodeData(e.Data)
 	if err != nil {
-		panic(err)
+		return e, next // bad data: left for Append to refuse
 	}
-	if kind == wal.KindMeta {
+	switch we.Kind {
+	case wal.KindMeta:
 		return e, next + 1
+	case wal.KindData:
+		we.BaseOffset = next
+		e.Data = EncodeEntry(we)
+		return e, we.LastOffset() + 1
 	}
-	q := append([]byte(nil), p...)
-	delta, _, err := scanBatches(q)
-	if err != nil {
-		panic(err)
-	}
-	stampBatches(q, next, int32(e.Term))
-	e.Data = EncodeData(kind, q)
-	return e, next + int64(delta) + 1
+	return e, next
 }
 
+// numbered is ents with their data entries numbered to continue s's log at
+// ents[0].Index.
+func numbered(s *Storage, ents []raftpb.Entry) []raftpb.Entry {
+	if len(ents) == 0 {
+		return ents
+	}
+	s.mu.RLock()
+	next := s.offsetAtLocked(max(ents[0].Index, s.snapIndex+1) - 1)
+	s.mu.RUnlock()
+	out := make([]raftpb.Entry, len(ents))
+	for i, e := range ents {
+		if e.Index <= s.snapIndex {
+			out[i] = e
+			continue
+		}
+		out[i], next = stamped(e, next)
+	}
+	return out
+}
+
+// mustAppend numbers ents' data entries (numbered) and appends them.
 func mustAppend(t testing.TB, s *Storage, ents ...raftpb.Entry) {
 	t.Helper()
-	if err := s.Append(ents); err != nil {
+	if err := s.Append(numbered(s, ents)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -139,6 +161,14 @@ func TestStorageAppendCases(t *testing.T) {
 		{"bad batch", nil, 0, []raftpb.Entry{{Index: 1, Term: 1, Data: []byte{byte(wal.KindData), 1, 2}}}, true, 0, nil, 0},
 		{"not contiguous", nil, 0, []raftpb.Entry{dataEnt(1, 1, b), dataEnt(3, 1, b)}, true, 0, nil, 0},
 	}
+	// Data entries that do not continue the log's offsets (numbered by a
+	// leader against another log) are refused, nothing written.
+	stale, _ := stamped(dataEnt(2, 1, b), 5)
+	overlap, _ := stamped(dataEnt(2, 1, b), 0)
+	unnumbered := []struct {
+		name string
+		app  []raftpb.Entry
+	}{{"offset past the log end", []raftpb.Entry{stale}}, {"offset inside the log", []raftpb.Entry{overlap}}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			log, s := openTestStorage(t, t.TempDir(), wal.Options{})
@@ -151,7 +181,7 @@ func TestStorageAppendCases(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := s.Append(tc.app)
+			err := s.Append(numbered(s, tc.app))
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Append: %v, want error %v", err, tc.wantErr)
 			}
@@ -171,6 +201,19 @@ func TestStorageAppendCases(t *testing.T) {
 					t.Fatalf("pass %d: OffsetAtIndex(last) %d, wal NextOffset %d, want %d", pass, got, log.NextOffset(), tc.nextOffs)
 				}
 				log, s = reopen(t, s, wal.Options{})
+			}
+		})
+	}
+	for _, tc := range unnumbered {
+		t.Run(tc.name, func(t *testing.T) {
+			log, s := openTestStorage(t, t.TempDir(), wal.Options{})
+			defer log.Close()
+			mustAppend(t, s, dataEnt(1, 1, b))
+			if err := s.Append(tc.app); !errors.Is(err, ErrBadData) {
+				t.Fatalf("Append: %v, want ErrBadData", err)
+			}
+			if last, _ := s.LastIndex(); last != 1 || log.NextOffset() != 2 {
+				t.Fatalf("last index %d, next offset %d after a refused append", last, log.NextOffset())
 			}
 		})
 	}
@@ -282,9 +325,7 @@ func TestStorageStandalone(t *testing.T) {
 		log := openTestLog(t, dir, wal.Options{SegmentSize: 1 << 10})
 		next := int64(0)
 		for i := 0; i < 30; i++ {
-			p := append([]byte(nil), b...)
-			stampBatches(p, next, 0)
-			if _, err := log.Append(wal.Entry{Kind: wal.KindData, BaseOffset: next, LastOffsetDelta: 2, MaxTimestamp: 50, Payload: p}); err != nil {
+			if _, err := log.Append(testBatchesEntry(next, b)); err != nil {
 				t.Fatal(err)
 			}
 			next += 3
@@ -329,8 +370,8 @@ func TestStorageStandalone(t *testing.T) {
 		if err != nil || len(ents) != 2 || ents[1].Term != 1 {
 			t.Fatalf("Entries: %v %+v", err, ents)
 		}
-		if bases, _ := batchFields(t, ents[1].Data[1:]); bases[0] != 3 {
-			t.Fatalf("standalone batch base %d", bases[0])
+		if we, err := DecodeData(ents[1].Data); err != nil || we.BaseOffset != 3 || !bytes.Equal(we.Payload, b) {
+			t.Fatalf("standalone entry read back as %+v, %v", we, err)
 		}
 		// Raft entries continue the offsets.
 		mustAppend(t, s, noopEnt(32, 2), dataEnt(33, 2, b))
@@ -452,8 +493,8 @@ func TestStorageApplySnapshot(t *testing.T) {
 		t.Fatalf("Offsets(52) = %d %d", bo, lo)
 	}
 	ents, _ := s.Entries(52, 53, 1<<20)
-	if bases, epochs := batchFields(t, ents[0].Data[1:]); bases[0] != 1000 || epochs[0] != 5 {
-		t.Fatalf("batch base %d epoch %d", bases[0], epochs[0])
+	if we, err := DecodeData(ents[0].Data); err != nil || we.BaseOffset != 1000 || !bytes.Equal(we.Payload, b) {
+		t.Fatalf("entry 52 read back as %+v, %v", we, err)
 	}
 
 	// An install interrupted after the sidecar write is finished on open.
@@ -487,6 +528,7 @@ func TestStorageRetention(t *testing.T) {
 	if err := s.SetHardState(raftpb.HardState{Term: 4, Commit: 60}); err != nil {
 		t.Fatal(err)
 	}
+	s.Applied(60) // the in-memory tail no longer serves them
 	if err := log.DropSegments(3); err != nil {
 		t.Fatal(err)
 	}
@@ -639,10 +681,10 @@ func TestStorageOffsetsKinds(t *testing.T) {
 			t.Errorf("wal entry %d offsets %d %d", idx, we.BaseOffset, we.LastOffset())
 		}
 	}
-	// The second data entry's batches: consecutive offsets, epoch = term.
+	// The second data entry's batches are stored as proposed.
 	we, _ := log.Read(5)
-	if bases, epochs := batchFields(t, we.Payload); !reflect.DeepEqual(bases, []int64{6, 7}) || !reflect.DeepEqual(epochs, []int32{2, 2}) {
-		t.Fatalf("batches %v %v", bases, epochs)
+	if orig, _ := DecodeData(ents[4].Data); !bytes.Equal(we.Payload, orig.Payload) {
+		t.Fatalf("entry 5's batches were rewritten")
 	}
 	// Offsets below the in-memory window come from the wal.
 	s.mu.Lock()

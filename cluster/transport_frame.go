@@ -43,10 +43,12 @@ const (
 	defaultMaxFrameBytes = 64 << 20
 
 	handshakeMagic = "CHRT"
-	// 2: one connection per node pair, dialed by the lower id, frames
-	// both ways (1: one connection per direction, frames from the dialer
-	// only).
-	handshakeVersion = 2
+	// 3: a data entry's raft Data carries its Kafka offsets and max
+	// timestamp (entry.go), so nodes of version 2, which number entries
+	// themselves, must not replicate with it. 2: one connection per node
+	// pair, dialed by the lower id, frames both ways (1: one connection
+	// per direction, frames from the dialer only).
+	handshakeVersion = 3
 	helloFixedLen    = 4 + 1 + 8 + 8 + 1
 	maxClusterIDLen  = 255
 	maxReasonLen     = 255
