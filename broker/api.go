@@ -176,7 +176,8 @@ type PartitionDirInfo struct {
 	Size      int64
 }
 
-// The methods of *Broker (implemented in broker.go and friends):
+// The methods of *Broker (implemented in broker.go, topics.go, groups.go
+// and friends):
 //
 //	Open(cfg Config) (*Broker, error)         // recovers the metadata log and every partition
 //	(*Broker).Close() error                   // stops background work, syncs and closes every log
@@ -261,15 +262,19 @@ type PartitionDirInfo struct {
 //	(*Broker).RunRetention() int              // apply retention now; segments dropped
 //	(*Broker).SnapshotState()                 // write changed partition state files now
 //
-// Consumer groups (coordinator.go around the state machine in group*.go;
-// __consumer_offsets is created on the first Open and replayed on every
-// Open). Group calls that fail as a whole return an error wrapping
-// NOT_COORDINATOR (append failed, broker closing), INVALID_GROUP_ID (empty
-// group id) or COORDINATOR_NOT_AVAILABLE; per-member and per-partition
-// outcomes are Kafka error codes in the results:
+// Consumer groups (the calls in groups.go; the coordinator that loads,
+// writes and follows the __consumer_offsets partitions in coordinator.go
+// and coordinator_*.go, around the deterministic state machine in group.go
+// and group_*.go; __consumer_offsets is created on the first Open and
+// replayed on every Open). Group calls that fail as a whole return an
+// error wrapping NOT_COORDINATOR (append failed, broker closing),
+// INVALID_GROUP_ID (empty group id) or COORDINATOR_NOT_AVAILABLE;
+// per-member and per-partition outcomes are Kafka error codes in the
+// results:
 //
 //	(*Broker).FindCoordinator(keyType int8, key string) (Coordinator, error)
-//	    CoordinatorTypeGroup: this node. CoordinatorTypeTransaction:
+//	    CoordinatorTypeGroup: the leader of the group's __consumer_offsets
+//	    partition (standalone: this node). CoordinatorTypeTransaction:
 //	    TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Other types: INVALID_REQUEST.
 //	(*Broker).JoinGroup(ctx, groupID string, req GroupJoinRequest) (GroupJoinResponse, error)
 //	(*Broker).SyncGroup(ctx, groupID string, req GroupSyncRequest) (GroupSyncResponse, error)

@@ -250,36 +250,3 @@ func (c *groupCoordinator) removePendingTopics() {
 		close(w)
 	}
 }
-
-// findCoordinatorOf names the leader of the group's __consumer_offsets
-// partition.
-func (b *Broker) findCoordinatorOf(key string) (Coordinator, error) {
-	none := Coordinator{NodeID: -1, Port: -1}
-	b.mu.RLock()
-	n := int32(0)
-	if t := b.topics[offsetsTopic]; t != nil {
-		n = t.meta.partitions
-	}
-	b.mu.RUnlock()
-	if n == 0 {
-		return none, fmt.Errorf("coordinator for %q: %s does not exist yet: %w", key, offsetsTopic, kerr.CoordinatorNotAvailable)
-	}
-	idx := GroupOffsetsPartition(key, n)
-	leader, _, err := b.PartitionLeader(offsetsTopic, idx)
-	if err != nil {
-		// Not hosted here: the preferred leader, as Metadata answers.
-		leader = -1
-		if r := b.PartitionReplicas(offsetsTopic, idx); len(r) > 0 {
-			leader = r[0]
-		}
-	}
-	if leader < 0 {
-		return none, fmt.Errorf("coordinator for %q: %s-%d has no leader: %w", key, offsetsTopic, idx, kerr.CoordinatorNotAvailable)
-	}
-	for _, bi := range b.Brokers() {
-		if bi.NodeID == leader {
-			return Coordinator{NodeID: bi.NodeID, Host: bi.Host, Port: bi.Port}, nil
-		}
-	}
-	return none, fmt.Errorf("coordinator for %q: node %d, the leader of %s-%d, is not registered: %w", key, leader, offsetsTopic, idx, kerr.CoordinatorNotAvailable)
-}
