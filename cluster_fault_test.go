@@ -979,7 +979,7 @@ func TestClusterLogStartReapplied(t *testing.T) {
 		}
 		ev := &replayEvents{}
 		ev.leader.Store(-1)
-		rep, err := node.Replica(broker.ReplicaSpec{Topic: "t", Partition: 0, Group: 7, Replicas: []int32{1}, Fresh: true, Applied: applied}, log, ev)
+		rep, err := node.Replica(broker.ReplicaSpec{Topic: "t", Partition: 0, RaftGroup: 7, Replicas: []int32{1}, Fresh: true, Applied: applied}, log, ev)
 		if err != nil {
 			t.Fatal(err)
 		}

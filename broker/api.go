@@ -6,7 +6,7 @@
 // One code path serves both modes. Every durable log sits behind the
 // replicated-log seam (replica.go): a partition appends, moves its log
 // start and learns its high watermark and leader through a Replica; the
-// metadata log commits records through a Controller whose committed records
+// metadata log commits records through a MetaLog whose committed records
 // are applied in one place (ApplyMeta); the group coordinator follows the
 // leaders of __consumer_offsets. Open chooses the implementations once:
 // with Config.Replication nil, standalone ones (standalone.go: a partition

@@ -31,11 +31,6 @@ const (
 	defaultRetentionCheckInterval = 5 * time.Minute
 	defaultStateSnapshotInterval  = 30 * time.Second
 
-	// producerIDBlockSize ids are reserved in the metadata log at a time,
-	// like Kafka's ProducerIdManager blocks: ids never repeat across
-	// restarts and most InitProducerID calls write nothing.
-	producerIDBlockSize = 1000
-
 	// maxPartitionsPerTopic bounds one CreateTopics/CreatePartitions
 	// (Kafka's controller caps one operation at 10000 records).
 	maxPartitionsPerTopic = 10000
@@ -48,8 +43,8 @@ type Broker struct {
 	meta   *wal.Log
 
 	// metadata commits metadata records (controller.go): the local
-	// metadata log or the controller raft group, chosen once, in Open.
-	metadata metaController
+	// metadata log or the metadata raft group, chosen once, in Open.
+	metadata metaLog
 	// proposeMu makes an admin call's checks and its proposal one step
 	// (lockAdmin); taken before adminMu.
 	proposeMu sync.Mutex
@@ -213,18 +208,14 @@ func open(cfg Config) (*Broker, error) {
 	if cfg.Replication != nil {
 		b.replicas = cfg.Replication
 	}
-	meta, err := wal.Open(filepath.Join(cfg.DataDir, "meta"), wal.Options{
-		Fsync:    wal.FsyncAlways, // metadata is small and always durable
-		OnRepair: b.logRepair,
-		OnSync:   cfg.OnFsync,
-	})
+	meta, err := b.openMetaLog()
 	if err != nil {
-		return nil, fmt.Errorf("broker: open metadata log: %w", err)
+		return nil, err
 	}
 	b.meta = meta
 	// The one place the mode is chosen: a broker that is its own cluster
 	// commits metadata to its local log, a cluster node through the
-	// controller raft group.
+	// metadata raft group.
 	if r := cfg.Replication; r != nil {
 		err = b.openReplicated(r)
 	} else {

@@ -67,9 +67,9 @@ type groupCoordinator struct {
 	removeTopics  []string
 	removeWaiters []chan struct{} // closed once the topics queued before them are done
 
-	// What Open's replay read and how long it took (all partitions, in
-	// parallel), for the log and for benchmarks.
-	loadRecords int64
+	// What loads read (records, all partitions) and how long attach's
+	// parallel load at Open took, for benchmarks.
+	loadRecords atomic.Int64
 	loadTook    time.Duration
 }
 

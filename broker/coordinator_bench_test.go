@@ -66,7 +66,7 @@ func BenchmarkGroupOffsetsReplay1M(b *testing.B) {
 				b.StopTimer()
 				open += time.Since(start)
 				replay += br.groups.loadTook
-				replayed = br.groups.loadRecords
+				replayed = br.groups.loadRecords.Load()
 				if !bc.compact && replayed != records {
 					b.Fatalf("replayed %d records", replayed)
 				}

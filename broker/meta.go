@@ -5,10 +5,32 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 
 	"github.com/chronik-stream/chronik/wal"
 )
+
+// producerIDBlockSize ids are reserved in the metadata log at a time, like
+// Kafka's ProducerIdManager blocks: ids never repeat across restarts and
+// most InitProducerID calls write nothing.
+const producerIDBlockSize = 1000
+
+// metaLogDir is the metadata log's directory under a data directory.
+func metaLogDir(dataDir string) string { return filepath.Join(dataDir, "meta") }
+
+// openMetaLog opens the metadata log: small, and synced on every append.
+func (b *Broker) openMetaLog() (*wal.Log, error) {
+	log, err := wal.Open(metaLogDir(b.cfg.DataDir), wal.Options{
+		Fsync:    wal.FsyncAlways,
+		OnRepair: b.logRepair,
+		OnSync:   b.cfg.OnFsync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open metadata log: %w", err)
+	}
+	return log, nil
+}
 
 // The metadata log: one JSON record per wal entry (Kind KindMeta), replayed
 // in order on Open. Records say what changed, never "set everything", so a
@@ -58,8 +80,8 @@ type metaRecord struct {
 	Partition int32        `json:"partition,omitempty"`
 	Added     []int32      `json:"added,omitempty"`
 	Brokers   []metaBroker `json:"brokers,omitempty"` // snapshot only
-	// NextGroup (snapshot only) is the raft group id the next partition gets.
-	NextGroup uint64 `json:"next_group,omitempty"`
+	// NextRaftGroup (snapshot only) is the raft group id the next partition gets.
+	NextRaftGroup uint64 `json:"next_group,omitempty"`
 	// NodeBlocks (snapshot only): each node's current producer id block start.
 	NodeBlocks map[int32]int64 `json:"node_blocks,omitempty"`
 	Removed    []int32         `json:"removed,omitempty"` // snapshot only
@@ -79,7 +101,7 @@ type metaTopic struct {
 	Partitions int32             `json:"partitions"`
 	Configs    map[string]string `json:"configs,omitempty"`
 	Replicas   [][]int32         `json:"replicas,omitempty"`
-	Groups     []uint64          `json:"groups,omitempty"`
+	RaftGroups []uint64          `json:"groups,omitempty"`
 	Joined     [][]int32         `json:"joined,omitempty"`
 }
 
@@ -92,8 +114,8 @@ type topicMeta struct {
 	// Cluster mode: each partition's replicas (preferred leader first; nil
 	// for topics created standalone) and raft group id. Group ids are
 	// handed out in apply order, so every node computes the same ones.
-	replicas [][]int32
-	groups   []uint64
+	replicas   [][]int32
+	raftGroups []uint64
 	// joined lists, per partition, the replicas added after the partition
 	// was created (replicas_added): they start empty and wait for the
 	// group's leader to add them, never bootstrapping the group. Shorter
@@ -107,22 +129,22 @@ type metaState struct {
 	topics             map[string]*topicMeta
 	producerIDBlockEnd int64
 
-	brokers    map[int32]metaBroker // cluster mode: registered nodes
-	nextGroup  uint64               // raft group id of the next partition (0 is the controller)
-	nodeBlocks map[int32]int64      // cluster mode: each node's producer id block start
-	removed    map[int32]bool       // cluster mode: nodes removed from the cluster
+	brokers       map[int32]metaBroker // cluster mode: registered nodes
+	nextRaftGroup uint64               // raft group id of the next partition (0 is the controller)
+	nodeBlocks    map[int32]int64      // cluster mode: each node's producer id block start
+	removed       map[int32]bool       // cluster mode: nodes removed from the cluster
 }
 
 func newMetaState() *metaState {
-	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool)}
+	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextRaftGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool)}
 }
 
-// newGroups hands out n raft group ids.
-func (s *metaState) newGroups(n int32) []uint64 {
+// newRaftGroups hands out n raft group ids.
+func (s *metaState) newRaftGroups(n int32) []uint64 {
 	g := make([]uint64, n)
 	for i := range g {
-		g[i] = s.nextGroup
-		s.nextGroup++
+		g[i] = s.nextRaftGroup
+		s.nextRaftGroup++
 	}
 	return g
 }
@@ -188,7 +210,7 @@ func (s *metaState) apply(r metaRecord) error {
 			return fmt.Errorf("topic %q: %d replica lists for %d partitions", r.Topic, len(r.Replicas), r.Partitions)
 		}
 		s.topics[r.Topic] = &topicMeta{name: r.Topic, id: id, partitions: r.Partitions, configs: maps.Clone(r.Configs),
-			replicas: r.Replicas, groups: s.newGroups(r.Partitions)}
+			replicas: r.Replicas, raftGroups: s.newRaftGroups(r.Partitions)}
 	case metaTopicDeleted, metaPartitionsAdded, metaConfigsAltered:
 		t, err := s.topicWithID(r.Topic, r.ID)
 		if err != nil {
@@ -207,7 +229,7 @@ func (s *metaState) apply(r metaRecord) error {
 			}
 			nt := *t
 			nt.partitions = r.Partitions
-			nt.groups = append(slices.Clip(t.groups), s.newGroups(added)...)
+			nt.raftGroups = append(slices.Clip(t.raftGroups), s.newRaftGroups(added)...)
 			if t.replicas != nil || r.Replicas != nil {
 				nt.replicas = append(slices.Clip(t.replicas), r.Replicas...)
 			}
@@ -226,11 +248,11 @@ func (s *metaState) apply(r metaRecord) error {
 			if err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
-			if t.Groups != nil {
-				if len(t.Groups) != int(t.Partitions) {
-					return fmt.Errorf("snapshot: topic %q: %d groups for %d partitions", t.Name, len(t.Groups), t.Partitions)
+			if t.RaftGroups != nil {
+				if len(t.RaftGroups) != int(t.Partitions) {
+					return fmt.Errorf("snapshot: topic %q: %d groups for %d partitions", t.Name, len(t.RaftGroups), t.Partitions)
 				}
-				fresh.topics[t.Name].groups = t.Groups
+				fresh.topics[t.Name].raftGroups = t.RaftGroups
 			}
 			if t.Joined != nil {
 				fresh.topics[t.Name].joined = t.Joined
@@ -239,8 +261,8 @@ func (s *metaState) apply(r metaRecord) error {
 		for _, br := range r.Brokers {
 			fresh.brokers[br.Node] = br
 		}
-		if r.NextGroup > 0 {
-			fresh.nextGroup = r.NextGroup
+		if r.NextRaftGroup > 0 {
+			fresh.nextRaftGroup = r.NextRaftGroup
 		}
 		maps.Copy(fresh.nodeBlocks, r.NodeBlocks)
 		for _, id := range r.Removed {
@@ -324,10 +346,10 @@ func (s *metaState) topicWithID(name, idHex string) (*topicMeta, error) {
 
 // snapshot is one record that rebuilds the whole state.
 func (s *metaState) snapshot() metaRecord {
-	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd, NextGroup: s.nextGroup}
+	r := metaRecord{Type: metaSnapshot, ClusterID: s.clusterID, ProducerIDBlockEnd: s.producerIDBlockEnd, NextRaftGroup: s.nextRaftGroup}
 	for _, name := range slices.Sorted(maps.Keys(s.topics)) {
 		t := s.topics[name]
-		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs, Replicas: t.replicas, Groups: t.groups, Joined: t.joined})
+		r.Topics = append(r.Topics, metaTopic{Name: t.name, ID: topicIDHex(t.id), Partitions: t.partitions, Configs: t.configs, Replicas: t.replicas, RaftGroups: t.raftGroups, Joined: t.joined})
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.brokers)) {
 		r.Brokers = append(r.Brokers, s.brokers[id])

@@ -10,9 +10,9 @@ import (
 )
 
 // The metadata log of a broker that is its own cluster. localMeta is the
-// Controller Open wires when there is no Replication: a proposal is
+// MetaLog Open wires when there is no Replication: a proposal is
 // committed once it is appended (the metadata log always fsyncs) and is
-// then applied through ApplyMeta, exactly as the controller raft group
+// then applied through ApplyMeta, exactly as the metadata raft group
 // applies its committed records on every node. Metadata changes therefore
 // take one path in both modes: check, propose, apply in ApplyMeta.
 
@@ -20,7 +20,7 @@ import (
 // metadata log, its only writer, and applying them at once.
 type localMeta struct {
 	self   int32
-	events ControllerEvents
+	events MetaLogEvents
 
 	// mu orders proposals: a record is applied before the next one is
 	// appended, so apply order is log order.
@@ -29,7 +29,7 @@ type localMeta struct {
 	closed bool
 }
 
-func newLocalMeta(log *wal.Log, events ControllerEvents, self int32) *localMeta {
+func newLocalMeta(log *wal.Log, events MetaLogEvents, self int32) *localMeta {
 	return &localMeta{self: self, events: events, log: log}
 }
 
@@ -37,7 +37,7 @@ func newLocalMeta(log *wal.Log, events ControllerEvents, self int32) *localMeta 
 func (c *localMeta) Start() error { return nil }
 
 // Propose implements Controller: the record is appended durably, then
-// applied (ControllerEvents.ApplyMeta) before Propose returns. ctx is not
+// applied (MetaLogEvents.ApplyMeta) before Propose returns. ctx is not
 // consulted: the append is a local write that either happens or fails.
 func (c *localMeta) Propose(_ context.Context, record []byte) error {
 	c.mu.Lock()
@@ -77,14 +77,14 @@ func (c *localMeta) Close() error {
 	return nil
 }
 
-// alive implements metaController: only this node exists.
+// alive implements metaLog: only this node exists.
 func (c *localMeta) alive(id int32) bool { return id == c.self }
 
-// nodeRemoved implements metaController: no other node can be removed
+// nodeRemoved implements metaLog: no other node can be removed
 // (UnregisterBroker refuses before proposing).
 func (c *localMeta) nodeRemoved(int32) {}
 
-// assignsReplicas implements metaController: the one node hosts every
+// assignsReplicas implements metaLog: the one node hosts every
 // partition, so topics stay unassigned (nil replicas: "every node"). That
 // is also what lets this data directory seed a cluster later: its topics
 // then live on every node (TestClusterFromStandalone).

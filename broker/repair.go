@@ -51,7 +51,7 @@ func Repair(opts RepairOptions) ([]PartitionRepair, error) {
 		return nil, err
 	}
 	defer lock.Unlock()
-	metaDir := filepath.Join(opts.DataDir, "meta")
+	metaDir := metaLogDir(opts.DataDir)
 	if rep, err := wal.CheckDir(metaDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("check metadata log: %w", err)
 	} else if rep.Damage != nil {
@@ -122,7 +122,7 @@ func Repair(opts RepairOptions) ([]PartitionRepair, error) {
 // topicNames reads the topic ids and names from the metadata log.
 func topicNames(dataDir string, logger zerolog.Logger) (map[[16]byte]string, error) {
 	names := make(map[[16]byte]string)
-	metaDir := filepath.Join(dataDir, "meta")
+	metaDir := metaLogDir(dataDir)
 	if _, err := os.Stat(metaDir); errors.Is(err, os.ErrNotExist) {
 		return names, nil
 	}

@@ -30,12 +30,13 @@ type Replication interface {
 	Replica(spec ReplicaSpec, log *wal.Log, events ReplicaEvents) (Replica, error)
 	// NodeID is this node's id (Kafka broker id == raft node id).
 	NodeID() int32
-	// Controller makes the metadata log the controller group's raft log.
+	// MetaLog makes the metadata log the raft log of the metadata group
+	// (whose leader is Kafka's controller).
 	// It returns the index through which the log is known committed; Open
 	// replays the records up to it, then calls Start, after which every
 	// record committed later is applied through events on every node, in
 	// log order.
-	Controller(log *wal.Log, events ControllerEvents) (ctl Controller, committed uint64, err error)
+	MetaLog(log *wal.Log, events MetaLogEvents) (ml MetaLog, committed uint64, err error)
 	// NodeRemoved tells the replication layer that a node left the
 	// cluster (applied on every node, in metadata order, and at Open for
 	// every node removed before): the groups this node leads drop it from
@@ -46,23 +47,24 @@ type Replication interface {
 	Alive(id int32) bool
 }
 
-// Controller is the controller group as the broker sees it.
-type Controller interface {
+// MetaLog is the metadata log as the broker commits to it: the metadata
+// raft group in a cluster, the local log standalone (meta_local.go).
+type MetaLog interface {
 	// Start runs the group from the replayed index on.
 	Start() error
 	// Propose appends a metadata record and returns once it is committed
 	// and applied on this node. Errors wrap a *kerr.Error
 	// (NOT_CONTROLLER without a leader, REQUEST_TIMED_OUT).
 	Propose(ctx context.Context, record []byte) error
-	// Nodes lists the controller group's voters: the cluster's nodes.
+	// Nodes lists the metadata group's voters: the cluster's nodes.
 	Nodes() []int32
 	// Leader is the controller leader's node id, -1 when none is known.
 	Leader() int32
 	Close() error
 }
 
-// ControllerEvents receives committed metadata records.
-type ControllerEvents interface {
+// MetaLogEvents receives committed metadata records.
+type MetaLogEvents interface {
 	ApplyMeta(record []byte)
 }
 
@@ -71,7 +73,7 @@ type ReplicaSpec struct {
 	Topic     string
 	TopicID   [16]byte
 	Partition int32
-	Group     uint64  // the partition's raft group id, unique in the cluster
+	RaftGroup uint64  // the partition's raft group id, unique in the cluster
 	Replicas  []int32 // node ids, preferred leader first
 	// Fresh: the topic was created in cluster mode, so every replica's
 	// log starts empty and all of them may bootstrap the group together.

@@ -43,16 +43,16 @@ func (r *localReplication) NodeRemoved(int32) {}
 
 func (r *localReplication) Alive(int32) bool { return true }
 
-func (r *localReplication) Controller(log *wal.Log, events ControllerEvents) (Controller, uint64, error) {
+func (r *localReplication) MetaLog(log *wal.Log, events MetaLogEvents) (MetaLog, uint64, error) {
 	return &localController{log: log, events: events}, log.LastIndex(), nil
 }
 
 // localController commits a record by appending it to the metadata log and
-// applying it at once, as a one-node controller group would.
+// applying it at once, as a one-node metadata group would.
 type localController struct {
 	mu     sync.Mutex
 	log    *wal.Log
-	events ControllerEvents
+	events MetaLogEvents
 }
 
 func (c *localController) Start() error   { return nil }
@@ -304,5 +304,63 @@ func TestReplicaFetchAboveHighWatermark(t *testing.T) {
 	rep.events.Committed(5)
 	if res, err := b.Fetch("t", 0, 4, 1<<20, 0); err != nil || len(res.Records) == 0 {
 		t.Fatalf("fetch at 4 once committed: %d bytes, %v", len(res.Records), err)
+	}
+}
+
+// TestReplicaTruncationRollsBackProducers: a follower's view of its log
+// covers entries the old leader had not committed. When the new leader's
+// log replaces them (the replica cuts the log and reports Truncated), the
+// producer states of the cut batches go too, in memory and in the state
+// file, so that the producer's retry is written rather than taken for a
+// duplicate of a batch that no longer exists.
+func TestReplicaTruncationRollsBackProducers(t *testing.T) {
+	repl := &localReplication{replicas: map[string]*localReplica{}}
+	b := openBroker(t, Config{NodeID: 1, Replication: repl})
+	if _, err := b.CreateTopic("t", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	rep := repl.replicas["t"]
+	p, err := b.partition("t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Node 2 leads at epoch 1 and sends producer 9's batch (offsets 0-2).
+	rep.lead(2, 1)
+	old := buildBatch(idem(3, 9, 0, 0))
+	assignOffset(old, 0, 1)
+	rep.follow(t, wal.Entry{Kind: wal.KindData, Term: 1, BaseOffset: 0, LastOffsetDelta: 2, MaxTimestamp: 1000, Payload: old})
+	b.SnapshotState()
+	if snap, err := loadSnapshot(p.statePath()); err != nil || snap.NextOffset != 3 || len(snap.Producers) != 1 {
+		t.Fatalf("state file before the cut: %+v %v, want producer 9 up to offset 3", snap, err)
+	}
+
+	// Node 3 wins epoch 2 without that entry: its log replaces ours from
+	// offset 0 with producer 10's five records.
+	if err := rep.log.TruncateBack(0); err != nil {
+		t.Fatal(err)
+	}
+	rep.events.Truncated(rep.log.NextOffset())
+	if snap, err := loadSnapshot(p.statePath()); err != nil || snap.NextOffset != 0 || len(snap.Producers) != 0 {
+		t.Fatalf("state file after the cut: %+v %v, want no producers at offset 0", snap, err)
+	}
+	other := buildBatch(idem(5, 10, 0, 0))
+	assignOffset(other, 0, 2)
+	rep.follow(t, wal.Entry{Kind: wal.KindData, Term: 2, BaseOffset: 0, LastOffsetDelta: 4, MaxTimestamp: 1000, Payload: other})
+	rep.events.Committed(5)
+
+	// This node leads at epoch 3: producer 9's retry is new data at 5.
+	rep.lead(1, 3)
+	res, err := b.Produce(context.Background(), "t", 0, buildBatch(idem(3, 9, 0, 0)), -1, nil)
+	if err != nil || res.BaseOffset != 5 {
+		t.Fatalf("retry of the cut batch: %+v %v, want it written at offset 5", res, err)
+	}
+	// And producer 10's batch, which the log holds, is a duplicate.
+	res, err = b.Produce(context.Background(), "t", 0, buildBatch(idem(5, 10, 0, 0)), -1, nil)
+	if err != nil || res.BaseOffset != 0 {
+		t.Fatalf("retry of producer 10's batch: %+v %v, want the duplicate at offset 0", res, err)
+	}
+	if _, hw, _ := b.PartitionOffsets("t", 0); hw != 8 {
+		t.Fatalf("high watermark %d, want 8", hw)
 	}
 }

@@ -3,7 +3,7 @@
 // wal.Log, a metadata group (the raft group over the metadata log), the
 // peer transport and leader routing. It plugs into package broker through
 // the interfaces broker defines (broker.Replication, broker.Replica,
-// broker.Controller; DESIGN.md, "Cluster rules").
+// broker.MetaLog; DESIGN.md, "Cluster rules").
 //
 // Words: a "group" in this package is always a raft group (RaftGroup,
 // GroupID), never a consumer group. "Controller" means only what it means
@@ -33,8 +33,8 @@
 //     (broker.Replication): one Transport, one Engine, and the adapters
 //     below. reconcile.go makes the groups this node leads converge to
 //     their desired voters and preferred leaders.
-//   - metagroup.go: metaGroup, the metadata group as broker.Controller
-//     (Node.Controller).
+//   - metagroup.go: metaGroup, the metadata group as broker.MetaLog
+//     (Node.MetaLog).
 //   - replica.go: replica, a partition's raft group as broker.Replica
 //     (Node.Replica).
 //

@@ -1,10 +1,10 @@
 package cluster
 
 // The metadata group: the raft group over the metadata log (GroupID
-// ControllerGroup, 0), which package broker uses as its broker.Controller.
-// Node.Controller makes it. Its leader is the cluster's controller in
+// ControllerGroup, 0), which package broker uses as its broker.MetaLog.
+// Node.MetaLog makes it. Its leader is the cluster's controller in
 // Kafka's sense (clients hear NOT_CONTROLLER when there is none, or it
-// moved); ControllerGroup, Node.Controller and the log and error texts
+// moved); ControllerGroup, Node.MetaLog and the log and error texts
 // use the word in that sense only.
 
 import (
@@ -27,7 +27,7 @@ import (
 type metaGroup struct {
 	n       *Node
 	st      *Storage
-	events  broker.ControllerEvents
+	events  broker.MetaLogEvents
 	applied uint64 // replayed by the broker before Start
 	g       *RaftGroup
 	leader  atomic.Int64
@@ -44,8 +44,8 @@ type forwarded struct {
 	err  error // set before done is closed
 }
 
-// Controller implements broker.Replication.
-func (n *Node) Controller(log *wal.Log, events broker.ControllerEvents) (broker.Controller, uint64, error) {
+// MetaLog implements broker.Replication.
+func (n *Node) MetaLog(log *wal.Log, events broker.MetaLogEvents) (broker.MetaLog, uint64, error) {
 	st, err := OpenStorage(log)
 	if err != nil {
 		return nil, 0, err
@@ -168,7 +168,7 @@ func (m *metaGroup) Close() error {
 	return err
 }
 
-// Propose implements broker.Controller: on the leader through the engine,
+// Propose implements broker.MetaLog: on the leader through the engine,
 // on a follower forwarded to the leader.
 func (m *metaGroup) Propose(ctx context.Context, record []byte) error {
 	data := EncodeData(wal.KindMeta, record)

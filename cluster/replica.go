@@ -32,7 +32,7 @@ type replica struct {
 
 // Replica implements broker.Replication.
 func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.ReplicaEvents) (broker.Replica, error) {
-	if spec.Group == 0 {
+	if spec.RaftGroup == 0 {
 		return nil, fmt.Errorf("cluster: %s-%d has no raft group id", spec.Topic, spec.Partition)
 	}
 	st, err := OpenStorage(log)
@@ -44,7 +44,7 @@ func (n *Node) Replica(spec broker.ReplicaSpec, log *wal.Log, events broker.Repl
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{n: n, st: st, id: GroupID(spec.Group), events: events, startApplied: spec.Applied}
+	r := &replica{n: n, st: st, id: GroupID(spec.RaftGroup), events: events, startApplied: spec.Applied}
 	if spec.Applied > 0 {
 		r.applied.Store(min(spec.Applied, hs.Commit)) // raft applies the rest again
 	} else {

@@ -8,10 +8,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// The group coordinator in cluster mode. Every node builds a groupPartition
-// for each __consumer_offsets partition, but a table exists only on the
-// partition's raft leader, as Kafka moves a group's coordinator with the
-// leader of its partition:
+// The group coordinator follows the leaders of __consumer_offsets, in
+// both modes (standalone, this node leads every partition from the start
+// at epoch 0). Every node builds a groupPartition for each
+// __consumer_offsets partition, but a table exists only on the
+// partition's leader, as Kafka moves a group's coordinator with the leader
+// of its partition:
 //
 //   - Leadership events (partition.LeaderChanged, on a replication worker)
 //     only set the partition's follow flag and wake the coordinator's
@@ -20,8 +22,8 @@ import (
 //     with the table's. Not the leader: the table is dropped and waiting
 //     JoinGroup/SyncGroup calls get NOT_COORDINATOR. The leader at a new
 //     epoch: the table is dropped, and once the high watermark has reached
-//     the log end the partition is replayed into a fresh table, exactly as
-//     the standalone Open replays it, then serves. Waiting for the high
+//     the log end the partition is replayed into a fresh table, then
+//     serves. Waiting for the high
 //     watermark makes the replay see every committed record: raft commits
 //     the new leader's whole log with its first entry of the new term,
 //     and nothing else appends to __consumer_offsets meanwhile (the
@@ -110,6 +112,7 @@ func (c *groupCoordinator) attach(t *topic) {
 	inParallel(len(gps), func(i int) {
 		gps[i].followLeader() // one waiting for its high watermark: the worker retries
 	})
+	c.loadTook = time.Since(start)
 	for _, gp := range gps {
 		if gp.p != nil {
 			gp.follow.Store(true) // events before now may have found no partition
@@ -200,6 +203,7 @@ func (gp *groupPartition) followLeader() bool {
 		gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("load groups; retried on the next request")
 		return false
 	}
+	gp.c.loadRecords.Add(n)
 	gp.c.b.logger.Info().Int32("partition", gp.index).Int32("epoch", epoch).Int("groups", gp.table.Len()).
 		Int64("records", n).Dur("took", time.Since(start)).Msg("group coordinator of " + offsetsTopic + " partition")
 	return false
