@@ -466,7 +466,7 @@ func (l *Log) writeMeta(first uint64, floor int64) error {
 
 func (l *Log) tidwallOptions() *tidwall.Options {
 	return &tidwall.Options{
-		NoSync:           true, // we fsync per policy, once per group
+		NoSync:           true, // we fsync per policy, once per Append
 		SegmentSize:      l.opts.SegmentSize,
 		SegmentCacheSize: l.opts.SegmentCacheSize,
 		NoCopy:           true, // Read hands out read-only views (see Read)
