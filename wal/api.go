@@ -1,6 +1,12 @@
 // Package wal is Chronik's durable log: framed, checksummed entries on top of
-// github.com/tidwall/wal, with tail repair, group commit, an fsync policy, a
-// Kafka offset/time index, retention primitives and a state sidecar.
+// github.com/tidwall/wal, with tail repair, an fsync policy, a Kafka
+// offset/time index, retention primitives and a state sidecar.
+//
+// A Log has one writer (a partition's append, a raft group's storage
+// worker, the metadata log's writer). Group commit happens above it, where
+// the work queues up (the partition's produce queue, the raft group's
+// Ready); the wal writes what one Append is given with one WriteBatch and
+// one fsync. Concurrent Appends are safe but serialized, never coalesced.
 //
 // One Log is one directory. WAL indexes are contiguous uint64s; a log may
 // begin at any index. Kafka offsets are carried in each entry's frame header
@@ -115,16 +121,13 @@ type SegmentInfo struct {
 //	    Creates the directory if needed, repairs the tail, rebuilds the
 //	    offset/time index from frame headers, validates every frame's CRC.
 //	(*Log).Append(entries ...Entry) (firstIndex uint64, err error)
-//	    Group-committed: safe from many goroutines; concurrent calls are
-//	    coalesced into one tidwall WriteBatch and one fsync. Returns when the
-//	    entries are durable per the fsync policy. Entries of a HasRecords kind
-//	    must have BaseOffset == NextOffset() at the time they are written
-//	    (the caller assigns offsets; Append checks and returns ErrOutOfRange).
-//	(*Log).Enqueue(entries ...Entry) *Pending / (*Pending).Wait() (firstIndex uint64, err error)
-//	    Append in two steps: Enqueue fixes the entries' place in the log and
-//	    returns at once, so a caller can assign offsets and Enqueue under its
-//	    own lock, then Wait outside it and still share the group's fsync.
-//	    Every Enqueue must be followed by a Wait (in any order).
+//	    One tidwall WriteBatch and (FsyncAlways) one fsync per call; returns
+//	    when the entries are durable per the fsync policy. Meant for one
+//	    writer: concurrent calls are safe but serialized, each with its own
+//	    write and fsync; batching is the caller's business. Entries of a
+//	    HasRecords kind must have BaseOffset == NextOffset() at the time they
+//	    are written (the caller assigns offsets; otherwise the whole call
+//	    fails with ErrOutOfRange and writes nothing). Zero entries: 0, nil.
 //	(*Log).Read(index uint64) (Entry, error)            // ErrNotFound outside the log; Payload is read-only (shares the log's buffer)
 //	(*Log).FirstIndex() uint64                           // first present index; LastIndex()+1 when empty
 //	(*Log).LastIndex() uint64                            // FirstIndex()-1 when empty

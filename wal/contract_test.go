@@ -5,7 +5,6 @@ import "testing"
 // The method list of api.go, checked by the compiler.
 var _ interface {
 	Append(entries ...Entry) (firstIndex uint64, err error)
-	Enqueue(entries ...Entry) *Pending
 	Read(index uint64) (Entry, error)
 	FirstIndex() uint64
 	LastIndex() uint64
@@ -28,6 +27,9 @@ var _ interface {
 	Repairs() []Repair
 	Dir() string
 	Close() error
+	Retain(r Retention) (dropped int, err error)
+	Recover() error
+	Failed() error
 } = (*Log)(nil)
 
 var _ func(string, Options) (*Log, error) = Open

@@ -59,18 +59,18 @@ func crashChild(dir string, seed uint64) {
 				for i := range e.Payload {
 					e.Payload[i] = byte(rng.Uint32())
 				}
-				var p *Pending
-				if rng.IntN(8) == 0 {
+				var idx uint64
+				var err error
+				if rng.IntN(8) == 0 { // concurrent with the others' appends
 					e.Kind = KindNoop
-					p = l.Enqueue(e)
-				} else {
+					idx, err = l.Append(e)
+				} else { // offsets assigned and appended under one lock, as a partition does
 					mu.Lock()
 					e.Kind, e.BaseOffset, e.LastOffsetDelta, e.MaxTimestamp = KindData, next, int32(rng.IntN(4)), time.Now().UnixMilli()
 					next = e.LastOffset() + 1
-					p = l.Enqueue(e)
+					idx, err = l.Append(e)
 					mu.Unlock()
 				}
-				idx, err := p.Wait()
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "child append:", err)
 					os.Exit(3)

@@ -54,6 +54,12 @@ type header struct {
 
 func (h *header) lastOffset() int64 { return h.baseOffset + int64(h.lastOffsetDelta) }
 
+// header is the frame header of e.
+func (e *Entry) header() header {
+	return header{kind: e.Kind, term: e.Term, baseOffset: e.BaseOffset,
+		lastOffsetDelta: e.LastOffsetDelta, maxTimestamp: e.MaxTimestamp}
+}
+
 func (k Kind) valid() bool { return k >= KindData && k <= KindControl }
 
 // frameSize is the encoded size of e.

@@ -48,26 +48,18 @@ func (o Options) withDefaults() Options {
 }
 
 // Log is a durable log in one directory. All methods are safe for
-// concurrent use.
+// concurrent use. A Log expects one writer: concurrent Appends are
+// serialized, each with its own write and fsync, never coalesced; batching
+// appends to share an fsync is the caller's business (commit.go).
 type Log struct {
 	dir  string
 	opts Options
 
-	closed    atomic.Bool
-	lastUse   atomic.Int64  // monotonic ns of the last Append/Read
-	durable   atomic.Uint64 // last index durable per the fsync policy
-	commits   atomic.Uint64 // group commits written (for benchmarks)
-	lastRound atomic.Int64  // monotime at the end of the last commit round
-	lastWoken atomic.Int64  // appends acknowledged by the last commit round
+	closed  atomic.Bool
+	lastUse atomic.Int64  // monotonic ns of the last Append/Read
+	durable atomic.Uint64 // last index durable per the fsync policy
 
-	// The group-commit queue. See commit.go.
-	cmu      sync.Mutex
-	pending  []*Pending
-	spare    []*Pending
-	running  bool         // a commit round is running or was handed to a waiter
-	npending atomic.Int64 // len(pending), for gather
-
-	// wmu serializes everything that writes: commit rounds, truncation,
+	// wmu serializes everything that writes: appends, truncation,
 	// retention, Reset, Sync, idle release and Close. Everything it guards
 	// may be read under wmu alone. Lock order: wmu, then mu.
 	wmu       sync.Mutex
@@ -474,7 +466,7 @@ func (l *Log) writeMeta(first uint64, floor int64) error {
 
 func (l *Log) tidwallOptions() *tidwall.Options {
 	return &tidwall.Options{
-		NoSync:           true, // we fsync per policy, once per group
+		NoSync:           true, // we fsync per policy, once per Append
 		SegmentSize:      l.opts.SegmentSize,
 		SegmentCacheSize: l.opts.SegmentCacheSize,
 		NoCopy:           true, // Read hands out read-only views (see Read)

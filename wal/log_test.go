@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -491,9 +490,10 @@ func TestIdleHeap(t *testing.T) {
 	}
 }
 
-// TestConcurrentAppendRead runs appenders (offsets assigned under a lock,
-// as the broker does), raw no-op appenders, readers, index lookups, syncs
-// and idle releases at once; run it with -race.
+// TestConcurrentAppendRead runs appenders (offsets assigned and appended
+// under a lock, as the broker's partition does), no-op appenders calling
+// Append concurrently with them and each other, readers, index lookups,
+// syncs and idle releases at once; run it with -race.
 func TestConcurrentAppendRead(t *testing.T) {
 	for _, policy := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
 		t.Run(fmt.Sprint("policy=", policy), func(t *testing.T) {
@@ -514,20 +514,20 @@ func TestConcurrentAppendRead(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := 0; i < perAppender; i++ {
-						var p *Pending
 						var e Entry
+						var idx uint64
+						var err error
 						if i%5 == 4 {
 							e = Entry{Kind: KindNoop, Term: uint64(a)}
-							p = l.Enqueue(e)
+							idx, err = l.Append(e)
 						} else {
 							offMu.Lock()
 							e = Entry{Kind: KindData, Term: uint64(a), BaseOffset: nextOff, LastOffsetDelta: int32(i % 3),
 								MaxTimestamp: int64(i), Payload: payloadFor(uint64(a*1000+i), 50+i*7)}
 							nextOff = e.LastOffset() + 1
-							p = l.Enqueue(e)
+							idx, err = l.Append(e)
 							offMu.Unlock()
 						}
-						idx, err := p.Wait()
 						if err != nil {
 							errs <- fmt.Errorf("append: %w", err)
 							return
@@ -648,14 +648,12 @@ func TestConcurrentRetention(t *testing.T) {
 				mu.Lock()
 				e := Entry{Kind: KindData, Term: uint64(a), BaseOffset: next, MaxTimestamp: int64(i), Payload: payloadFor(uint64(a*1000+i), 200)}
 				next++
-				p := l.Enqueue(e)
-				mu.Unlock()
-				idx, err := p.Wait()
+				idx, err := l.Append(e)
 				if err != nil {
+					mu.Unlock()
 					errs <- err
 					return
 				}
-				mu.Lock()
 				written[idx] = e
 				mu.Unlock()
 			}
@@ -724,60 +722,140 @@ func TestConcurrentRetention(t *testing.T) {
 	checkFiles(t, l)
 }
 
-// TestGroupCommitCoalesces queues appends without waiting, as a broker does
-// under its partition lock: all of them go out in one WriteBatch and one
-// fsync, in queue order, and a request whose offsets do not continue the
-// log fails alone.
-func TestGroupCommitCoalesces(t *testing.T) {
-	l := mustOpen(t, t.TempDir(), Options{})
+// TestAppendOneWrite: an Append of many entries (records and no-ops
+// mixed), as a partition passes its whole produce queue, is written in
+// order with one fsync; an Append whose offsets do not continue the log
+// fails as a whole with ErrOutOfRange, writes and syncs nothing, and leaves
+// the log usable.
+func TestAppendOneWrite(t *testing.T) {
+	var syncs atomic.Int64
+	l := mustOpen(t, t.TempDir(), Options{OnSync: func(time.Duration) { syncs.Add(1) }})
 	defer l.Close()
 	appendData(t, l, 1, 10)
-	before := l.commits.Load()
-	var ps []*Pending
+	var batch []Entry
 	next := int64(1)
 	for i := 0; i < 6; i++ {
-		e := Entry{Kind: KindData, BaseOffset: next, LastOffsetDelta: 2, Payload: []byte{byte(i)}}
-		if i == 3 {
-			e.BaseOffset += 100 // out of sequence: rejected, the rest still written
-		} else {
-			next += 3
+		batch = append(batch, Entry{Kind: KindData, BaseOffset: next, LastOffsetDelta: 2, Payload: []byte{byte(i)}},
+			Entry{Kind: KindNoop})
+		next += 3
+	}
+	before := syncs.Load()
+	first, err := l.Append(batch...)
+	if err != nil || first != 2 {
+		t.Fatalf("append of %d entries: first %d, %v", len(batch), first, err)
+	}
+	if n := syncs.Load() - before; n != 1 {
+		t.Fatalf("%d fsyncs for one Append", n)
+	}
+	last := first + uint64(len(batch)) - 1
+	for i, want := range batch {
+		if got, err := l.Read(first + uint64(i)); err != nil || !sameEntry(got, want) {
+			t.Fatalf("index %d: %+v %v, want %+v", first+uint64(i), got, err, want)
 		}
-		ps = append(ps, l.Enqueue(e))
-		ps = append(ps, l.Enqueue(Entry{Kind: KindNoop}))
 	}
-	// Waiting in reverse order works too: whoever waits first commits.
-	slices.Reverse(ps)
-	for _, p := range ps {
-		p.Wait()
+	if l.NextOffset() != next || l.LastIndex() != last || l.DurableIndex() != last {
+		t.Fatalf("next offset %d want %d, last %d durable %d want %d", l.NextOffset(), next, l.LastIndex(), l.DurableIndex(), last)
 	}
-	slices.Reverse(ps)
-	want := uint64(2)
-	for i, p := range ps {
-		idx, err := p.Wait()
-		if i == 6 {
-			if !errors.Is(err, ErrOutOfRange) {
-				t.Fatalf("out-of-sequence append: %d %v", idx, err)
-			}
-			continue
-		}
-		if err != nil || idx != want {
-			t.Fatalf("append %d: index %d %v, want %d", i, idx, err, want)
-		}
-		want++
+
+	// The third entry does not continue the offsets: nothing is written.
+	before = syncs.Load()
+	bad := []Entry{
+		{Kind: KindData, BaseOffset: next, Payload: []byte("a")},
+		{Kind: KindNoop},
+		{Kind: KindData, BaseOffset: next + 100, Payload: []byte("b")},
 	}
-	if n := l.commits.Load() - before; n != 1 {
-		t.Fatalf("%d commits for one group", n)
+	if idx, err := l.Append(bad...); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("out-of-sequence append: %d %v", idx, err)
 	}
-	if l.NextOffset() != next || l.LastIndex() != want-1 || l.DurableIndex() != want-1 {
-		t.Fatalf("next offset %d want %d, last %d durable %d want %d", l.NextOffset(), next, l.LastIndex(), l.DurableIndex(), want-1)
+	if l.LastIndex() != last || l.NextOffset() != next || syncs.Load() != before {
+		t.Fatalf("rejected append changed the log: last %d next %d, %d fsyncs", l.LastIndex(), l.NextOffset(), syncs.Load()-before)
 	}
-	// Wait after completion returns the same result again.
-	if idx, err := ps[0].Wait(); idx != 2 || err != nil {
-		t.Fatalf("second Wait: %d %v", idx, err)
+	if idx, err := l.Append(Entry{Kind: KindData, BaseOffset: next, Payload: []byte("c")}); err != nil || idx != last+1 {
+		t.Fatalf("append after a rejected one: %d %v", idx, err)
 	}
-	if idx, err := l.Enqueue().Wait(); idx != 0 || err != nil {
+	if idx, err := l.Append(); idx != 0 || err != nil {
 		t.Fatalf("empty append: %d %v", idx, err)
 	}
+	checkFiles(t, l)
+}
+
+// TestConcurrentAppendsSerialized: appenders that read NextOffset and
+// Append without a common lock race; Append serializes them and checks
+// each call's offsets against the log as written, so every call either
+// lands whole, continuing the offsets, or fails with ErrOutOfRange and
+// writes nothing. Each call that lands gets its own fsync: nothing is
+// coalesced.
+func TestConcurrentAppendsSerialized(t *testing.T) {
+	var syncs atomic.Int64
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 8 << 10, OnSync: func(time.Duration) { syncs.Add(1) }}
+	l := mustOpen(t, dir, opts)
+	const appenders, attempts = 6, 40
+	var (
+		mu      sync.Mutex
+		written = map[uint64][]Entry{} // first index -> the call's entries
+		wg      sync.WaitGroup
+		errs    = make(chan error, appenders)
+	)
+	for a := 0; a < appenders; a++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < attempts; i++ {
+				off := l.NextOffset()
+				batch := []Entry{
+					{Kind: KindData, Term: uint64(a), BaseOffset: off, LastOffsetDelta: int32(i % 3), Payload: payloadFor(uint64(a*100+i), 100+i)},
+					{Kind: KindNoop, Term: uint64(a)},
+				}
+				idx, err := l.Append(batch...)
+				if errors.Is(err, ErrOutOfRange) {
+					continue // another appender took this offset first
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				written[idx] = batch
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(written) == 0 || int64(len(written)) != syncs.Load() {
+		t.Fatalf("%d appends landed with %d fsyncs, want one each", len(written), syncs.Load())
+	}
+	check := func(l *Log) {
+		next := int64(0)
+		for idx := uint64(1); idx <= l.LastIndex(); idx += 2 {
+			batch, ok := written[idx]
+			if !ok {
+				t.Fatalf("index %d does not start an acknowledged append", idx)
+			}
+			for k, want := range batch {
+				if got, err := l.Read(idx + uint64(k)); err != nil || !sameEntry(got, want) {
+					t.Fatalf("index %d: %+v %v, want %+v", idx+uint64(k), got, err, want)
+				}
+			}
+			if batch[0].BaseOffset != next {
+				t.Fatalf("index %d: base offset %d, want %d", idx, batch[0].BaseOffset, next)
+			}
+			next = batch[0].LastOffset() + 1
+		}
+		if l.LastIndex() != uint64(2*len(written)) || l.NextOffset() != next {
+			t.Fatalf("last index %d for %d appends, next offset %d want %d", l.LastIndex(), len(written), l.NextOffset(), next)
+		}
+	}
+	check(l)
+	checkFiles(t, l)
+	l.Close()
+	l = mustOpen(t, dir, opts)
+	defer l.Close()
+	check(l)
 }
 
 // TestFsyncPolicies checks what DurableIndex promises under each policy.
