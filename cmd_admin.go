@@ -44,7 +44,7 @@ func newAdmin() *admin {
 	a.metrics = kafka.NewMetrics(a.reg)
 	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_fsync_duration_seconds",
-		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per group commit.",
+		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per append group.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
 	})
 	a.commit = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -18,10 +18,12 @@ import (
 // partition is one topic partition: a wal.Log plus the state that decides
 // offsets and idempotence.
 //
-// Appends use group commit at this level: every Produce queues its parsed
-// request, then takes appendMu. Whoever holds appendMu takes the whole queue,
-// assigns offsets in queue order, checks producer sequences, and hands all
-// batches of all queued requests to one wal Append (one write, one fsync).
+// Appends use group commit at this level, the only one on the produce
+// path: every Produce queues its parsed request, then takes appendMu.
+// Whoever holds appendMu takes the whole queue, assigns offsets in queue
+// order, checks producer sequences, and hands all batches of all queued
+// requests to one Replicate (standalone: one wal Append, one write and one
+// fsync; in a cluster: proposals sharing one raft Ready).
 // A Produce that gets appendMu after its request was handled by an earlier
 // holder just returns. Offsets are thus assigned and written in one order
 // without holding a lock for longer than one Append, and concurrent

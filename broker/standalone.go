@@ -36,7 +36,8 @@ type standaloneReplica struct {
 	events ReplicaEvents
 }
 
-// Replicate appends the entries (group commit, one fsync per round), then
+// Replicate appends the entries (one write and one fsync for the group the
+// partition hands over: its queue is the group commit), then
 // reports them and the new high watermark. A failed write or sync reopens
 // the log in place (wal.Recover: the tail rescanned, whatever was not
 // durable cut), so reads go on and the next append tries again; the
