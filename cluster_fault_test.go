@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
@@ -1020,4 +1021,69 @@ func TestClusterLogStartReapplied(t *testing.T) {
 		t.Fatalf("applied index %d after reopening from %d", rep.Applied(), before)
 	}
 	closeAll(node, log, rep)
+}
+
+// TestClusterReplicateRefusesStaleNumbering: the raft layer stores a data
+// entry with the offsets the partition gave it, so a proposal numbered for
+// another term or against a log end that has moved must never enter raft:
+// it is refused (NOT_LEADER_OR_FOLLOWER, wrapping cluster.ErrStaleOffsets)
+// and the log is unchanged.
+func TestClusterReplicateRefusesStaleNumbering(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := cluster.StartNode(cluster.NodeConfig{NodeID: 1, Peers: map[uint64]string{1: ln.Addr().String()}, Listener: ln, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	log, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	ev := &replayEvents{}
+	ev.leader.Store(-1)
+	rep, err := node.Replica(broker.ReplicaSpec{Topic: "t", Partition: 0, RaftGroup: 9, Replicas: []int32{1}, Fresh: true}, log, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	waitUntil(t, "the replica leads", 30*time.Second, func() bool { return ev.leader.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	epoch := uint64(ev.epoch.Load())
+	entry := func(base int64, term uint64) []wal.Entry {
+		b := encodeBatch(t, kgo.Record{Value: []byte("v")})
+		return []wal.Entry{{Kind: wal.KindData, Term: term, BaseOffset: base, MaxTimestamp: -1, Payload: b}}
+	}
+	if _, err := rep.Replicate(ctx, entry(0, epoch), true); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		base int64
+		term uint64
+	}{
+		{"offset already taken", 0, epoch},
+		{"offset past the log end", 5, epoch},
+		{"an older epoch", 1, epoch - 1},
+		{"a later epoch", 1, epoch + 1},
+	} {
+		_, err := rep.Replicate(ctx, entry(tc.base, tc.term), true)
+		if !errors.Is(err, kerr.NotLeaderForPartition) || !errors.Is(err, cluster.ErrStaleOffsets) {
+			t.Fatalf("%s: %v, want NOT_LEADER_OR_FOLLOWER wrapping ErrStaleOffsets", tc.name, err)
+		}
+		if log.NextOffset() != 1 {
+			t.Fatalf("%s: the log's next offset is %d, want 1: a refused entry was stored", tc.name, log.NextOffset())
+		}
+	}
+	if base, err := rep.Replicate(ctx, entry(1, epoch), true); err != nil || base != 1 {
+		t.Fatalf("the correctly numbered entry: %d %v", base, err)
+	}
+	if log.NextOffset() != 2 {
+		t.Fatalf("next offset %d, want 2", log.NextOffset())
+	}
 }
