@@ -144,6 +144,10 @@ var (
 		"Idle partition logs closed to stay under the open-log cap.", nil, nil)
 	storageErrorsDesc = prometheus.NewDesc("chronik_storage_errors_total",
 		"Appends that failed (KAFKA_STORAGE_ERROR: a full disk, an I/O error); the log is reopened after each.", nil, nil)
+	txnOpenDesc = prometheus.NewDesc("chronik_transactions_open",
+		"Transactions this node coordinates that are open (Ongoing) or being completed (PrepareCommit, PrepareAbort).", nil, nil)
+	txnEndedDesc = prometheus.NewDesc("chronik_transactions_ended_total",
+		"Transactions this node's coordinator completed since it started, by outcome: commit, abort (asked by the producer, fenced, or timed out), timeout (aborted past transaction.timeout.ms; also counted as abort).", []string{"outcome"}, nil)
 	offlineDesc = prometheus.NewDesc("chronik_partitions_offline",
 		"Partitions hosted here that cannot serve (KAFKA_STORAGE_ERROR), by kind: corrupt (needs chronik repair) or failed (a write, sync or open failed; retried every second).", []string{"kind"}, nil)
 )
@@ -174,6 +178,8 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- openLogsLimitDesc
 	ch <- openLogsEvictedDesc
 	ch <- storageErrorsDesc
+	ch <- txnOpenDesc
+	ch <- txnEndedDesc
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -205,6 +211,11 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(openLogsLimitDesc, prometheus.GaugeValue, float64(limit))
 	ch <- prometheus.MustNewConstMetric(openLogsEvictedDesc, prometheus.CounterValue, float64(evicted))
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
+	ts := b.TxnStats()
+	ch <- prometheus.MustNewConstMetric(txnOpenDesc, prometheus.GaugeValue, float64(ts.Open))
+	ch <- prometheus.MustNewConstMetric(txnEndedDesc, prometheus.CounterValue, float64(ts.Commits), "commit")
+	ch <- prometheus.MustNewConstMetric(txnEndedDesc, prometheus.CounterValue, float64(ts.Aborts), "abort")
+	ch <- prometheus.MustNewConstMetric(txnEndedDesc, prometheus.CounterValue, float64(ts.Timeouts), "timeout")
 }
 
 var (

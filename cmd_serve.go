@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,6 +92,12 @@ func serveFlags() []cli.Flag {
 			Usage: "most Kafka client connections open at once; one more is accepted and closed at once, logged and counted in chronik_kafka_rejected_connections_total (max.connections); 0 for no limit. Each open connection costs up to about 40 KiB of memory besides --max-inflight-request-bytes"},
 		&cli.IntFlag{Name: "max-connections-per-ip", Value: 1000,
 			Usage: "most Kafka client connections open at once from one IP address; more are accepted and closed at once, logged and counted (max.connections.per.ip); 0 for no limit"},
+		&cli.IntFlag{Name: "transaction-state-partitions", Value: 50,
+			Usage: "partitions of __transaction_state, fixed when it is first created, on the first transactional producer (transaction.state.log.num.partitions)"},
+		&cli.DurationFlag{Name: "transaction-max-timeout", Value: 15 * time.Minute,
+			Usage: "largest transaction.timeout.ms a producer may ask for; past its timeout an open transaction is aborted and its producer fenced (transaction.max.timeout.ms)"},
+		&cli.DurationFlag{Name: "transactional-id-expiration", Value: 7 * 24 * time.Hour,
+			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
 	})
 }
 
@@ -201,6 +208,14 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if n := c.Int64("read-cache-bytes"); n < 1<<20 {
 		return bc, kc, fmt.Errorf("read-cache-bytes: %d is below 1048576", n)
 	}
+	if n := c.Int("transaction-state-partitions"); n < 1 || n > 1000 {
+		return bc, kc, fmt.Errorf("transaction-state-partitions: %d is not between 1 and 1000", n)
+	}
+	for _, name := range []string{"transaction-max-timeout", "transactional-id-expiration"} {
+		if d := c.Duration(name); d < time.Second {
+			return bc, kc, fmt.Errorf("%s: %v is below 1s", name, d)
+		}
+	}
 	if n := c.Int64("max-decompressed-batch-bytes"); n < int64(c.Int("max-message-bytes")) || n > 1<<30 {
 		return bc, kc, fmt.Errorf("max-decompressed-batch-bytes: %d is not between max-message-bytes %d and 1073741824", n, c.Int("max-message-bytes"))
 	}
@@ -239,6 +254,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		ReadCacheBytes:                c.Int64("read-cache-bytes"),
 		MaxOpenLogs:                   c.Int("max-open-logs"),
 		MaxDecompressedBatchBytes:     c.Int64("max-decompressed-batch-bytes"),
+		TxnStatePartitions:            int32(c.Int("transaction-state-partitions")),
+		TxnMaxTimeout:                 c.Duration("transaction-max-timeout"),
+		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none
@@ -351,6 +369,9 @@ func serveAction(c *cli.Context) error {
 	defer signal.Stop(hup)
 
 	start := time.Now()
+	// Transaction markers and verifications go to other nodes' Kafka
+	// listeners, found in the broker's metadata once it is open.
+	var opened atomic.Pointer[broker.Broker]
 	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
 		node, err := startClusterNode(bc, peers, adm.observeCommit, log)
 		if err != nil {
@@ -359,8 +380,17 @@ func serveAction(c *cli.Context) error {
 		defer node.Close() // after the broker closed its groups
 		bc.Replication = node
 		adm.node.Store(node)
+		peerClients := kafka.NewPeers(func() []broker.BrokerInfo {
+			if ob := opened.Load(); ob != nil {
+				return ob.Brokers()
+			}
+			return nil
+		})
+		defer peerClients.Close()
+		bc.Peers = peerClients
 	}
 	b, err := broker.Open(bc)
+	opened.Store(b)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("open data dir %s: %v", bc.DataDir, err), 1)
 	}

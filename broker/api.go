@@ -79,6 +79,16 @@ type Config struct {
 	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms, default 30 minutes
 	GroupMaxSize               int           // group.max.size, default unlimited
 
+	// Transactions (Kafka's names in comments). __transaction_state is
+	// created with TxnStatePartitions partitions on the first
+	// FindCoordinator or InitProducerID for a transactional id.
+	TxnStatePartitions int32         // transaction.state.log.num.partitions, default 50
+	TxnMaxTimeout      time.Duration // transaction.max.timeout.ms, default 15 minutes
+	TxnIDExpiration    time.Duration // transactional.id.expiration.ms, default 7 days
+	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
+	// and KIP-890 verification through another node). Nil standalone.
+	Peers PeerCaller
+
 	// OnFsync, if set, is called after every fsync of a partition or
 	// metadata log with its duration (metrics). It must be cheap.
 	OnFsync func(time.Duration)

@@ -64,56 +64,63 @@ func (b *Broker) groupPartitionFor(groupID string) (*groupPartition, error) {
 	return parts[GroupOffsetsPartition(groupID, int32(len(parts)))], nil
 }
 
-// FindCoordinator answers where the coordinator of key is: standalone this
-// node for every group; in a cluster the leader of the group's
-// __consumer_offsets partition. Transactions are not supported, so transactional ids get
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer Produce and
-// InitProducerID give them; other key types are INVALID_REQUEST.
+// FindCoordinator answers where the coordinator of key is: the leader of
+// the key's partition of __consumer_offsets (groups) or of
+// __transaction_state (transactional ids; the topic is created on the
+// first ask, as Kafka does). Standalone that is this node; in a cluster
+// the partition's raft leader, its preferred replica when this node does
+// not host it. Other key types are INVALID_REQUEST.
 func (b *Broker) FindCoordinator(keyType int8, key string) (Coordinator, error) {
+	none := Coordinator{NodeID: -1, Port: -1}
 	switch keyType {
 	case CoordinatorTypeGroup:
+		if b.groups == nil || b.closed.Load() {
+			return none, fmt.Errorf("coordinator for %q: %w", key, kerr.CoordinatorNotAvailable)
+		}
+		return b.findCoordinatorOf(offsetsTopic, key)
 	case CoordinatorTypeTransaction:
-		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for transactional id %q: transactions are not supported: %w", key, kerr.TransactionalIDAuthorizationFailed)
+		c, err := b.txnCoord()
+		if err != nil {
+			return none, err
+		}
+		if key == "" {
+			return none, fmt.Errorf("coordinator for an empty transactional id: %w", kerr.InvalidRequest)
+		}
+		if _, err := c.topicPartitions(); err != nil {
+			return none, err
+		}
+		return b.findCoordinatorOf(txnTopic, key)
 	default:
-		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator type %d: %w", keyType, kerr.InvalidRequest)
+		return none, fmt.Errorf("coordinator type %d: %w", keyType, kerr.InvalidRequest)
 	}
-	if b.groups == nil || b.closed.Load() {
-		return Coordinator{NodeID: -1, Port: -1}, fmt.Errorf("coordinator for %q: %w", key, kerr.CoordinatorNotAvailable)
-	}
-	return b.findCoordinatorOf(key)
 }
 
-// findCoordinatorOf names the leader of the group's __consumer_offsets
-// partition.
-func (b *Broker) findCoordinatorOf(key string) (Coordinator, error) {
+// findCoordinatorOf names the leader of key's partition of topic (an
+// internal topic partitioned by GroupOffsetsPartition).
+func (b *Broker) findCoordinatorOf(topic, key string) (Coordinator, error) {
 	none := Coordinator{NodeID: -1, Port: -1}
-	b.mu.RLock()
-	n := int32(0)
-	if t := b.topics[offsetsTopic]; t != nil {
-		n = t.meta.partitions
-	}
-	b.mu.RUnlock()
-	if n == 0 {
-		return none, fmt.Errorf("coordinator for %q: %s does not exist yet: %w", key, offsetsTopic, kerr.CoordinatorNotAvailable)
+	n, ok := b.partitionCount(topic)
+	if !ok || n == 0 {
+		return none, fmt.Errorf("coordinator for %q: %s does not exist yet: %w", key, topic, kerr.CoordinatorNotAvailable)
 	}
 	idx := GroupOffsetsPartition(key, n)
-	leader, _, err := b.PartitionLeader(offsetsTopic, idx)
+	leader, _, err := b.PartitionLeader(topic, idx)
 	if err != nil {
 		// Not hosted here: the preferred leader, as Metadata answers.
 		leader = -1
-		if r := b.PartitionReplicas(offsetsTopic, idx); len(r) > 0 {
+		if r := b.PartitionReplicas(topic, idx); len(r) > 0 {
 			leader = r[0]
 		}
 	}
 	if leader < 0 {
-		return none, fmt.Errorf("coordinator for %q: %s-%d has no leader: %w", key, offsetsTopic, idx, kerr.CoordinatorNotAvailable)
+		return none, fmt.Errorf("coordinator for %q: %s-%d has no leader: %w", key, topic, idx, kerr.CoordinatorNotAvailable)
 	}
 	for _, bi := range b.Brokers() {
 		if bi.NodeID == leader {
 			return Coordinator{NodeID: bi.NodeID, Host: bi.Host, Port: bi.Port}, nil
 		}
 	}
-	return none, fmt.Errorf("coordinator for %q: node %d, the leader of %s-%d, is not registered: %w", key, leader, offsetsTopic, idx, kerr.CoordinatorNotAvailable)
+	return none, fmt.Errorf("coordinator for %q: node %d, the leader of %s-%d, is not registered: %w", key, leader, topic, idx, kerr.CoordinatorNotAvailable)
 }
 
 // waitGroupResponse registers a token for a delayed response, runs call

@@ -1,0 +1,468 @@
+package broker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The Broker's transaction calls, the API package kafka codes against
+// (api.go lists them). A call about one transactional id runs on the table
+// of the id's __transaction_state partition (txn_coordinator.go); what it
+// does to the transaction is the state machine's (txn_machine.go,
+// txn_table.go). The partition side (last stable offset, aborted index,
+// markers, read_committed) is txn_partition.go.
+
+// PeerCaller sends a request to another node's Kafka listener and returns
+// its response (cluster mode: the transaction coordinator writes markers
+// through each partition's leader, and a partition leader verifies a
+// transactional write with the transaction's coordinator). Package kafka
+// implements it; nil standalone, where every partition is local.
+type PeerCaller interface {
+	Call(ctx context.Context, node int32, req kmsg.Request) (kmsg.Response, error)
+}
+
+// TxnDescription is one transaction as DescribeTransactions reports it.
+type TxnDescription = TxnMetadata
+
+// codeErr turns a Kafka error code from the state machine into an error
+// (nil for 0).
+func txnCodeErr(code int16, format string, args ...any) error {
+	if code == 0 {
+		return nil
+	}
+	ke := kerr.ErrorForCode(code)
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ke)
+}
+
+// txnCoord is the transaction coordinator, or an error while the broker
+// closes.
+func (b *Broker) txnCoord() (*txnCoordinator, error) {
+	if b.txns == nil || b.closed.Load() {
+		return nil, fmt.Errorf("transaction coordinator: %w: %w", kerr.CoordinatorNotAvailable, ErrClosed)
+	}
+	return b.txns, nil
+}
+
+// initTransactionalProducerID is InitProducerID for a transactional id:
+// the coordinator gives the id a producer id and fences its earlier
+// epochs (see TxnTable.InitProducerID).
+func (b *Broker) initTransactionalProducerID(txnID string, timeoutMs int32, expectPID int64, expectEpoch int16) (int64, int16, error) {
+	if txnID == "" {
+		return -1, -1, fmt.Errorf("init producer id: empty transactional id: %w", kerr.InvalidRequest)
+	}
+	c, err := b.txnCoord()
+	if err != nil {
+		return -1, -1, err
+	}
+	var pid int64 = -1
+	var epoch int16 = -1
+	var code int16
+	err = c.call(txnID, func(t *TxnTable, now time.Time) TxnOutput {
+		var out TxnOutput
+		pid, epoch, code, out = t.InitProducerID(now, txnID, timeoutMs, expectPID, expectEpoch, b.allocateProducerID)
+		return out
+	})
+	if err != nil {
+		return -1, -1, err
+	}
+	if err := txnCodeErr(code, "init producer id for %q", txnID); err != nil {
+		return -1, -1, err
+	}
+	return pid, epoch, nil
+}
+
+// allocateProducerID hands out a producer id no producer ever had (ids are
+// reserved in blocks in the metadata log).
+func (b *Broker) allocateProducerID() (int64, error) {
+	b.adminMu.Lock()
+	defer b.adminMu.Unlock()
+	if b.closed.Load() {
+		return -1, ErrClosed
+	}
+	for b.nextProducerID >= b.producerIDEnd {
+		if err := b.proposeLocked(metaRecord{Type: metaProducerIDBlock, Node: b.cfg.NodeID}); err != nil {
+			return -1, fmt.Errorf("allocate producer id: %w", err)
+		}
+	}
+	id := b.nextProducerID
+	b.nextProducerID++
+	return id, nil
+}
+
+// AddPartitionsToTxn adds partitions to the ongoing transaction of txnID
+// (or, verifyOnly, checks that they are in it: KIP-890's verification by a
+// partition leader). codes parallel parts.
+func (b *Broker) AddPartitionsToTxn(txnID string, producerID int64, epoch int16, parts []TxnTopicPartition, verifyOnly bool) ([]int16, error) {
+	c, err := b.txnCoord()
+	if err != nil {
+		return nil, err
+	}
+	if !verifyOnly {
+		// Unknown topics and partitions are refused, the others not added
+		// (Kafka answers them OPERATION_NOT_ATTEMPTED).
+		codes := make([]int16, len(parts))
+		bad := false
+		for i, tp := range parts {
+			if n, ok := b.partitionCount(tp.Topic); !ok || tp.Partition < 0 || tp.Partition >= n {
+				codes[i], bad = kerr.UnknownTopicOrPartition.Code, true
+			}
+		}
+		if bad {
+			for i := range codes {
+				if codes[i] == 0 {
+					codes[i] = kerr.OperationNotAttempted.Code
+				}
+			}
+			return codes, nil
+		}
+	}
+	var codes []int16
+	err = c.call(txnID, func(t *TxnTable, now time.Time) TxnOutput {
+		var out TxnOutput
+		codes, out = t.AddPartitions(now, txnID, producerID, epoch, parts, verifyOnly)
+		return out
+	})
+	return codes, err
+}
+
+// partitionCount is a topic's partition count.
+func (b *Broker) partitionCount(topic string) (int32, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[topic]
+	if t == nil {
+		return 0, false
+	}
+	return t.meta.partitions, true
+}
+
+// AddOffsetsToTxn adds the group's __consumer_offsets partition to the
+// transaction, so that its TxnOffsetCommit is committed or aborted with it.
+func (b *Broker) AddOffsetsToTxn(txnID string, producerID int64, epoch int16, groupID string) error {
+	c, err := b.txnCoord()
+	if err != nil {
+		return err
+	}
+	if groupID == "" {
+		return fmt.Errorf("add offsets to transaction %q: empty group id: %w", txnID, kerr.InvalidGroupID)
+	}
+	n, ok := b.partitionCount(offsetsTopic)
+	if !ok {
+		return fmt.Errorf("add offsets to transaction %q: %s does not exist yet: %w", txnID, offsetsTopic, kerr.CoordinatorNotAvailable)
+	}
+	part := TxnTopicPartition{Topic: offsetsTopic, Partition: GroupOffsetsPartition(groupID, n)}
+	var code int16
+	err = c.call(txnID, func(t *TxnTable, now time.Time) TxnOutput {
+		var out TxnOutput
+		code, out = t.AddOffsets(now, txnID, producerID, epoch, part)
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	return txnCodeErr(code, "add offsets of group %q to transaction %q", groupID, txnID)
+}
+
+// EndTxn commits or aborts the ongoing transaction of txnID: it returns
+// once the decision is durable (the markers are written afterwards, as
+// Kafka does).
+func (b *Broker) EndTxn(txnID string, producerID int64, epoch int16, commit bool) error {
+	c, err := b.txnCoord()
+	if err != nil {
+		return err
+	}
+	var code int16
+	err = c.call(txnID, func(t *TxnTable, now time.Time) TxnOutput {
+		var out TxnOutput
+		_, _, code, out = t.EndTxn(now, txnID, producerID, epoch, commit, false)
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	what := "abort"
+	if commit {
+		what = "commit"
+	}
+	return txnCodeErr(code, "%s transaction %q", what, txnID)
+}
+
+// DescribeTransactions describes the transactional ids this node
+// coordinates; the others get NOT_COORDINATOR (or
+// TRANSACTIONAL_ID_NOT_FOUND when unknown).
+func (b *Broker) DescribeTransactions(txnID string) (TxnDescription, error) {
+	c, err := b.txnCoord()
+	if err != nil {
+		return TxnDescription{}, err
+	}
+	var d TxnMetadata
+	found := false
+	err = c.call(txnID, func(t *TxnTable, _ time.Time) TxnOutput {
+		d, found = t.Describe(txnID)
+		return TxnOutput{}
+	})
+	if err != nil {
+		return TxnDescription{}, err
+	}
+	if !found {
+		return TxnDescription{}, fmt.Errorf("transactional id %q: %w", txnID, kerr.TransactionalIDNotFound)
+	}
+	return d, nil
+}
+
+// ListTransactions lists the transactions of the tables this node serves
+// (Kafka's ListTransactions goes to every broker), filtered by states
+// (Kafka's names, case-insensitive) and producer ids; empty filters match
+// everything. Unknown state names match nothing, as Kafka.
+func (b *Broker) ListTransactions(states []string, producerIDs []int64) ([]TxnMetadata, error) {
+	c, err := b.txnCoord()
+	if err != nil {
+		return nil, err
+	}
+	var want []TxnState
+	for _, s := range states {
+		st, ok := ParseTxnState(s)
+		if !ok {
+			continue
+		}
+		want = append(want, st)
+	}
+	if len(states) > 0 && len(want) == 0 {
+		return nil, nil
+	}
+	c.mu.Lock()
+	parts := make([]*txnPartition, 0, len(c.parts))
+	for _, tp := range c.parts {
+		parts = append(parts, tp)
+	}
+	c.mu.Unlock()
+	var out []TxnMetadata
+	for _, tp := range parts {
+		tp.mu.Lock()
+		if tp.table != nil {
+			out = append(out, tp.table.List(want, producerIDs)...)
+		}
+		tp.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b TxnMetadata) int { return strings.Compare(a.TransactionalID, b.TransactionalID) })
+	return out, nil
+}
+
+// ParseTxnState maps Kafka's state names (Empty, Ongoing, PrepareCommit,
+// ...; case-insensitive) to TxnState.
+func ParseTxnState(s string) (TxnState, bool) {
+	for st := TxnEmpty; st <= TxnPrepareEpochFence; st++ {
+		if strings.EqualFold(st.String(), s) {
+			return st, true
+		}
+	}
+	return 0, false
+}
+
+// TxnStats are the coordinator's counters and gauges (metrics).
+type TxnStats struct {
+	Open                      int   // transactions Ongoing or Prepare* in the tables this node serves
+	Commits, Aborts, Timeouts int64 // since start
+}
+
+// TxnStats reports the coordinator's counters.
+func (b *Broker) TxnStats() TxnStats {
+	c := b.txns
+	if c == nil {
+		return TxnStats{}
+	}
+	st := TxnStats{Commits: c.commits.Load(), Aborts: c.aborts.Load(), Timeouts: c.timeouts.Load()}
+	open, _ := b.ListTransactions([]string{"Ongoing", "PrepareCommit", "PrepareAbort", "PrepareEpochFence"}, nil)
+	st.Open = len(open)
+	return st
+}
+
+// writeMarkerVia writes a transaction marker into a partition through its
+// leader: this node's own partition, or another node's WriteTxnMarkers.
+// Not hosted here, the replicas are tried in order (the first is the
+// preferred leader).
+func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader == b.cfg.NodeID {
+		return b.WriteTxnMarker(ctx, topic, partition, producerID, epoch, commit, 0)
+	}
+	if _, ok := b.partitionCount(topic); !ok {
+		return fmt.Errorf("marker for %s-%d: %w", topic, partition, kerr.UnknownTopicOrPartition)
+	}
+	candidates := b.PartitionReplicas(topic, partition)
+	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader >= 0 {
+		candidates = append([]int32{leader}, candidates...)
+	}
+	if b.cfg.Peers == nil || len(candidates) == 0 {
+		return fmt.Errorf("marker for %s-%d: no leader here: %w", topic, partition, kerr.NotLeaderForPartition)
+	}
+	var last error
+	for _, node := range candidates {
+		if node == b.cfg.NodeID {
+			continue
+		}
+		err := b.remoteMarker(ctx, node, topic, partition, producerID, epoch, commit)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !errors.Is(err, kerr.NotLeaderForPartition) {
+			return err
+		}
+	}
+	if last == nil {
+		last = fmt.Errorf("marker for %s-%d: no leader known: %w", topic, partition, kerr.NotLeaderForPartition)
+	}
+	return last
+}
+
+// remoteMarker sends one WriteTxnMarkers to node.
+func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+	req := kmsg.NewPtrWriteTxnMarkersRequest()
+	m := kmsg.NewWriteTxnMarkersRequestMarker()
+	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, 0
+	t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+	t.Topic, t.Partitions = topic, []int32{partition}
+	m.Topics = []kmsg.WriteTxnMarkersRequestMarkerTopic{t}
+	req.Markers = []kmsg.WriteTxnMarkersRequestMarker{m}
+	resp, err := b.cfg.Peers.Call(ctx, node, req)
+	if err != nil {
+		return fmt.Errorf("marker for %s-%d via node %d: %w: %w", topic, partition, node, kerr.NotLeaderForPartition, err)
+	}
+	r, ok := resp.(*kmsg.WriteTxnMarkersResponse)
+	if !ok || len(r.Markers) != 1 || len(r.Markers[0].Topics) != 1 || len(r.Markers[0].Topics[0].Partitions) != 1 {
+		return fmt.Errorf("marker for %s-%d via node %d: malformed response", topic, partition, node)
+	}
+	if code := r.Markers[0].Topics[0].Partitions[0].ErrorCode; code != 0 {
+		return fmt.Errorf("marker for %s-%d via node %d: %w", topic, partition, node, kerr.ErrorForCode(code))
+	}
+	return nil
+}
+
+// verifyTxnPartition is KIP-890's check before a transactional write: the
+// partition must have been added to the producer's ongoing transaction
+// (else a late or stray batch would open a transaction nobody ends). The
+// partition calls it only for a producer without an open transaction on
+// it, so once per transaction per partition.
+func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16, topic string, partition int32) error {
+	part := []TxnTopicPartition{{Topic: topic, Partition: partition}}
+	c, err := b.txnCoord()
+	if err != nil {
+		return err
+	}
+	idx, err := c.partitionIndex(txnID)
+	if err != nil {
+		return err
+	}
+	var codes []int16
+	if leader, _, lerr := b.PartitionLeader(txnTopic, idx); lerr == nil && leader == b.cfg.NodeID {
+		codes, err = b.AddPartitionsToTxn(txnID, producerID, epoch, part, true)
+	} else {
+		codes, err = b.remoteVerify(txnID, producerID, epoch, topic, partition, idx)
+	}
+	if err != nil {
+		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, err)
+	}
+	if len(codes) != 1 {
+		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, kerr.UnknownServerError)
+	}
+	return txnCodeErr(codes[0], "%s-%d is not in transaction %q", topic, partition, txnID)
+}
+
+// remoteVerify asks the coordinator node of txnID (AddPartitionsToTxn v4+,
+// verify only).
+func (b *Broker) remoteVerify(txnID string, producerID int64, epoch int16, topic string, partition, idx int32) ([]int16, error) {
+	if b.cfg.Peers == nil {
+		return nil, fmt.Errorf("no coordinator here: %w", kerr.NotCoordinator)
+	}
+	candidates := b.PartitionReplicas(txnTopic, idx)
+	if leader, _, err := b.PartitionLeader(txnTopic, idx); err == nil && leader >= 0 {
+		candidates = append([]int32{leader}, candidates...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var last error = fmt.Errorf("no coordinator known: %w", kerr.CoordinatorNotAvailable)
+	for _, node := range candidates {
+		if node == b.cfg.NodeID {
+			continue
+		}
+		req := kmsg.NewPtrAddPartitionsToTxnRequest()
+		req.Version = 4
+		tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+		tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = txnID, producerID, epoch, true
+		t := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+		t.Topic, t.Partitions = topic, []int32{partition}
+		tx.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{t}
+		req.Transactions = []kmsg.AddPartitionsToTxnRequestTransaction{tx}
+		resp, err := b.cfg.Peers.Call(ctx, node, req)
+		if err != nil {
+			last = fmt.Errorf("node %d: %w: %w", node, kerr.CoordinatorNotAvailable, err)
+			continue
+		}
+		r, ok := resp.(*kmsg.AddPartitionsToTxnResponse)
+		if !ok {
+			return nil, fmt.Errorf("node %d: malformed response", node)
+		}
+		if r.ErrorCode != 0 {
+			last = fmt.Errorf("node %d: %w", node, kerr.ErrorForCode(r.ErrorCode))
+			if r.ErrorCode == kerr.NotCoordinator.Code {
+				continue
+			}
+			return nil, last
+		}
+		for _, rt := range r.Transactions {
+			for _, top := range rt.Topics {
+				for _, p := range top.Partitions {
+					return []int16{p.ErrorCode}, nil
+				}
+			}
+		}
+		return nil, fmt.Errorf("node %d: malformed response", node)
+	}
+	return nil, last
+}
+
+// ProducerDescription is one active producer of a partition
+// (DescribeProducers).
+type ProducerDescription struct {
+	ProducerID            int64
+	ProducerEpoch         int16
+	LastSequence          int32 // -1: no batch retained
+	LastTimestamp         int64
+	CurrentTxnStartOffset int64 // first offset of its open transaction, -1 none
+}
+
+// DescribeProducers lists a partition's producers, from its view of the log
+// (the leader's).
+func (b *Broker) DescribeProducers(topic string, partition int32) ([]ProducerDescription, error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.faultErr(); err != nil {
+		return nil, err
+	}
+	if !p.leads() {
+		return nil, p.notLeader()
+	}
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	out := make([]ProducerDescription, 0, len(p.producers))
+	for id, st := range p.producers {
+		d := ProducerDescription{ProducerID: id, ProducerEpoch: st.Epoch, LastSequence: -1, LastTimestamp: st.LastTimestamp,
+			CurrentTxnStartOffset: p.txnStartLocked(id)}
+		if st.N > 0 {
+			d.LastSequence = st.last().LastSeq
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b ProducerDescription) int { return cmp.Compare(a.ProducerID, b.ProducerID) })
+	return out, nil
+}

@@ -1,0 +1,64 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// WriteTxnMarkers: v0-1
+//
+// Behaviour (between brokers): a transaction coordinator on another node
+// writes commit/abort markers into partitions this node leads. Each
+// partition answers as a produce would (NOT_LEADER_OR_FOLLOWER on a
+// follower, UNKNOWN_TOPIC_OR_PARTITION, KAFKA_STORAGE_ERROR) or with the
+// fencing error of a marker older than the producer's epoch. A marker for
+// __consumer_offsets also makes the transaction's offset commits visible
+// (commit) or drops them (abort).
+//
+// Version notes: v1 flexible. v2 (TransactionVersion) is not advertised.
+
+func (s *Server) handleWriteTxnMarkers(ctx context.Context, r *request) kmsg.Response {
+	req := r.kreq.(*kmsg.WriteTxnMarkersRequest)
+	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
+	for _, m := range req.Markers {
+		rm := kmsg.NewWriteTxnMarkersResponseMarker()
+		rm.ProducerID = m.ProducerID
+		for _, t := range m.Topics {
+			rt := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
+				rp.Partition = p
+				if err := s.b.WriteTxnMarker(ctx, t.Topic, p, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch); err != nil {
+					rp.ErrorCode = s.codeOf(err, "write transaction marker")
+				}
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			rm.Topics = append(rm.Topics, rt)
+		}
+		resp.Markers = append(resp.Markers, rm)
+	}
+	return resp
+}
+
+func failWriteTxnMarkers(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.WriteTxnMarkersRequest)
+	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
+	for _, m := range req.Markers {
+		rm := kmsg.NewWriteTxnMarkersResponseMarker()
+		rm.ProducerID = m.ProducerID
+		for _, t := range m.Topics {
+			rt := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
+				rp.Partition, rp.ErrorCode = p, code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			rm.Topics = append(rm.Topics, rt)
+		}
+		resp.Markers = append(resp.Markers, rm)
+	}
+	return resp
+}

@@ -1,0 +1,91 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
+)
+
+// Peers sends requests to other nodes' Kafka listeners
+// (broker.PeerCaller): the transaction coordinator's markers and KIP-890
+// verifications in cluster mode. One kgo client per node, made on first
+// use from the address the metadata log has for the node and remade when
+// that address changes; requests go to that node only.
+type Peers struct {
+	brokers func() []broker.BrokerInfo
+
+	mu      sync.Mutex
+	clients map[int32]peerClient
+	closed  bool
+}
+
+type peerClient struct {
+	addr string
+	cl   *kgo.Client
+}
+
+// NewPeers makes a PeerCaller that finds nodes in brokers (the broker's
+// Brokers, once it is open). Close it after the broker.
+func NewPeers(brokers func() []broker.BrokerInfo) *Peers {
+	return &Peers{brokers: brokers, clients: make(map[int32]peerClient)}
+}
+
+// Call sends req to node and returns its response.
+func (p *Peers) Call(ctx context.Context, node int32, req kmsg.Request) (kmsg.Response, error) {
+	cl, err := p.client(node)
+	if err != nil {
+		return nil, err
+	}
+	seeds := cl.SeedBrokers() // the node's own address, nothing else
+	if len(seeds) == 0 {
+		return nil, fmt.Errorf("node %d: no address", node)
+	}
+	return seeds[0].Request(ctx, req)
+}
+
+func (p *Peers) client(node int32) (*kgo.Client, error) {
+	addr := ""
+	for _, bi := range p.brokers() {
+		if bi.NodeID == node {
+			addr = net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port)))
+		}
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("node %d is not registered", node)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, broker.ErrClosed
+	}
+	if c, ok := p.clients[node]; ok {
+		if c.addr == addr {
+			return c.cl, nil
+		}
+		c.cl.Close()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("chronik-peer"))
+	if err != nil {
+		return nil, err
+	}
+	p.clients[node] = peerClient{addr: addr, cl: cl}
+	return cl, nil
+}
+
+// Close closes every client.
+func (p *Peers) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.clients {
+		c.cl.Close()
+	}
+	clear(p.clients)
+}
