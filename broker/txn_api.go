@@ -256,17 +256,6 @@ func (b *Broker) ListTransactions(states []string, producerIDs []int64) ([]TxnMe
 	return out, nil
 }
 
-// ParseTxnState maps Kafka's state names (Empty, Ongoing, PrepareCommit,
-// ...; case-insensitive) to TxnState.
-func ParseTxnState(s string) (TxnState, bool) {
-	for st := TxnEmpty; st <= TxnPrepareEpochFence; st++ {
-		if strings.EqualFold(st.String(), s) {
-			return st, true
-		}
-	}
-	return 0, false
-}
-
 // TxnStats are the coordinator's counters and gauges (metrics).
 type TxnStats struct {
 	Open                      int   // transactions Ongoing or Prepare* in the tables this node serves
