@@ -274,10 +274,9 @@ func TestTxnProduceAndMarkerChecks(t *testing.T) {
 	wantKerr(t, err, kerr.UnknownTopicOrPartition)
 }
 
-// TestTxnHookCalled: every transactional batch goes through
-// verifyTxnPartition; it is a stub that accepts here (the coordinator's
-// replacement is tested with it), so this checks the call site by its
-// effect: transactional batches with a transactional id are appended.
+// TestTxnHookCalled: the stub verifyTxnPartition accepts, so
+// transactional batches with a transactional id are appended on every
+// partition (the coordinator's replacement brings its own tests).
 func TestTxnHookCalled(t *testing.T) {
 	b := openBroker(t, Config{})
 	createTopic(t, b, "t", 2, nil)
@@ -293,7 +292,8 @@ func TestTxnHookCalled(t *testing.T) {
 }
 
 // txnScript writes a fixed mix of transactional, plain and marker batches
-// to t-0 and returns what a read_committed fetch from 0 answers.
+// of producers a and c (epoch 0) to t-0; TestTxnScriptView spells out the
+// view it leaves.
 func txnScript(t testing.TB, b *Broker, a, c int64) {
 	t.Helper()
 	mustProduceTxn(t, b, "t", 0, buildBatch(txnSpec(2, a, 0, 0)))
