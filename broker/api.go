@@ -173,10 +173,25 @@ type ProduceResult struct {
 
 // FetchResult is what one partition returns to a fetch.
 type FetchResult struct {
-	HighWatermark    int64
+	HighWatermark int64
+	// LastStableOffset: the first offset of the earliest transaction not
+	// known decided below the high watermark, else the high watermark
+	// (both isolation levels report it, as Kafka does).
 	LastStableOffset int64
 	LogStartOffset   int64
 	Records          []byte // whole batches, back to back, as stored
+	// AbortedTransactions (read_committed only; nil otherwise and when
+	// there are none): the aborted transactions overlapping Records,
+	// whose batches a consumer drops.
+	AbortedTransactions []AbortedTransaction
+}
+
+// AbortedTransaction is one entry of a fetch response's aborted
+// transactions: the producer and the offset of the transaction's first
+// batch.
+type AbortedTransaction struct {
+	ProducerID  int64
+	FirstOffset int64
 }
 
 // PartitionDirInfo is one partition in DescribeLogDirs.
@@ -219,7 +234,13 @@ type PartitionDirInfo struct {
 //	    acks int16, transactionalID *string) (ProduceResult, error)
 //	    records: one or more v2 record batches back to back, as sent. Validates
 //	    (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, INVALID_RECORD — also for
-//	    magic != 2, as Kafka 4's ProduceRequest.validateRecords), assigns
+//	    magic != 2, as Kafka 4's ProduceRequest.validateRecords, and for
+//	    control batches and transactional batches without a producer id;
+//	    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for transactional batches
+//	    without transactionalID, INVALID_PRODUCER_ID_MAPPING for those of
+//	    two producers, INVALID_TXN_STATE for a non-transactional batch of a
+//	    producer whose transaction is open; the transaction coordinator
+//	    verifies the partition for each transactional batch), assigns
 //	    offsets by rewriting base offset and leader epoch only (records is
 //	    modified in place), idempotence checks
 //	    (DUPLICATE_SEQUENCE_NUMBER is never returned: a duplicate returns the
@@ -232,9 +253,13 @@ type PartitionDirInfo struct {
 //	    returns after the append, before the sync).
 //	(*Broker).Fetch(topic string, partition int32, offset int64, maxBytes int32,
 //	    isolationLevel int8) (FetchResult, error)
-//	    Never returns data at or past the high watermark. Returns at least one
-//	    whole batch if offset < HW, even above maxBytes (KIP-74).
+//	    Never returns data at or past the high watermark, nor for
+//	    read_committed (IsolationReadCommitted, 1) at or past the last
+//	    stable offset; read_committed lists the aborted transactions
+//	    overlapping the records. Returns at least one whole batch if
+//	    offset < the bound, even above maxBytes (KIP-74).
 //	    OFFSET_OUT_OF_RANGE outside [logStartOffset, HW].
+//	(*Broker).FetchOffsets(topic string, partition int32) (logStart, highWatermark, lastStable int64, err error)
 //	(*Broker).AppendSignal() <-chan struct{}
 //	    A channel closed at the next append to any partition (long-poll Fetch
 //	    waits on it, then calls Fetch again). Take it BEFORE the Fetch that
@@ -245,7 +270,9 @@ type PartitionDirInfo struct {
 //	    LatestTiered (-5: -1) or the first offset whose timestamp >=
 //	    timestamp (-1, -1 if none). Compressed batches are not decoded: by
 //	    timestamp they answer their first offset, for MaxTimestamp their
-//	    last, with the batch's max timestamp.
+//	    last, with the batch's max timestamp. Offsets end at the high
+//	    watermark, for read_committed at the last stable offset (Latest
+//	    is then the last stable offset).
 //	(*Broker).DeleteRecords(topic string, partition int32, offset int64) (lowWatermark int64, err error)
 //	    offset -1 means the high watermark. OFFSET_OUT_OF_RANGE past HW.
 //	(*Broker).PartitionOffsets(topic string, partition int32) (logStart, highWatermark int64, err error)
@@ -269,6 +296,13 @@ type PartitionDirInfo struct {
 //	    keeping its requests to one partition in order may start the next
 //	    one after the previous ProduceStart instead of after its Wait, so
 //	    that pipelined requests share one append and one fsync.
+//	(*Broker).WriteTxnMarker(ctx, topic string, partition int32, producerID int64,
+//	    producerEpoch int16, commit bool, coordinatorEpoch int32) error
+//	    The transaction coordinator's COMMIT/ABORT marker, appended like an
+//	    acks=all produce (txn_partition.go). NOT_LEADER_OR_FOLLOWER on a
+//	    follower, INVALID_PRODUCER_EPOCH for an epoch older than the
+//	    producer's, TRANSACTION_COORDINATOR_FENCED for a coordinator epoch
+//	    older than the producer's last marker's.
 //	(*Broker).RunRetention() int              // apply retention now; segments dropped
 //	(*Broker).SnapshotState()                 // write changed partition state files now
 //
@@ -303,6 +337,5 @@ type PartitionDirInfo struct {
 //	(*Broker).ExpireGroupOffsets() int    // offsets.retention.minutes now; tombstones written
 //	(*Broker).CompactGroupOffsets() int   // compact __consumer_offsets partitions now; partitions compacted
 //
-// Transactions are out of scope: a transactional id (Produce,
-// InitProducerID, FindCoordinator) or a transactional batch gets
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+// Transactions are out of scope: a transactional id (InitProducerID,
+// FindCoordinator) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.

@@ -564,9 +564,9 @@ func (b *Broker) partition(topic string, idx int32) (*partition, error) {
 // mode acks=all returns once the records are committed (a quorum has them)
 // and acks 1 and 0 once the leader's log has them.
 //
-// Transactions are not supported: a transactional id or a transactional
-// batch is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, what Kafka
-// answers a client not allowed to use transactional ids.
+// Transactional batches are checked as Kafka's produce path checks them
+// (checkTxnBatches) and then appended like any other; the partition's view
+// learns the transaction from the log (txn_partition.go).
 func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) (ProduceResult, error) {
 	return b.ProduceStart(ctx, topic, partition, records, acks, transactionalID).Wait()
 }
@@ -609,9 +609,6 @@ func (h *ProduceHandle) Wait() (ProduceResult, error) {
 
 // startProduce validates a request into h and returns its partition.
 func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string) (*partition, error) {
-	if transactionalID != nil {
-		return nil, fmt.Errorf("produce %s-%d: transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
-	}
 	if acks != 0 && acks != 1 && acks != -1 {
 		return nil, fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
 	}
@@ -635,23 +632,64 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
-	for i := range h.batches {
-		if h.batches[i].transactional() {
-			return nil, fmt.Errorf("produce %s-%d: transactional batch, transactions are not supported: %w", topic, partition, kerr.TransactionalIDAuthorizationFailed)
-		}
+	if err := b.checkTxnBatches(h.batches, transactionalID, topic, partition); err != nil {
+		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
 	return p, nil
 }
 
+// checkTxnBatches applies Kafka's checks of transactional batches before
+// they are queued (control batches were refused by parseBatches, as
+// LogValidator does):
+//
+//   - a transactional batch needs the request's transactional id, else
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED (KafkaApis.handleProduceRequest);
+//     a transactional id with only non-transactional batches is accepted
+//     and ignored, as Kafka does;
+//   - it must carry a producer id (INVALID_RECORD: Kafka would store it
+//     without tracking a transaction, which no client sends);
+//   - all transactional batches carry one producer id, else
+//     INVALID_PRODUCER_ID_MAPPING (ReplicaManager: "Transactional records
+//     contained more than one producer ID");
+//   - the transaction coordinator verifies each (verifyTxnPartition,
+//     KIP-890).
+//
+// The checks that need the partition's state (epoch, sequence, a
+// non-transactional batch while a transaction is open) are made when the
+// batch is appended (appendGroup).
+func (b *Broker) checkTxnBatches(batches []batchHeader, transactionalID *string, topic string, partition int32) error {
+	pid := int64(-1)
+	for i := range batches {
+		h := &batches[i]
+		if !h.transactional() {
+			continue
+		}
+		if transactionalID == nil {
+			return fmt.Errorf("transactional batch without a transactional id: %w", kerr.TransactionalIDAuthorizationFailed)
+		}
+		if !h.idempotent() {
+			return fmt.Errorf("transactional batch without a producer id: %w", kerr.InvalidRecord)
+		}
+		if pid >= 0 && h.producerID != pid {
+			return fmt.Errorf("transactional batches of producers %d and %d: %w", pid, h.producerID, kerr.InvalidProducerIDMapping)
+		}
+		pid = h.producerID
+		if err := b.verifyTxnPartition(*transactionalID, h.producerID, h.producerEpoch, topic, partition); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Fetch returns stored batches from offset; see the contract in api.go.
-// isolationLevel is accepted but without transactions the last stable
-// offset is the high watermark.
+// read_committed (IsolationReadCommitted) stops at the last stable offset
+// and lists the aborted transactions among the records.
 func (b *Broker) Fetch(topic string, partition int32, offset int64, maxBytes int32, isolationLevel int8) (FetchResult, error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, err
 	}
-	return p.fetch(offset, maxBytes)
+	return p.fetch(offset, maxBytes, isolationLevel)
 }
 
 // AppendSignal returns a channel closed at the next append to any
@@ -665,7 +703,7 @@ func (b *Broker) ListOffset(topic string, partition int32, timestamp int64, isol
 	if err != nil {
 		return -1, -1, err
 	}
-	return p.listOffset(timestamp)
+	return p.listOffset(timestamp, isolationLevel)
 }
 
 // DeleteRecords moves the log start offset; see the contract in api.go.
@@ -718,6 +756,17 @@ func (b *Broker) PartitionOffsets(topic string, partition int32) (logStart, high
 		return -1, -1, err
 	}
 	return p.logStartOffset.Load(), p.highWatermark.Load(), nil
+}
+
+// FetchOffsets returns the log start offset, high watermark and last stable
+// offset, as a Fetch would report them.
+func (b *Broker) FetchOffsets(topic string, partition int32) (logStart, highWatermark, lastStable int64, err error) {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return -1, -1, -1, err
+	}
+	hw, ls := p.highWatermark.Load(), p.logStartOffset.Load()
+	return ls, hw, p.lastStable(hw, ls), nil
 }
 
 // LeaderEpoch is 0 for every partition of a standalone broker and the raft

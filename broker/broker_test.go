@@ -246,11 +246,11 @@ func TestProduceValidationErrors(t *testing.T) {
 			_, err := produce(t, b, "t", 0, m)
 			return err
 		}, kerr.InvalidRecord, nil},
-		{"transactional id", func() error {
-			_, err := b.Produce(ctx, "t", 0, buildBatch(plain(1)), -1, &tid)
+		{"transactional batch without a producer id", func() error {
+			_, err := b.Produce(ctx, "t", 0, buildBatch(txn), -1, &tid)
 			return err
-		}, kerr.TransactionalIDAuthorizationFailed, nil},
-		{"transactional batch", func() error { _, err := produce(t, b, "t", 0, buildBatch(txn)); return err }, kerr.TransactionalIDAuthorizationFailed, nil},
+		}, kerr.InvalidRecord, nil},
+		{"transactional batch without a transactional id", func() error { _, err := produce(t, b, "t", 0, buildBatch(txn)); return err }, kerr.TransactionalIDAuthorizationFailed, nil},
 		{"unknown topic", func() error { _, err := produce(t, b, "u", 0, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},
 		{"unknown partition", func() error { _, err := produce(t, b, "t", 1, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},
 		{"negative partition", func() error { _, err := produce(t, b, "t", -1, buildBatch(plain(1))); return err }, kerr.UnknownTopicOrPartition, nil},

@@ -57,15 +57,22 @@ type partition struct {
 	pending  []pendingProducer // scratch: producer states of the group
 	entries  []wal.Entry       // scratch: the group's wal entries
 
-	// logMu guards the partition's view of its log: the log end and the
-	// producer states of the batches in it. The view follows what the
-	// log's only writer, the replica, reports (Appended, Truncated), on
-	// the leader and on followers alike; an append reads it under
-	// appendMu and never changes it. Lock order: appendMu, logMu, stateMu.
+	// logMu guards the partition's view of its log: the log end, the
+	// producer states of the batches in it and its transactions. The
+	// view follows what the log's only writer, the replica, reports
+	// (Appended, Truncated), on the leader and on followers alike; an
+	// append reads it under appendMu and never changes it. Lock order:
+	// appendMu, logMu, stateMu.
 	logMu      sync.Mutex
 	nextOffset int64
 	producers  producerStates
+	txns       txnState
 	dirty      bool // changed since the last snapshot
+
+	// unstable is what of txns a fetch needs for the last stable offset,
+	// published under logMu (publishTxnsLocked) and read without it; nil
+	// when no transaction can hold it back.
+	unstable atomic.Pointer[[]txnSpan]
 
 	stateMu sync.Mutex // orders writes of the state file
 }
@@ -84,6 +91,9 @@ type ProduceHandle struct {
 	err     error
 	acks    int16
 	done    bool // set by the group leader under appendMu
+	// coordinatorEpoch of a transaction marker (WriteTxnMarker), the
+	// only source of control batches.
+	coordinatorEpoch int32
 }
 
 var produceReqPool = sync.Pool{New: func() any { return new(ProduceHandle) }}
@@ -168,9 +178,23 @@ func (p *partition) appendGroup(group []*produceReq) {
 			if tc.logAppendTime {
 				maxTimestamp = now
 			}
-			if h.idempotent() {
-				st, known := lookupProducer(p.producers, p.pending, h.producerID)
-				verdict, cached, err := checkSequence(&st, known, h.producerEpoch, h.baseSequence, h.lastSequence(), next > 0)
+			switch {
+			case h.control():
+				// A transaction marker (clients cannot send control
+				// batches): epochs checked, sequences untouched.
+				pp, known := lookupProducer(p.producers, p.txns.ongoing, p.pending, h.producerID)
+				if err := checkMarker(&pp, known, h, r.coordinatorEpoch, maxTimestamp); err != nil {
+					r.err = fmt.Errorf("producer %d: %w", h.producerID, err)
+				} else {
+					p.pending = append(p.pending, pp)
+				}
+			case h.idempotent():
+				pp, known := lookupProducer(p.producers, p.txns.ongoing, p.pending, h.producerID)
+				verdict, cached, err := checkSequence(&pp.st, known, h.producerEpoch, h.baseSequence, h.lastSequence(), next > 0)
+				if err == nil && pp.txnOpen && !h.transactional() {
+					// Kafka's ProducerAppendInfo.appendDataBatch.
+					err = fmt.Errorf("non-transactional batch while the producer's transaction is open: %w", kerr.InvalidTxnState)
+				}
 				if err != nil {
 					r.err = fmt.Errorf("producer %d: %w", h.producerID, err)
 					break
@@ -183,13 +207,17 @@ func (p *partition) appendGroup(group []*produceReq) {
 					r.done = true
 					break
 				}
-				st.push(h.producerEpoch, cachedBatch{
+				pp.st.push(h.producerEpoch, cachedBatch{
 					FirstSeq:        h.baseSequence,
 					LastSeq:         h.lastSequence(),
 					BaseOffset:      next,
 					LastOffsetDelta: h.lastOffsetDelta,
 				}, maxTimestamp)
-				p.pending = append(p.pending, pendingProducer{id: h.producerID, st: st})
+				pp.txnOpen = pp.txnOpen || h.transactional()
+				p.pending = append(p.pending, pp)
+			}
+			if r.err != nil || r.done {
+				break
 			}
 			b := r.buf[h.start : h.start+h.size]
 			assignOffset(b, next, epoch)
@@ -269,9 +297,16 @@ func outOfRange(p *partition, offset, lso, hw int64) error {
 	return fmt.Errorf("offset %d outside [%d, %d] of %s-%d: %w", offset, lso, hw, p.topic.name, p.index, kerr.OffsetOutOfRange)
 }
 
+// IsolationReadCommitted is the isolation level of Fetch and ListOffsets
+// that stops at the last stable offset (Kafka's read_committed, 1);
+// read_uncommitted (0) stops at the high watermark.
+const IsolationReadCommitted int8 = 1
+
 // fetch returns whole stored batches from the one containing offset up to
-// maxBytes (at least one batch, KIP-74), never at or past the high watermark.
-func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
+// maxBytes (at least one batch, KIP-74), never at or past the high
+// watermark, nor, for read_committed, at or past the last stable offset;
+// read_committed also lists the aborted transactions the records overlap.
+func (p *partition) fetch(offset int64, maxBytes int32, isolation int8) (FetchResult, error) {
 	for attempt := 0; ; attempt++ {
 		if err := p.faultErr(); err != nil {
 			return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, err
@@ -280,7 +315,8 @@ func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 			return FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1}, p.notLeader()
 		}
 		hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
-		res := FetchResult{HighWatermark: hw, LastStableOffset: hw, LogStartOffset: lso}
+		stable := p.lastStable(hw, lso)
+		res := FetchResult{HighWatermark: hw, LastStableOffset: stable, LogStartOffset: lso}
 		if offset > hw && offset <= p.log.NextOffset() {
 			// Written but not known committed here yet: a new leader's
 			// high watermark trails until it commits an entry of its
@@ -291,12 +327,19 @@ func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 		if offset < lso || offset > hw {
 			return res, outOfRange(p, offset, lso, hw)
 		}
-		if offset == hw {
+		bound := hw
+		if isolation == IsolationReadCommitted {
+			bound = stable
+		}
+		if offset >= bound {
 			return res, nil
 		}
-		records, err := p.readFrom(offset, hw, maxBytes)
+		records, end, err := p.readFrom(offset, bound, maxBytes)
 		if err == nil {
 			res.Records = records
+			if isolation == IsolationReadCommitted && len(records) > 0 {
+				res.AbortedTransactions = p.abortedIn(offset, end)
+			}
 			return res, nil
 		}
 		// Retention or DeleteRecords may have dropped the segment
@@ -309,16 +352,17 @@ func (p *partition) fetch(offset int64, maxBytes int32) (FetchResult, error) {
 }
 
 // readFrom concatenates the payloads of the record entries from the one
-// holding offset, stopping before hw and before exceeding maxBytes (but
-// always including the first).
-func (p *partition) readFrom(offset, hw int64, maxBytes int32) ([]byte, error) {
+// holding offset, stopping before bound and before exceeding maxBytes (but
+// always including the first), and returns the offset after the last one.
+func (p *partition) readFrom(offset, bound int64, maxBytes int32) ([]byte, int64, error) {
 	idx, err := p.log.FindOffset(offset)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var (
 		payloads [][]byte
 		total    int
+		end      int64
 	)
 	for ; ; idx++ {
 		e, err := p.log.Read(idx)
@@ -326,12 +370,12 @@ func (p *partition) readFrom(offset, hw int64, maxBytes int32) ([]byte, error) {
 			if errors.Is(err, wal.ErrNotFound) && len(payloads) > 0 {
 				break
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		if e.Kind != wal.KindData {
 			continue
 		}
-		if e.BaseOffset >= hw {
+		if e.BaseOffset >= bound {
 			break
 		}
 		if len(payloads) > 0 && total+len(e.Payload) > int(maxBytes) {
@@ -339,40 +383,48 @@ func (p *partition) readFrom(offset, hw int64, maxBytes int32) ([]byte, error) {
 		}
 		payloads = append(payloads, e.Payload)
 		total += len(e.Payload)
+		end = e.LastOffset() + 1
 		if total >= int(maxBytes) {
 			break
 		}
 	}
 	if len(payloads) == 1 {
-		return payloads[0], nil
+		return payloads[0], end, nil
 	}
 	out := make([]byte, 0, total)
 	for _, pl := range payloads {
 		out = append(out, pl...)
 	}
-	return out, nil
+	return out, end, nil
 }
 
-// listOffset answers ListOffsets for one partition.
-func (p *partition) listOffset(timestamp int64) (int64, int64, error) {
+// listOffset answers ListOffsets for one partition. Offsets end at the high
+// watermark, for read_committed at the last stable offset (Kafka's
+// Partition.fetchOffsetForTimestamp: Latest is it, and a lookup answers
+// only offsets below it).
+func (p *partition) listOffset(timestamp int64, isolation int8) (int64, int64, error) {
 	if err := p.faultErr(); err != nil {
 		return -1, -1, err
 	}
 	hw, lso := p.highWatermark.Load(), p.logStartOffset.Load()
+	end := hw
+	if isolation == IsolationReadCommitted {
+		end = p.lastStable(hw, lso)
+	}
 	switch timestamp {
 	case TimestampLatest:
-		return hw, -1, nil
+		return end, -1, nil
 	case TimestampEarliest, TimestampEarliestLocal:
 		return lso, -1, nil
 	case TimestampLatestTiered:
 		return -1, -1, nil
 	case TimestampMaxTimestamp:
-		return p.maxTimestampOffset(lso, hw)
+		return p.maxTimestampOffset(lso, end)
 	}
 	if timestamp < 0 {
 		return -1, -1, fmt.Errorf("list offsets timestamp %d: %w", timestamp, kerr.InvalidRequest)
 	}
-	return p.offsetForTimestamp(timestamp, lso, hw)
+	return p.offsetForTimestamp(timestamp, lso, end)
 }
 
 // offsetForTimestamp is the first offset in [lso, hw) whose record timestamp
@@ -618,17 +670,24 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		p.raiseLogStart(min(start, p.highWatermark.Load()))
 	}
 	p.logMu.Lock()
-	if p.producers.expire(now-producerIDExpirationMs) > 0 {
+	if p.producers.expire(now-producerIDExpirationMs, p.txns.ongoing) > 0 {
 		p.dirty = true
 	}
+	n := len(p.txns.aborted)
+	p.txns.trim(p.logStartOffset.Load())
+	if len(p.txns.aborted) != n {
+		p.dirty = true
+	}
+	p.publishTxnsLocked()
 	p.logMu.Unlock()
 	return dropped, nil
 }
 
 // partitionSnapshot is the state file beside the partition's wal directory:
-// the log start offset and the producer states covering every batch below
-// NextOffset. It is not the wal's own state sidecar, which is reserved for
-// raft's HardState and ConfState.
+// the log start offset and the producer states and transactions covering
+// every batch below NextOffset. It is not the wal's own state sidecar,
+// which is reserved for raft's HardState and ConfState. Fields added later
+// are omitempty, so files written before them load as their zero value.
 type partitionSnapshot struct {
 	V              int   `json:"v"`
 	LogStartOffset int64 `json:"log_start_offset"`
@@ -637,6 +696,13 @@ type partitionSnapshot struct {
 	AppliedIndex uint64                  `json:"applied_index,omitempty"`
 	NextOffset   int64                   `json:"next_offset"`
 	Producers    map[int64]producerState `json:"producers,omitempty"`
+	// OngoingTxns: producer id -> first offset of its open transaction.
+	OngoingTxns map[int64]int64 `json:"ongoing_txns,omitempty"`
+	// EndedTxns: [first offset, marker offset] of transactions whose
+	// marker was perhaps not yet committed (txnState.ended).
+	EndedTxns [][2]int64 `json:"ended_txns,omitempty"`
+	// AbortedTxns: the aborted-transaction index (encodeAbortedIndex).
+	AbortedTxns []byte `json:"aborted_txns,omitempty"`
 }
 
 const partitionSnapshotVersion = 1
@@ -665,6 +731,8 @@ func (p *partition) writeStateViewLocked() error {
 		NextOffset:     p.nextOffset,
 		Producers:      p.producers,
 	}
+	p.txns.trim(snap.LogStartOffset)
+	p.txns.toSnapshot(&snap)
 	data, err := encodeSnapshot(snap)
 	p.dirty = false
 	p.stateMu.Lock()
@@ -699,18 +767,22 @@ func (p *partition) snapshotIfDirty() error {
 func (p *partition) statePath() string { return p.dir + ".state" }
 
 // recoverProducersLocked builds the log's view: the log end, and the
-// producer states of the snapshot plus every batch header after it still
-// in the log. A snapshot that claims more than the log holds (the tail was
-// cut after it was written) is ignored and the whole log is scanned. The
-// replica may append meanwhile: the view ends at the log end read first,
-// and Appended adds the rest. logMu held.
+// producer states and transactions of the snapshot plus every batch after
+// it still in the log. A snapshot that claims more than the log holds (the
+// tail was cut after it was written) is ignored and the whole log is
+// scanned. The replica may append meanwhile: the view ends at the log end
+// read first, and Appended adds the rest. logMu held.
 func (p *partition) recoverProducersLocked(snap partitionSnapshot) error {
 	end := p.log.NextOffset()
 	from := p.log.StartOffset()
 	producers := make(producerStates)
+	var txns txnState
 	if snap.NextOffset <= end {
 		for id, st := range snap.Producers {
 			producers[id] = st
+		}
+		if err := txns.fromSnapshot(&snap); err != nil {
+			return fmt.Errorf("recover transactions of %s-%d: %w", p.topic.name, p.index, err)
 		}
 		from = max(from, snap.NextOffset)
 	}
@@ -731,12 +803,14 @@ func (p *partition) recoverProducersLocked(snap partitionSnapshot) error {
 				break
 			}
 			if e.Kind == wal.KindData {
-				producers.applyEntry(&e)
+				producers.applyEntry(&e, &txns)
 			}
 		}
 		p.dirty = true
 	}
-	p.producers, p.nextOffset = producers, end
+	p.producers, p.txns, p.nextOffset = producers, txns, end
+	p.txns.changed = true
+	p.publishTxnsLocked()
 	return nil
 }
 

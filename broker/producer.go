@@ -39,7 +39,32 @@ type producerState struct {
 	Epoch         int16                                `json:"e"`
 	Batches       [producerBatchesRetained]cachedBatch `json:"b"` // Batches[:N], oldest first
 	N             uint8                                `json:"n"`
-	LastTimestamp int64                                `json:"t"` // append time (ms) of the newest batch, for expiry
+	LastTimestamp int64                                `json:"t"` // append time (ms) of the newest batch or marker, for expiry
+	// CoordEpoch is the coordinator epoch of the producer's last
+	// transaction marker plus one, so that 0, what state files written
+	// before transactions hold, means none (Kafka's -1). int32 wraps both
+	// ways, so every epoch round-trips.
+	CoordEpoch int32 `json:"c,omitempty"`
+}
+
+// coordinatorEpoch is the coordinator epoch of the last marker, -1 if none.
+func (s *producerState) coordinatorEpoch() int32 { return s.CoordEpoch - 1 }
+
+// applyMarker records a transaction marker (Kafka's
+// ProducerStateEntry.update): a marker of a new epoch (KIP-890 bumps the
+// epoch with every transaction) forgets the cached batches, so the
+// producer's next batch starts at sequence 0; one of the current epoch
+// (the protocol before KIP-890) leaves the sequences alone. A marker
+// never adds a batch.
+func (s *producerState) applyMarker(epoch int16, coordinatorEpoch int32, ts int64) {
+	if epoch != s.Epoch {
+		s.Epoch = epoch
+		s.N = 0
+	}
+	s.CoordEpoch = coordinatorEpoch + 1
+	if ts > s.LastTimestamp {
+		s.LastTimestamp = ts
+	}
 }
 
 func (s *producerState) last() cachedBatch { return s.Batches[s.N-1] }
@@ -102,13 +127,26 @@ const (
 //     state may have been expired or removed by retention), except on a
 //     partition that has never held a record, where only sequence 0 is
 //     (KAFKA-15591, Kafka 4.5): otherwise two in-flight batches of a new
-//     producer could be written out of order.
+//     producer could be written out of order;
+//  6. a producer known only by its epoch (a transaction marker set it and
+//     no batch of that epoch is cached): an older epoch is
+//     INVALID_PRODUCER_EPOCH, and the batch must start at sequence 0, as
+//     Kafka's checkSequence decides for an entry without batches.
 //
 // known says whether st holds state for the producer.
 func checkSequence(st *producerState, known bool, epoch int16, firstSeq, lastSeq int32, partitionEverWritten bool) (sequenceVerdict, cachedBatch, error) {
-	if !known || st.N == 0 {
+	if !known {
 		if !partitionEverWritten && firstSeq != 0 {
 			return 0, cachedBatch{}, fmt.Errorf("first sequence %d of an unknown producer on an empty partition, expected 0: %w", firstSeq, kerr.OutOfOrderSequenceNumber)
+		}
+		return seqAppend, cachedBatch{}, nil
+	}
+	if st.N == 0 {
+		if epoch < st.Epoch {
+			return 0, cachedBatch{}, fmt.Errorf("producer epoch %d older than %d: %w", epoch, st.Epoch, kerr.InvalidProducerEpoch)
+		}
+		if firstSeq != 0 {
+			return 0, cachedBatch{}, fmt.Errorf("sequence %d after a transaction marker of epoch %d, expected 0: %w", firstSeq, st.Epoch, kerr.OutOfOrderSequenceNumber)
 		}
 		return seqAppend, cachedBatch{}, nil
 	}
@@ -133,9 +171,13 @@ func checkSequence(st *producerState, known bool, epoch int16, firstSeq, lastSeq
 // producerStates is one partition's producers by id.
 type producerStates map[int64]producerState
 
-// expire drops producers that have not written since cutoff (ms).
-func (m producerStates) expire(cutoff int64) (dropped int) {
+// expire drops producers that have not written since cutoff (ms), except
+// those with a transaction open (in ongoing), as Kafka keeps them.
+func (m producerStates) expire(cutoff int64, ongoing map[int64]int64) (dropped int) {
 	for id, st := range m {
+		if _, open := ongoing[id]; open {
+			continue
+		}
 		if st.LastTimestamp < cutoff {
 			delete(m, id)
 			dropped++
@@ -144,13 +186,30 @@ func (m producerStates) expire(cutoff int64) (dropped int) {
 	return dropped
 }
 
-// applyEntry adds the idempotent batches of a stored data entry (in log
-// order, offsets assigned) to their producers' states.
-func (m producerStates) applyEntry(e *wal.Entry) {
+// applyEntry adds the batches of a stored data entry (in log order,
+// offsets assigned) to the view: idempotent batches to their producers'
+// states, transactional ones and markers to txns (see txnState.applyBatch).
+// Every replica applies the same entries in the same order, so every
+// replica's view is the same.
+func (m producerStates) applyEntry(e *wal.Entry, txns *txnState) {
 	base := e.BaseOffset
 	for pos := 0; pos+batchHeaderSize <= len(e.Payload); {
 		h := readBatchHeader(e.Payload[pos:])
-		if h.idempotent() {
+		n := int(int32(binary.BigEndian.Uint32(e.Payload[pos+offBatchLength:]))) + logOverhead
+		if n <= logOverhead || h.lastOffsetDelta < 0 {
+			return
+		}
+		switch {
+		case h.control():
+			if h.idempotent() && pos+n <= len(e.Payload) {
+				if kind, coordinatorEpoch, ok := parseControlRecord(e.Payload[pos : pos+n]); ok && (kind == controlAbort || kind == controlCommit) {
+					st := m[h.producerID]
+					st.applyMarker(h.producerEpoch, coordinatorEpoch, e.MaxTimestamp)
+					m[h.producerID] = st
+					txns.end(h.producerID, base, kind == controlAbort)
+				}
+			}
+		case h.idempotent():
 			st := m[h.producerID]
 			st.push(h.producerEpoch, cachedBatch{
 				FirstSeq:        h.baseSequence,
@@ -159,10 +218,9 @@ func (m producerStates) applyEntry(e *wal.Entry) {
 				LastOffsetDelta: h.lastOffsetDelta,
 			}, e.MaxTimestamp)
 			m[h.producerID] = st
-		}
-		n := int(int32(binary.BigEndian.Uint32(e.Payload[pos+offBatchLength:]))) + logOverhead
-		if n <= logOverhead || h.lastOffsetDelta < 0 {
-			return
+			if h.transactional() {
+				txns.begin(h.producerID, base)
+			}
 		}
 		base += int64(h.lastOffsetDelta) + 1
 		pos += n
@@ -176,16 +234,20 @@ func (m producerStates) applyEntry(e *wal.Entry) {
 type pendingProducer struct {
 	id int64
 	st producerState
+	// txnOpen: the producer has a transaction open after this batch (a
+	// transactional batch opens one, a marker closes it).
+	txnOpen bool
 }
 
-// lookupProducer returns the newest pending state for id, else the
-// committed one.
-func lookupProducer(committed producerStates, pending []pendingProducer, id int64) (producerState, bool) {
+// lookupProducer returns the newest pending state for id, else the one in
+// the log's view; known is false for a producer neither has.
+func lookupProducer(committed producerStates, ongoing map[int64]int64, pending []pendingProducer, id int64) (pp pendingProducer, known bool) {
 	for i := len(pending) - 1; i >= 0; i-- {
 		if pending[i].id == id {
-			return pending[i].st, true
+			return pending[i], true
 		}
 	}
 	st, ok := committed[id]
-	return st, ok
+	_, open := ongoing[id]
+	return pendingProducer{id: id, st: st, txnOpen: open}, ok
 }

@@ -87,28 +87,82 @@ func TestProducerStatesExpire(t *testing.T) {
 	m := producerStates{
 		1: {Epoch: 0, N: 1, LastTimestamp: 100},
 		2: {Epoch: 0, N: 1, LastTimestamp: 200},
+		3: {Epoch: 0, N: 1, LastTimestamp: 100}, // idle, but its transaction is open
 	}
-	if n := m.expire(150); n != 1 {
+	if n := m.expire(150, map[int64]int64{3: 40}); n != 1 {
 		t.Fatalf("expired %d", n)
 	}
-	if _, ok := m[2]; !ok || len(m) != 1 {
+	if _, ok := m[2]; !ok || len(m) != 2 {
 		t.Fatalf("left %v", m)
+	}
+	if _, ok := m[3]; !ok {
+		t.Fatal("a producer with an open transaction expired")
 	}
 }
 
 func TestLookupProducerPrefersNewestPending(t *testing.T) {
-	committed := producerStates{7: {Epoch: 1}}
-	pending := []pendingProducer{{id: 7, st: producerState{Epoch: 2}}, {id: 8, st: producerState{Epoch: 5}}, {id: 7, st: producerState{Epoch: 3}}}
-	if st, ok := lookupProducer(committed, pending, 7); !ok || st.Epoch != 3 {
-		t.Fatalf("got %+v %v", st, ok)
+	committed := producerStates{7: {Epoch: 1}, 8: {Epoch: 1}}
+	ongoing := map[int64]int64{8: 10}
+	pending := []pendingProducer{{id: 7, st: producerState{Epoch: 2}}, {id: 8, st: producerState{Epoch: 5}}, {id: 7, st: producerState{Epoch: 3}, txnOpen: true}}
+	if pp, ok := lookupProducer(committed, ongoing, pending, 7); !ok || pp.st.Epoch != 3 || !pp.txnOpen {
+		t.Fatalf("got %+v %v", pp, ok)
 	}
-	if st, ok := lookupProducer(committed, pending[:1], 7); !ok || st.Epoch != 2 {
-		t.Fatalf("got %+v %v", st, ok)
+	if pp, ok := lookupProducer(committed, ongoing, pending[:1], 7); !ok || pp.st.Epoch != 2 || pp.txnOpen {
+		t.Fatalf("got %+v %v", pp, ok)
 	}
-	if st, ok := lookupProducer(committed, nil, 7); !ok || st.Epoch != 1 {
-		t.Fatalf("got %+v %v", st, ok)
+	if pp, ok := lookupProducer(committed, ongoing, nil, 7); !ok || pp.st.Epoch != 1 || pp.txnOpen {
+		t.Fatalf("got %+v %v", pp, ok)
 	}
-	if _, ok := lookupProducer(committed, pending, 9); ok {
+	// The log's view: producer 8's transaction is open there, but the
+	// pending marker (txnOpen false) closed it.
+	if pp, ok := lookupProducer(committed, ongoing, nil, 8); !ok || pp.st.Epoch != 1 || !pp.txnOpen {
+		t.Fatalf("got %+v %v", pp, ok)
+	}
+	if pp, ok := lookupProducer(committed, ongoing, pending, 8); !ok || pp.st.Epoch != 5 || pp.txnOpen {
+		t.Fatalf("got %+v %v", pp, ok)
+	}
+	if _, ok := lookupProducer(committed, ongoing, pending, 9); ok {
 		t.Fatal("unknown producer found")
+	}
+}
+
+// TestSequenceAfterMarker: a marker of a new epoch (KIP-890) forgets the
+// producer's batches, so its next batch must start at 0 and an older epoch
+// is fenced; a marker of the current epoch (the older protocol) leaves the
+// sequences going on.
+func TestSequenceAfterMarker(t *testing.T) {
+	var st producerState
+	st.push(3, cachedBatch{FirstSeq: 0, LastSeq: 9}, 1)
+
+	same := st
+	same.applyMarker(3, 0, 2)
+	if same.N != 1 || same.coordinatorEpoch() != 0 {
+		t.Fatalf("marker of the same epoch: %+v", same)
+	}
+	if _, _, err := checkSequence(&same, true, 3, 10, 10, true); err != nil {
+		t.Fatalf("next sequence after a same-epoch marker: %v", err)
+	}
+
+	bumped := st
+	bumped.applyMarker(4, 7, 2)
+	if bumped.N != 0 || bumped.Epoch != 4 || bumped.coordinatorEpoch() != 7 {
+		t.Fatalf("marker of a new epoch: %+v", bumped)
+	}
+	if _, _, err := checkSequence(&bumped, true, 4, 10, 10, true); !errors.Is(err, kerr.OutOfOrderSequenceNumber) {
+		t.Fatalf("sequence 10 after the bump: %v", err)
+	}
+	if _, _, err := checkSequence(&bumped, true, 3, 10, 10, true); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("old epoch after the bump: %v", err)
+	}
+	if v, _, err := checkSequence(&bumped, true, 4, 0, 4, true); err != nil || v != seqAppend {
+		t.Fatalf("sequence 0 after the bump: %v %v", v, err)
+	}
+	if v, _, err := checkSequence(&bumped, true, 5, 0, 4, true); err != nil || v != seqAppend {
+		t.Fatalf("a newer epoch at 0 after the bump: %v %v", v, err)
+	}
+
+	var none producerState
+	if none.coordinatorEpoch() != -1 {
+		t.Fatalf("coordinator epoch of a producer without markers: %d", none.coordinatorEpoch())
 	}
 }

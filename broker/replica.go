@@ -146,7 +146,8 @@ type ReplicaEvents interface {
 	// Appended reports entries the replica wrote to the partition's log,
 	// in log order, once they are in it: this node's own as leader and
 	// the leader's as follower. The replica is the log's only writer;
-	// the partition's log end and producer states follow these reports,
+	// the partition's log end, producer states and transactions (open
+	// ones, the aborted index) follow these reports,
 	// so a follower that becomes leader already has them. Entries below
 	// the log end already reported are reported again harmlessly.
 	Appended(entries []wal.Entry)
@@ -245,11 +246,12 @@ func (p *partition) Appended(entries []wal.Entry) {
 			continue
 		}
 		if e.Kind == wal.KindData {
-			p.producers.applyEntry(e)
+			p.producers.applyEntry(e, &p.txns)
 		}
 		p.nextOffset = e.LastOffset() + 1
 		p.dirty = true
 	}
+	p.publishTxnsLocked()
 }
 
 // Truncated implements ReplicaEvents: the view is rebuilt from the state
@@ -276,8 +278,8 @@ func (p *partition) Truncated(nextOffset int64) {
 	}
 }
 
-// rebuildViewLocked takes the log end and the producer states from the
-// state file and the log. logMu held.
+// rebuildViewLocked takes the log end, the producer states and the
+// transactions from the state file and the log. logMu held.
 func (p *partition) rebuildViewLocked() {
 	snap, err := loadSnapshot(p.statePath())
 	if err != nil {
@@ -289,6 +291,8 @@ func (p *partition) rebuildViewLocked() {
 		// its state expired) rather than keep a view of entries it lost.
 		p.b.logger.Warn().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Msg("rebuild producer state")
 		p.producers = make(producerStates)
+		p.txns = txnState{changed: true}
+		p.publishTxnsLocked()
 		p.nextOffset = p.log.NextOffset()
 	}
 }

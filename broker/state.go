@@ -30,6 +30,9 @@ func decodeSnapshot(b []byte) (partitionSnapshot, error) {
 			return partitionSnapshot{}, fmt.Errorf("partition state: producer %d has %d batches", id, st.N)
 		}
 	}
+	if err := validateTxnSnapshot(&s); err != nil {
+		return partitionSnapshot{}, err
+	}
 	return s, nil
 }
 

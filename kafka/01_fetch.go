@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
 )
 
 // Fetch: v4-18
@@ -31,8 +33,12 @@ import (
 //     if it is larger than either (KIP-74). Never past the high watermark.
 //   - CurrentLeaderEpoch (v9+): FENCED_LEADER_EPOCH if older than the
 //     partition's, UNKNOWN_LEADER_EPOCH if newer, -1 skips the check.
-//   - read_committed: there are no transactions yet, so no aborted
-//     transactions are listed and the last stable offset is the broker's.
+//   - IsolationLevel: read_uncommitted (0) reads up to the high watermark
+//     and gets AbortedTransactions null, as Kafka sends it;
+//     read_committed (1) reads up to the last stable offset (never past
+//     the first batch of an undecided transaction) and gets the aborted
+//     transactions overlapping the records, an empty array when there are
+//     none (also Kafka's answer). LastStableOffset is reported for both.
 //
 // Version notes:
 //   - v4: IsolationLevel, LastStableOffset, AbortedTransactions
@@ -164,12 +170,15 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 			limit := min(int64(rp.PartitionMaxBytes), remaining)
 			if total > 0 && limit <= 0 {
 				// The response is full: offsets only, no read.
-				logStart, hw, err := s.b.PartitionOffsets(name, rp.Partition)
+				logStart, hw, stable, err := s.b.FetchOffsets(name, rp.Partition)
 				if err != nil {
 					sp.ErrorCode, failed = s.codeOf(err, "fetch offsets"), true
 					continue
 				}
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, logStart
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, stable, logStart
+				if req.IsolationLevel == broker.IsolationReadCommitted {
+					sp.AbortedTransactions = noAbortedTransactions
+				}
 				continue
 			}
 			res, err := s.b.Fetch(name, rp.Partition, rp.FetchOffset, int32(max(limit, 0)), req.IsolationLevel)
@@ -181,6 +190,9 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 			sp.HighWatermark = res.HighWatermark
 			sp.LastStableOffset = res.LastStableOffset
 			sp.LogStartOffset = res.LogStartOffset
+			if req.IsolationLevel == broker.IsolationReadCommitted {
+				sp.AbortedTransactions = abortedTransactions(res.AbortedTransactions)
+			}
 			if len(records) > 0 {
 				sp.RecordBatches = records
 			}
@@ -189,6 +201,26 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 		}
 	}
 	return total, failed
+}
+
+// noAbortedTransactions is a read_committed partition's empty list: an
+// empty array on the wire, where read_uncommitted gets null.
+var noAbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+
+// abortedTransactions converts the broker's aborted transactions of a
+// read_committed fetch (the records the response keeps are a prefix of
+// what the broker read, so its list covers them; a consumer ignores
+// entries for records it was not sent).
+func abortedTransactions(aborted []broker.AbortedTransaction) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+	if len(aborted) == 0 {
+		return noAbortedTransactions
+	}
+	out := make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(aborted))
+	for i, a := range aborted {
+		out[i] = kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+		out[i].ProducerID, out[i].FirstOffset = a.ProducerID, a.FirstOffset
+	}
+	return out
 }
 
 // addFetchLeaderHints fills CurrentLeader of the partitions answered

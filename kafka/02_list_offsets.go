@@ -19,6 +19,11 @@ import (
 //     since nothing is tiered.
 //   - Any other timestamp >= 0: the first offset whose record timestamp is
 //     at least that, with that timestamp; -1, -1 if there is none.
+//   - IsolationLevel (v2+): read_committed ends every answer at the last
+//     stable offset instead of the high watermark: -1 is it, a timestamp
+//     lookup answers only offsets below it (Kafka's
+//     Partition.fetchOffsetForTimestamp), and -3 the largest timestamp
+//     below it.
 //   - A special timestamp below the version that introduced it, or any
 //     other negative timestamp, is UNSUPPORTED_VERSION for the partition;
 //     a partition listed twice is INVALID_REQUEST for both entries.
