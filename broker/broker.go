@@ -75,6 +75,7 @@ type Broker struct {
 	storageErrors atomic.Uint64 // failed appends (StorageErrors)
 
 	groups *groupCoordinator // set by Open
+	txns   *txnCoordinator   // set by Open
 
 	appendSignal signal
 	ready        atomic.Bool
@@ -133,6 +134,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OffsetsTopicPartitions <= 0 {
 		c.OffsetsTopicPartitions = defaultOffsetsTopicPartitions
+	}
+	if c.TxnStatePartitions <= 0 {
+		c.TxnStatePartitions = defaultTxnTopicPartitions
+	}
+	if c.TxnMaxTimeout <= 0 {
+		c.TxnMaxTimeout = defaultTxnMaxTimeout
+	}
+	if c.TxnIDExpiration <= 0 {
+		c.TxnIDExpiration = defaultTxnIDExpiration
 	}
 	if c.OffsetsRetention <= 0 {
 		c.OffsetsRetention = groupDefaultOffsetsRetention
@@ -232,6 +242,10 @@ func open(cfg Config) (*Broker, error) {
 	topics := len(b.topics)
 	b.mu.RUnlock()
 	b.logger.Info().Str("cluster_id", b.ClusterID()).Int("topics", topics).Str("data_dir", cfg.DataDir).Msg("broker recovered")
+	// The transaction coordinator serves whatever __transaction_state
+	// partitions this node leads, loading each on first use.
+	b.txns = newTxnCoordinator(b)
+	b.txns.start()
 	b.ready.Store(true)
 	b.wg.Add(1)
 	go b.background()
@@ -490,6 +504,7 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	b.wg.Wait()
+	b.txns.close()
 	b.groups.close()
 	// Stops committing and applying records (ApplyMeta takes adminMu)
 	// before the logs close.
@@ -651,8 +666,10 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 //   - all transactional batches carry one producer id, else
 //     INVALID_PRODUCER_ID_MAPPING (ReplicaManager: "Transactional records
 //     contained more than one producer ID");
-//   - the transaction coordinator verifies each (verifyTxnPartition,
-//     KIP-890).
+//   - the transaction coordinator verifies the first batch of a
+//     transaction on the partition (verifyTxnPartition, KIP-890); once the
+//     partition holds an open transaction of the producer, its later
+//     batches need no round trip, as Kafka's verification guard.
 //
 // The checks that need the partition's state (epoch, sequence, a
 // non-transactional batch while a transaction is open) are made when the
@@ -673,7 +690,13 @@ func (b *Broker) checkTxnBatches(batches []batchHeader, transactionalID *string,
 		if pid >= 0 && h.producerID != pid {
 			return fmt.Errorf("transactional batches of producers %d and %d: %w", pid, h.producerID, kerr.InvalidProducerIDMapping)
 		}
+		if pid == h.producerID {
+			continue // verified with the first batch
+		}
 		pid = h.producerID
+		if b.txnOpenOn(topic, partition, pid) {
+			continue // the transaction's first batch here was verified
+		}
 		if err := b.verifyTxnPartition(*transactionalID, h.producerID, h.producerEpoch, topic, partition); err != nil {
 			return err
 		}
@@ -798,30 +821,27 @@ func (b *Broker) PartitionLeader(topic string, partition int32) (leader, epoch i
 //
 // Kafka itself hands a non-transactional producer a fresh id on every
 // InitProducerID; bumping is equally valid for clients and keeps one id per
-// producer session. Transactional ids are refused with
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are out of scope.
+// producer session. A transactional id goes to its transaction
+// coordinator (txn_api.go), which fences the id's earlier epochs.
 func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, producerID int64, producerEpoch int16) (int64, int16, error) {
 	if transactionalID != nil {
-		return -1, -1, fmt.Errorf("init producer id for %q: transactions are not supported: %w", *transactionalID, kerr.TransactionalIDAuthorizationFailed)
+		return b.initTransactionalProducerID(*transactionalID, txnTimeoutMs, producerID, producerEpoch)
 	}
-	b.adminMu.Lock()
-	defer b.adminMu.Unlock()
 	if b.closed.Load() {
 		return -1, -1, ErrClosed
 	}
 	// Below nextProducerID every id was handed out (or reserved before a
 	// restart), never one of this node's block not handed out yet.
-	if producerID >= 0 && producerID < b.nextProducerID && producerEpoch >= 0 && producerEpoch < math.MaxInt16-1 {
+	b.adminMu.Lock()
+	bump := producerID >= 0 && producerID < b.nextProducerID && producerEpoch >= 0 && producerEpoch < math.MaxInt16-1
+	b.adminMu.Unlock()
+	if bump {
 		return producerID, producerEpoch + 1, nil
 	}
-	for b.nextProducerID >= b.producerIDEnd {
-		// ApplyMeta moves this node to the new block (takeProducerBlock).
-		if err := b.proposeLocked(metaRecord{Type: metaProducerIDBlock, Node: b.cfg.NodeID}); err != nil {
-			return -1, -1, fmt.Errorf("init producer id: %w", err)
-		}
+	id, err := b.allocateProducerID()
+	if err != nil {
+		return -1, -1, fmt.Errorf("init producer id: %w", err)
 	}
-	id := b.nextProducerID
-	b.nextProducerID++
 	return id, 0, nil
 }
 

@@ -365,6 +365,19 @@ func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16,
 	return txnCodeErr(codes[0], "%s-%d is not in transaction %q", topic, partition, txnID)
 }
 
+// txnOpenOn reports whether a partition's view holds an open transaction
+// of the producer.
+func (b *Broker) txnOpenOn(topic string, partition int32, producerID int64) bool {
+	p, err := b.partition(topic, partition)
+	if err != nil {
+		return false
+	}
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	_, open := p.txns.ongoing[producerID]
+	return open
+}
+
 // remoteVerify asks the coordinator node of txnID (AddPartitionsToTxn v4+,
 // verify only).
 func (b *Broker) remoteVerify(txnID string, producerID int64, epoch int16, topic string, partition, idx int32) ([]int16, error) {
@@ -446,9 +459,12 @@ func (b *Broker) DescribeProducers(topic string, partition int32) ([]ProducerDes
 	out := make([]ProducerDescription, 0, len(p.producers))
 	for id, st := range p.producers {
 		d := ProducerDescription{ProducerID: id, ProducerEpoch: st.Epoch, LastSequence: -1, LastTimestamp: st.LastTimestamp,
-			CurrentTxnStartOffset: p.txnStartLocked(id)}
+			CurrentTxnStartOffset: -1}
 		if st.N > 0 {
 			d.LastSequence = st.last().LastSeq
+		}
+		if first, open := p.txns.ongoing[id]; open {
+			d.CurrentTxnStartOffset = first
 		}
 		out = append(out, d)
 	}

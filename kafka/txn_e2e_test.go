@@ -103,7 +103,7 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	if err := cl2.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the commit marker", func() bool { lso, hw := partitionOffsets(t, e, "txn", 0); return lso == hw })
+	waitUntilTxn(t, "the commit marker", func() bool { lso, hw := partitionOffsets(t, e, "txn", 0); return lso == hw })
 }
 
 // partitionOffsets asks ListOffsets for the committed (LSO) and
@@ -133,7 +133,7 @@ func partitionOffsets(t *testing.T, e *testEnv, topic string, p int32) (lso, hw 
 	return get(1), get(0)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitUntilTxn(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
