@@ -172,6 +172,13 @@ func txnmNewPID(newPID func() (int64, error)) (int64, int16) {
 // the transaction (Empty and Complete* start one, now); partitions already
 // in it need no record. With verifyOnly a partition not in the transaction
 // gets TRANSACTION_ABORTABLE. No partitions: nothing to do.
+//
+// Kafka adds partitions to what verification sees only once their record
+// is durable; this table applies them at once. So the caller answers a
+// verification only after every record this table returned before it is
+// durable (a barrier that costs nothing while no append is in flight):
+// otherwise a stray batch could be accepted for a partition whose adding
+// is then lost with a failed append, and hang there.
 func (t *TxnTable) AddPartitions(now time.Time, txnID string, pid int64, epoch int16, parts []TxnTopicPartition,
 	verifyOnly bool) (codes []int16, out TxnOutput) {
 	t.fire(now, &out)
