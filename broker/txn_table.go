@@ -128,8 +128,12 @@ func (t *TxnTable) InitProducerID(now time.Time, txnID string, timeoutMs int32, 
 		// The producer continues after an error (KIP-360): bump, and
 		// remember the epoch it had.
 		n = m.toEmpty(m.ProducerID, m.ProducerEpoch+1, m.ProducerEpoch, timeoutMs, nowMs)
-	case expectEpoch == m.LastProducerEpoch:
+	case expectEpoch == m.LastProducerEpoch && m.ProducerEpoch < txnmMaxEpoch:
 		// A retry of a bump whose answer was lost: the same epoch again.
+		// (Never MaxInt16, which InitProducerId never hands out: after a
+		// server-side abort the last epoch is not one a client was given.
+		// Kafka fails any retry at an exhausted epoch with an internal
+		// error; one at MaxInt16-1 is answered here.)
 		n = m.toEmpty(m.ProducerID, m.ProducerEpoch, m.LastProducerEpoch, timeoutMs, nowMs)
 	default:
 		return fail(kerr.ProducerFenced.Code)
