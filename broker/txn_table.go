@@ -42,10 +42,9 @@ func (t *TxnTable) Len() int { return len(t.entries) }
 // producer retries once the abort completed. expectPID and expectEpoch are
 // the request's producer id and epoch (KIP-360, v3+), both -1 when not
 // given. newPID (TxnConfig.NewProducerID if nil) is called only when a
-// producer id is needed; a *kerr.Error
-// it returns is passed on as its code (e.g. COORDINATOR_LOAD_IN_PROGRESS
-// while no id block is available), any other error as
-// UNKNOWN_SERVER_ERROR. On error, pid and epoch are -1.
+// producer id is needed; a *kerr.Error it returns is passed on as its code
+// (e.g. COORDINATOR_LOAD_IN_PROGRESS while no id block is available), any
+// other error as UNKNOWN_SERVER_ERROR. On error, pid and epoch are -1.
 func (t *TxnTable) InitProducerID(now time.Time, txnID string, timeoutMs int32, expectPID int64, expectEpoch int16,
 	newPID func() (int64, error)) (pid int64, epoch int16, code int16, out TxnOutput) {
 	t.fire(now, &out)
@@ -245,10 +244,11 @@ func (t *TxnTable) check(txnID string, pid int64, epoch int16) (*txnmEntry, int1
 
 // EndTxn handles EndTxn (Kafka's handleEndTransaction). bumpEpoch is set for
 // EndTxn v5+ (KIP-890 part 2, transaction version 2): the epoch is bumped
-// with the prepare (and the producer id replaced, from
-// TxnConfig.NewProducerID, once the epoch runs out) and the producer continues with newPID/newEpoch; a retry is recognised by
-// the epoch being one behind. Without bumpEpoch newPID and newEpoch are -1,
-// as EndTxn before v5 has no such fields.
+// with the prepare (and, once the epoch runs out, the producer id replaced
+// by one from TxnConfig.NewProducerID) and the producer continues with
+// newPID/newEpoch; a retry is recognised by the epoch being one behind.
+// Without bumpEpoch newPID and newEpoch are -1, as EndTxn before v5 has no
+// such fields.
 //
 // An Ongoing transaction goes to Prepare{Commit,Abort} with its markers in
 // out. A retry of an outcome that completed answers NONE; of one whose
@@ -310,8 +310,8 @@ func (t *TxnTable) endTxnV2(now time.Time, txnID string, pid int64, epoch int16,
 	}
 	m := e.m
 	// The retry of an EndTxn that ran out of epochs names the producer id
-	// that was replaced.
-	retryOnOverflow := m.PrevProducerID == pid && epoch == txnmMaxEpoch-1 && m.ProducerEpoch == 0
+	// that was replaced (never -1: a version 0 record has no previous id).
+	retryOnOverflow := pid >= 0 && m.PrevProducerID == pid && epoch == txnmMaxEpoch-1 && m.ProducerEpoch == 0
 	retryOnBump := int32(m.ProducerEpoch) == int32(epoch)+1
 	if m.ProducerID != pid && !retryOnOverflow {
 		return none, txnmNoProducerEpoch, kerr.InvalidProducerIDMapping.Code

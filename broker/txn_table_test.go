@@ -474,6 +474,9 @@ func TestTxnEndTxnV2(t *testing.T) {
 		{name: "retry from a producer id that was not replaced", start: []TxnMetadata{{TransactionalID: txnTestID, ProducerID: 1000,
 			PrevProducerID: 1000, NextProducerID: -1, LastProducerEpoch: -1, State: TxnCompleteCommit, StartMs: 1}},
 			act: fail(txnPID, 32766, true), code: kerr.InvalidProducerIDMapping.Code},
+		{name: "no producer id, after a version 0 record", start: []TxnMetadata{{TransactionalID: txnTestID, ProducerID: 1000,
+			PrevProducerID: -1, NextProducerID: -1, LastProducerEpoch: -1, State: TxnCompleteCommit, StartMs: 1}},
+			act: fail(-1, 32766, true), code: kerr.InvalidProducerIDMapping.Code},
 	})
 }
 
