@@ -186,8 +186,18 @@ func txnDurable(m TxnMetadata) TxnMetadata {
 	return m
 }
 
-// txnCheckMetadata checks what every id's metadata must satisfy.
+// txnCheckMetadata checks what every id's metadata must satisfy, and the
+// start times the table sets (txnCheckLoaded checks what holds for any
+// record replayed).
 func txnCheckMetadata(t *testing.T, m TxnMetadata) {
+	t.Helper()
+	txnCheckLoaded(t, m)
+	if (m.State == TxnEmpty && m.StartMs != -1) || (m.State != TxnEmpty && m.StartMs < 0) {
+		t.Fatalf("%q in %v starts at %d", m.TransactionalID, m.State, m.StartMs)
+	}
+}
+
+func txnCheckLoaded(t *testing.T, m TxnMetadata) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -200,18 +210,11 @@ func txnCheckMetadata(t *testing.T, m TxnMetadata) {
 		fail("producer %d epoch %d", m.ProducerID, m.ProducerEpoch)
 	}
 	switch m.State {
-	case TxnEmpty:
-		if len(m.Partitions) > 0 || m.StartMs != -1 {
-			fail("partitions or a start time")
+	case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
+		if len(m.Partitions) > 0 {
+			fail("partitions outside a transaction")
 		}
 	case TxnOngoing, TxnPrepareCommit, TxnPrepareAbort:
-		if m.StartMs < 0 {
-			fail("no start time")
-		}
-	case TxnCompleteCommit, TxnCompleteAbort:
-		if len(m.Partitions) > 0 {
-			fail("partitions after the markers")
-		}
 	default:
 		fail("state served")
 	}

@@ -130,6 +130,9 @@ func txnRandomRun(t *testing.T, seed uint64, steps int, stats *txnRandomStats) [
 			pid, epoch, code := h.init(c.id, timeout, expPID, expEpoch)
 			switch code {
 			case 0:
+				if epoch == txnmMaxEpoch {
+					t.Fatalf("InitProducerId handed out epoch %d, which only fences", epoch)
+				}
 				c.pid, c.epoch, c.has = pid, epoch, true
 				if c.id != "t6" && c.id != "t7" {
 					c.v2 = rng.IntN(2) == 0

@@ -136,7 +136,10 @@ func txnmDecodeValue(txnID string, value []byte) (*TxnMetadata, error) {
 		LastUpdateMs:             v.LastUpdateTimestamp,
 		ClientTransactionVersion: v.ClientTransactionVersion,
 	}
-	if state != TxnEmpty { // Kafka ignores partitions listed for Empty
+	// Kafka ignores partitions listed for Empty, and writes none once the
+	// markers are written: Complete* with partitions is not served either,
+	// lest its next transaction send markers to them.
+	if state != TxnEmpty && state != TxnCompleteCommit && state != TxnCompleteAbort {
 		for _, tp := range v.Topics {
 			for _, p := range tp.Partitions {
 				m.Partitions = append(m.Partitions, TxnTopicPartition{Topic: tp.Topic, Partition: p})

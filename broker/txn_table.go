@@ -42,10 +42,9 @@ func (t *TxnTable) Len() int { return len(t.entries) }
 // producer retries once the abort completed. expectPID and expectEpoch are
 // the request's producer id and epoch (KIP-360, v3+), both -1 when not
 // given. newPID (TxnConfig.NewProducerID if nil) is called only when a
-// producer id is needed; a *kerr.Error
-// it returns is passed on as its code (e.g. COORDINATOR_LOAD_IN_PROGRESS
-// while no id block is available), any other error as
-// UNKNOWN_SERVER_ERROR. On error, pid and epoch are -1.
+// producer id is needed; a *kerr.Error it returns is passed on as its code
+// (e.g. COORDINATOR_LOAD_IN_PROGRESS while no id block is available), any
+// other error as UNKNOWN_SERVER_ERROR. On error, pid and epoch are -1.
 func (t *TxnTable) InitProducerID(now time.Time, txnID string, timeoutMs int32, expectPID int64, expectEpoch int16,
 	newPID func() (int64, error)) (pid int64, epoch int16, code int16, out TxnOutput) {
 	t.fire(now, &out)
@@ -128,8 +127,12 @@ func (t *TxnTable) InitProducerID(now time.Time, txnID string, timeoutMs int32, 
 		// The producer continues after an error (KIP-360): bump, and
 		// remember the epoch it had.
 		n = m.toEmpty(m.ProducerID, m.ProducerEpoch+1, m.ProducerEpoch, timeoutMs, nowMs)
-	case expectEpoch == m.LastProducerEpoch:
+	case expectEpoch == m.LastProducerEpoch && m.ProducerEpoch < txnmMaxEpoch:
 		// A retry of a bump whose answer was lost: the same epoch again.
+		// (Never MaxInt16, which InitProducerId never hands out: after a
+		// server-side abort the last epoch is not one a client was given.
+		// Kafka fails any retry at an exhausted epoch with an internal
+		// error; one at MaxInt16-1 is answered here.)
 		n = m.toEmpty(m.ProducerID, m.ProducerEpoch, m.LastProducerEpoch, timeoutMs, nowMs)
 	default:
 		return fail(kerr.ProducerFenced.Code)
@@ -172,6 +175,13 @@ func txnmNewPID(newPID func() (int64, error)) (int64, int16) {
 // the transaction (Empty and Complete* start one, now); partitions already
 // in it need no record. With verifyOnly a partition not in the transaction
 // gets TRANSACTION_ABORTABLE. No partitions: nothing to do.
+//
+// Kafka adds partitions to what verification sees only once their record
+// is durable; this table applies them at once. So the caller answers a
+// verification only after every record this table returned before it is
+// durable (a barrier that costs nothing while no append is in flight):
+// otherwise a stray batch could be accepted for a partition whose adding
+// is then lost with a failed append, and hang there.
 func (t *TxnTable) AddPartitions(now time.Time, txnID string, pid int64, epoch int16, parts []TxnTopicPartition,
 	verifyOnly bool) (codes []int16, out TxnOutput) {
 	t.fire(now, &out)
@@ -234,10 +244,11 @@ func (t *TxnTable) check(txnID string, pid int64, epoch int16) (*txnmEntry, int1
 
 // EndTxn handles EndTxn (Kafka's handleEndTransaction). bumpEpoch is set for
 // EndTxn v5+ (KIP-890 part 2, transaction version 2): the epoch is bumped
-// with the prepare (and the producer id replaced, from
-// TxnConfig.NewProducerID, once the epoch runs out) and the producer continues with newPID/newEpoch; a retry is recognised by
-// the epoch being one behind. Without bumpEpoch newPID and newEpoch are -1,
-// as EndTxn before v5 has no such fields.
+// with the prepare (and, once the epoch runs out, the producer id replaced
+// by one from TxnConfig.NewProducerID) and the producer continues with
+// newPID/newEpoch; a retry is recognised by the epoch being one behind.
+// Without bumpEpoch newPID and newEpoch are -1, as EndTxn before v5 has no
+// such fields.
 //
 // An Ongoing transaction goes to Prepare{Commit,Abort} with its markers in
 // out. A retry of an outcome that completed answers NONE; of one whose
@@ -299,8 +310,8 @@ func (t *TxnTable) endTxnV2(now time.Time, txnID string, pid int64, epoch int16,
 	}
 	m := e.m
 	// The retry of an EndTxn that ran out of epochs names the producer id
-	// that was replaced.
-	retryOnOverflow := m.PrevProducerID == pid && epoch == txnmMaxEpoch-1 && m.ProducerEpoch == 0
+	// that was replaced (never -1: a version 0 record has no previous id).
+	retryOnOverflow := pid >= 0 && m.PrevProducerID == pid && epoch == txnmMaxEpoch-1 && m.ProducerEpoch == 0
 	retryOnBump := int32(m.ProducerEpoch) == int32(epoch)+1
 	if m.ProducerID != pid && !retryOnOverflow {
 		return none, txnmNoProducerEpoch, kerr.InvalidProducerIDMapping.Code

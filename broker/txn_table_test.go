@@ -210,6 +210,10 @@ func TestTxnInitProducerID(t *testing.T) {
 			}},
 		{name: "expected last epoch is a retry", start: []TxnMetadata{txnWithLast(txnMeta(TxnEmpty, txnPID, 5), 4)},
 			act: initAs(60_000, txnPID, 4), check: func(t *testing.T, h *txnHarness) { txnWant(t, h, TxnEmpty, txnPID, 5) }},
+		{name: "expected last epoch is a retry at the last usable epoch", start: []TxnMetadata{txnWithLast(txnMeta(TxnEmpty, txnPID, 32766), 32765)},
+			act: initAs(60_000, txnPID, 32765), check: func(t *testing.T, h *txnHarness) { txnWant(t, h, TxnEmpty, txnPID, 32766) }},
+		{name: "expected last epoch after a server-side abort at the maximum", start: []TxnMetadata{txnWithLast(txnMeta(TxnCompleteAbort, txnPID, 32767), 32766)},
+			act: initAs(60_000, txnPID, 32766), code: kerr.ProducerFenced.Code, check: txnNoWrite},
 		{name: "expected stale epoch", start: []TxnMetadata{txnMeta(TxnEmpty, txnPID, 4)}, act: initAs(60_000, txnPID, 3),
 			code: kerr.ProducerFenced.Code, check: txnNoWrite},
 		{name: "expected other producer id", start: []TxnMetadata{txnMeta(TxnEmpty, txnPID, 4)}, act: initAs(60_000, txnPID+1, 4),
@@ -470,6 +474,9 @@ func TestTxnEndTxnV2(t *testing.T) {
 		{name: "retry from a producer id that was not replaced", start: []TxnMetadata{{TransactionalID: txnTestID, ProducerID: 1000,
 			PrevProducerID: 1000, NextProducerID: -1, LastProducerEpoch: -1, State: TxnCompleteCommit, StartMs: 1}},
 			act: fail(txnPID, 32766, true), code: kerr.InvalidProducerIDMapping.Code},
+		{name: "no producer id, after a version 0 record", start: []TxnMetadata{{TransactionalID: txnTestID, ProducerID: 1000,
+			PrevProducerID: -1, NextProducerID: -1, LastProducerEpoch: -1, State: TxnCompleteCommit, StartMs: 1}},
+			act: fail(-1, 32766, true), code: kerr.InvalidProducerIDMapping.Code},
 	})
 }
 
