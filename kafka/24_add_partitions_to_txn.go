@@ -41,7 +41,7 @@ func (s *Server) handleAddPartitionsToTxn(_ context.Context, r *request) kmsg.Re
 		if err != nil {
 			code = s.codeOf(err, "add partitions to transaction")
 		}
-		resp.Topics = txnPartsResponse(parts, codes, code, func(topic string, ps []kmsg.AddPartitionsToTxnResponseTopicPartition) {
+		txnPartsResponse(parts, codes, code, func(topic string, ps []kmsg.AddPartitionsToTxnResponseTopicPartition) {
 			t := kmsg.NewAddPartitionsToTxnResponseTopic()
 			t.Topic, t.Partitions = topic, ps
 			resp.Topics = append(resp.Topics, t)
@@ -89,7 +89,7 @@ func txnParts(each func(yield func(string, []int32))) []broker.TxnTopicPartition
 
 // txnPartsResponse groups per-partition codes by topic, in request order
 // (code, when non-zero, answers every partition) and calls add per topic.
-func txnPartsResponse(parts []broker.TxnTopicPartition, codes []int16, code int16, add func(string, []kmsg.AddPartitionsToTxnResponseTopicPartition)) []kmsg.AddPartitionsToTxnResponseTopic {
+func txnPartsResponse(parts []broker.TxnTopicPartition, codes []int16, code int16, add func(string, []kmsg.AddPartitionsToTxnResponseTopicPartition)) {
 	var order []string
 	by := map[string][]kmsg.AddPartitionsToTxnResponseTopicPartition{}
 	for i, p := range parts {
@@ -107,7 +107,6 @@ func txnPartsResponse(parts []broker.TxnTopicPartition, codes []int16, code int1
 	for _, t := range order {
 		add(t, by[t])
 	}
-	return nil
 }
 
 func failAddPartitionsToTxn(kreq kmsg.Request, code int16) kmsg.Response {
