@@ -230,7 +230,9 @@ func (r *GroupReplayer) Finish(now time.Time) *GroupTable {
 func (g *GroupStateMachine) load(v *kmsg.GroupMetadataValue, now time.Time) {
 	g.generation = v.Generation
 	g.protocolType = v.ProtocolType
-	if v.Protocol != nil {
+	if v.Protocol != nil && len(v.Members) > 0 {
+		// Kafka writes no protocol for a group without members; one
+		// that does is damaged, and an Empty group has none.
 		g.protocolName, g.hasProtocol = *v.Protocol, true
 	}
 	if v.Leader != nil {
