@@ -14,7 +14,7 @@ import (
 // API is in the table (the transactional APIs are added together).
 func init() { versionCases[28] = txnOffsetCommitVersionCase }
 
-// txnOffsetCommitAPI is the table entry 28_txnoffsetcommit.go documents.
+// txnOffsetCommitAPI is the table entry 28_txn_offset_commit.go documents.
 var txnOffsetCommitAPI = api{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit}
 
 // serveTxnOffsetCommit lets this test's server answer TxnOffsetCommit,
