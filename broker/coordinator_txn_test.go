@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -233,4 +235,46 @@ func TestGroupTxnCompactionWaits(t *testing.T) {
 	groupTestWant(t, "after compaction", groupTestFetch(t, b, g, true), [2]int64{1, 199})
 	b = reopen(t, b)
 	groupTestWant(t, "after compaction and restart", groupTestFetch(t, b, g, true), [2]int64{1, 199})
+}
+
+// TestGroupTxnAppendMixed: an output with plain records (a deadline that
+// fired during the call) and transactional ones is one append of two
+// batches, which replay reads as one committed and one pending offset.
+func TestGroupTxnAppendMixed(t *testing.T) {
+	b := openBroker(t, coordTestConfig())
+	createTopic(t, b, "t", 2, nil)
+	gp, err := b.groupPartitionFor("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := func(o int64) GroupCommittedOffset {
+		return GroupCommittedOffset{Offset: o, LeaderEpoch: -1, CommitTimestamp: 1, ExpireTimestamp: -1}
+	}
+	out := GroupOutput{
+		Records:     []GroupRecord{GroupEncodeOffsetCommit("g", "t", 0, v(5))},
+		TxnProducer: GroupTxnProducer{ID: 9, Epoch: 2},
+		TxnRecords:  []GroupRecord{GroupEncodeOffsetCommit("g", "t", 1, v(6)), GroupEncodeOffsetCommit("g", "t", 0, v(7))},
+	}
+	gp.mu.Lock()
+	defer gp.mu.Unlock()
+	before := gp.p.highWatermark.Load()
+	if err := gp.append(out); err != nil {
+		t.Fatal(err)
+	}
+	if got := gp.p.highWatermark.Load() - before; got != 3 {
+		t.Fatalf("%d records appended, want 3", got)
+	}
+	res, err := replayGroups(gp.p, gp.c.cfg, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := res.table.Group("g")
+	if !ok {
+		t.Fatal("no group after replay")
+	}
+	groupWantOffset(t, g, "t", 0, 5)
+	groupWantOffset(t, g, "t", 1, -1)
+	if !g.HasPendingOffset("t", 0) || !g.HasPendingOffset("t", 1) || fmt.Sprint(res.table.OpenTxns()) != "[9]" {
+		t.Fatalf("pending after replay: %+v, open %v", g.PendingOffsets(9), res.table.OpenTxns())
+	}
 }
