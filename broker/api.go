@@ -336,6 +336,12 @@ type PartitionDirInfo struct {
 //	(*Broker).OffsetDelete(groupID string, partitions []GroupTopicPartition) (codes []int16, err error)
 //	(*Broker).ExpireGroupOffsets() int    // offsets.retention.minutes now; tombstones written
 //	(*Broker).CompactGroupOffsets() int   // compact __consumer_offsets partitions now; partitions compacted
+//	(*Broker).TxnOffsetCommit(ctx, groupID, transactionalID string, producerID int64, producerEpoch int16,
+//	    generation int32, memberID string, groupInstanceID *string, offsets []GroupOffsetCommit) (codes []int16, err error)
+//	    Offsets of the producer's transaction: written now, pending until its
+//	    commit marker reaches the group's partition (an abort drops them);
+//	    OffsetFetch with requireStable answers a pending partition with
+//	    GroupOffset.ErrorCode UNSTABLE_OFFSET_COMMIT.
 //
 // Transactions are out of scope: a transactional id (InitProducerID,
 // FindCoordinator) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.

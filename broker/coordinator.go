@@ -215,10 +215,20 @@ func (gp *groupPartition) load(compactOnLoad bool) (int64, error) {
 // compact compacts the partition's log and sets the next threshold.
 // Caller holds mu.
 func (gp *groupPartition) compact(now time.Time) bool {
+	if gp.table != nil && gp.table.HasOpenTxns() {
+		return false // the next append or marker with none open tries again
+	}
 	// In cluster mode the snapshot records are replicated appends and the
 	// final deleteRecords puts the new log start in the partition's raft
 	// log, so every replica (and the next leader's replay) starts there.
 	before, after, err := compactGroupLog(gp.p, now)
+	if errors.Is(err, errGroupCompactOpenTxn) {
+		// The table did not know of it (a bug): do not scan again on
+		// every append.
+		gp.c.b.logger.Warn().Err(err).Int32("partition", gp.index).Msg("compact " + offsetsTopic + " postponed")
+		gp.compactAt = before + groupCompactMinRecords
+		return false
+	}
 	if err != nil {
 		gp.c.b.logger.Error().Err(err).Int32("partition", gp.index).Msg("compact " + offsetsTopic)
 		// Try again after as many records again.
@@ -353,8 +363,9 @@ func (c *groupCoordinator) close() {
 // table is rebuilt from the log; the error is returned for the call's own
 // answer. Caller holds mu.
 func (gp *groupPartition) settle(out GroupOutput) error {
-	if len(out.Records) > 0 {
-		if err := gp.append(out.Records); err != nil {
+	written := len(out.Records) + len(out.TxnRecords)
+	if written > 0 {
+		if err := gp.append(out); err != nil {
 			gp.c.b.logger.Warn().Err(err).Int32("partition", gp.index).Msg("group records not written; reloading the partition's groups")
 			for _, r := range out.Responses {
 				gp.fail(r.Token)
@@ -369,19 +380,47 @@ func (gp *groupPartition) settle(out GroupOutput) error {
 	}
 	gp.deliver(out.Responses)
 	gp.rearm()
-	if len(out.Records) > 0 && gp.p.highWatermark.Load()-gp.p.logStartOffset.Load() >= gp.compactAt {
-		gp.compact(time.Now())
+	if written > 0 {
+		gp.maybeCompact()
 	}
 	return nil
 }
 
-func (gp *groupPartition) append(records []GroupRecord) error {
+// maybeCompact compacts once the records above the log start reach the
+// threshold. Caller holds mu.
+func (gp *groupPartition) maybeCompact() {
+	if gp.p.highWatermark.Load()-gp.p.logStartOffset.Load() >= gp.compactAt {
+		gp.compact(time.Now())
+	}
+}
+
+// append writes out's Records as one batch and its TxnRecords as a
+// transactional batch of out.TxnProducer after it, in one append: both
+// land, contiguous, or neither.
+func (gp *groupPartition) append(out GroupOutput) error {
+	now := time.Now().UnixMilli()
+	var buf []byte
+	if len(out.Records) > 0 {
+		buf = encodeGroupBatch(groupLogRecords(out.Records), now)
+	}
+	if len(out.TxnRecords) > 0 {
+		pid, epoch := out.TxnProducer.ID, out.TxnProducer.Epoch
+		seq, err := gp.p.groupTxnSequence(pid, epoch)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, encodeGroupTxnBatch(groupLogRecords(out.TxnRecords), now, pid, epoch, seq)...)
+	}
+	_, err := gp.p.appendInternal(buf)
+	return err
+}
+
+func groupLogRecords(records []GroupRecord) []groupLogRecord {
 	recs := make([]groupLogRecord, len(records))
 	for i, r := range records {
 		recs[i] = groupLogRecord{key: r.Key, value: r.Value}
 	}
-	_, err := gp.p.appendInternal(encodeGroupBatch(recs, time.Now().UnixMilli()))
-	return err
+	return recs
 }
 
 // unload drops the table, answering its waiting requests with

@@ -16,6 +16,11 @@ import (
 // the partition's normal append path, so that the internal topic is an
 // ordinary partition log (fetchable with any Kafka tool, replicated in
 // cluster mode like any other) and replay is a scan of record batches.
+// Its TxnRecords become a second, transactional batch of the producer, in
+// the same append; the transaction's commit or abort marker (a control
+// batch the transaction coordinator has written) follows later. Replay and
+// compaction read the batch attributes and producer id of every record for
+// that (groupBatchMeta).
 //
 // Compaction keeps replay bounded. Kafka's log cleaner rewrites closed
 // segments in place; with a wal whose entries are append-only, Chronik
@@ -34,7 +39,16 @@ import (
 // snapshot alone gives the state that replaying everything gives; a crash
 // between steps 2 and 3 leaves history plus snapshot, which replays to the
 // same state too. The table's mutex is held throughout, so no group record
-// is appended in between. Compaction runs on Open when the log holds many
+// is appended in between.
+//
+// Compaction waits while a transaction that wrote offsets to the partition
+// is open (GroupTable.HasOpenTxns; the scan checks it again): its records
+// must stay pending until its marker, which may land at any moment, so
+// they could be neither resolved in the snapshot nor rewritten behind a
+// marker that resolves them. Markers that land during a compaction belong
+// to transactions without records here and change nothing. Every
+// transaction ends (the transaction coordinator aborts it after its
+// timeout), and the next append or marker with none open compacts. Compaction runs on Open when the log holds many
 // more records than live keys, and after an append that takes the records
 // above the log start past groupCompactRatio times the live keys counted at
 // the last compaction (and at least groupCompactMinRecords): amortised, a
@@ -68,6 +82,16 @@ type groupLogRecord struct {
 // base offset 0 (the partition assigns the real one). Records with a zero
 // timestamp take now.
 func encodeGroupBatch(records []groupLogRecord, now int64) []byte {
+	return encodeGroupBatchOf(records, now, -1, -1, -1, 0)
+}
+
+// encodeGroupTxnBatch encodes records as one transactional batch of the
+// producer, its first record numbered seq (see groupTxnSequence).
+func encodeGroupTxnBatch(records []groupLogRecord, now int64, producerID int64, epoch int16, seq int32) []byte {
+	return encodeGroupBatchOf(records, now, producerID, epoch, seq, attrTransactional)
+}
+
+func encodeGroupBatchOf(records []groupLogRecord, now int64, producerID int64, epoch int16, seq int32, attributes int16) []byte {
 	first, maxTs := int64(math.MaxInt64), int64(math.MinInt64)
 	size := batchHeaderSize
 	for i := range records {
@@ -82,12 +106,13 @@ func encodeGroupBatch(records []groupLogRecord, now int64) []byte {
 	be := binary.BigEndian
 	be.PutUint32(b[offLeaderEpoch:], math.MaxUint32) // -1
 	b[offMagic] = 2
+	be.PutUint16(b[offAttributes:], uint16(attributes))
 	be.PutUint32(b[offLastOffsetDelta:], uint32(len(records)-1))
 	be.PutUint64(b[offBaseTimestamp:], uint64(first))
 	be.PutUint64(b[offMaxTimestamp:], uint64(maxTs))
-	be.PutUint64(b[offProducerID:], math.MaxUint64) // -1
-	be.PutUint16(b[offProducerEpoch:], math.MaxUint16)
-	be.PutUint32(b[offBaseSequence:], math.MaxUint32)
+	be.PutUint64(b[offProducerID:], uint64(producerID))
+	be.PutUint16(b[offProducerEpoch:], uint16(epoch))
+	be.PutUint32(b[offBaseSequence:], uint32(seq))
 	be.PutUint32(b[offNumRecords:], uint32(len(records)))
 	var rec []byte
 	for i, r := range records {
@@ -113,13 +138,24 @@ func encodeGroupBatch(records []groupLogRecord, now int64) []byte {
 }
 
 // errGroupBatch marks a batch in __consumer_offsets that cannot be read as
-// group records (compressed, transactional control, malformed).
+// group records (compressed, malformed).
 var errGroupBatch = errors.New("unreadable __consumer_offsets batch")
 
+// groupBatchMeta is what replay and compaction need to know of the batch a
+// record is in: a record of a transactional batch waits for its
+// producer's marker, and a control batch's record is that marker.
+type groupBatchMeta struct {
+	producerID    int64
+	producerEpoch int16
+	transactional bool
+	control       bool
+}
+
 // forEachBatchRecord calls fn with every record of an uncompressed v2 batch
-// (b is exactly the batch): its offset delta, absolute timestamp, key and
-// value (nil for a null value). Slices alias b.
-func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, key, value []byte) error) error {
+// (b is exactly the batch): the batch's meta, the record's offset delta,
+// absolute timestamp, key and value (nil for a null value). Slices alias
+// b.
+func forEachBatchRecord(b []byte, fn func(meta groupBatchMeta, offsetDelta int32, timestamp int64, key, value []byte) error) error {
 	if len(b) < batchHeaderSize {
 		return fmt.Errorf("%w: %d bytes", errGroupBatch, len(b))
 	}
@@ -127,9 +163,10 @@ func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, ke
 	if h.size < batchHeaderSize || h.size > len(b) {
 		return fmt.Errorf("%w: batch length %d of %d bytes", errGroupBatch, h.size, len(b))
 	}
-	if h.compression() != 0 || h.control() {
+	if h.compression() != 0 {
 		return fmt.Errorf("%w: attributes %#x", errGroupBatch, h.attributes)
 	}
+	meta := groupBatchMeta{producerID: h.producerID, producerEpoch: h.producerEpoch, transactional: h.transactional(), control: h.control()}
 	rest := b[batchHeaderSize:h.size]
 	varint := func(what string, i int32) (int64, error) {
 		v, n := binary.Varint(rest)
@@ -180,7 +217,7 @@ func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, ke
 		if err != nil {
 			return err
 		}
-		if err := fn(int32(offDelta), h.baseTimestamp+tsDelta, key, value); err != nil {
+		if err := fn(meta, int32(offDelta), h.baseTimestamp+tsDelta, key, value); err != nil {
 			return err
 		}
 		rest = end
@@ -189,12 +226,13 @@ func forEachBatchRecord(b []byte, fn func(offsetDelta int32, timestamp int64, ke
 }
 
 // forEachRecord calls fn with every record at offsets [from, to) of the
-// partition, in log order. It reads the wal directly: the partition is
-// __consumer_offsets, whose batches Chronik wrote itself. A batch that
-// cannot be decoded (it passed the wal's checksum, so only a bug could
-// have written it) is logged and skipped rather than making every group of
-// the partition unavailable; an error of fn or of the wal ends the scan.
-func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int64, key, value []byte) error) error {
+// partition, in log order, markers included. It reads the wal directly:
+// the partition is __consumer_offsets, whose batches Chronik wrote itself.
+// A batch that cannot be decoded (it passed the wal's checksum, so only a
+// bug could have written it) is logged and skipped rather than making
+// every group of the partition unavailable; an error of fn or of the wal
+// ends the scan.
+func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int64, meta groupBatchMeta, key, value []byte) error) error {
 	if from >= to {
 		return nil
 	}
@@ -216,12 +254,12 @@ func (p *partition) forEachRecord(from, to int64, fn func(offset, timestamp int6
 		if e.BaseOffset >= to {
 			return nil
 		}
-		err = forEachBatchRecord(e.Payload, func(delta int32, ts int64, key, value []byte) error {
+		err = forEachBatchRecord(e.Payload, func(meta groupBatchMeta, delta int32, ts int64, key, value []byte) error {
 			off := e.BaseOffset + int64(delta)
 			if off < from || off >= to {
 				return nil
 			}
-			return fn(off, ts, key, value)
+			return fn(off, ts, meta, key, value)
 		})
 		if errors.Is(err, errGroupBatch) {
 			p.b.logger.Error().Err(err).Str("topic", p.topic.name).Int32("partition", p.index).Int64("offset", e.BaseOffset).
@@ -271,9 +309,9 @@ func replayGroups(p *partition, cfg GroupConfig, now time.Time) (groupReplayResu
 	r := NewGroupReplayer(cfg)
 	var res groupReplayResult
 	from, to := p.logStartOffset.Load(), p.highWatermark.Load()
-	err := p.forEachRecord(from, to, func(offset, _ int64, key, value []byte) error {
+	err := p.forEachRecord(from, to, func(offset, _ int64, m groupBatchMeta, key, value []byte) error {
 		res.records++
-		if err := r.Apply(key, value); err != nil {
+		if err := replayGroupRecord(r, m, key, value); err != nil {
 			if !errors.Is(err, ErrGroupRecordCorrupt) {
 				return err
 			}
@@ -293,6 +331,43 @@ func replayGroups(p *partition, cfg GroupConfig, now time.Time) (groupReplayResu
 	return res, nil
 }
 
+// replayGroupRecord hands one record to the replayer by the kind of its
+// batch.
+func replayGroupRecord(r *GroupReplayer, m groupBatchMeta, key, value []byte) error {
+	switch {
+	case m.control:
+		commit, known, err := groupMarkerType(key)
+		if err == nil && known {
+			r.ApplyMarker(m.producerID, commit)
+		}
+		return err
+	case m.transactional:
+		return r.ApplyTxn(m.producerID, key, value)
+	}
+	return r.Apply(key, value)
+}
+
+// groupMarkerType reads a control record's key, as Kafka's
+// ControlRecordType.parse: version int16 (>= 0; newer versions are read as
+// version 0), then type int16, 0 ABORT and 1 COMMIT. Other types (a
+// leader change, ...) are not transaction markers: known is false. A key
+// too short or with a negative version is corrupt.
+func groupMarkerType(key []byte) (commit, known bool, err error) {
+	if len(key) < 4 {
+		return false, false, fmt.Errorf("%w: control record key of %d bytes", ErrGroupRecordCorrupt, len(key))
+	}
+	if v := int16(binary.BigEndian.Uint16(key)); v < 0 {
+		return false, false, fmt.Errorf("%w: control record key version %d", ErrGroupRecordCorrupt, v)
+	}
+	switch int16(binary.BigEndian.Uint16(key[2:])) {
+	case 0:
+		return false, true, nil
+	case 1:
+		return true, true, nil
+	}
+	return false, false, nil
+}
+
 // groupLiveKeys estimates the keys a compacted partition holds: every
 // committed offset and one metadata record per group.
 func groupLiveKeys(t *GroupTable) int64 {
@@ -303,6 +378,10 @@ func groupLiveKeys(t *GroupTable) int64 {
 	return n
 }
 
+// errGroupCompactOpenTxn is compactGroupLog's answer while a transaction
+// that wrote offsets to the partition is open.
+var errGroupCompactOpenTxn = errors.New("transactions with offsets in the partition are open")
+
 // compactGroupLog compacts the partition (see the top of this file) and
 // returns how many records lay above the log start before and after. The
 // caller holds the table's mutex, so nothing else appends meanwhile.
@@ -310,12 +389,24 @@ func compactGroupLog(p *partition, now time.Time) (before, after int64, err erro
 	from, to := p.logStartOffset.Load(), p.highWatermark.Load()
 	before = to - from
 	c := NewGroupCompactor(groupDeleteRetention)
-	err = p.forEachRecord(from, to, func(offset, _ int64, key, _ []byte) error {
-		c.Observe(offset, key)
+	err = p.forEachRecord(from, to, func(offset, _ int64, m groupBatchMeta, key, value []byte) error {
+		switch {
+		case m.control:
+			if commit, known, err := groupMarkerType(key); err == nil && known {
+				c.ObserveMarker(m.producerID, commit)
+			}
+		case m.transactional:
+			c.ObserveTxn(offset, m.producerID, key, value == nil)
+		default:
+			c.Observe(offset, key)
+		}
 		return nil
 	})
 	if err != nil {
 		return before, before, fmt.Errorf("compact: %w", err)
+	}
+	if n := c.Open(); n > 0 {
+		return before, before, fmt.Errorf("compact: %w (%d)", errGroupCompactOpenTxn, n)
 	}
 	var (
 		chunk []groupLogRecord
@@ -329,8 +420,8 @@ func compactGroupLog(p *partition, now time.Time) (before, after int64, err erro
 		chunk, bytes = chunk[:0], 0
 		return err
 	}
-	err = p.forEachRecord(from, to, func(offset, ts int64, key, value []byte) error {
-		if !c.Keep(offset, key, value == nil, time.UnixMilli(ts), now) {
+	err = p.forEachRecord(from, to, func(offset, ts int64, m groupBatchMeta, key, value []byte) error {
+		if m.control || !c.Keep(offset, key, value == nil, time.UnixMilli(ts), now) {
 			return nil
 		}
 		// The slices alias a wal read buffer: copy.

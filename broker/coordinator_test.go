@@ -479,7 +479,16 @@ func TestGroupAppendFailure(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("pending join not answered")
 	}
-	// The log cannot be read either: the partition stays unavailable.
-	err = b.Heartbeat("g", GroupHeartbeatRequest{MemberID: ids[1], GenerationID: gen})
+	// The log cannot be read either: the partition stays unavailable once
+	// the worker has tried to load it again (until then the table is
+	// loading).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		err = b.Heartbeat("g", GroupHeartbeatRequest{MemberID: ids[1], GenerationID: gen})
+		if !errors.Is(err, kerr.CoordinatorLoadInProgress) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	wantKerr(t, err, kerr.CoordinatorNotAvailable)
 }

@@ -19,9 +19,18 @@ package broker
 //
 // The output contract, like raft's Ready:
 //
-//  1. append out.Records to the group's __consumer_offsets partition and
+//  1. append out.Records, then out.TxnRecords as one transactional batch of
+//     out.TxnProducer, to the group's __consumer_offsets partition and
 //     wait until they are durable (committed, in cluster mode);
 //  2. then deliver out.Responses and the call's direct result.
+//
+// Transactional offset commits (TxnCommitOffsets) stay pending until the
+// producer's transaction ends: once its commit or abort marker is in the
+// partition's log, the caller reports it with CompleteTxn, before the
+// transaction coordinator lets that producer start another transaction.
+// Replay meets the marker in log order; group_txn.go explains why the
+// other groups' and producers' records the table may have written between
+// the marker and CompleteTxn do not change the outcome.
 //
 // State is applied in memory when the call returns, before the records are
 // durable. If the append fails, the caller must not deliver the responses
@@ -256,13 +265,32 @@ type GroupRecord struct {
 
 // GroupOutput is what a call decided: records to make durable, then
 // responses to deliver (see the contract at the top of this file).
+//
+// TxnRecords are the offset commits of a TxnOffsetCommit: the caller
+// appends them after Records as one transactional batch (attributes
+// transactional, producer id and epoch TxnProducer), so that they stay
+// pending until the producer's commit or abort marker (group_txn.go).
+// Only TxnCommitOffsets sets them.
 type GroupOutput struct {
-	Records   []GroupRecord
-	Responses []GroupResponse
+	Records     []GroupRecord
+	TxnProducer GroupTxnProducer
+	TxnRecords  []GroupRecord
+	Responses   []GroupResponse
+}
+
+// GroupTxnProducer names the transactional producer of GroupOutput's
+// TxnRecords.
+type GroupTxnProducer struct {
+	ID    int64
+	Epoch int16
 }
 
 func (o *GroupOutput) append(more GroupOutput) {
 	o.Records = append(o.Records, more.Records...)
+	if len(more.TxnRecords) > 0 {
+		o.TxnProducer = more.TxnProducer
+		o.TxnRecords = append(o.TxnRecords, more.TxnRecords...)
+	}
 	o.Responses = append(o.Responses, more.Responses...)
 }
 

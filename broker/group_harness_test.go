@@ -18,7 +18,10 @@ type groupHarness struct {
 	now       time.Time
 	nextToken uint64
 	answered  map[uint64]GroupResponse
-	records   []GroupRecord
+	records   []GroupRecord // the plain records, for groupCheckReplay
+	// log is everything written to the partition in order: plain and
+	// transactional records and markers (group_txn_test.go).
+	log []groupTestEntry
 }
 
 var groupT0 = time.Unix(1_700_000_000, 0)
@@ -53,6 +56,12 @@ func (h *groupHarness) group() *GroupStateMachine {
 func (h *groupHarness) collect(out GroupOutput) {
 	h.t.Helper()
 	h.records = append(h.records, out.Records...)
+	for _, r := range out.Records {
+		h.log = append(h.log, groupTestEntry{rec: r, producerID: -1})
+	}
+	for _, r := range out.TxnRecords {
+		h.log = append(h.log, groupTestEntry{rec: r, producerID: out.TxnProducer.ID})
+	}
 	for _, r := range out.Responses {
 		if _, dup := h.answered[r.Token]; dup {
 			h.t.Fatalf("token %d answered twice", r.Token)

@@ -30,10 +30,13 @@ type GroupCommittedOffset struct {
 	ExpireTimestamp int64
 }
 
-// GroupOffset is a committed offset with its partition.
+// GroupOffset is a committed offset with its partition. OffsetFetch sets
+// ErrorCode to UNSTABLE_OFFSET_COMMIT (offset -1) for a partition with
+// pending transactional offsets when asked for stable offsets.
 type GroupOffset struct {
 	GroupTopicPartition
 	GroupCommittedOffset
+	ErrorCode int16
 }
 
 // GroupOffsetCommit is one partition of an OffsetCommit request.
@@ -114,7 +117,9 @@ func (g *GroupStateMachine) commitOffsets(now time.Time, req *GroupCommitRequest
 			continue
 		}
 		v := GroupCommittedOffset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTimestamp: ts, ExpireTimestamp: -1}
-		g.offsets[GroupTopicPartition{o.Topic, o.Partition}] = v
+		tp := GroupTopicPartition{o.Topic, o.Partition}
+		g.offsets[tp] = v
+		g.txn.supersede(tp)
 		g.out.Records = append(g.out.Records, GroupEncodeOffsetCommit(g.id, o.Topic, o.Partition, v))
 	}
 	return codes
@@ -130,7 +135,7 @@ func (g *GroupStateMachine) Offset(topic string, partition int32) (GroupCommitte
 func (g *GroupStateMachine) Offsets() []GroupOffset {
 	out := make([]GroupOffset, 0, len(g.offsets))
 	for tp, v := range g.offsets {
-		out = append(out, GroupOffset{tp, v})
+		out = append(out, GroupOffset{GroupTopicPartition: tp, GroupCommittedOffset: v})
 	}
 	slices.SortFunc(out, func(a, b GroupOffset) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
@@ -185,7 +190,7 @@ func (g *GroupStateMachine) Delete(now time.Time) (int16, GroupOutput) {
 	default:
 		return kerr.NonEmptyGroup.Code, g.finish(now)
 	}
-	all := make([]GroupTopicPartition, 0, len(g.offsets))
+	all := g.txn.partitions() // pending only: tombstoned too, as Kafka 4 does
 	for tp := range g.offsets {
 		all = append(all, tp)
 	}
@@ -238,8 +243,8 @@ func (g *GroupStateMachine) expireOffsets(now time.Time) {
 	var expired []GroupTopicPartition
 	if base != nil {
 		for tp, o := range g.offsets {
-			if subscribed(tp.Topic) {
-				continue
+			if subscribed(tp.Topic) || g.txn.has(tp) {
+				continue // Kafka 4 keeps an offset an open transaction may replace
 			}
 			if o.ExpireTimestamp >= 0 && nowMs >= o.ExpireTimestamp ||
 				o.ExpireTimestamp < 0 && nowMs-base(o) >= retentionMs {
@@ -250,13 +255,17 @@ func (g *GroupStateMachine) expireOffsets(now time.Time) {
 	g.cleanup(now, g.removeOffsets(expired))
 }
 
-// removeOffsets deletes the offsets of tps that exist and returns those,
-// sorted so that the tombstones come out in a deterministic order.
+// removeOffsets deletes the committed and pending offsets of tps and
+// returns the partitions that had either, sorted so that the tombstones
+// come out in a deterministic order. A tombstone removes the pending
+// offsets of its partition (Kafka 4's replay of a tombstone does), which
+// is why a partition with only pending offsets is tombstoned too.
 func (g *GroupStateMachine) removeOffsets(tps []GroupTopicPartition) []GroupTopicPartition {
 	var removed []GroupTopicPartition
 	for _, tp := range tps {
-		if _, ok := g.offsets[tp]; ok {
-			delete(g.offsets, tp)
+		_, committed := g.offsets[tp]
+		delete(g.offsets, tp)
+		if pending := g.txn.drop(tp); committed || pending {
 			removed = append(removed, tp)
 		}
 	}
@@ -267,14 +276,14 @@ func (g *GroupStateMachine) removeOffsets(tps []GroupTopicPartition) []GroupTopi
 }
 
 // cleanup is Kafka's cleanupGroupMetadata: tombstone the removed offsets,
-// retire an Empty group that has no offsets left, and tombstone its
-// metadata, unless generation 0 shows it never had any (a group used only
-// for offset storage).
+// retire an Empty group that has no offsets left (committed or pending),
+// and tombstone its metadata, unless generation 0 shows it never had any
+// (a group used only for offset storage).
 func (g *GroupStateMachine) cleanup(now time.Time, removed []GroupTopicPartition) {
 	for _, tp := range removed {
 		g.out.Records = append(g.out.Records, GroupEncodeOffsetTombstone(g.id, tp.Topic, tp.Partition))
 	}
-	if g.state == GroupEmpty && len(g.offsets) == 0 {
+	if g.state == GroupEmpty && len(g.offsets) == 0 && g.txn.len() == 0 {
 		g.transition(GroupDead, now)
 		if g.generation > 0 {
 			g.out.Records = append(g.out.Records, GroupEncodeGroupTombstone(g.id))

@@ -160,21 +160,29 @@ func FuzzGroupDecodeRecord(f *testing.F) {
 }
 
 // FuzzGroupReplayerApply: replay's allocation-free decoding of offset
-// commits must accept exactly what GroupDecodeRecord accepts, and a table
-// built from arbitrary records must be usable.
+// commits, plain or of a transactional batch (then followed by the
+// producer's marker), must accept exactly what GroupDecodeRecord accepts,
+// and a table built from arbitrary records must be usable.
 func FuzzGroupReplayerApply(f *testing.F) {
 	off := GroupEncodeOffsetCommit("g", "t", 1, GroupCommittedOffset{Offset: 5, LeaderEpoch: 2, Metadata: "x", CommitTimestamp: 9, ExpireTimestamp: -1})
-	f.Add(off.Key, off.Value, false)
-	f.Add(off.Key, []byte(nil), true)
-	f.Add(groupMetadataKey("g"), []byte{0, 3, 0, 1, 'c', 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, false)
-	f.Fuzz(func(t *testing.T, key, value []byte, tombstone bool) {
+	f.Add(off.Key, off.Value, false, false, false)
+	f.Add(off.Key, off.Value, false, true, true)
+	f.Add(off.Key, []byte(nil), true, false, false)
+	f.Add(off.Key, []byte(nil), true, true, false)
+	f.Add(groupMetadataKey("g"), []byte{0, 3, 0, 1, 'c', 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, false, false, false)
+	f.Fuzz(func(t *testing.T, key, value []byte, tombstone, txn, commit bool) {
 		if tombstone {
 			value = nil
 		} else if value == nil {
 			value = []byte{}
 		}
 		r := NewGroupReplayer(GroupConfig{})
-		applyErr := r.Apply(key, value)
+		var applyErr error
+		if txn {
+			applyErr = r.ApplyTxn(7, key, value)
+		} else {
+			applyErr = r.Apply(key, value)
+		}
 		_, decodeErr := GroupDecodeRecord(key, value)
 		if errors.Is(decodeErr, ErrGroupRecordUnknown) {
 			decodeErr = nil // replay skips these
@@ -184,6 +192,9 @@ func FuzzGroupReplayerApply(f *testing.F) {
 		}
 		clear(key) // replay must not keep references to its input
 		clear(value)
+		if txn && commit {
+			r.ApplyMarker(7, true)
+		}
 		table := r.Finish(groupT0)
 		for _, l := range table.List() {
 			g, _ := table.Group(l.GroupID)

@@ -16,15 +16,20 @@ import (
 // delete. As in Kafka, a group whose metadata was tombstoned but that still
 // has offsets comes back as an Empty group that only stores offsets.
 //
+// Records of transactional batches go to ApplyTxn and commit or abort
+// markers to ApplyMarker, in log order with the rest: offsets of open
+// transactions stay pending, as group_txn.go describes.
+//
 // Replay is the hot path of recovery (a partition may hold millions of
 // commits), so offset records are decoded without copying, and strings are
 // allocated only the first time a group or topic is seen: topic names are
 // interned, which also lets every group share them.
 type GroupReplayer struct {
-	cfg     GroupConfig
-	groups  map[string]*groupReplayState
-	topics  map[string]string // interned topic names
-	skipped int
+	cfg      GroupConfig
+	groups   map[string]*groupReplayState
+	topics   map[string]string // interned topic names
+	skipped  int
+	openTxns map[int64]map[string]struct{} // as GroupTable.openTxns
 
 	// A commit writes all of a group's partitions in one batch, so
 	// consecutive records mostly share group and topic: remember the last
@@ -38,6 +43,7 @@ type groupReplayState struct {
 	id      string                   // the group id, owned
 	meta    *kmsg.GroupMetadataValue // latest metadata; nil if none or deleted
 	offsets map[GroupTopicPartition]GroupCommittedOffset
+	txn     groupTxnOffsets
 }
 
 // NewGroupReplayer returns a replayer; cfg is given to the rebuilt groups.
@@ -53,7 +59,7 @@ func NewGroupReplayer(cfg GroupConfig) *GroupReplayer {
 func (r *GroupReplayer) Apply(key, value []byte) error {
 	if len(key) >= 2 {
 		if v := int16(binary.BigEndian.Uint16(key)); v == 0 || v == 1 {
-			return r.applyOffset(key, value)
+			return r.applyOffset(key, value, -1)
 		}
 	}
 	rec, err := GroupDecodeRecord(key, value)
@@ -72,14 +78,22 @@ func (r *GroupReplayer) Apply(key, value []byte) error {
 // Skipped returns how many records were skipped as unknown types.
 func (r *GroupReplayer) Skipped() int { return r.skipped }
 
-func (r *GroupReplayer) applyOffset(key, value []byte) error {
+// applyOffset replays an offset commit record; pending (producerID >= 0)
+// for one of a transactional batch.
+func (r *GroupReplayer) applyOffset(key, value []byte, producerID int64) error {
 	var k kmsg.OffsetCommitKey
 	if err := k.UnsafeReadFrom(key); err != nil { // strings alias key
 		return fmt.Errorf("%w: offset commit key: %v", ErrGroupRecordCorrupt, err)
 	}
 	if value == nil {
+		// A tombstone, transactional or not, removes the committed and
+		// the pending offsets (Kafka 4).
 		if st := r.state(k.Group, false); st != nil {
-			delete(st.offsets, GroupTopicPartition{k.Topic, k.Partition})
+			tp := GroupTopicPartition{k.Topic, k.Partition}
+			delete(st.offsets, tp)
+			if st.txn.len() > 0 {
+				st.txn.drop(tp)
+			}
 		}
 		return nil
 	}
@@ -92,6 +106,12 @@ func (r *GroupReplayer) applyOffset(key, value []byte) error {
 	// The map key must hold the interned topic, never the aliased one:
 	// assigning to an existing key may store the new key's string.
 	tp := GroupTopicPartition{r.intern(k.Topic), k.Partition}
+	if producerID >= 0 {
+		o.Metadata = strings.Clone(o.Metadata)
+		st.txn.add(producerID, tp, o)
+		r.openTxn(producerID, st.id)
+		return nil
+	}
 	if o.Metadata != "" {
 		if cur, ok := st.offsets[tp]; ok && cur.Metadata == o.Metadata {
 			o.Metadata = cur.Metadata
@@ -100,7 +120,52 @@ func (r *GroupReplayer) applyOffset(key, value []byte) error {
 		}
 	}
 	st.offsets[tp] = o
+	if st.txn.len() > 0 {
+		st.txn.supersede(tp)
+	}
 	return nil
+}
+
+// ApplyTxn replays one record of a transactional batch of producerID: an
+// offset commit becomes a pending offset of the producer's open
+// transaction. Anything else is applied as Apply applies it (Chronik
+// writes only offset commits in transactional batches; Kafka 4 replays a
+// tombstone the same whatever its batch). Errors are Apply's.
+func (r *GroupReplayer) ApplyTxn(producerID int64, key, value []byte) error {
+	if producerID >= 0 && value != nil && len(key) >= 2 {
+		if v := int16(binary.BigEndian.Uint16(key)); v == 0 || v == 1 {
+			return r.applyOffset(key, value, producerID)
+		}
+	}
+	return r.Apply(key, value)
+}
+
+// ApplyMarker replays producerID's commit (commit) or abort marker: the
+// pending offsets of its open transaction are materialized or dropped
+// (GroupTable.CompleteTxn).
+func (r *GroupReplayer) ApplyMarker(producerID int64, commit bool) {
+	groups, ok := r.openTxns[producerID]
+	if !ok {
+		return
+	}
+	delete(r.openTxns, producerID)
+	for id := range groups {
+		if st := r.groups[id]; st != nil {
+			st.txn.complete(producerID, commit, st.offsets)
+		}
+	}
+}
+
+func (r *GroupReplayer) openTxn(producerID int64, groupID string) {
+	if r.openTxns == nil {
+		r.openTxns = make(map[int64]map[string]struct{})
+	}
+	groups := r.openTxns[producerID]
+	if groups == nil {
+		groups = make(map[string]struct{})
+		r.openTxns[producerID] = groups
+	}
+	groups[groupID] = struct{}{}
 }
 
 // intern returns the replayer's copy of topic.
@@ -141,16 +206,18 @@ func (r *GroupReplayer) state(group string, create bool) *groupReplayState {
 func (r *GroupReplayer) Finish(now time.Time) *GroupTable {
 	t := NewGroupTable(r.cfg)
 	for id, st := range r.groups {
-		if st.meta == nil && len(st.offsets) == 0 {
+		if st.meta == nil && len(st.offsets) == 0 && st.txn.len() == 0 {
 			continue
 		}
 		g := NewGroupStateMachine(id, t.cfg, now)
 		g.offsets = st.offsets
+		g.txn = st.txn
 		if st.meta != nil {
 			g.load(st.meta, now)
 		}
 		t.groups[id] = g
 	}
+	t.openTxns, r.openTxns = r.openTxns, nil
 	r.groups = make(map[string]*groupReplayState)
 	r.topics = make(map[string]string)
 	r.lastGroup, r.lastState, r.lastTopic = "", nil, ""
@@ -163,7 +230,9 @@ func (r *GroupReplayer) Finish(now time.Time) *GroupTable {
 func (g *GroupStateMachine) load(v *kmsg.GroupMetadataValue, now time.Time) {
 	g.generation = v.Generation
 	g.protocolType = v.ProtocolType
-	if v.Protocol != nil {
+	if v.Protocol != nil && len(v.Members) > 0 {
+		// Kafka writes no protocol for a group without members; one
+		// that does is damaged, and an Empty group has none.
 		g.protocolName, g.hasProtocol = *v.Protocol, true
 	}
 	if v.Leader != nil {

@@ -54,6 +54,8 @@ type GroupStateMachine struct {
 	subscribedKnown  bool
 
 	offsets map[GroupTopicPartition]GroupCommittedOffset
+	// txn holds the offsets of open transactions (group_txn.go).
+	txn groupTxnOffsets
 
 	out GroupOutput // accumulated during one call
 }

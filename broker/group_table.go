@@ -15,6 +15,9 @@ import (
 type GroupTable struct {
 	cfg    GroupConfig
 	groups map[string]*GroupStateMachine
+	// openTxns lists, per producer whose transaction wrote offsets here
+	// and has not met its marker yet, the groups it wrote to (group_txn.go).
+	openTxns map[int64]map[string]struct{}
 }
 
 // NewGroupTable returns an empty table.
@@ -220,11 +223,16 @@ func (t *GroupTable) Unload() GroupOutput {
 // settle forgets a group that is Dead, or that a failed first request
 // created for nothing.
 func (t *GroupTable) settle(g *GroupStateMachine, created bool) {
-	vacant := created && g.state == GroupEmpty && g.generation == 0 &&
-		len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0
-	if g.state == GroupDead || vacant {
+	if g.state == GroupDead || created && g.vacant() {
 		delete(t.groups, g.id)
 	}
+}
+
+// vacant reports whether nothing about the group was ever written or all
+// of it is gone: replay would not build it.
+func (g *GroupStateMachine) vacant() bool {
+	return g.state == GroupEmpty && g.generation == 0 && len(g.members) == 0 &&
+		len(g.pending) == 0 && len(g.offsets) == 0 && g.txn.len() == 0
 }
 
 func (t *GroupTable) sortedIDs() []string {

@@ -2,8 +2,8 @@ package broker
 
 import "time"
 
-// RemoveTopicOffsets drops every committed offset of a deleted topic in
-// every group, as Kafka's coordinator does when partitions are deleted:
+// RemoveTopicOffsets drops every committed and pending offset of a deleted
+// topic in every group, as Kafka's coordinator does when partitions are deleted:
 // the offsets are tombstoned, and a group left Empty without offsets is
 // retired (its metadata tombstoned) exactly as offset expiry retires it.
 // Without this a topic created again under the same name would find the
@@ -18,6 +18,11 @@ func (t *GroupTable) RemoveTopicOffsets(now time.Time, topic string) GroupOutput
 				tps = append(tps, tp)
 			}
 		}
+		for _, tp := range g.txn.partitions() {
+			if tp.Topic == topic {
+				tps = append(tps, tp) // pending only, or a duplicate removeOffsets skips
+			}
+		}
 		if len(tps) == 0 {
 			continue
 		}
@@ -29,11 +34,15 @@ func (t *GroupTable) RemoveTopicOffsets(now time.Time, topic string) GroupOutput
 	return out
 }
 
-// OffsetTopics returns the topics any group has offsets for.
+// OffsetTopics returns the topics any group has offsets for, committed or
+// pending.
 func (t *GroupTable) OffsetTopics() map[string]bool {
 	topics := make(map[string]bool)
 	for _, g := range t.groups {
 		for tp := range g.offsets {
+			topics[tp.Topic] = true
+		}
+		for _, tp := range g.txn.partitions() {
 			topics[tp.Topic] = true
 		}
 	}

@@ -200,6 +200,15 @@ func errorCodeOf(err error) int16 {
 // withGroupTable runs call on the group's table under its mutex and
 // settles the output. The call's result is only valid with a nil error.
 func (b *Broker) withGroupTable(groupID string, call func(t *GroupTable, now time.Time) GroupOutput) error {
+	return b.withGroupPartition(groupID, func(_ *groupPartition, t *GroupTable, now time.Time) (GroupOutput, error) {
+		return call(t, now), nil
+	})
+}
+
+// withGroupPartition is withGroupTable for calls that also look at the
+// partition and may refuse before touching the table: an error of call is
+// returned as it is, and nothing is written.
+func (b *Broker) withGroupPartition(groupID string, call func(gp *groupPartition, t *GroupTable, now time.Time) (GroupOutput, error)) error {
 	gp, err := b.groupPartitionFor(groupID)
 	if err != nil {
 		return err
@@ -210,7 +219,11 @@ func (b *Broker) withGroupTable(groupID string, call func(t *GroupTable, now tim
 	if err != nil {
 		return err
 	}
-	if err := gp.settle(call(t, time.Now())); err != nil {
+	out, err := call(gp, t, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := gp.settle(out); err != nil {
 		return errNotCoordinator(groupID, err)
 	}
 	return nil
@@ -293,6 +306,84 @@ func (b *Broker) OffsetCommit(groupID string, req GroupCommitRequest) ([]int16, 
 	return codes, nil
 }
 
+// TxnOffsetCommit commits offsets as part of producerID's transaction
+// (KIP-98, KIP-447): they are written at once, in a transactional batch of
+// the producer, and become visible to OffsetFetch when the transaction's
+// commit marker reaches the group's partition (txnMarkerWritten); an
+// abort drops them. The codes parallel offsets:
+//   - an empty group id: INVALID_GROUP_ID; a negative producer id:
+//     INVALID_PRODUCER_ID_MAPPING; a negative epoch, or one older than the
+//     producer's on the group's partition: INVALID_PRODUCER_EPOCH;
+//   - a topic or partition that does not exist: UNKNOWN_TOPIC_OR_PARTITION
+//     (Kafka checks both for this API);
+//   - member and generation as GroupStateMachine.ValidateTxnCommit
+//     (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION; a
+//     generation of a group that does not exist: ILLEGAL_GENERATION);
+//     metadata too long: OFFSET_METADATA_TOO_LARGE;
+//   - coordinator errors as for OffsetCommit (NOT_COORDINATOR,
+//     COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE), and
+//     ctx.Err() once ctx ended, before anything was written.
+//
+// transactionalID names the transaction; the KIP-890 check that the
+// partition is part of it belongs here, before the table is called.
+func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID string, producerID int64, producerEpoch int16,
+	generation int32, memberID string, groupInstanceID *string, offsets []GroupOffsetCommit) ([]int16, error) {
+	codes := make([]int16, len(offsets))
+	fail := func(code int16, err error) ([]int16, error) {
+		return fillCodes(codes, code), fmt.Errorf("txn offset commit of %q for %q (producer %d, epoch %d): %w", groupID, transactionalID, producerID, producerEpoch, err)
+	}
+	switch {
+	case groupID == "":
+		return fail(kerr.InvalidGroupID.Code, kerr.InvalidGroupID)
+	case producerID < 0:
+		return fail(kerr.InvalidProducerIDMapping.Code, kerr.InvalidProducerIDMapping)
+	case producerEpoch < 0:
+		return fail(kerr.InvalidProducerEpoch.Code, kerr.InvalidProducerEpoch)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(kerr.NotCoordinator.Code, err) // as kafka's groupCode answers an ended call
+	}
+	req := GroupTxnCommitRequest{ProducerID: producerID, ProducerEpoch: producerEpoch,
+		GroupCommitRequest: GroupCommitRequest{MemberID: memberID, GenerationID: generation}}
+	if groupInstanceID != nil {
+		req.InstanceID = *groupInstanceID
+	}
+	var known []int
+	for i, o := range offsets {
+		if info, ok := b.Topic(o.Topic); !ok || o.Partition < 0 || o.Partition >= info.Partitions {
+			codes[i] = kerr.UnknownTopicOrPartition.Code
+			continue
+		}
+		known = append(known, i)
+		req.Offsets = append(req.Offsets, o)
+	}
+	if len(known) == 0 {
+		return codes, nil
+	}
+	var got []int16
+	err := b.withGroupPartition(groupID, func(gp *groupPartition, t *GroupTable, now time.Time) (GroupOutput, error) {
+		// Refuse a fenced producer before the table applies anything: a
+		// refused append would cost a reload of every group here.
+		if _, err := gp.p.groupTxnSequence(producerID, producerEpoch); err != nil {
+			return GroupOutput{}, err
+		}
+		var out GroupOutput
+		got, out = t.TxnCommitOffsets(now, groupID, req)
+		return out, nil
+	})
+	if err != nil {
+		code := errorCodeOf(err)
+		for _, i := range known {
+			codes[i] = code
+		}
+		return codes, err
+	}
+	for j, i := range known {
+		codes[i] = got[j]
+	}
+	return codes, nil
+}
+
 func fillCodes(codes []int16, code int16) []int16 {
 	for i := range codes {
 		codes[i] = code
@@ -303,9 +394,11 @@ func fillCodes(codes []int16, code int16) []int16 {
 // OffsetFetch returns committed offsets: for the requested partitions in
 // request order (offset -1 where nothing is committed), or every committed
 // offset of the group, sorted, when topics is nil (a topic with nil
-// partitions lists that topic's committed partitions). Without
-// transactions no offset is ever pending, so requireStable changes
-// nothing.
+// partitions lists that topic's committed partitions). Offsets of open
+// transactions are not shown; with requireStable (KIP-447) a partition
+// that has some is answered with ErrorCode UNSTABLE_OFFSET_COMMIT and
+// offset -1, as Kafka 4 answers, so that the consumer retries once the
+// transaction is over.
 func (b *Broker) OffsetFetch(groupID string, topics []GroupFetchTopic, requireStable bool) ([]GroupOffset, error) {
 	if groupID == "" {
 		return nil, fmt.Errorf("offset fetch: empty group id: %w", kerr.InvalidGroupID)
@@ -317,15 +410,24 @@ func (b *Broker) OffsetFetch(groupID string, topics []GroupFetchTopic, requireSt
 		if ok {
 			all = g.Offsets()
 		}
+		unstable := func(o GroupOffset) GroupOffset {
+			if requireStable && ok && g.HasPendingOffset(o.Topic, o.Partition) {
+				o.GroupCommittedOffset = GroupCommittedOffset{Offset: -1, LeaderEpoch: -1, ExpireTimestamp: -1}
+				o.ErrorCode = kerr.UnstableOffsetCommit.Code
+			}
+			return o
+		}
 		if topics == nil {
-			out = all
+			for _, o := range all {
+				out = append(out, unstable(o))
+			}
 			return GroupOutput{}
 		}
 		for _, ft := range topics {
 			if ft.Partitions == nil {
 				for _, o := range all {
 					if o.Topic == ft.Topic {
-						out = append(out, o)
+						out = append(out, unstable(o))
 					}
 				}
 				continue
@@ -340,7 +442,7 @@ func (b *Broker) OffsetFetch(groupID string, topics []GroupFetchTopic, requireSt
 						o.GroupCommittedOffset = v
 					}
 				}
-				out = append(out, o)
+				out = append(out, unstable(o))
 			}
 		}
 		return GroupOutput{}

@@ -17,8 +17,11 @@ import (
 //     does not exist), as Kafka answers.
 //   - Null topics (v2+; per group in v8+): every committed offset of the
 //     group.
-//   - RequireStable (v7+): without transactions no offset is ever pending,
-//     so every offset is stable and UNSTABLE_OFFSET_COMMIT never returned.
+//   - Offsets a transaction committed (TxnOffsetCommit) show once its
+//     commit marker is written; until then the previous offset shows.
+//     RequireStable (v7+, KIP-447): a partition with offsets of an open
+//     transaction gets UNSTABLE_OFFSET_COMMIT (offset -1), as Kafka 4
+//     answers, and the consumer retries.
 //   - v8+: several groups per request, each with its own ErrorCode.
 //   - Group errors (INVALID_GROUP_ID for an empty id, NOT_COORDINATOR):
 //     v1 on every requested partition, v2-v7 the top-level ErrorCode, v8+
@@ -66,6 +69,9 @@ func (s *Server) handleOffsetFetch(_ context.Context, r *request) kmsg.Response 
 			}
 			sp := kmsg.NewOffsetFetchResponseTopicPartition()
 			sp.Partition, sp.Offset, sp.LeaderEpoch, sp.ErrorCode = o.Partition, o.Offset, o.LeaderEpoch, code
+			if code == 0 {
+				sp.ErrorCode = o.ErrorCode
+			}
 			sp.Metadata = kmsg.StringPtr(o.Metadata)
 			st := &resp.Topics[len(resp.Topics)-1]
 			st.Partitions = append(st.Partitions, sp)
@@ -133,7 +139,7 @@ func (s *Server) fetchGroupOffsets(req *kmsg.OffsetFetchRequest, rg kmsg.OffsetF
 			sg.Topics = append(sg.Topics, st)
 		}
 		sp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
-		sp.Partition, sp.Offset, sp.LeaderEpoch = o.Partition, o.Offset, o.LeaderEpoch
+		sp.Partition, sp.Offset, sp.LeaderEpoch, sp.ErrorCode = o.Partition, o.Offset, o.LeaderEpoch, o.ErrorCode
 		sp.Metadata = kmsg.StringPtr(o.Metadata)
 		st := &sg.Topics[len(sg.Topics)-1]
 		st.Partitions = append(st.Partitions, sp)

@@ -1,0 +1,202 @@
+package kafka
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
+)
+
+// TxnOffsetCommit's version case, for TestEveryAdvertisedVersion once the
+// API is in the table (the transactional APIs are added together).
+func init() { versionCases[28] = txnOffsetCommitVersionCase }
+
+// txnOffsetCommitAPI is the table entry 28_txn_offset_commit.go documents.
+var txnOffsetCommitAPI = api{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit}
+
+// serveTxnOffsetCommit lets this test's server answer TxnOffsetCommit,
+// which the table does not list yet (tests do not run in parallel).
+func serveTxnOffsetCommit(t *testing.T) {
+	if apiByKey[28] != nil {
+		return // the table has it
+	}
+	a := txnOffsetCommitAPI
+	if a.max > kmsg.NewPtrTxnOffsetCommitRequest().MaxVersion() {
+		t.Fatal("TxnOffsetCommit entry out of kmsg's range")
+	}
+	apiByKey[28] = &a
+	t.Cleanup(func() { apiByKey[28] = nil })
+}
+
+func txnOffsetCommitRequest(group string, producerID int64, topic string, offsets ...int64) *kmsg.TxnOffsetCommitRequest {
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = "tx-"+group, group, producerID, 0
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = topic
+	for p, o := range offsets {
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = int32(p), o, 0, kmsg.StringPtr("m")
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+func txnOffsetCommitVersionCase(t *testing.T, e *testEnv, v int16) (kmsg.Request, func(kmsg.Response)) {
+	group := fmt.Sprintf("txn-commit-v%d", v)
+	req := txnOffsetCommitRequest(group, 1000+int64(v), "v", 5)
+	return req, func(r kmsg.Response) {
+		resp := r.(*kmsg.TxnOffsetCommitResponse)
+		if len(resp.Topics) != 1 || resp.Topics[0].Topic != "v" || len(resp.Topics[0].Partitions) != 1 {
+			t.Fatalf("response %+v", resp)
+		}
+		wantCode(t, "txn offset commit", resp.Topics[0].Partitions[0].ErrorCode)
+		// Pending until the transaction's marker: invisible, unstable.
+		if got := committed(t, e, group, "v", 0); got != -1 {
+			t.Fatalf("pending offset visible: %d", got)
+		}
+		offs, err := e.b.OffsetFetch(group, []broker.GroupFetchTopic{{Topic: "v", Partitions: []int32{0}}}, true)
+		if err != nil || offs[0].ErrorCode != kerr.UnstableOffsetCommit.Code {
+			t.Fatalf("stable fetch of a pending offset: %+v %v", offs, err)
+		}
+	}
+}
+
+func TestTxnOffsetCommitVersions(t *testing.T) {
+	serveTxnOffsetCommit(t)
+	e := startEnv(t)
+	e.createTopic("v", 1, nil)
+	for v := txnOffsetCommitAPI.min; v <= txnOffsetCommitAPI.max; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			req, check := txnOffsetCommitVersionCase(t, e, v)
+			req.SetVersion(v)
+			rc := e.dial()
+			rc.t = t
+			check(rc.roundTrip(req))
+		})
+	}
+	t.Run("failure answers", func(t *testing.T) {
+		req := txnOffsetCommitRequest("g", 1, "v", 1, 2)
+		for v := int16(0); v <= req.MaxVersion(); v++ {
+			req.SetVersion(v)
+			resp := failTxnOffsetCommit(req, kerr.UnknownServerError.Code)
+			back := req.ResponseKind()
+			if err := back.ReadFrom(resp.AppendTo(nil)); err != nil {
+				t.Fatalf("v%d: %v", v, err)
+			}
+			if codes := errorCodes(back); len(codes) != 2 || codes[0] != kerr.UnknownServerError.Code || codes[1] != kerr.UnknownServerError.Code {
+				t.Fatalf("v%d: codes %v", v, codes)
+			}
+		}
+	})
+}
+
+// TestTxnOffsetCommitErrors: the Kafka codes of bad TxnOffsetCommits
+// over TCP, and RequireStable in OffsetFetch.
+func TestTxnOffsetCommitErrors(t *testing.T) {
+	serveTxnOffsetCommit(t)
+	e := startEnv(t)
+	e.createTopic("v", 2, nil)
+	memberID, gen := stableGroup(t, e, "members")
+	codesOf := func(resp kmsg.Response) []int16 {
+		var codes []int16
+		for _, rt := range resp.(*kmsg.TxnOffsetCommitResponse).Topics {
+			for _, rp := range rt.Partitions {
+				codes = append(codes, rp.ErrorCode)
+			}
+		}
+		return codes
+	}
+	tests := []struct {
+		name string
+		req  func() *kmsg.TxnOffsetCommitRequest
+		want []int16
+	}{
+		{"unknown topic", func() *kmsg.TxnOffsetCommitRequest { return txnOffsetCommitRequest("g", 1, "nope", 1) },
+			[]int16{kerr.UnknownTopicOrPartition.Code}},
+		{"unknown partition", func() *kmsg.TxnOffsetCommitRequest { return txnOffsetCommitRequest("g", 1, "v", 1, 2, 3) },
+			[]int16{0, 0, kerr.UnknownTopicOrPartition.Code}},
+		{"empty group", func() *kmsg.TxnOffsetCommitRequest { return txnOffsetCommitRequest("", 1, "v", 1) },
+			[]int16{kerr.InvalidGroupID.Code}},
+		{"no producer id", func() *kmsg.TxnOffsetCommitRequest { return txnOffsetCommitRequest("g", -1, "v", 1) },
+			[]int16{kerr.InvalidProducerIDMapping.Code}},
+		{"old generation (v3)", func() *kmsg.TxnOffsetCommitRequest {
+			r := txnOffsetCommitRequest("members", 2, "v", 1)
+			r.Generation, r.MemberID = gen-1, memberID
+			return r
+		}, []int16{kerr.IllegalGeneration.Code}},
+		{"unknown member (v3)", func() *kmsg.TxnOffsetCommitRequest {
+			r := txnOffsetCommitRequest("members", 2, "v", 1)
+			r.Generation, r.MemberID = gen, "ghost"
+			return r
+		}, []int16{kerr.UnknownMemberID.Code}},
+		{"member of the generation (v3)", func() *kmsg.TxnOffsetCommitRequest {
+			r := txnOffsetCommitRequest("members", 2, "v", 7)
+			r.Generation, r.MemberID = gen, memberID
+			return r
+		}, []int16{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := tt.req()
+			req.SetVersion(4)
+			rc := e.dial()
+			rc.t = t
+			if got := codesOf(rc.roundTrip(req)); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("codes %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// v0-v2 carry no member fields: the member check is skipped, even if
+	// the struct holds some.
+	req := txnOffsetCommitRequest("members", 3, "v", 8, 9)
+	req.Generation, req.MemberID = gen+5, "ghost"
+	req.SetVersion(2)
+	rc := e.dial()
+	rc.t = t
+	if got := codesOf(rc.roundTrip(req)); fmt.Sprint(got) != "[0 0]" {
+		t.Fatalf("v2 commit to a live group: %v", got)
+	}
+
+	// OffsetFetch: the pending partitions are unstable with RequireStable
+	// (v7+), invisible without.
+	for _, v := range []int16{6, 7, 8} {
+		t.Run(fmt.Sprintf("OffsetFetch v%d", v), func(t *testing.T) {
+			f := kmsg.NewPtrOffsetFetchRequest()
+			f.SetVersion(v)
+			f.RequireStable = v >= 7
+			if v >= 8 {
+				g := kmsg.NewOffsetFetchRequestGroup()
+				g.Group = "members"
+				g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: "v", Partitions: []int32{0, 1}}}
+				f.Groups = append(f.Groups, g)
+			} else {
+				f.Group = "members"
+				f.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "v", Partitions: []int32{0, 1}}}
+			}
+			rc := e.dial()
+			rc.t = t
+			resp := rc.roundTrip(f).(*kmsg.OffsetFetchResponse)
+			var got []string
+			if v >= 8 {
+				for _, p := range resp.Groups[0].Topics[0].Partitions {
+					got = append(got, fmt.Sprintf("%d/%d", p.Offset, p.ErrorCode))
+				}
+			} else {
+				for _, p := range resp.Topics[0].Partitions {
+					got = append(got, fmt.Sprintf("%d/%d", p.Offset, p.ErrorCode))
+				}
+			}
+			want := "[-1/0 -1/0]"
+			if v >= 7 {
+				want = fmt.Sprintf("[-1/%d -1/%d]", kerr.UnstableOffsetCommit.Code, kerr.UnstableOffsetCommit.Code)
+			}
+			if fmt.Sprint(got) != want {
+				t.Fatalf("offset fetch %v, want %s (offset/code)", got, want)
+			}
+		})
+	}
+}
