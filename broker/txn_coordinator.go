@@ -237,7 +237,10 @@ func (tp *txnPartition) load(p *partition) error {
 	start := time.Now()
 	rep := NewTxnReplayer()
 	records := int64(0)
-	err := p.forEachRecord(p.logStartOffset.Load(), p.highWatermark.Load(), func(_, _ int64, key, value []byte) error {
+	err := p.forEachRecord(p.logStartOffset.Load(), p.highWatermark.Load(), func(_, _ int64, meta groupBatchMeta, key, value []byte) error {
+		if meta.control {
+			return nil // no transaction ever writes to __transaction_state
+		}
 		records++
 		if err := rep.Apply(key, value); err != nil {
 			// One unreadable record must not cost every transaction of

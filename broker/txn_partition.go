@@ -294,6 +294,11 @@ func (b *Broker) WriteTxnMarker(ctx context.Context, topic string, partition int
 	if _, err := h.Wait(); err != nil {
 		return fmt.Errorf("transaction marker for producer %d: %w", producerID, err)
 	}
+	if topic == offsetsTopic && b.groups != nil {
+		// The transaction's offset commits in this partition become the
+		// groups' committed offsets (commit) or are dropped (abort).
+		b.groups.txnMarkerWritten(partition, producerID, commit)
+	}
 	return nil
 }
 

@@ -11,11 +11,6 @@ import (
 
 // TxnOffsetCommit: v0-4
 //
-// Not yet in the apis table: the transactional APIs are advertised
-// together. Its entry is
-//
-//	{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit},
-//
 // Behaviour:
 //   - Writes the offsets at once, in a transactional batch of the producer
 //     in the group's __consumer_offsets partition, and answers once they

@@ -90,6 +90,7 @@ func init() {
 		{key: 25, name: "AddOffsetsToTxn", min: 0, max: 4, handle: (*Server).handleAddOffsetsToTxn, fail: failAddOffsetsToTxn},
 		{key: 26, name: "EndTxn", min: 0, max: 4, handle: (*Server).handleEndTxn, fail: failEndTxn},
 		{key: 27, name: "WriteTxnMarkers", min: 0, max: 1, handle: (*Server).handleWriteTxnMarkers, fail: failWriteTxnMarkers},
+		{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit},
 		{key: 32, name: "DescribeConfigs", min: 1, max: 4, handle: (*Server).handleDescribeConfigs, fail: failDescribeConfigs},
 		{key: 33, name: "AlterConfigs", min: 0, max: 2, handle: (*Server).handleAlterConfigs, fail: failAlterConfigs},
 		{key: 35, name: "DescribeLogDirs", min: 1, max: 5, handle: (*Server).handleDescribeLogDirs, fail: failDescribeLogDirs},
