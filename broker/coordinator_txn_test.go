@@ -123,6 +123,11 @@ func TestGroupTxnOffsetCommitMarkers(t *testing.T) {
 	b = reopen(t, b)
 	groupTestWant(t, "pending after restart", groupTestFetch(t, b, g, true), [2]int64{10, -2})
 	groupTestWant(t, "pending after restart, unstable allowed", groupTestFetch(t, b, g, false), [2]int64{10, 11})
+	all, err := b.OffsetFetch(g, nil, true) // every committed partition
+	if err != nil || len(all) != 2 || all[0].Offset != 10 || all[0].ErrorCode != 0 ||
+		all[1].Offset != -1 || all[1].ErrorCode != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("stable fetch of all offsets: %+v %v", all, err)
+	}
 	groupTestMarker(t, b, g, 1000, 0, true)
 	groupTestWant(t, "committed after restart", groupTestFetch(t, b, g, true), [2]int64{10, 31})
 

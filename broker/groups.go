@@ -322,7 +322,8 @@ func (b *Broker) OffsetCommit(groupID string, req GroupCommitRequest) ([]int16, 
 //     metadata too long: OFFSET_METADATA_TOO_LARGE;
 //   - coordinator errors as for OffsetCommit (NOT_COORDINATOR,
 //     COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE), and
-//     ctx.Err() once ctx ended, before anything was written.
+//     NOT_COORDINATOR with an error wrapping ctx.Err() when ctx ended
+//     before anything was written.
 //
 // transactionalID names the transaction; the KIP-890 check that the
 // partition is part of it belongs here, before the table is called.
@@ -418,8 +419,9 @@ func (b *Broker) OffsetFetch(groupID string, topics []GroupFetchTopic, requireSt
 			return o
 		}
 		if topics == nil {
-			for _, o := range all {
-				out = append(out, unstable(o))
+			out = all // Offsets returned a fresh slice
+			for i := range out {
+				out[i] = unstable(out[i])
 			}
 			return GroupOutput{}
 		}

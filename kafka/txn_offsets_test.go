@@ -1,8 +1,10 @@
 package kafka
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -10,25 +12,24 @@ import (
 	"github.com/chronik-stream/chronik/broker"
 )
 
-// TxnOffsetCommit's version case, for TestEveryAdvertisedVersion once the
-// API is in the table (the transactional APIs are added together).
-func init() { versionCases[28] = txnOffsetCommitVersionCase }
-
 // txnOffsetCommitAPI is the table entry 28_txn_offset_commit.go documents.
 var txnOffsetCommitAPI = api{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit}
 
-// serveTxnOffsetCommit lets this test's server answer TxnOffsetCommit,
-// which the table does not list yet (tests do not run in parallel).
-func serveTxnOffsetCommit(t *testing.T) {
-	if apiByKey[28] != nil {
-		return // the table has it
+// Until the table lists TxnOffsetCommit (the transactional APIs are added
+// to it together), the tests' servers answer it anyway, without
+// advertising it: so that its file's header is checked against this entry
+// (TestVersionCommentsMatchTable) and its handler is reachable over TCP.
+// Once the table has it, the table's entry is used, and the version case
+// joins TestEveryAdvertisedVersion.
+func init() {
+	versionCases[28] = txnOffsetCommitVersionCase
+	if apiByKey[28] == nil {
+		a := txnOffsetCommitAPI
+		if a.max > kmsg.NewPtrTxnOffsetCommitRequest().MaxVersion() {
+			panic("TxnOffsetCommit entry out of kmsg's range")
+		}
+		apiByKey[28] = &a
 	}
-	a := txnOffsetCommitAPI
-	if a.max > kmsg.NewPtrTxnOffsetCommitRequest().MaxVersion() {
-		t.Fatal("TxnOffsetCommit entry out of kmsg's range")
-	}
-	apiByKey[28] = &a
-	t.Cleanup(func() { apiByKey[28] = nil })
 }
 
 func txnOffsetCommitRequest(group string, producerID int64, topic string, offsets ...int64) *kmsg.TxnOffsetCommitRequest {
@@ -66,10 +67,10 @@ func txnOffsetCommitVersionCase(t *testing.T, e *testEnv, v int16) (kmsg.Request
 }
 
 func TestTxnOffsetCommitVersions(t *testing.T) {
-	serveTxnOffsetCommit(t)
 	e := startEnv(t)
 	e.createTopic("v", 1, nil)
-	for v := txnOffsetCommitAPI.min; v <= txnOffsetCommitAPI.max; v++ {
+	a := lookupAPI(28)
+	for v := a.min; v <= a.max; v++ {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			req, check := txnOffsetCommitVersionCase(t, e, v)
 			req.SetVersion(v)
@@ -97,7 +98,6 @@ func TestTxnOffsetCommitVersions(t *testing.T) {
 // TestTxnOffsetCommitErrors: the Kafka codes of bad TxnOffsetCommits
 // over TCP, and RequireStable in OffsetFetch.
 func TestTxnOffsetCommitErrors(t *testing.T) {
-	serveTxnOffsetCommit(t)
 	e := startEnv(t)
 	e.createTopic("v", 2, nil)
 	memberID, gen := stableGroup(t, e, "members")
@@ -199,4 +199,44 @@ func TestTxnOffsetCommitErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzTxnOffsetCommitRequest feeds mutated TxnOffsetCommit frames of every
+// version through the server's decode and dispatch path, as FuzzRequest
+// does for the seeds of the APIs in the table.
+func FuzzTxnOffsetCommitRequest(f *testing.F) {
+	for v := txnOffsetCommitAPI.min; v <= txnOffsetCommitAPI.max; v++ {
+		req := txnOffsetCommitRequest("fuzz-group", 5, "fuzz", 1, 2)
+		req.SetVersion(v)
+		req.Generation, req.MemberID = -1, ""
+		var body []byte
+		if req.IsFlexible() {
+			body = append(body, 0) // no tagged fields in the request header
+		}
+		f.Add(rawRequest(28, v, 7, append(body, req.AppendTo(nil)...))[4:])
+	}
+	e := startEnv(f)
+	e.createTopic("fuzz", 2, nil)
+	log := e.srv.log
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := e.srv.decodeRequest(body)
+		if err != nil || r.key != 28 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		panics := e.srv.panics.Load()
+		frame, _ := e.srv.handle(ctx, r, &log)
+		if e.srv.panics.Load() != panics {
+			t.Fatalf("TxnOffsetCommit v%d: handler panicked: %s", r.version, lastLine(e.logs.String(), "panicked"))
+		}
+		if frame == nil {
+			t.Fatalf("no response to TxnOffsetCommit v%d", r.version)
+		}
+		b := *frame
+		if len(b) < 8 || int(beUint32(b)) != len(b)-4 || int32(beUint32(b[4:])) != r.corrID {
+			t.Fatalf("malformed response frame to TxnOffsetCommit v%d: % x", r.version, b[:min(len(b), 16)])
+		}
+		putBuffer(frame)
+	})
 }
