@@ -98,6 +98,8 @@ func serveFlags() []cli.Flag {
 			Usage: "largest transaction.timeout.ms a producer may ask for; past its timeout an open transaction is aborted and its producer fenced (transaction.max.timeout.ms)"},
 		&cli.DurationFlag{Name: "transactional-id-expiration", Value: 7 * 24 * time.Hour,
 			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
+		&cli.BoolFlag{Name: "transaction-partition-verification", Value: true,
+			Usage: "check a transaction's first write to each partition with its coordinator, so that a late or stray batch cannot open a transaction nobody ends (KIP-890; transaction.partition.verification.enable)"},
 	})
 }
 
@@ -257,6 +259,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		TxnStatePartitions:            int32(c.Int("transaction-state-partitions")),
 		TxnMaxTimeout:                 c.Duration("transaction-max-timeout"),
 		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
+		NoTxnVerification:             !c.Bool("transaction-partition-verification"),
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

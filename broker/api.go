@@ -85,6 +85,10 @@ type Config struct {
 	TxnStatePartitions int32         // transaction.state.log.num.partitions, default 50
 	TxnMaxTimeout      time.Duration // transaction.max.timeout.ms, default 15 minutes
 	TxnIDExpiration    time.Duration // transactional.id.expiration.ms, default 7 days
+	// NoTxnVerification turns off KIP-890's check of a transaction's first
+	// write to a partition with its coordinator (Kafka's
+	// transaction.partition.verification.enable=false).
+	NoTxnVerification bool
 	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
 	// and KIP-890 verification through another node). Nil standalone.
 	Peers PeerCaller
@@ -318,8 +322,9 @@ type PartitionDirInfo struct {
 //
 //	(*Broker).FindCoordinator(keyType int8, key string) (Coordinator, error)
 //	    CoordinatorTypeGroup: the leader of the group's __consumer_offsets
-//	    partition (standalone: this node). CoordinatorTypeTransaction:
-//	    TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Other types: INVALID_REQUEST.
+//	    partition (standalone: this node). CoordinatorTypeTransaction: the
+//	    leader of the id's __transaction_state partition (the topic is
+//	    created on first use). Other types: INVALID_REQUEST.
 //	(*Broker).JoinGroup(ctx, groupID string, req GroupJoinRequest) (GroupJoinResponse, error)
 //	(*Broker).SyncGroup(ctx, groupID string, req GroupSyncRequest) (GroupSyncResponse, error)
 //	    Block until the delayed response is ready (the rebalance completed,
@@ -343,5 +348,24 @@ type PartitionDirInfo struct {
 //	    OffsetFetch with requireStable answers a pending partition with
 //	    GroupOffset.ErrorCode UNSTABLE_OFFSET_COMMIT.
 //
-// Transactions are out of scope: a transactional id (InitProducerID,
-// FindCoordinator) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+// Transactions (the calls in txn_api.go; the coordinator that loads,
+// writes and follows the __transaction_state partitions in
+// txn_coordinator.go, around the deterministic state machine in
+// txn_machine.go and txn_table.go; the partition side in txn_partition.go).
+// Calls about one transactional id fail as a whole with NOT_COORDINATOR,
+// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE, or with the
+// state machine's code (INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED,
+// CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE, INVALID_TRANSACTION_TIMEOUT):
+//
+//	(*Broker).InitProducerID with a transactional id: fences the id's
+//	    earlier epochs (aborting an open transaction first: the caller gets
+//	    CONCURRENT_TRANSACTIONS and retries).
+//	(*Broker).AddPartitionsToTxn(txnID string, producerID int64, epoch int16,
+//	    parts []TxnTopicPartition, verifyOnly bool) (codes []int16, err error)
+//	(*Broker).AddOffsetsToTxn(txnID string, producerID int64, epoch int16, groupID string) error
+//	(*Broker).EndTxn(txnID string, producerID int64, epoch int16, commit bool) error
+//	    Returns once the decision is durable; markers are written after.
+//	(*Broker).DescribeTransactions(txnID string) (TxnDescription, error)  // TRANSACTIONAL_ID_NOT_FOUND
+//	(*Broker).ListTransactions(states []string, producerIDs []int64) ([]TxnMetadata, error)
+//	(*Broker).DescribeProducers(topic string, partition int32) ([]ProducerDescription, error)
+//	(*Broker).TxnStats() TxnStats             // metrics

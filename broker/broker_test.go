@@ -850,9 +850,18 @@ func TestInitProducerID(t *testing.T) {
 	if id, _, _ := b.InitProducerID(nil, 0, 999999, 3); id == 999999 {
 		t.Fatal("bumped an id this cluster never allocated")
 	}
+	// A transactional id goes to its coordinator: a fresh id at epoch 0,
+	// then the epoch bumped (the earlier producer fenced).
 	tid := "tx"
-	_, _, err = b.InitProducerID(&tid, 1000, -1, -1)
-	wantKerr(t, err, kerr.TransactionalIDAuthorizationFailed)
+	tx1, te1, err := b.InitProducerID(&tid, 1000, -1, -1)
+	if err != nil || te1 != 0 {
+		t.Fatalf("transactional init: %d %d %v", tx1, te1, err)
+	}
+	if tx2, te2, err := b.InitProducerID(&tid, 1000, -1, -1); err != nil || tx2 != tx1 || te2 != 1 {
+		t.Fatalf("transactional re-init: %d %d %v, want %d 1", tx2, te2, err, tx1)
+	}
+	_, _, err = b.InitProducerID(&tid, int32((time.Hour).Milliseconds()), -1, -1)
+	wantKerr(t, err, kerr.InvalidTransactionTimeout)
 	b = reopen(t, b)
 	if id, _, _ := b.InitProducerID(nil, 0, -1, -1); id <= id2+2 {
 		t.Fatalf("id %d reused after restart", id)

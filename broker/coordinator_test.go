@@ -398,8 +398,16 @@ func TestFindCoordinator(t *testing.T) {
 	if err != nil || c != (Coordinator{NodeID: 3, Host: "h", Port: 1234}) {
 		t.Fatalf("coordinator %+v %v", c, err)
 	}
-	_, err = b.FindCoordinator(CoordinatorTypeTransaction, "tx")
-	wantKerr(t, err, kerr.TransactionalIDAuthorizationFailed)
+	// A transactional id's coordinator: this node, once __transaction_state
+	// exists (made by the first ask).
+	if c, err := b.FindCoordinator(CoordinatorTypeTransaction, "tx"); err != nil || c != (Coordinator{NodeID: 3, Host: "h", Port: 1234}) {
+		t.Fatalf("transaction coordinator %+v %v", c, err)
+	}
+	if _, ok := b.Topic(txnTopic); !ok {
+		t.Fatal("__transaction_state was not created")
+	}
+	_, err = b.FindCoordinator(CoordinatorTypeTransaction, "")
+	wantKerr(t, err, kerr.InvalidRequest)
 	_, err = b.FindCoordinator(2, "share")
 	wantKerr(t, err, kerr.InvalidRequest)
 }

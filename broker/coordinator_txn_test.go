@@ -100,7 +100,7 @@ func tOffset(partition int32, offset int64) GroupOffsetCommit {
 // restarts with a transaction open, with a marker written but not
 // reported, and after everything.
 func TestGroupTxnOffsetCommitMarkers(t *testing.T) {
-	b := openBroker(t, coordTestConfig())
+	b := openBroker(t, coordTxnTestConfig())
 	createTopic(t, b, "t", 2, nil)
 	const g = "g"
 
@@ -154,7 +154,7 @@ func TestGroupTxnOffsetCommitMarkers(t *testing.T) {
 }
 
 func TestGroupTxnOffsetCommitErrors(t *testing.T) {
-	b := openBroker(t, coordTestConfig())
+	b := openBroker(t, coordTxnTestConfig())
 	createTopic(t, b, "t", 2, nil)
 	ids, gen := formGroup(t, b, "members", 1, "t")
 	str := func(s string) *string { return &s }
@@ -220,7 +220,7 @@ func TestGroupTxnOffsetCommitErrors(t *testing.T) {
 func TestGroupTxnCompactionWaits(t *testing.T) {
 	defer func(old int64) { groupCompactMinRecords = old }(groupCompactMinRecords)
 	groupCompactMinRecords = 50
-	b := openBroker(t, coordTestConfig())
+	b := openBroker(t, coordTxnTestConfig())
 	createTopic(t, b, "t", 2, nil)
 	const g = "g"
 	groupTestTxnCommit(t, b, g, 7, 0, tOffset(0, 1))
@@ -246,7 +246,7 @@ func TestGroupTxnCompactionWaits(t *testing.T) {
 // fired during the call) and transactional ones is one append of two
 // batches, which replay reads as one committed and one pending offset.
 func TestGroupTxnAppendMixed(t *testing.T) {
-	b := openBroker(t, coordTestConfig())
+	b := openBroker(t, coordTxnTestConfig())
 	createTopic(t, b, "t", 2, nil)
 	gp, err := b.groupPartitionFor("g")
 	if err != nil {
@@ -282,4 +282,12 @@ func TestGroupTxnAppendMixed(t *testing.T) {
 	if !g.HasPendingOffset("t", 0) || !g.HasPendingOffset("t", 1) || fmt.Sprint(res.table.OpenTxns()) != "[9]" {
 		t.Fatalf("pending after replay: %+v, open %v", g.PendingOffsets(9), res.table.OpenTxns())
 	}
+}
+
+// coordTxnTestConfig is coordTestConfig for tests of the group side alone:
+// their producers are not registered with a transaction coordinator.
+func coordTxnTestConfig() Config {
+	c := coordTestConfig()
+	c.NoTxnVerification = true
+	return c
 }

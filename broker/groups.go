@@ -325,8 +325,10 @@ func (b *Broker) OffsetCommit(groupID string, req GroupCommitRequest) ([]int16, 
 //     NOT_COORDINATOR with an error wrapping ctx.Err() when ctx ended
 //     before anything was written.
 //
-// transactionalID names the transaction; the KIP-890 check that the
-// partition is part of it belongs here, before the table is called.
+// transactionalID names the transaction; the group's __consumer_offsets
+// partition must be part of it (AddOffsetsToTxn), checked with the
+// transaction coordinator as a transactional produce is (KIP-890), unless
+// the partition already holds an open transaction of the producer.
 func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID string, producerID int64, producerEpoch int16,
 	generation int32, memberID string, groupInstanceID *string, offsets []GroupOffsetCommit) ([]int16, error) {
 	codes := make([]int16, len(offsets))
@@ -360,6 +362,32 @@ func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID s
 	}
 	if len(known) == 0 {
 		return codes, nil
+	}
+	if n, ok := b.partitionCount(offsetsTopic); ok && transactionalID != "" {
+		idx := GroupOffsetsPartition(groupID, n)
+		if !b.txnOpenOn(offsetsTopic, idx, producerID) {
+			if err := b.verifyTxnPartition(transactionalID, producerID, producerEpoch, offsetsTopic, idx); err != nil {
+				var ke *kerr.Error
+				code := kerr.UnknownServerError.Code
+				if errors.As(err, &ke) {
+					code = ke.Code
+				}
+				return fail(code, err)
+			}
+		}
+	}
+	if n, ok := b.partitionCount(offsetsTopic); ok && transactionalID != "" {
+		idx := GroupOffsetsPartition(groupID, n)
+		if !b.txnOpenOn(offsetsTopic, idx, producerID) {
+			if err := b.verifyTxnPartition(transactionalID, producerID, producerEpoch, offsetsTopic, idx); err != nil {
+				var ke *kerr.Error
+				code := kerr.UnknownServerError.Code
+				if errors.As(err, &ke) {
+					code = ke.Code
+				}
+				return fail(code, err)
+			}
+		}
 	}
 	var got []int16
 	err := b.withGroupPartition(groupID, func(gp *groupPartition, t *GroupTable, now time.Time) (GroupOutput, error) {

@@ -88,7 +88,7 @@ func lastOffset(t testing.TB, records []byte) int64 {
 // index through two interleaved transactions, one aborted and one
 // committed, plain records between them and a third left open.
 func TestTxnLastStableOffset(t *testing.T) {
-	b := openBroker(t, Config{})
+	b := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	a, ae, _ := b.InitProducerID(nil, 0, -1, -1)
 	c, ce, _ := b.InitProducerID(nil, 0, -1, -1)
@@ -168,7 +168,7 @@ func TestTxnLastStableOffset(t *testing.T) {
 // TestTxnMarkerStored checks the marker as stored: Kafka's control batch,
 // which kmsg decodes as one.
 func TestTxnMarkerStored(t *testing.T) {
-	b := openBroker(t, Config{})
+	b := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	pid, epoch, _ := b.InitProducerID(nil, 0, -1, -1)
 	mustProduceTxn(t, b, "t", 0, buildBatch(txnSpec(1, pid, epoch, 0)))
@@ -207,7 +207,7 @@ func TestTxnMarkerStored(t *testing.T) {
 
 // TestTxnProduceAndMarkerChecks: the errors Kafka's partition answers.
 func TestTxnProduceAndMarkerChecks(t *testing.T) {
-	b := openBroker(t, Config{})
+	b := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	ctx := context.Background()
 	a, ae, _ := b.InitProducerID(nil, 0, -1, -1)
@@ -278,7 +278,7 @@ func TestTxnProduceAndMarkerChecks(t *testing.T) {
 // transactional batches with a transactional id are appended on every
 // partition (the coordinator's replacement brings its own tests).
 func TestTxnHookCalled(t *testing.T) {
-	b := openBroker(t, Config{})
+	b := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, b, "t", 2, nil)
 	pid, epoch, _ := b.InitProducerID(nil, 0, -1, -1)
 	for p := range int32(2) {
@@ -343,7 +343,7 @@ func copyOngoing(m map[int64]int64) map[int64]int64 {
 }
 
 func TestTxnScriptView(t *testing.T) {
-	b := openBroker(t, Config{})
+	b := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	txnScript(t, b, 7, 8)
 	v := viewOf(t, b)
@@ -367,7 +367,7 @@ func TestTxnScriptView(t *testing.T) {
 func TestTxnViewSurvivesRestart(t *testing.T) {
 	for _, crash := range []bool{false, true} {
 		t.Run(map[bool]string{false: "clean close", true: "crash"}[crash], func(t *testing.T) {
-			b := openBroker(t, Config{})
+			b := openBroker(t, Config{NoTxnVerification: true})
 			createTopic(t, b, "t", 1, nil)
 			mustProduceTxn(t, b, "t", 0, buildBatch(txnSpec(2, 7, 0, 0)))
 			mustProduceTxn(t, b, "t", 0, buildBatch(txnSpec(1, 8, 0, 0)))
@@ -386,7 +386,7 @@ func TestTxnViewSurvivesRestart(t *testing.T) {
 				dir := t.TempDir()
 				copyDir(t, b.cfg.DataDir, dir)
 				b.Close()
-				b = openBroker(t, Config{DataDir: dir})
+				b = openBroker(t, Config{DataDir: dir, NoTxnVerification: true})
 			} else {
 				b = reopen(t, b)
 				snap, err := loadSnapshot(func() string { p, _ := b.partition("t", 0); return p.statePath() }())
@@ -408,7 +408,7 @@ func TestTxnViewSurvivesRestart(t *testing.T) {
 // transactions whose marker is below the new log start, in memory and in
 // the state file, and keep one whose marker can still be fetched.
 func TestTxnIndexRetention(t *testing.T) {
-	b := openBroker(t, Config{SegmentBytes: 512})
+	b := openBroker(t, Config{SegmentBytes: 512, NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	// Producer 1: aborted at 0-1, marker 2. Producer 2: opens at 3,
 	// plain batches, aborted with its marker far later.
@@ -466,13 +466,13 @@ func TestTxnIndexRetention(t *testing.T) {
 // its replica reports (Appended) as the leader that wrote them, and serves
 // the same read_committed answers once it leads.
 func TestTxnFollowerView(t *testing.T) {
-	leader := openBroker(t, Config{})
+	leader := openBroker(t, Config{NoTxnVerification: true})
 	createTopic(t, leader, "t", 1, nil)
 	txnScript(t, leader, 7, 8)
 	want := viewOf(t, leader)
 
 	repl := &localReplication{replicas: map[string]*localReplica{}}
-	f := openBroker(t, Config{NodeID: 1, Replication: repl})
+	f := openBroker(t, Config{NodeID: 1, Replication: repl, NoTxnVerification: true})
 	createTopic(t, f, "t", 1, nil)
 	rep := repl.replicas["t"]
 	rep.lead(2, 1)
@@ -502,7 +502,7 @@ func TestTxnFollowerView(t *testing.T) {
 // offset back, and a truncation that cuts the marker reopens it.
 func TestTxnMarkerUncommitted(t *testing.T) {
 	repl := &localReplication{replicas: map[string]*localReplica{}}
-	b := openBroker(t, Config{NodeID: 1, Replication: repl})
+	b := openBroker(t, Config{NodeID: 1, Replication: repl, NoTxnVerification: true})
 	createTopic(t, b, "t", 1, nil)
 	rep := repl.replicas["t"]
 	rep.lead(2, 1)
