@@ -220,6 +220,10 @@ func (tp *txnPartition) available(txnID string) (*TxnTable, error) {
 		return nil, fmt.Errorf("transactional id %q: %s-%d unreadable (%v): %w", txnID, txnTopic, tp.index, err, kerr.CoordinatorNotAvailable)
 	}
 	tp.epoch = epoch
+	tp.maybeCompact()
+	if tp.table == nil {
+		return nil, errTxnNotCoordinator(txnID, fmt.Errorf("%s-%d: compaction failed", txnTopic, tp.index))
+	}
 	for _, m := range tp.table.PendingMarkers() {
 		tp.sendMarkers(m) // the previous coordinator's unfinished transactions
 	}
@@ -296,6 +300,9 @@ func (tp *txnPartition) settle(out TxnOutput) error {
 	}
 	for _, m := range out.Markers {
 		tp.sendMarkers(m)
+	}
+	if len(out.Records) > 0 {
+		tp.maybeCompact()
 	}
 	return nil
 }
@@ -405,4 +412,62 @@ func (c *txnCoordinator) writeMarkers(m TxnMarkers, serving func() bool) bool {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Compaction of __transaction_state: the table holds every live
+// transactional id, so a partition whose log has grown well past them is
+// compacted by writing the table's records again at the end of the log and
+// moving the log start past the old ones (DeleteRecords, replicated in a
+// cluster), as the group coordinator compacts __consumer_offsets.
+const (
+	txnCompactMinRecords = 1000
+	txnCompactRatio      = 4
+)
+
+// maybeCompact compacts when the records since the log start exceed
+// txnCompactRatio times the live ids (and txnCompactMinRecords). Caller
+// holds mu with the table loaded.
+func (tp *txnPartition) maybeCompact() {
+	p := tp.p
+	records := p.highWatermark.Load() - p.logStartOffset.Load()
+	if records < max(txnCompactMinRecords, txnCompactRatio*int64(tp.table.Len())) {
+		return
+	}
+	if err := tp.compact(); err != nil {
+		tp.c.b.logger.Warn().Err(err).Int32("partition", tp.index).Msg("compact " + txnTopic)
+	}
+}
+
+// compact writes every live id's record and drops everything before them.
+// Caller holds mu.
+func (tp *txnPartition) compact() error {
+	p := tp.p
+	ids := tp.table.List(nil, nil)
+	before := p.highWatermark.Load() - p.logStartOffset.Load()
+	start := int64(-1)
+	now := time.Now().UnixMilli()
+	for chunk := range slices.Chunk(ids, 500) {
+		recs := make([]groupLogRecord, len(chunk))
+		for i := range chunk {
+			r := EncodeTxnRecord(&chunk[i])
+			recs[i] = groupLogRecord{key: r.Key, value: r.Value}
+		}
+		base, err := p.appendInternal(encodeGroupBatch(recs, now))
+		if err != nil {
+			tp.drop()
+			return err
+		}
+		if start < 0 {
+			start = base
+		}
+	}
+	if start < 0 {
+		start = p.highWatermark.Load() // no live ids: drop everything
+	}
+	if _, err := p.deleteRecords(start); err != nil {
+		return err
+	}
+	tp.c.b.logger.Info().Int32("partition", tp.index).Int64("records_before", before).Int("records_after", len(ids)).
+		Msg("compacted " + txnTopic)
+	return nil
 }
