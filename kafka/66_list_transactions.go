@@ -31,14 +31,14 @@ import (
 func (s *Server) handleListTransactions(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.ListTransactionsRequest)
 	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
-	var idPattern *regexp.Regexp
+	var idMatches func(string) bool
 	if req.Version >= 2 && req.TransactionalIDPattern != nil && *req.TransactionalIDPattern != "" {
-		re, err := wholeMatch(*req.TransactionalIDPattern)
+		m, err := wholeMatch(*req.TransactionalIDPattern)
 		if err != nil {
 			resp.ErrorCode = s.counted(kerr.InvalidRegularExpression.Code)
 			return resp
 		}
-		idPattern = re
+		idMatches = m
 	}
 	for _, f := range req.StateFilters {
 		if _, ok := broker.ParseTxnState(f); !ok {
@@ -58,7 +58,7 @@ func (s *Server) handleListTransactions(_ context.Context, r *request) kmsg.Resp
 		if cutoff >= 0 && (t.StartMs <= 0 || t.StartMs > cutoff) {
 			continue
 		}
-		if idPattern != nil && !idPattern.MatchString(t.TransactionalID) {
+		if idMatches != nil && !idMatches(t.TransactionalID) {
 			continue
 		}
 		st := kmsg.NewListTransactionsResponseTransactionState()
@@ -69,12 +69,21 @@ func (s *Server) handleListTransactions(_ context.Context, r *request) kmsg.Resp
 }
 
 // wholeMatch compiles a pattern that must match a whole string, as Java's
-// Matcher.matches() requires.
-func wholeMatch(pattern string) (*regexp.Regexp, error) {
-	if _, err := regexp.Compile(pattern); err != nil {
-		return nil, err // judged alone: "a)|(b" must not compile as ^(?:a)|(b)$
+// Matcher.matches() requires. A string is matched whole exactly when the
+// leftmost-longest match in it starts at 0 and ends at its end (if a match
+// spans it, the leftmost match starts at 0 and the longest from there is
+// all of it). Wrapping the text in ^(?:...)$ instead would be wrong for
+// patterns such as `\Q...` (quoted to the end) or "a)|(b".
+func wholeMatch(pattern string) (func(string) bool, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, err
 	}
-	return regexp.Compile(`^(?:` + pattern + `)$`)
+	re.Longest()
+	return func(s string) bool {
+		loc := re.FindStringIndex(s)
+		return loc != nil && loc[0] == 0 && loc[1] == len(s)
+	}, nil
 }
 
 func failListTransactions(kreq kmsg.Request, code int16) kmsg.Response {
