@@ -173,26 +173,34 @@ func (b *Broker) AddOffsetsToTxn(txnID string, producerID int64, epoch int16, gr
 
 // EndTxn commits or aborts the ongoing transaction of txnID: it returns
 // once the decision is durable (the markers are written afterwards, as
-// Kafka does).
-func (b *Broker) EndTxn(txnID string, producerID int64, epoch int16, commit bool) error {
+// Kafka does). bumpEpoch is EndTxn v5+ (KIP-890 part 2, transaction
+// version 2), which Kafka serves by the request's version alone: the
+// coordinator bumps the producer's epoch with the decision (and, once the
+// epoch runs out, gives it a new producer id) and the producer continues
+// with nextPID and nextEpoch. Without bumpEpoch they are -1.
+func (b *Broker) EndTxn(txnID string, producerID int64, epoch int16, commit, bumpEpoch bool) (nextPID int64, nextEpoch int16, err error) {
 	c, err := b.txnCoord()
 	if err != nil {
-		return err
+		return -1, -1, err
 	}
 	var code int16
+	nextPID, nextEpoch = -1, -1
 	err = c.call(txnID, func(t *TxnTable, now time.Time) TxnOutput {
 		var out TxnOutput
-		_, _, code, out = t.EndTxn(now, txnID, producerID, epoch, commit, false)
+		nextPID, nextEpoch, code, out = t.EndTxn(now, txnID, producerID, epoch, commit, bumpEpoch)
 		return out
 	})
 	if err != nil {
-		return err
+		return -1, -1, err
 	}
 	what := "abort"
 	if commit {
 		what = "commit"
 	}
-	return txnCodeErr(code, "%s transaction %q", what, txnID)
+	if err := txnCodeErr(code, "%s transaction %q", what, txnID); err != nil {
+		return -1, -1, err
+	}
+	return nextPID, nextEpoch, nil
 }
 
 // DescribeTransactions describes the transactional ids this node
@@ -344,28 +352,77 @@ func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16,
 	if b.cfg.NoTxnVerification {
 		return nil
 	}
-	part := []TxnTopicPartition{{Topic: topic, Partition: partition}}
-	c, err := b.txnCoord()
-	if err != nil {
-		return err
-	}
-	idx, err := c.partitionIndex(txnID)
-	if err != nil {
-		return err
-	}
-	var codes []int16
-	if leader, _, lerr := b.PartitionLeader(txnTopic, idx); lerr == nil && leader == b.cfg.NodeID {
-		codes, err = b.AddPartitionsToTxn(txnID, producerID, epoch, part, true)
-	} else {
-		codes, err = b.remoteVerify(txnID, producerID, epoch, topic, partition, idx)
-	}
+	code, err := b.txnPartitionVia(txnID, producerID, epoch, topic, partition, true)
 	if err != nil {
 		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, err)
 	}
-	if len(codes) != 1 {
-		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, kerr.UnknownServerError)
+	return txnCodeErr(code, "%s-%d is not in transaction %q", topic, partition, txnID)
+}
+
+// AddTxnOffsetsPartition is what a TxnOffsetCommit v5+ does before its
+// offsets are written (KIP-890 part 2: "the TxnOffsetCommit request will
+// also include the function for a AddOffsetsToTxn call"): the group's
+// __consumer_offsets partition joins the producer's transaction on the
+// transactional id's coordinator, this node or another, so that the
+// transaction's marker reaches the offsets. It is a no-op for a partition
+// already in the transaction (a client that sent AddOffsetsToTxn too).
+//
+// Errors are the ones the group coordinator's client gets in Kafka
+// (AddPartitionsToTxnManager, then the group coordinator's
+// normalisation): the transaction coordinator unavailable, elsewhere or
+// loading is COORDINATOR_NOT_AVAILABLE (the client retries), and
+// PRODUCER_FENCED is INVALID_PRODUCER_EPOCH; the others are the
+// coordinator's (INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS,
+// INVALID_TXN_STATE, ...).
+func (b *Broker) AddTxnOffsetsPartition(txnID string, producerID int64, epoch int16, groupID string) error {
+	if groupID == "" {
+		return fmt.Errorf("add the offsets of an empty group id to transaction %q: %w", txnID, kerr.InvalidGroupID)
 	}
-	return txnCodeErr(codes[0], "%s-%d is not in transaction %q", topic, partition, txnID)
+	n, ok := b.partitionCount(offsetsTopic)
+	if !ok {
+		return fmt.Errorf("add offsets of group %q to transaction %q: %s does not exist yet: %w", groupID, txnID, offsetsTopic, kerr.CoordinatorNotAvailable)
+	}
+	partition := GroupOffsetsPartition(groupID, n)
+	code, err := b.txnPartitionVia(txnID, producerID, epoch, offsetsTopic, partition, false)
+	if err != nil {
+		return fmt.Errorf("add offsets of group %q to transaction %q: %w: %w", groupID, txnID, kerr.CoordinatorNotAvailable, err)
+	}
+	switch code {
+	case kerr.NotCoordinator.Code, kerr.CoordinatorLoadInProgress.Code, kerr.CoordinatorNotAvailable.Code:
+		code = kerr.CoordinatorNotAvailable.Code
+	case kerr.ProducerFenced.Code:
+		code = kerr.InvalidProducerEpoch.Code
+	}
+	return txnCodeErr(code, "add offsets of group %q to transaction %q", groupID, txnID)
+}
+
+// txnPartitionVia adds a partition to txnID's ongoing transaction or, with
+// verifyOnly, checks that it is in it, on the id's coordinator: this
+// node's table, or another node's AddPartitionsToTxn v4+. It returns the
+// partition's code; an error means the coordinator did not answer it.
+func (b *Broker) txnPartitionVia(txnID string, producerID int64, epoch int16, topic string, partition int32, verifyOnly bool) (int16, error) {
+	part := []TxnTopicPartition{{Topic: topic, Partition: partition}}
+	c, err := b.txnCoord()
+	if err != nil {
+		return 0, err
+	}
+	idx, err := c.partitionIndex(txnID)
+	if err != nil {
+		return 0, err
+	}
+	var codes []int16
+	if leader, _, lerr := b.PartitionLeader(txnTopic, idx); lerr == nil && leader == b.cfg.NodeID {
+		codes, err = b.AddPartitionsToTxn(txnID, producerID, epoch, part, verifyOnly)
+	} else {
+		codes, err = b.remoteAddPartition(txnID, producerID, epoch, topic, partition, idx, verifyOnly)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(codes) != 1 {
+		return 0, fmt.Errorf("%d answers for one partition: %w", len(codes), kerr.UnknownServerError)
+	}
+	return codes[0], nil
 }
 
 // txnOpenOn reports whether a partition's view holds an open transaction
@@ -381,9 +438,10 @@ func (b *Broker) txnOpenOn(topic string, partition int32, producerID int64) bool
 	return open
 }
 
-// remoteVerify asks the coordinator node of txnID (AddPartitionsToTxn v4+,
-// verify only).
-func (b *Broker) remoteVerify(txnID string, producerID int64, epoch int16, topic string, partition, idx int32) ([]int16, error) {
+// remoteAddPartition asks the coordinator node of txnID (AddPartitionsToTxn
+// v4+, the form between brokers) to add a partition or, verifyOnly, to
+// check that it is in the transaction.
+func (b *Broker) remoteAddPartition(txnID string, producerID int64, epoch int16, topic string, partition, idx int32, verifyOnly bool) ([]int16, error) {
 	if b.cfg.Peers == nil {
 		return nil, fmt.Errorf("no coordinator here: %w", kerr.NotCoordinator)
 	}
@@ -401,7 +459,7 @@ func (b *Broker) remoteVerify(txnID string, producerID int64, epoch int16, topic
 		req := kmsg.NewPtrAddPartitionsToTxnRequest()
 		req.Version = 4
 		tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
-		tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = txnID, producerID, epoch, true
+		tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = txnID, producerID, epoch, verifyOnly
 		t := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
 		t.Topic, t.Partitions = topic, []int32{partition}
 		tx.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{t}

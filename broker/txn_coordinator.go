@@ -85,8 +85,10 @@ type txnPartition struct {
 
 func newTxnCoordinator(b *Broker) *txnCoordinator {
 	return &txnCoordinator{
-		b:     b,
-		cfg:   TxnConfig{MaxTimeout: b.cfg.TxnMaxTimeout, IDExpiration: b.cfg.TxnIDExpiration},
+		b: b,
+		// NewProducerID: an EndTxn v5+ whose epoch ran out continues the
+		// transactional id with a new producer id (KIP-890 part 2).
+		cfg:   TxnConfig{MaxTimeout: b.cfg.TxnMaxTimeout, IDExpiration: b.cfg.TxnIDExpiration, NewProducerID: b.allocateProducerID},
 		parts: make(map[int32]*txnPartition),
 		stop:  make(chan struct{}),
 	}

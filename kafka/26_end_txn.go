@@ -6,7 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// EndTxn: v0-4
+// EndTxn: v0-5
 //
 // Behaviour: commits (Commit true) or aborts the producer's ongoing
 // transaction on its coordinator. The answer comes once the decision is
@@ -16,15 +16,31 @@ import (
 // A retry of a finished commit or abort answers NONE; the other outcome
 // INVALID_TXN_STATE; fencing errors as AddPartitionsToTxn.
 //
-// Version notes: v3 flexible; v4 new error code (KIP-890). v5 (the epoch
-// bumped on every transaction, KIP-890 part 2) is not advertised: clients
-// keep the transaction protocol of version 1.
+// Version notes:
+//   - v3: flexible; v4: new error code TRANSACTION_ABORTABLE (KIP-890)
+//   - v5 (KIP-890 part 2, transaction version 2): the coordinator bumps the
+//     producer's epoch with every EndTxn (the markers carry the new epoch)
+//     and answers the ProducerID and ProducerEpoch the producer continues
+//     with: the same id at epoch+1, or a new id at epoch 0 once the epoch
+//     ran out. A retry is recognised by its epoch being one behind and
+//     gets the same answer. An abort with nothing added succeeds (bumping
+//     the epoch). As in Kafka, the version alone selects this protocol;
+//     Chronik advertises no transaction.version feature, so clients stay
+//     on v4 (franz-go and the Java client use v5 only with
+//     transaction.version 2), but a v5 request is answered as Kafka does.
+//     On an error ProducerID and ProducerEpoch are -1.
 
 func (s *Server) handleEndTxn(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.EndTxnRequest)
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-	if err := s.b.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit); err != nil {
+	bump := req.Version >= 5
+	pid, epoch, err := s.b.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, bump)
+	if err != nil {
 		resp.ErrorCode = s.codeOf(err, "end transaction")
+		return resp
+	}
+	if bump {
+		resp.ProducerID, resp.ProducerEpoch = pid, epoch
 	}
 	return resp
 }

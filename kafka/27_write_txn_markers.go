@@ -6,7 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// WriteTxnMarkers: v0-1
+// WriteTxnMarkers: v1-2
 //
 // Behaviour (between brokers): a transaction coordinator on another node
 // writes commit/abort markers into partitions this node leads. Each
@@ -16,7 +16,14 @@ import (
 // __consumer_offsets also makes the transaction's offset commits visible
 // (commit) or drops them (abort).
 //
-// Version notes: v1 flexible. v2 (TransactionVersion) is not advertised.
+// Version notes:
+//   - v0 is below the Kafka 4.0 floor (KIP-896); v1 flexible.
+//   - v2 (KIP-1228): each marker's TransactionVersion (0/1 the classic
+//     protocol, 2 KIP-890 part 2). It is accepted and ignored: the marker
+//     written is the same, and its epoch is checked as for every marker
+//     (not older than the producer's). Kafka 4.2 also uses it to refuse a
+//     version 2 marker whose epoch is not above the producer's; Chronik
+//     does not make that stricter check.
 
 func (s *Server) handleWriteTxnMarkers(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.WriteTxnMarkersRequest)

@@ -6,7 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// DescribeProducers: v0
+// DescribeProducers: v0-0
 //
 // Behaviour: the active idempotent and transactional producers of each
 // partition this node leads, from the partition's producer states: id,

@@ -6,7 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// DescribeTransactions: v0
+// DescribeTransactions: v0-0
 //
 // Behaviour: each transactional id's state as its coordinator holds it
 // (state name, timeout, start time, producer id and epoch, partitions);

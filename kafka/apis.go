@@ -88,9 +88,9 @@ func init() {
 		{key: 23, name: "OffsetForLeaderEpoch", min: 2, max: 4, handle: (*Server).handleOffsetForLeaderEpoch, fail: failOffsetForLeaderEpoch},
 		{key: 24, name: "AddPartitionsToTxn", min: 0, max: 5, handle: (*Server).handleAddPartitionsToTxn, fail: failAddPartitionsToTxn},
 		{key: 25, name: "AddOffsetsToTxn", min: 0, max: 4, handle: (*Server).handleAddOffsetsToTxn, fail: failAddOffsetsToTxn},
-		{key: 26, name: "EndTxn", min: 0, max: 4, handle: (*Server).handleEndTxn, fail: failEndTxn},
-		{key: 27, name: "WriteTxnMarkers", min: 0, max: 1, handle: (*Server).handleWriteTxnMarkers, fail: failWriteTxnMarkers},
-		{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit},
+		{key: 26, name: "EndTxn", min: 0, max: 5, handle: (*Server).handleEndTxn, fail: failEndTxn},
+		{key: 27, name: "WriteTxnMarkers", min: 1, max: 2, handle: (*Server).handleWriteTxnMarkers, fail: failWriteTxnMarkers},
+		{key: 28, name: "TxnOffsetCommit", min: 0, max: 6, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit},
 		{key: 32, name: "DescribeConfigs", min: 1, max: 4, handle: (*Server).handleDescribeConfigs, fail: failDescribeConfigs},
 		{key: 33, name: "AlterConfigs", min: 0, max: 2, handle: (*Server).handleAlterConfigs, fail: failAlterConfigs},
 		{key: 35, name: "DescribeLogDirs", min: 1, max: 5, handle: (*Server).handleDescribeLogDirs, fail: failDescribeLogDirs},
@@ -102,7 +102,7 @@ func init() {
 		{key: 61, name: "DescribeProducers", min: 0, max: 0, handle: (*Server).handleDescribeProducers, fail: failDescribeProducers},
 		{key: 64, name: "UnregisterBroker", min: 0, max: 0, handle: (*Server).handleUnregisterBroker, fail: failUnregisterBroker},
 		{key: 65, name: "DescribeTransactions", min: 0, max: 0, handle: (*Server).handleDescribeTransactions, fail: failDescribeTransactions},
-		{key: 66, name: "ListTransactions", min: 0, max: 1, handle: (*Server).handleListTransactions, fail: failListTransactions},
+		{key: 66, name: "ListTransactions", min: 0, max: 2, handle: (*Server).handleListTransactions, fail: failListTransactions},
 	}
 	for i := range apis {
 		a := &apis[i]

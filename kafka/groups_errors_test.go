@@ -389,9 +389,13 @@ func TestGroupAdminErrors(t *testing.T) {
 				t.Fatalf("coordinator %d: %+v", i, c)
 			}
 		}
-		req.CoordinatorType = 1
-		for _, c := range rc.roundTrip(req).(*kmsg.FindCoordinatorResponse).Coordinators {
-			wantErr(t, "transaction coordinator", c.ErrorCode, kerr.TransactionalIDAuthorizationFailed)
+		req.CoordinatorType = 1 // transactional ids: "" is INVALID_REQUEST
+		for i, c := range rc.roundTrip(req).(*kmsg.FindCoordinatorResponse).Coordinators {
+			if req.CoordinatorKeys[i] == "" {
+				wantErr(t, "transaction coordinator of an empty id", c.ErrorCode, kerr.InvalidRequest)
+			} else if c.Key != req.CoordinatorKeys[i] || c.ErrorCode != 0 || c.NodeID != 0 || c.Port != e.b.Config().AdvertisedPort {
+				t.Fatalf("transaction coordinator %d: %+v", i, c)
+			}
 		}
 		req.CoordinatorType = 2
 		for _, c := range rc.roundTrip(req).(*kmsg.FindCoordinatorResponse).Coordinators {
@@ -400,7 +404,9 @@ func TestGroupAdminErrors(t *testing.T) {
 		old := kmsg.NewPtrFindCoordinatorRequest()
 		old.SetVersion(1)
 		old.CoordinatorKey, old.CoordinatorType = "tx", 1
-		wantErr(t, "v1 transaction coordinator", rc.roundTrip(old).(*kmsg.FindCoordinatorResponse).ErrorCode, kerr.TransactionalIDAuthorizationFailed)
+		if resp := rc.roundTrip(old).(*kmsg.FindCoordinatorResponse); resp.ErrorCode != 0 || resp.NodeID != 0 || resp.Port != e.b.Config().AdvertisedPort {
+			t.Fatalf("v1 transaction coordinator: %v node %d port %d", kerr.ErrorForCode(resp.ErrorCode), resp.NodeID, resp.Port)
+		}
 	})
 
 	t.Run("OffsetFetch multi-group", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/broker"
 )
 
 // txnTestBatch is a transactional batch of one producer: makeBatch's with
@@ -80,12 +82,19 @@ func TestReadCommittedEndToEnd(t *testing.T) {
 	e := startEnv(t)
 	e.createTopic("txn", 1, nil)
 	rc := e.dial()
+	tid := "txn-e2e"
 	init := kmsg.NewPtrInitProducerIDRequest()
 	init.SetVersion(4)
+	init.TransactionalID, init.TransactionTimeoutMillis = &tid, txnTestTimeoutMs
 	ir := rc.roundTrip(init).(*kmsg.InitProducerIDResponse)
 	wantCode(t, "init producer id", ir.ErrorCode)
 	pid, epoch := ir.ProducerID, ir.ProducerEpoch
-	tid := "txn-e2e"
+	// The partition is in the producer's transaction as far as the
+	// coordinator knows (it verifies the first transactional write of each
+	// transaction, KIP-890); the markers below are written directly.
+	if codes, err := e.b.AddPartitionsToTxn(tid, pid, epoch, []broker.TxnTopicPartition{{Topic: "txn", Partition: 0}}, false); err != nil || codes[0] != 0 {
+		t.Fatalf("add txn-0 to the transaction: %v %v", codes, err)
+	}
 	produce := func(what string, records []byte, txn bool) int64 {
 		t.Helper()
 		req := produceRequest("txn", 0, records)

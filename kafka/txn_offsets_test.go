@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,25 +13,7 @@ import (
 	"github.com/chronik-stream/chronik/broker"
 )
 
-// txnOffsetCommitAPI is the table entry 28_txn_offset_commit.go documents.
-var txnOffsetCommitAPI = api{key: 28, name: "TxnOffsetCommit", min: 0, max: 4, handle: (*Server).handleTxnOffsetCommit, fail: failTxnOffsetCommit}
-
-// Until the table lists TxnOffsetCommit (the transactional APIs are added
-// to it together), the tests' servers answer it anyway, without
-// advertising it: so that its file's header is checked against this entry
-// (TestVersionCommentsMatchTable) and its handler is reachable over TCP.
-// Once the table has it, the table's entry is used, and the version case
-// joins TestEveryAdvertisedVersion.
-func init() {
-	versionCases[28] = txnOffsetCommitVersionCase
-	if apiByKey[28] == nil {
-		a := txnOffsetCommitAPI
-		if a.max > kmsg.NewPtrTxnOffsetCommitRequest().MaxVersion() {
-			panic("TxnOffsetCommit entry out of kmsg's range")
-		}
-		apiByKey[28] = &a
-	}
-}
+func init() { versionCases[28] = txnOffsetCommitVersionCase }
 
 func txnOffsetCommitRequest(group string, producerID int64, topic string, offsets ...int64) *kmsg.TxnOffsetCommitRequest {
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
@@ -46,13 +29,30 @@ func txnOffsetCommitRequest(group string, producerID int64, topic string, offset
 	return req
 }
 
+// txnOffsetCommitVersionCase commits an offset in a transaction: pending
+// (invisible, unstable) until the transaction commits, then the group's.
+// Below v5 the producer adds the group's offsets with AddOffsetsToTxn
+// first, as clients do; v5+ adds them itself. v6 names the topic by id.
 func txnOffsetCommitVersionCase(t *testing.T, e *testEnv, v int16) (kmsg.Request, func(kmsg.Response)) {
 	group := fmt.Sprintf("txn-commit-v%d", v)
-	req := txnOffsetCommitRequest(group, 1000+int64(v), "v", 5)
+	id := "tx-" + group
+	pid, epoch := initTxn(t, e, id)
+	if v < 5 {
+		if err := e.b.AddOffsetsToTxn(id, pid, epoch, group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info := ensureTopic(t, e, "v")
+	req := txnOffsetCommitRequest(group, pid, "v", 5)
+	req.ProducerEpoch = epoch
+	req.Topics[0].TopicID = info.ID
 	return req, func(r kmsg.Response) {
 		resp := r.(*kmsg.TxnOffsetCommitResponse)
-		if len(resp.Topics) != 1 || resp.Topics[0].Topic != "v" || len(resp.Topics[0].Partitions) != 1 {
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 			t.Fatalf("response %+v", resp)
+		}
+		if v < 6 && resp.Topics[0].Topic != "v" || v >= 6 && resp.Topics[0].TopicID != info.ID {
+			t.Fatalf("topic %q %x, want v %x", resp.Topics[0].Topic, resp.Topics[0].TopicID, info.ID)
 		}
 		wantCode(t, "txn offset commit", resp.Topics[0].Partitions[0].ErrorCode)
 		// Pending until the transaction's marker: invisible, unstable.
@@ -63,6 +63,14 @@ func txnOffsetCommitVersionCase(t *testing.T, e *testEnv, v int16) (kmsg.Request
 		if err != nil || offs[0].ErrorCode != kerr.UnstableOffsetCommit.Code {
 			t.Fatalf("stable fetch of a pending offset: %+v %v", offs, err)
 		}
+		want := offsetsPartitionOf(t, e, group)
+		if d := describeTxn(t, e, id); d.State != broker.TxnOngoing || !slices.Equal(d.Partitions, []broker.TxnTopicPartition{want}) {
+			t.Fatalf("transaction %s with %v, want Ongoing with %v", d.State, d.Partitions, want)
+		}
+		if _, _, err := e.b.EndTxn(id, pid, epoch, true, false); err != nil {
+			t.Fatal(err)
+		}
+		waitUntilTxn(t, "the committed offset", func() bool { return committed(t, e, group, "v", 0) == 5 })
 	}
 }
 
@@ -79,27 +87,38 @@ func TestTxnOffsetCommitVersions(t *testing.T) {
 			check(rc.roundTrip(req))
 		})
 	}
-	t.Run("failure answers", func(t *testing.T) {
-		req := txnOffsetCommitRequest("g", 1, "v", 1, 2)
-		for v := int16(0); v <= req.MaxVersion(); v++ {
-			req.SetVersion(v)
-			resp := failTxnOffsetCommit(req, kerr.UnknownServerError.Code)
-			back := req.ResponseKind()
-			if err := back.ReadFrom(resp.AppendTo(nil)); err != nil {
-				t.Fatalf("v%d: %v", v, err)
-			}
-			if codes := errorCodes(back); len(codes) != 2 || codes[0] != kerr.UnknownServerError.Code || codes[1] != kerr.UnknownServerError.Code {
-				t.Fatalf("v%d: codes %v", v, codes)
-			}
+}
+
+// TestTxnOffsetCommitCodeByVersion: the codes a version cannot carry are
+// answered as Kafka maps them.
+func TestTxnOffsetCommitCodeByVersion(t *testing.T) {
+	missing, present := func() bool { return true }, func() bool { return false }
+	tests := []struct {
+		v, code int16
+		missing func() bool
+		want    int16
+	}{
+		{1, kerr.CoordinatorLoadInProgress.Code, missing, kerr.CoordinatorNotAvailable.Code},
+		{2, kerr.CoordinatorLoadInProgress.Code, missing, kerr.CoordinatorLoadInProgress.Code},
+		{3, kerr.TransactionAbortable.Code, missing, kerr.InvalidTxnState.Code},
+		{4, kerr.TransactionAbortable.Code, missing, kerr.TransactionAbortable.Code},
+		{5, kerr.IllegalGeneration.Code, missing, kerr.IllegalGeneration.Code},
+		{6, kerr.IllegalGeneration.Code, missing, kerr.GroupIDNotFound.Code},
+		{6, kerr.IllegalGeneration.Code, present, kerr.IllegalGeneration.Code},
+		{6, 0, missing, 0},
+	}
+	for _, tt := range tests {
+		if got := txnOffsetCommitCode(tt.v, tt.code, tt.missing); got != tt.want {
+			t.Errorf("v%d %v: %v, want %v", tt.v, kerr.ErrorForCode(tt.code), kerr.ErrorForCode(got), kerr.ErrorForCode(tt.want))
 		}
-	})
+	}
 }
 
 // TestTxnOffsetCommitErrors: the Kafka codes of bad TxnOffsetCommits
 // over TCP, and RequireStable in OffsetFetch.
 func TestTxnOffsetCommitErrors(t *testing.T) {
 	e := startEnv(t)
-	e.createTopic("v", 2, nil)
+	info := e.createTopic("v", 2, nil)
 	memberID, gen := stableGroup(t, e, "members")
 	codesOf := func(resp kmsg.Response) []int16 {
 		var codes []int16
@@ -150,6 +169,71 @@ func TestTxnOffsetCommitErrors(t *testing.T) {
 			}
 		})
 	}
+	// v5+ add the group's offsets to the transaction first (its errors
+	// answer every partition); v6 names topics by id and tells a missing
+	// group from a stale generation.
+	vtests := []struct {
+		name string
+		v    int16
+		req  func(t *testing.T) *kmsg.TxnOffsetCommitRequest
+		want []int16
+	}{
+		{"unknown transactional producer", 5, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			return txnOffsetCommitRequest("g5", 12345, "v", 1, 2)
+		}, []int16{kerr.InvalidProducerIDMapping.Code, kerr.InvalidProducerIDMapping.Code}},
+		{"fenced epoch", 5, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			initTxn(t, e, "tx-fenced")
+			pid, epoch := initTxn(t, e, "tx-fenced")
+			r := txnOffsetCommitRequest("fenced", pid, "v", 1)
+			r.ProducerEpoch = epoch - 1
+			return r
+		}, []int16{kerr.InvalidProducerEpoch.Code}},
+		{"unknown partition, the others committed", 5, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			pid, _ := initTxn(t, e, "tx-parts")
+			return txnOffsetCommitRequest("parts", pid, "v", 1, 2, 3)
+		}, []int16{0, 0, kerr.UnknownTopicOrPartition.Code}},
+		{"a generation for a group that does not exist", 5, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			pid, _ := initTxn(t, e, "tx-nogroup5")
+			r := txnOffsetCommitRequest("nogroup5", pid, "v", 1)
+			r.Generation, r.MemberID = 3, "m"
+			return r
+		}, []int16{kerr.IllegalGeneration.Code}},
+		{"a generation for a group that does not exist", 6, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			pid, _ := initTxn(t, e, "tx-nogroup6")
+			r := txnOffsetCommitRequest("nogroup6", pid, "v", 1)
+			r.Topics[0].TopicID = info.ID
+			r.Generation, r.MemberID = 3, "m"
+			return r
+		}, []int16{kerr.GroupIDNotFound.Code}},
+		{"an old generation of a group", 6, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			pid, _ := initTxn(t, e, "tx-members")
+			r := txnOffsetCommitRequest("members", pid, "v", 1)
+			r.Topics[0].TopicID = info.ID
+			r.Generation, r.MemberID = gen-1, memberID
+			return r
+		}, []int16{kerr.IllegalGeneration.Code}},
+		{"topics by id, one unknown", 6, func(t *testing.T) *kmsg.TxnOffsetCommitRequest {
+			pid, _ := initTxn(t, e, "tx-ids")
+			r := txnOffsetCommitRequest("ids", pid, "v", 1)
+			r.Topics[0].Topic, r.Topics[0].TopicID = "", info.ID
+			unknown := r.Topics[0]
+			unknown.TopicID = [16]byte{1, 2, 3}
+			r.Topics = append(r.Topics, unknown)
+			return r
+		}, []int16{0, kerr.UnknownTopicID.Code}},
+	}
+	for _, tt := range vtests {
+		t.Run(fmt.Sprintf("%s (v%d)", tt.name, tt.v), func(t *testing.T) {
+			req := tt.req(t)
+			req.SetVersion(tt.v)
+			rc := e.dial()
+			rc.t = t
+			if got := codesOf(rc.roundTrip(req)); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("codes %v, want %v", got, tt.want)
+			}
+		})
+	}
+
 	// v0-v2 carry no member fields: the member check is skipped, even if
 	// the struct holds some.
 	req := txnOffsetCommitRequest("members", 3, "v", 8, 9)
@@ -205,7 +289,8 @@ func TestTxnOffsetCommitErrors(t *testing.T) {
 // version through the server's decode and dispatch path, as FuzzRequest
 // does for the seeds of the APIs in the table.
 func FuzzTxnOffsetCommitRequest(f *testing.F) {
-	for v := txnOffsetCommitAPI.min; v <= txnOffsetCommitAPI.max; v++ {
+	a := lookupAPI(28)
+	for v := a.min; v <= a.max; v++ {
 		req := txnOffsetCommitRequest("fuzz-group", 5, "fuzz", 1, 2)
 		req.SetVersion(v)
 		req.Generation, req.MemberID = -1, ""

@@ -20,6 +20,9 @@ var kafka40Floor = map[int16]int16{
 	0: 3, 1: 4, 2: 1, 3: 0, 8: 2, 9: 1, 10: 0, 11: 2, 12: 0, 13: 0, 14: 0, 15: 0, 16: 0,
 	18: 0, 19: 2, 20: 1, 21: 0, 22: 0, 23: 2, 32: 1, 33: 0, 35: 1, 37: 0, 42: 0, 44: 0,
 	47: 0, 60: 0, 64: 0,
+	// The transactional APIs (Kafka 4.0's <Name>Request.json "validVersions"):
+	// KIP-896 removed only WriteTxnMarkers v0.
+	24: 0, 25: 0, 26: 0, 27: 1, 28: 0, 61: 0, 65: 0, 66: 0,
 }
 
 func TestAPITableMatchesKafkaFloorAndKmsg(t *testing.T) {

@@ -1,0 +1,95 @@
+package broker
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TestEndTxnBumpRunsOutOfEpochs: an EndTxn v5 (bumpEpoch) of a producer at
+// the last epoch it may bump from continues the transactional id with a
+// producer id from the broker's allocator (TxnConfig.NewProducerID) at
+// epoch 0; a retry gets the same answer, the id is one no other producer
+// gets, and the table rebuilt from the log after a restart agrees.
+func TestEndTxnBumpRunsOutOfEpochs(t *testing.T) {
+	b := openBroker(t, Config{})
+	const id = "exhausted"
+	txnID := id
+	pid, _, err := b.InitProducerID(&txnID, 60_000, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if the producer had been initialised 32766 times: the record is
+	// written, so the log agrees with the table.
+	last := int16(txnmMaxEpoch - 1)
+	c, err := b.txnCoord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.call(id, func(tt *TxnTable, _ time.Time) TxnOutput {
+		var out TxnOutput
+		e := tt.entries[id]
+		n := e.m
+		n.ProducerEpoch = last
+		tt.set(e, n, &out)
+		return out
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An abort with nothing added bumps the epoch too (transaction version 2).
+	next, epoch, err := b.EndTxn(id, pid, last, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next < 0 || next == pid || epoch != 0 {
+		t.Fatalf("after the last epoch: producer %d epoch %d, want a new id (not %d) at epoch 0", next, epoch, pid)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := b.DescribeTransactions(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State == TxnCompleteAbort {
+			if d.ProducerID != next || d.ProducerEpoch != 0 {
+				t.Fatalf("completed with producer %d epoch %d, want %d and 0", d.ProducerID, d.ProducerEpoch, next)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %s", d.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The retry names the replaced id and its last epoch.
+	if rp, re, err := b.EndTxn(id, pid, last, false, true); err != nil || rp != next || re != 0 {
+		t.Fatalf("retry: producer %d epoch %d, %v; want %d and 0", rp, re, err, next)
+	}
+	// The commit of the finished abort is the other outcome.
+	if _, _, err := b.EndTxn(id, pid, last, true, true); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("commit retry of an abort: %v, want INVALID_TXN_STATE", err)
+	}
+	// The id came from the allocator: nobody else gets it.
+	if other, _, err := b.InitProducerID(nil, 0, -1, -1); err != nil || other == next {
+		t.Fatalf("an idempotent producer got %d (%v), the transactional id has %d", other, err, next)
+	}
+
+	b = reopen(t, b)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		d, err := b.DescribeTransactions(id)
+		if err == nil {
+			if d.State != TxnCompleteAbort || d.ProducerID != next || d.ProducerEpoch != 0 {
+				t.Fatalf("after a restart: %s, producer %d epoch %d; want CompleteAbort, %d, 0", d.State, d.ProducerID, d.ProducerEpoch, next)
+			}
+			break
+		}
+		if !errors.Is(err, kerr.CoordinatorLoadInProgress) || time.Now().After(deadline) {
+			t.Fatalf("describe after a restart: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
