@@ -16,11 +16,9 @@ import (
 //     replica when this node does not host it), COORDINATOR_NOT_AVAILABLE
 //     while the topic does not exist or no leader is known. Group calls on
 //     a node that does not lead the partition answer NOT_COORDINATOR.
-//   - Transactional ids (key type 1): TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-//     the answer Produce and InitProducerID give transactional ids:
-//     transactions are not supported, and a retriable
-//     COORDINATOR_NOT_AVAILABLE would only make clients retry until they
-//     time out.
+//   - Transactional ids (key type 1): the leader of the id's partition of
+//     __transaction_state, created on the first ask (INVALID_REQUEST for
+//     an empty id).
 //   - Any other key type (share groups are type 2): INVALID_REQUEST.
 //
 // Version notes:

@@ -13,9 +13,11 @@ import (
 //     idempotent producers. With ProducerID/ProducerEpoch (v3+) the broker
 //     bumps the epoch of that producer, or answers INVALID_PRODUCER_EPOCH /
 //     UNKNOWN_PRODUCER_ID.
-//   - A transactional ID is passed to the broker; transactions themselves
-//     (the coordinator APIs) are not served yet, so clients never get here
-//     with one.
+//   - With a transactional ID: the id's transaction coordinator (this node
+//     must lead its __transaction_state partition, else NOT_COORDINATOR)
+//     fences earlier epochs of the id and aborts its open transaction first
+//     (CONCURRENT_TRANSACTIONS: the client retries);
+//     INVALID_TRANSACTION_TIMEOUT above --transaction-max-timeout.
 //
 // Version notes:
 //   - v2: flexible

@@ -115,9 +115,12 @@ func TestTxnOffsetCommitCodeByVersion(t *testing.T) {
 }
 
 // TestTxnOffsetCommitErrors: the Kafka codes of bad TxnOffsetCommits
-// over TCP, and RequireStable in OffsetFetch.
+// over TCP, and RequireStable in OffsetFetch. Its producers are not
+// registered with a transaction coordinator, so the KIP-890 check is off
+// (--transaction-partition-verification=false); TestTransactionsPipeline
+// and the version cases run with it.
 func TestTxnOffsetCommitErrors(t *testing.T) {
-	e := startEnv(t)
+	e := startEnv(t, withoutTxnVerification())
 	info := e.createTopic("v", 2, nil)
 	memberID, gen := stableGroup(t, e, "members")
 	codesOf := func(resp kmsg.Response) []int16 {
@@ -325,3 +328,5 @@ func FuzzTxnOffsetCommitRequest(f *testing.F) {
 		putBuffer(frame)
 	})
 }
+
+func withoutTxnVerification() envOpt { return func(e *testEnv) { e.bcfg.NoTxnVerification = true } }
