@@ -79,10 +79,22 @@ func TestClusterTransactions(t *testing.T) {
 		}
 	}
 	c.kill(coord)
-	// The open transaction cannot commit for sure: abort it (kgo aborts
-	// through the new coordinator, which finished or aborted it).
-	if err := prod.EndTransaction(ctx, kgo.TryAbort); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		t.Logf("abort after the coordinator died: %v", err)
+	// The open transaction cannot commit for sure: abort it through the new
+	// coordinator. Until a new leader of the id's __transaction_state
+	// partition is elected and the client finds it, kgo's EndTxn may fail
+	// (a dial to the dead node); the transaction is still open in the
+	// client then, and EndTransaction is tried again.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := prod.EndTransaction(ctx, kgo.TryAbort)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("abort after the coordinator died: %v", err)
+		}
+		t.Logf("abort after the coordinator died: %v; retrying", err)
+		time.Sleep(500 * time.Millisecond)
 	}
 	if err := txn("c", 30, kgo.TryCommit); err != nil {
 		t.Fatalf("a transaction after the coordinator died: %v", err)
