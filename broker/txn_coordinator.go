@@ -59,8 +59,9 @@ type txnCoordinator struct {
 	b   *Broker
 	cfg TxnConfig
 
-	mu    sync.Mutex
-	parts map[int32]*txnPartition
+	mu     sync.Mutex
+	parts  map[int32]*txnPartition
+	closed bool // no marker goroutine starts once set (close waits for the others)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -96,22 +97,38 @@ func newTxnCoordinator(b *Broker) *txnCoordinator {
 
 // start runs the ticker.
 func (c *txnCoordinator) start() {
-	c.wg.Add(1)
-	go c.run()
+	c.goTracked(c.run)
 }
 
 // close stops the ticker; marker goroutines end at their next attempt.
 func (c *txnCoordinator) close() {
-	select {
-	case <-c.stop:
-	default:
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if !already {
 		close(c.stop)
 	}
 	c.wg.Wait()
 }
 
+// goTracked runs fn on a goroutine that close waits for, unless closing
+// (the ticker, marker writers).
+func (c *txnCoordinator) goTracked(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
 func (c *txnCoordinator) run() {
-	defer c.wg.Done()
 	t := time.NewTicker(txnTickInterval)
 	defer t.Stop()
 	for {
@@ -344,11 +361,8 @@ func (tp *txnPartition) sendMarkers(m TxnMarkers) {
 	if tp.sending[m.TransactionalID] {
 		return
 	}
-	tp.sending[m.TransactionalID] = true
 	table, epoch := tp.table, tp.epoch
-	tp.c.wg.Add(1)
-	go func() {
-		defer tp.c.wg.Done()
+	started := tp.c.goTracked(func() {
 		done := tp.c.writeMarkers(m, func() bool { return tp.stillServes(table, epoch) })
 		tp.mu.Lock()
 		delete(tp.sending, m.TransactionalID)
@@ -363,7 +377,10 @@ func (tp *txnPartition) sendMarkers(m TxnMarkers) {
 			}
 		}
 		tp.mu.Unlock()
-	}()
+	})
+	if started {
+		tp.sending[m.TransactionalID] = true
+	}
 }
 
 // stillServes reports whether the table a marker goroutine works for is
