@@ -293,17 +293,7 @@ func (b *Broker) OffsetCommit(groupID string, req GroupCommitRequest) ([]int16, 
 		got, out = t.CommitOffsets(now, groupID, valid)
 		return out
 	})
-	if err != nil {
-		code := errorCodeOf(err)
-		for _, i := range known {
-			codes[i] = code
-		}
-		return codes, err
-	}
-	for j, i := range known {
-		codes[i] = got[j]
-	}
-	return codes, nil
+	return scatterCodes(codes, known, got, err)
 }
 
 // TxnOffsetCommit commits offsets as part of producerID's transaction
@@ -400,6 +390,12 @@ func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID s
 		got, out = t.TxnCommitOffsets(now, groupID, req)
 		return out, nil
 	})
+	return scatterCodes(codes, known, got, err)
+}
+
+// scatterCodes puts the table's codes for the known offsets (got, parallel
+// to known) into codes, or err's code when the call failed as a whole.
+func scatterCodes(codes []int16, known []int, got []int16, err error) ([]int16, error) {
 	if err != nil {
 		code := errorCodeOf(err)
 		for _, i := range known {
