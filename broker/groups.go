@@ -357,25 +357,7 @@ func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID s
 		idx := GroupOffsetsPartition(groupID, n)
 		if !b.txnOpenOn(offsetsTopic, idx, producerID) {
 			if err := b.verifyTxnPartition(transactionalID, producerID, producerEpoch, offsetsTopic, idx); err != nil {
-				var ke *kerr.Error
-				code := kerr.UnknownServerError.Code
-				if errors.As(err, &ke) {
-					code = ke.Code
-				}
-				return fail(code, err)
-			}
-		}
-	}
-	if n, ok := b.partitionCount(offsetsTopic); ok && transactionalID != "" {
-		idx := GroupOffsetsPartition(groupID, n)
-		if !b.txnOpenOn(offsetsTopic, idx, producerID) {
-			if err := b.verifyTxnPartition(transactionalID, producerID, producerEpoch, offsetsTopic, idx); err != nil {
-				var ke *kerr.Error
-				code := kerr.UnknownServerError.Code
-				if errors.As(err, &ke) {
-					code = ke.Code
-				}
-				return fail(code, err)
+				return fail(errorCodeOf(err), err)
 			}
 		}
 	}
