@@ -293,10 +293,7 @@ func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int
 	if _, ok := b.partitionCount(topic); !ok {
 		return fmt.Errorf("marker for %s-%d: %w", topic, partition, kerr.UnknownTopicOrPartition)
 	}
-	candidates := b.PartitionReplicas(topic, partition)
-	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader >= 0 {
-		candidates = append([]int32{leader}, candidates...)
-	}
+	candidates := b.leaderCandidates(topic, partition)
 	if b.cfg.Peers == nil || len(candidates) == 0 {
 		return fmt.Errorf("marker for %s-%d: no leader here: %w", topic, partition, kerr.NotLeaderForPartition)
 	}
@@ -318,6 +315,22 @@ func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int
 		last = fmt.Errorf("marker for %s-%d: no leader known: %w", topic, partition, kerr.NotLeaderForPartition)
 	}
 	return last
+}
+
+// leaderCandidates are the nodes to ask for a partition's leader, most
+// likely first: the leader this node knows (it hosts the partition), then
+// the replicas in order (the first is the preferred leader), none twice.
+func (b *Broker) leaderCandidates(topic string, partition int32) []int32 {
+	var out []int32
+	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader >= 0 {
+		out = append(out, leader)
+	}
+	for _, r := range b.PartitionReplicas(topic, partition) {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // remoteMarker sends one WriteTxnMarkers to node.
@@ -445,10 +458,7 @@ func (b *Broker) remoteAddPartition(txnID string, producerID int64, epoch int16,
 	if b.cfg.Peers == nil {
 		return nil, fmt.Errorf("no coordinator here: %w", kerr.NotCoordinator)
 	}
-	candidates := b.PartitionReplicas(txnTopic, idx)
-	if leader, _, err := b.PartitionLeader(txnTopic, idx); err == nil && leader >= 0 {
-		candidates = append([]int32{leader}, candidates...)
-	}
+	candidates := b.leaderCandidates(txnTopic, idx)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var last error = fmt.Errorf("no coordinator known: %w", kerr.CoordinatorNotAvailable)
