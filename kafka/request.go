@@ -27,6 +27,10 @@ type request struct {
 	// clientHost is the client's address as Kafka reports it in group
 	// descriptions: "/" and the IP ("" outside the connection loop).
 	clientHost string
+	// principal is who sent the request, as Kafka names principals
+	// ("User:alice"); anonymousPrincipal until the connection
+	// authenticates (TLS client certificate or SASL).
+	principal string
 	// budgetBytes is what this request holds of the server's byte budget,
 	// returned when its handler is done.
 	budgetBytes int64

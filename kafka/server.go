@@ -52,6 +52,10 @@ const (
 	defaultMaxNewPartitions = 100_000
 )
 
+// anonymousPrincipal is the principal of a connection that has not
+// authenticated (Kafka's KafkaPrincipal.ANONYMOUS).
+const anonymousPrincipal = "User:ANONYMOUS"
+
 // Server serves the Kafka protocol for one *broker.Broker on any number of
 // listeners.
 type Server struct {
@@ -259,9 +263,11 @@ func (s *Server) startConn(nc net.Conn) {
 		remote: nc.RemoteAddr().String(),
 		ip:     ip,
 		host:   "/" + ip,
-		ctx:    ctx,
-		cancel: cancel,
-		slots:  make(chan *slot, maxPipelined),
+		// principal: anonymous until TLS or SASL says otherwise.
+		principal: anonymousPrincipal,
+		ctx:       ctx,
+		cancel:    cancel,
+		slots:     make(chan *slot, maxPipelined),
 	}
 	c.log = s.log.With().Str("remote", c.remote).Logger()
 	s.conns[c] = struct{}{}
@@ -316,7 +322,11 @@ type conn struct {
 	remote string
 	ip     string // the client's IP address (connection limits)
 	host   string // "/" + the client's IP, for group member descriptions
-	log    zerolog.Logger
+	// principal is who the connection authenticated as (Kafka's
+	// "User:name"), anonymousPrincipal until it does. Written only by the
+	// reader goroutine, which also copies it into each request it reads.
+	principal string
+	log       zerolog.Logger
 
 	// hold is this connection's account in the server's byte budget: the
 	// body being read and the requests read but not yet handled.
@@ -669,6 +679,7 @@ func (c *conn) dispatch(r *request) {
 	c.slots <- sl
 
 	r.clientHost = c.host
+	r.principal = c.principal
 	sched := inOrder
 	if !r.unsupported {
 		sched = r.api.schedule
