@@ -336,8 +336,9 @@ func TestServeAdminSecured(t *testing.T) {
 			"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json",
 			"--admin-token-file", token, "--admin-tls-cert-file", cert, "--admin-tls-key-file", key}, &stdout, &stderr)
 	}()
+	// Signals only once serve handles them: after "chronik ready".
 	var base string
-	for i := 0; i < 400 && base == ""; i++ {
+	for i := 0; i < 400 && (base == "" || !strings.Contains(stderr.String(), `"chronik ready"`)); i++ {
 		for _, line := range strings.Split(stderr.String(), "\n") {
 			if strings.Contains(line, `"admin listener up"`) {
 				_, rest, _ := strings.Cut(line, `"admin_listen":"`)
@@ -351,8 +352,8 @@ func TestServeAdminSecured(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if base == "" {
-		t.Fatalf("no admin listener in the log: %s", stderr.String())
+	if base == "" || !strings.Contains(stderr.String(), `"chronik ready"`) {
+		t.Fatalf("no admin listener or not ready: %s", stderr.String())
 	}
 	if !strings.Contains(stderr.String(), `"tls":true,"token":true`) {
 		t.Errorf("admin listener line does not say TLS and token: %s", stderr.String())
