@@ -350,4 +350,16 @@ func TestAdminOfflinePartition(t *testing.T) {
 	if v := metricValue(t, text, `chronik_open_logs_limit`); v < 64 {
 		t.Errorf("open logs limit = %v", v)
 	}
+
+	// With an admin token, /readyz stays open to probes but lists the
+	// offline partitions (topic names, files) only to a caller with it.
+	adm.auth.setToken("0123456789abcdef-readyz")
+	code, body = httpGet(t, base+"/readyz")
+	if code != 200 || body != "ok\n" {
+		t.Errorf("/readyz without the token = %d %q, want 200 and only ok", code, body)
+	}
+	code, body = adminGet(t, http.DefaultClient, base+"/readyz", "Bearer 0123456789abcdef-readyz")
+	if code != 200 || !strings.Contains(body, "offline partitions: 1") {
+		t.Errorf("/readyz with the token = %d %q, want the offline partition listed", code, body)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -37,11 +38,14 @@ type admin struct {
 
 	commit prometheus.Histogram         // cluster mode: propose to commit on a leader
 	node   atomic.Pointer[cluster.Node] // cluster mode
+
+	auth *adminAuth // token and TLS (cmd_admin_auth.go)
 }
 
 func newAdmin() *admin {
 	a := &admin{reg: prometheus.NewRegistry()}
 	a.metrics = kafka.NewMetrics(a.reg)
+	a.auth = newAdminAuth(a.reg)
 	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_fsync_duration_seconds",
 		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per append group.",
@@ -88,6 +92,8 @@ func (a *admin) isReady() bool {
 	return a.node.Load() == nil || b.ControllerID() >= 0
 }
 
+// handler serves every admin route behind the token check (when a token is
+// configured): routes added to mux here are protected without more code.
 func (a *admin) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -103,24 +109,33 @@ func (a *admin) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 		// Offline partitions do not make the broker unready (it serves
-		// every other partition), but they are listed here.
-		if b := a.broker.Load(); b != nil {
+		// every other partition), but they are listed here, to a caller
+		// with the admin token (they name topics and files).
+		if b := a.broker.Load(); b != nil && authenticated(r) {
 			writeFaults(w, b.Faults())
 		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	return mux
+	return a.auth.authenticate(mux)
 }
 
-// start serves the admin endpoints on addr until stop is called.
+// start serves the admin endpoints on addr until stop is called: HTTPS
+// when secure loaded a certificate, else plain HTTP.
 func (a *admin) start(addr string, log zerolog.Logger) (bound net.Addr, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin-listen %s: %v", addr, err)
 	}
-	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	a.auth.log = &log
+	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: a.auth.tlsConfig(),
+		ErrorLog:  stdlog.New(zerologWriter{log.With().Str("component", "admin").Logger()}, "", 0)}
 	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if hs.TLSConfig != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("admin listener failed")
 		}
 	}()
@@ -361,16 +376,20 @@ func reloadLogLevel(src levelSource, log zerolog.Logger) error {
 	return nil
 }
 
-// reloadOnSignal applies a SIGHUP (systemctl reload) between RELOADING=1
+// reloadOnSignal applies a SIGHUP (systemctl reload): the log level, then
+// each of more (the admin token and certificate), between RELOADING=1
 // and READY=1 to systemd, so that `systemctl status` shows the reload and
 // a systemd that waits for READY=1 (253 and later; Type=notify-reload)
 // returns from `systemctl reload` once it is applied. RELOADING=1 carries
 // the monotonic clock, as the notify-reload protocol asks.
-func reloadOnSignal(src levelSource, log zerolog.Logger) {
+func reloadOnSignal(src levelSource, log zerolog.Logger, more ...func(zerolog.Logger)) {
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err == nil {
 		sdNotify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d", daemon.SdNotifyReloading, now.Nano()/1000), log)
 	}
 	reloadLogLevel(src, log)
+	for _, reload := range more {
+		reload(log)
+	}
 	sdNotify(daemon.SdNotifyReady, log)
 }

@@ -21,7 +21,7 @@ import (
 // can measure their own install with the same figures the README quotes.
 
 func benchFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "brokers", Value: "localhost:9092", EnvVars: []string{"CHRONIK_BROKERS"},
 			Usage: "comma-separated seed brokers"},
 		&cli.StringFlag{Name: "topic", Value: "chronik-bench", Usage: "topic to use (created if missing)"},
@@ -30,7 +30,7 @@ func benchFlags() []cli.Flag {
 		&cli.IntFlag{Name: "record-size", Value: 1024, Usage: "value bytes per record"},
 		&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up after this long"},
-	}
+	}, clientFlags()...)
 }
 
 func benchCommand() *cli.Command {
@@ -126,7 +126,7 @@ func benchProduceAction(c *cli.Context) error {
 	if err := benchCheck(c); err != nil {
 		return err
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(seedBrokers(c.String("brokers"))...), kgo.DefaultProduceTopic(c.String("topic")),
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(c.String("topic")),
 		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1 << 16)}
 	switch c.String("acks") {
 	case "all", "-1":
@@ -147,9 +147,9 @@ func benchProduceAction(c *cli.Context) error {
 	if c.Int("rate") < 0 {
 		return cli.Exit("rate: must not be negative", 2)
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := newClient(c, opts...)
 	if err != nil {
-		return cli.Exit(err.Error(), 2)
+		return err
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
@@ -219,11 +219,11 @@ func benchConsumeAction(c *cli.Context) error {
 	if err := benchCheck(c); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seedBrokers(c.String("brokers"))...),
+	cl, err := newClient(c,
 		kgo.ConsumeTopics(c.String("topic")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
 	if err != nil {
-		return cli.Exit(err.Error(), 2)
+		return err
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))

@@ -38,13 +38,13 @@ func produceCommand() *cli.Command {
 first separator is the key. A summary (records, offsets) goes to standard
 error; any record the broker did not acknowledge makes the exit status 1.
 A missing topic exits 1 (create it with chronik topic create).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			brokersFlag(),
 			&cli.StringFlag{Name: "key-separator", Usage: "split each line into key and value at the first `SEP`"},
 			repeated("header", "record header `KEY=VALUE` (repeatable)"),
 			&cli.IntFlag{Name: "partition", Value: -1, Usage: "produce every record to this partition (-1: by key hash, or spread)"},
 			timeoutFlag(30*time.Second, "fail a record the brokers have not acknowledged within this long"),
-		},
+		}, clientFlags()...),
 		Action: withArgs("TOPIC", 1, 1, produceAction),
 	})
 }
@@ -243,7 +243,7 @@ was when consume started; with --group, the end of every partition, so run
 a single member), --timeout, or Ctrl-C. Stopping short of -n records, or of
 the end with -e, because of --timeout or Ctrl-C exits 1. A missing topic
 exits 1.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			brokersFlag(),
 			&cli.StringFlag{Name: "from", Value: "earliest", Usage: "earliest, latest, OFFSET, @MILLIS or an RFC 3339 time"},
 			&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after this many records (0: no limit)"},
@@ -254,7 +254,7 @@ exits 1.`,
 			&cli.StringFlag{Name: "key-separator", Value: "\t", DefaultText: `"\t"`, Usage: "text format: what separates key and value with --print-key"},
 			&cli.BoolFlag{Name: "exit-at-end", Aliases: []string{"e"}, Usage: "stop at the end of every partition"},
 			timeoutFlag(0, "stop after this long (0: no limit)"),
-		},
+		}, clientFlags()...),
 		Action: withArgs("TOPIC", 1, 1, consumeAction),
 	})
 }

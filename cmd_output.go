@@ -60,13 +60,14 @@ func formatFlag(def string, values ...string) cli.Flag {
 }
 
 // adminFlags are the flags of every command that asks a broker something
-// and prints data.
+// and prints data, the connection security flags included.
 func adminFlags(extra ...cli.Flag) []cli.Flag {
-	return append([]cli.Flag{
+	flags := append([]cli.Flag{
 		brokersFlag(),
 		formatFlag("table", "table", "json"),
 		timeoutFlag(30*time.Second, "give up on the brokers after this long"),
 	}, extra...)
+	return append(flags, clientFlags()...)
 }
 
 // outputFormat returns --format, a usage error unless it is one of allowed.
@@ -216,14 +217,20 @@ func keyValues(flag string, pairs []string) ([][2]string, error) {
 	return out, nil
 }
 
-// newClient makes a client for --brokers. Options cannot fail on a
-// well-formed seed list, so an error here is the user's: exit 2.
+// newClient makes a client for --brokers, secured by the client security
+// flags (clientOpts): every CLI client is built here. Options cannot fail
+// on a well-formed seed list, so an error here is the user's: exit 2.
 func newClient(c *cli.Context, opts ...kgo.Opt) (*kgo.Client, error) {
 	seeds := seedBrokers(c.String("brokers"))
 	if len(seeds) == 0 {
 		return nil, usageErr("brokers: no broker addresses given")
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("chronik-cli")}, opts...)...)
+	security, err := clientOpts(c)
+	if err != nil {
+		return nil, err
+	}
+	base := append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("chronik-cli")}, security...)
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, usageErr("brokers: %v", err)
 	}

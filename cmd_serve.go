@@ -100,6 +100,16 @@ func serveFlags() []cli.Flag {
 			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
 		&cli.BoolFlag{Name: "transaction-partition-verification", Value: true,
 			Usage: "check a transaction's first write to each partition with its coordinator, so that a late or stray batch cannot open a transaction nobody ends (KIP-890; transaction.partition.verification.enable)"},
+		&cli.StringFlag{Name: "admin-tls-cert-file",
+			Usage: "PEM certificate (chain) of the admin listener; with admin-tls-key-file it serves HTTPS only (TLS 1.2 or later); both re-read on SIGHUP"},
+		&cli.StringFlag{Name: "admin-tls-key-file",
+			Usage: "PEM private key of admin-tls-cert-file (keep it 0600 or 0640, readable by the chronik user only)"},
+		&cli.StringFlag{Name: "admin-token-file",
+			Usage: "file holding the admin listener's token (at least 16 characters, e.g. openssl rand -hex 32); every admin endpoint but /healthz and /readyz then needs Authorization: Bearer TOKEN (or basic auth with TOKEN as the password); re-read on SIGHUP. Refusals answer 401 and count in chronik_admin_auth_failures_total"},
+		&cli.BoolFlag{Name: "admin-metrics-public",
+			Usage: "with admin-token-file, leave /metrics open too (for a Prometheus without credentials; metrics name topics and groups)"},
+		&cli.BoolFlag{Name: "admin-insecure",
+			Usage: "allow an admin-listen address other hosts can reach without admin-token-file or without TLS (a trusted lab network only); without it such a start is refused"},
 	})
 }
 
@@ -159,12 +169,11 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if err != nil {
 		return bc, kc, err
 	}
-	// Checked here, not when binding, so that a typo exits 2 (systemd does
-	// not restart it) rather than 1 like a port in use.
-	if a := c.String("admin-listen"); a != "" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return bc, kc, fmt.Errorf("admin-listen: %q is not host:port: %v", a, err)
-		}
+	// Checked here, not when binding, so that a typo or an admin listener
+	// open to other hosts exits 2 (systemd does not restart it) rather
+	// than 1 like a port in use.
+	if _, err := adminSettingsOf(c); err != nil {
+		return bc, kc, err
 	}
 	if c.String("data-dir") == "" {
 		return bc, kc, fmt.Errorf("data-dir: must not be empty")
@@ -357,12 +366,25 @@ func serveAction(c *cli.Context) error {
 	if addr := c.String("admin-listen"); addr != "" {
 		kc.Metrics = adm.metrics
 		bc.OnFsync = adm.observeFsync
+		as, err := adminSettingsOf(c)
+		if err == nil {
+			err = adm.secure(as, log)
+		}
+		if err != nil {
+			return cli.Exit(err.Error(), 2) // a file changed since serveConfig read it
+		}
 		bound, stopAdmin, err := adm.start(addr, log)
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
 		defer stopAdmin()
-		log.Info().Str("admin_listen", bound.String()).Msg("admin listener up")
+		log.Info().Str("admin_listen", bound.String()).Bool("tls", as.certFile != "").
+			Bool("token", as.tokenFile != "").Bool("metrics_public", as.metricsPublic).
+			Msg("admin listener up")
+		if as.insecure && (as.tokenFile == "" || as.certFile == "") {
+			log.Warn().Str("admin_listen", bound.String()).
+				Msg("admin-insecure: the admin listener may be reachable from other hosts without a token or TLS")
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -425,7 +447,7 @@ wait:
 	for {
 		select {
 		case <-hup:
-			reloadOnSignal(levelSrc, log)
+			reloadOnSignal(levelSrc, log, adm.reload)
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait
