@@ -349,6 +349,13 @@ func serveAction(c *cli.Context) error {
 	bc.Logger = bc.Logger.Level(zerolog.TraceLevel)
 	kc.Logger = kc.Logger.Level(zerolog.TraceLevel)
 
+	// SIGHUP (systemctl reload) is caught from here on and applied once the
+	// broker serves: without a handler, a reload during start-up would end
+	// the process (Go's default for SIGHUP).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	// Before anything touches the data directory (the raft listener, the
 	// admin listener, the logs): one process per data directory.
 	lock, err := broker.LockDataDir(bc.DataDir)
@@ -389,9 +396,6 @@ func serveAction(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	start := time.Now()
 	// Transaction markers and verifications go to other nodes' Kafka
