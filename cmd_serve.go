@@ -100,6 +100,8 @@ func serveFlags() []cli.Flag {
 			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
 		&cli.BoolFlag{Name: "transaction-partition-verification", Value: true,
 			Usage: "check a transaction's first write to each partition with its coordinator, so that a late or stray batch cannot open a transaction nobody ends (KIP-890; transaction.partition.verification.enable)"},
+		&cli.IntFlag{Name: "transaction-version", Value: 2,
+			Usage: "the transaction.version feature advertised to clients (Kafka 4.0's default 2, KIP-890 part 2: every transaction bumps the producer's epoch and Produce v12 / TxnOffsetCommit v5 add their partitions themselves); 1 keeps clients on the older protocol, where they add partitions with AddPartitionsToTxn and AddOffsetsToTxn"},
 	})
 }
 
@@ -260,6 +262,10 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		TxnMaxTimeout:                 c.Duration("transaction-max-timeout"),
 		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
 		NoTxnVerification:             !c.Bool("transaction-partition-verification"),
+		TxnVersion:                    int16(c.Int("transaction-version")),
+	}
+	if v := c.Int("transaction-version"); v != 1 && v != 2 {
+		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

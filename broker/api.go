@@ -89,6 +89,14 @@ type Config struct {
 	// write to a partition with its coordinator (Kafka's
 	// transaction.partition.verification.enable=false).
 	NoTxnVerification bool
+	// TxnVersion is the transaction.version feature level this node
+	// finalizes (Kafka's feature of KIP-890 part 2), which ApiVersions
+	// advertises: 2 (the default; 0 means 2), where a transactional
+	// Produce v12+ or TxnOffsetCommit v5+ adds its partition to the
+	// transaction itself, or 1, where those versions are only verified
+	// like the ones before them, so the partition must have been added
+	// with AddPartitionsToTxn or AddOffsetsToTxn.
+	TxnVersion int16
 	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
 	// and KIP-890 verification through another node). Nil standalone.
 	Peers PeerCaller
