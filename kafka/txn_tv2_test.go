@@ -306,8 +306,8 @@ func TestKgoTransactionVersionOnTheWire(t *testing.T) {
 			}
 			s, err := kgo.NewGroupTransactSession(append([]kgo.Opt{kgo.SeedBrokers(e.addr), kgo.TransactionalID("session-" + tc.name),
 				kgo.ConsumerGroup("wire"), kgo.ConsumeTopics("src"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-				kgo.DefaultProduceTopic("dst"), kgo.RequireStableFetchOffsets(), kgo.FetchMaxWait(200*time.Millisecond),
-				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RetryTimeout(30*time.Second)}, tc.opts...)...)
+				kgo.DefaultProduceTopic("dst"), kgo.RequireStableFetchOffsets(), kgo.FetchMaxWait(200 * time.Millisecond),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RetryTimeout(30 * time.Second)}, tc.opts...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
