@@ -110,6 +110,8 @@ func serveFlags() []cli.Flag {
 			Usage: "with admin-token-file, leave /metrics open too (for a Prometheus without credentials; metrics name topics and groups)"},
 		&cli.BoolFlag{Name: "admin-insecure",
 			Usage: "allow an admin-listen address other hosts can reach without admin-token-file or without TLS (a trusted lab network only); without it such a start is refused"},
+		&cli.IntFlag{Name: "transaction-version", Value: 2,
+			Usage: "the transaction.version feature advertised to clients (Kafka 4.0's default 2, KIP-890 part 2: every transaction bumps the producer's epoch and Produce v12 / TxnOffsetCommit v5 add their partitions themselves); 1 keeps clients on the older protocol, where they add partitions with AddPartitionsToTxn and AddOffsetsToTxn"},
 	})
 }
 
@@ -269,6 +271,10 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		TxnMaxTimeout:                 c.Duration("transaction-max-timeout"),
 		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
 		NoTxnVerification:             !c.Bool("transaction-partition-verification"),
+		TxnVersion:                    int16(c.Int("transaction-version")),
+	}
+	if v := c.Int("transaction-version"); v != 1 && v != 2 {
+		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

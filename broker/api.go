@@ -89,6 +89,14 @@ type Config struct {
 	// write to a partition with its coordinator (Kafka's
 	// transaction.partition.verification.enable=false).
 	NoTxnVerification bool
+	// TxnVersion is the transaction.version feature level this node
+	// finalizes (Kafka's feature of KIP-890 part 2), which ApiVersions
+	// advertises: 2 (the default; 0 means 2), where a transactional
+	// Produce v12+ or TxnOffsetCommit v5+ adds its partition to the
+	// transaction itself, or 1, where those versions are only verified
+	// like the ones before them, so the partition must have been added
+	// with AddPartitionsToTxn or AddOffsetsToTxn.
+	TxnVersion int16
 	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
 	// and KIP-890 verification through another node). Nil standalone.
 	Peers PeerCaller
@@ -363,8 +371,17 @@ type PartitionDirInfo struct {
 //	(*Broker).AddPartitionsToTxn(txnID string, producerID int64, epoch int16,
 //	    parts []TxnTopicPartition, verifyOnly bool) (codes []int16, err error)
 //	(*Broker).AddOffsetsToTxn(txnID string, producerID int64, epoch int16, groupID string) error
-//	(*Broker).EndTxn(txnID string, producerID int64, epoch int16, commit bool) error
+//	(*Broker).EndTxn(txnID string, producerID int64, epoch int16, commit, bumpEpoch bool) (nextPID int64, nextEpoch int16, err error)
 //	    Returns once the decision is durable; markers are written after.
+//	    bumpEpoch is EndTxn v5 (KIP-890 part 2).
+//	(*Broker).AddTxnOffsetsPartition(txnID string, producerID int64, epoch int16, groupID string) error
+//	    TxnOffsetCommit v5+ at transaction version 2: the group's offsets
+//	    partition joins the transaction.
+//	(*Broker).ProduceStartTxn(ctx, topic, partition, records, acks, transactionalID, op TxnWriteOp) *ProduceHandle
+//	    ProduceStart with the Produce version's check of transactional
+//	    batches: verified (TxnVerifyOld, TxnVerify) or, v12+ at
+//	    transaction version 2, added to the transaction (TxnAddPartition).
+//	(*Broker).TxnVersion() int16              // the transaction.version finalized (Config.TxnVersion)
 //	(*Broker).DescribeTransactions(txnID string) (TxnDescription, error)  // TRANSACTIONAL_ID_NOT_FOUND
 //	(*Broker).ListTransactions(states []string, producerIDs []int64) ([]TxnMetadata, error)
 //	(*Broker).DescribeProducers(topic string, partition int32) ([]ProducerDescription, error)

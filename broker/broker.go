@@ -144,6 +144,9 @@ func (c Config) withDefaults() Config {
 	if c.TxnIDExpiration <= 0 {
 		c.TxnIDExpiration = defaultTxnIDExpiration
 	}
+	if c.TxnVersion <= 0 || c.TxnVersion > maxTxnVersion {
+		c.TxnVersion = maxTxnVersion
+	}
 	if c.OffsetsRetention <= 0 {
 		c.OffsetsRetention = groupDefaultOffsetsRetention
 	}
@@ -595,8 +598,16 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 // returned, instead of after its Wait: requests started that way share one
 // wal append and one fsync.
 func (b *Broker) ProduceStart(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string) *ProduceHandle {
+	return b.ProduceStartTxn(ctx, topic, partition, records, acks, transactionalID, TxnVerify)
+}
+
+// ProduceStartTxn is ProduceStart for a Produce request whose version
+// decides how its transactional batches are checked with the
+// transaction's coordinator (op: verified, or at v12+ added to the
+// transaction).
+func (b *Broker) ProduceStartTxn(ctx context.Context, topic string, partition int32, records []byte, acks int16, transactionalID *string, op TxnWriteOp) *ProduceHandle {
 	h := produceReqPool.Get().(*ProduceHandle)
-	p, err := b.startProduce(ctx, h, topic, partition, records, acks, transactionalID)
+	p, err := b.startProduce(ctx, h, topic, partition, records, acks, transactionalID, op)
 	if err != nil {
 		h.err = err
 		return h
@@ -623,7 +634,7 @@ func (h *ProduceHandle) Wait() (ProduceResult, error) {
 }
 
 // startProduce validates a request into h and returns its partition.
-func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string) (*partition, error) {
+func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic string, partition int32, records []byte, acks int16, transactionalID *string, op TxnWriteOp) (*partition, error) {
 	if acks != 0 && acks != 1 && acks != -1 {
 		return nil, fmt.Errorf("produce %s-%d: acks %d: %w", topic, partition, acks, kerr.InvalidRequiredAcks)
 	}
@@ -647,7 +658,7 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
-	if err := b.checkTxnBatches(h.batches, transactionalID, topic, partition); err != nil {
+	if err := b.checkTxnBatches(ctx, h.batches, transactionalID, topic, partition, op); err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
 	return p, nil
@@ -667,14 +678,16 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 //     INVALID_PRODUCER_ID_MAPPING (ReplicaManager: "Transactional records
 //     contained more than one producer ID");
 //   - the transaction coordinator verifies the first batch of a
-//     transaction on the partition (verifyTxnPartition, KIP-890); once the
-//     partition holds an open transaction of the producer, its later
-//     batches need no round trip, as Kafka's verification guard.
+//     transaction on the partition (KIP-890), or with op TxnAddPartition
+//     (Produce v12+, transaction version 2) adds the partition to the
+//     transaction (checkTxnWrite); once the partition holds an open
+//     transaction of the producer at the batch's epoch, its later batches
+//     need no round trip, as Kafka's verification guard.
 //
 // The checks that need the partition's state (epoch, sequence, a
 // non-transactional batch while a transaction is open) are made when the
 // batch is appended (appendGroup).
-func (b *Broker) checkTxnBatches(batches []batchHeader, transactionalID *string, topic string, partition int32) error {
+func (b *Broker) checkTxnBatches(ctx context.Context, batches []batchHeader, transactionalID *string, topic string, partition int32, op TxnWriteOp) error {
 	pid := int64(-1)
 	for i := range batches {
 		h := &batches[i]
@@ -694,10 +707,10 @@ func (b *Broker) checkTxnBatches(batches []batchHeader, transactionalID *string,
 			continue // verified with the first batch
 		}
 		pid = h.producerID
-		if b.txnOpenOn(topic, partition, pid) {
-			continue // the transaction's first batch here was verified
+		if b.txnOpenOn(topic, partition, pid, h.producerEpoch) {
+			continue // the transaction's first batch here was checked
 		}
-		if err := b.verifyTxnPartition(*transactionalID, h.producerID, h.producerEpoch, topic, partition); err != nil {
+		if err := b.checkTxnWrite(ctx, *transactionalID, h.producerID, h.producerEpoch, topic, partition, op); err != nil {
 			return err
 		}
 	}

@@ -355,7 +355,7 @@ func (b *Broker) TxnOffsetCommit(ctx context.Context, groupID, transactionalID s
 	}
 	if n, ok := b.partitionCount(offsetsTopic); ok && transactionalID != "" {
 		idx := GroupOffsetsPartition(groupID, n)
-		if !b.txnOpenOn(offsetsTopic, idx, producerID) {
+		if !b.txnOpenOn(offsetsTopic, idx, producerID, producerEpoch) {
 			if err := b.verifyTxnPartition(transactionalID, producerID, producerEpoch, offsetsTopic, idx); err != nil {
 				return fail(errorCodeOf(err), err)
 			}

@@ -372,6 +372,118 @@ func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16,
 	return txnCodeErr(code, "%s-%d is not in transaction %q", topic, partition, txnID)
 }
 
+// maxTxnVersion is the highest transaction.version this node serves and
+// its default (Kafka 4.0's).
+const maxTxnVersion = 2
+
+// TxnVersion is the transaction.version feature level this node finalizes
+// (Config.TxnVersion): 2, or 1 when the operator pinned the protocol
+// before KIP-890 part 2.
+func (b *Broker) TxnVersion() int16 { return b.cfg.TxnVersion }
+
+// TxnWriteOp is how the first transactional write of a producer to a
+// partition is checked with the transaction's coordinator, by the version
+// of the request that carries it (Kafka's
+// AddPartitionsToTxnManager.TransactionSupportedOperation).
+type TxnWriteOp int8
+
+const (
+	// TxnVerifyOld is Produce v3-v10: the partition is verified (KIP-890
+	// part 1) and one not in the transaction is INVALID_TXN_STATE, as
+	// these clients do not know TRANSACTION_ABORTABLE.
+	TxnVerifyOld TxnWriteOp = iota
+	// TxnVerify is Produce v11: verified, TRANSACTION_ABORTABLE.
+	TxnVerify
+	// TxnAddPartition is Produce v12+ (KIP-890 part 2): with transaction
+	// version 2 the partition leader adds the partition to the
+	// transaction itself (the client sends no AddPartitionsToTxn), even
+	// with verification turned off, as Kafka; with version 1 it is
+	// TxnVerify.
+	TxnAddPartition
+)
+
+// Kafka's add.partitions.to.txn.retry.backoff.ms and
+// add.partitions.to.txn.retry.backoff.max.ms: a partition leader adding a
+// partition to a transaction (TxnAddPartition) retries
+// CONCURRENT_TRANSACTIONS, which is what it gets while the producer's last
+// transaction's markers are written (its EndTxn bumped the epoch and the
+// next transaction starts at once), rather than failing the produce,
+// which is costly to retry.
+const (
+	txnAddRetryBackoff = 20 * time.Millisecond
+	txnAddRetryMax     = 100 * time.Millisecond
+)
+
+// checkTxnWrite checks a producer's first transactional batch on a
+// partition with the transaction's coordinator, as op says, and maps the
+// coordinator's answer to what the producer expects (Kafka's
+// AddPartitionsToTxnManager and ReplicaManager.handleProduceAppend):
+// PRODUCER_FENCED is INVALID_PRODUCER_EPOCH; TRANSACTION_ABORTABLE is
+// INVALID_TXN_STATE before Produce v11; a coordinator that did not answer
+// (unavailable, elsewhere, loading) is NOT_ENOUGH_REPLICAS, which every
+// client retries without a metadata refresh, and so is
+// CONCURRENT_TRANSACTIONS except when adding (a v12+ client retries it).
+func (b *Broker) checkTxnWrite(ctx context.Context, txnID string, producerID int64, epoch int16, topic string, partition int32, op TxnWriteOp) error {
+	add := op == TxnAddPartition && b.cfg.TxnVersion >= maxTxnVersion
+	if !add && b.cfg.NoTxnVerification {
+		return nil
+	}
+	var code int16
+	var err error
+	if add {
+		code, err = b.addTxnPartitionRetrying(ctx, txnID, producerID, epoch, topic, partition)
+	} else {
+		code, err = b.txnPartitionVia(txnID, producerID, epoch, topic, partition, true)
+	}
+	what := "verify"
+	if add {
+		what = "add"
+	}
+	if err != nil {
+		return fmt.Errorf("%w: unable to %s %s-%d in transaction %q: %w", kerr.NotEnoughReplicas, what, topic, partition, txnID, err)
+	}
+	switch code {
+	case 0:
+		return nil
+	case kerr.ProducerFenced.Code:
+		code = kerr.InvalidProducerEpoch.Code
+	case kerr.TransactionAbortable.Code:
+		if op == TxnVerifyOld {
+			code = kerr.InvalidTxnState.Code
+		}
+	case kerr.NotCoordinator.Code, kerr.CoordinatorLoadInProgress.Code, kerr.CoordinatorNotAvailable.Code, kerr.NetworkException.Code:
+		return fmt.Errorf("%w: unable to %s %s-%d in transaction %q: %w", kerr.NotEnoughReplicas, what, topic, partition, txnID, kerr.ErrorForCode(code))
+	case kerr.ConcurrentTransactions.Code:
+		if !add {
+			return fmt.Errorf("%w: unable to %s %s-%d in transaction %q: %w", kerr.NotEnoughReplicas, what, topic, partition, txnID, kerr.ErrorForCode(code))
+		}
+	}
+	if code == kerr.InvalidTxnState.Code || code == kerr.TransactionAbortable.Code {
+		return fmt.Errorf("%s-%d was not added to transaction %q: %w", topic, partition, txnID, kerr.ErrorForCode(code))
+	}
+	return txnCodeErr(code, "%s %s-%d in transaction %q", what, topic, partition, txnID)
+}
+
+// addTxnPartitionRetrying adds a partition to a transaction on its
+// coordinator, retrying CONCURRENT_TRANSACTIONS every txnAddRetryBackoff
+// for at most txnAddRetryMax (and not past ctx).
+func (b *Broker) addTxnPartitionRetrying(ctx context.Context, txnID string, producerID int64, epoch int16, topic string, partition int32) (int16, error) {
+	deadline := time.Now().Add(txnAddRetryMax)
+	for {
+		code, err := b.txnPartitionVia(txnID, producerID, epoch, topic, partition, false)
+		if err != nil || code != kerr.ConcurrentTransactions.Code || time.Now().Add(txnAddRetryBackoff).After(deadline) {
+			return code, err
+		}
+		t := time.NewTimer(txnAddRetryBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return code, nil
+		case <-t.C:
+		}
+	}
+}
+
 // AddTxnOffsetsPartition is what a TxnOffsetCommit v5+ does before its
 // offsets are written (KIP-890 part 2: "the TxnOffsetCommit request will
 // also include the function for a AddOffsetsToTxn call"): the group's
@@ -396,7 +508,7 @@ func (b *Broker) AddTxnOffsetsPartition(txnID string, producerID int64, epoch in
 		return fmt.Errorf("add offsets of group %q to transaction %q: %s does not exist yet: %w", groupID, txnID, offsetsTopic, kerr.CoordinatorNotAvailable)
 	}
 	partition := GroupOffsetsPartition(groupID, n)
-	code, err := b.txnPartitionVia(txnID, producerID, epoch, offsetsTopic, partition, false)
+	code, err := b.addTxnPartitionRetrying(context.Background(), txnID, producerID, epoch, offsetsTopic, partition)
 	if err != nil {
 		return fmt.Errorf("add offsets of group %q to transaction %q: %w: %w", groupID, txnID, kerr.CoordinatorNotAvailable, err)
 	}
@@ -439,8 +551,13 @@ func (b *Broker) txnPartitionVia(txnID string, producerID int64, epoch int16, to
 }
 
 // txnOpenOn reports whether a partition's view holds an open transaction
-// of the producer.
-func (b *Broker) txnOpenOn(topic string, partition int32, producerID int64) bool {
+// of the producer at epoch (Kafka's UnifiedLog.hasOngoingTransaction).
+// The epoch matters with transaction version 2: a producer whose EndTxn
+// bumped its epoch writes its next transaction at the new one while the
+// last one may still be open here, its marker not written yet; that
+// batch must go to the coordinator (CONCURRENT_TRANSACTIONS until the
+// markers are in), not join the transaction that is ending.
+func (b *Broker) txnOpenOn(topic string, partition int32, producerID int64, epoch int16) bool {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return false
@@ -448,7 +565,7 @@ func (b *Broker) txnOpenOn(topic string, partition int32, producerID int64) bool
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
 	_, open := p.txns.ongoing[producerID]
-	return open
+	return open && p.producers[producerID].Epoch == epoch
 }
 
 // remoteAddPartition asks the coordinator node of txnID (AddPartitionsToTxn

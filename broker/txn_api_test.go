@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -91,5 +92,40 @@ func TestEndTxnBumpRunsOutOfEpochs(t *testing.T) {
 			t.Fatalf("describe after a restart: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTxnOpenOnlyAtItsEpoch: with transaction version 2 a producer writes
+// its next transaction at the epoch its EndTxn bumped, possibly before the
+// last transaction's marker reached a partition. A transaction open on the
+// partition counts only at its own epoch: the batch of the new epoch goes
+// to the coordinator (here one that knows no such producer) instead of
+// joining the transaction that is ending, and its add is not skipped.
+func TestTxnOpenOnlyAtItsEpoch(t *testing.T) {
+	// Verification off: the first batch opens a transaction on the
+	// partition without a coordinator, as a marker not written yet
+	// would leave it.
+	b := openBroker(t, Config{NoTxnVerification: true})
+	if _, err := b.CreateTopic("t", 1, -1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	const pid = 7
+	mustProduceTxn(t, b, "t", 0, buildBatch(txnSpec(2, pid, 3, 0)))
+	if !b.txnOpenOn("t", 0, pid, 3) || b.txnOpenOn("t", 0, pid, 4) {
+		t.Fatalf("open at epoch 3: %v, at 4: %v; want true, false", b.txnOpenOn("t", 0, pid, 3), b.txnOpenOn("t", 0, pid, 4))
+	}
+	tid := "tx"
+	// The same epoch continues the open transaction without a round trip,
+	// even when adding (Produce v12).
+	if _, err := b.ProduceStartTxn(context.Background(), "t", 0, buildBatch(txnSpec(1, pid, 3, 2)), -1, &tid, TxnAddPartition).Wait(); err != nil {
+		t.Fatalf("next batch of the open transaction: %v", err)
+	}
+	// The bumped epoch asks the coordinator, which does not know the id.
+	_, err := b.ProduceStartTxn(context.Background(), "t", 0, buildBatch(txnSpec(1, pid, 4, 0)), -1, &tid, TxnAddPartition).Wait()
+	if !errors.Is(err, kerr.InvalidProducerIDMapping) {
+		t.Fatalf("batch of the bumped epoch: %v, want INVALID_PRODUCER_ID_MAPPING from the coordinator", err)
+	}
+	if !b.txnOpenOn("t", 0, pid, 3) {
+		t.Fatal("the refused batch changed the open transaction")
 	}
 }

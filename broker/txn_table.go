@@ -316,10 +316,22 @@ func (t *TxnTable) endTxnV2(now time.Time, txnID string, pid int64, epoch int16,
 	if m.ProducerID != pid && !retryOnOverflow {
 		return none, txnmNoProducerEpoch, kerr.InvalidProducerIDMapping.Code
 	}
+	if (m.State == TxnPrepareCommit || m.State == TxnPrepareAbort) && (retryOnBump || epoch == m.ProducerEpoch) {
+		// The last transaction's markers are being written (Kafka's
+		// pending CompleteCommit/CompleteAbort), which Kafka checks
+		// before the epoch since KAFKA-18464: the producer, already at
+		// the bumped epoch, may end its next transaction before they
+		// are in (an abort with nothing added, say) and must not fence
+		// itself. A retry of the last EndTxn, whatever its outcome,
+		// waits the same way. (Kafka answers this to any epoch; an
+		// epoch that is neither is fenced here at once, as Kafka
+		// fences it once the markers are in.)
+		return none, txnmNoProducerEpoch, kerr.ConcurrentTransactions.Code
+	}
 	var valid bool
 	switch m.State {
 	case TxnPrepareCommit, TxnPrepareAbort:
-		valid = retryOnBump
+		valid = false // a stale epoch (the others wait above)
 	case TxnCompleteCommit, TxnCompleteAbort:
 		valid = retryOnBump || retryOnOverflow || epoch == m.ProducerEpoch
 	default: // Empty, Ongoing
@@ -351,8 +363,6 @@ func (t *TxnTable) endTxnV2(now time.Time, txnID string, pid int64, epoch int16,
 	switch m.State {
 	case TxnOngoing:
 		return prepare(commit, false)
-	case TxnPrepareCommit, TxnPrepareAbort:
-		return none, txnmNoProducerEpoch, txnmSameOutcome(m.State == TxnPrepareCommit, commit, kerr.ConcurrentTransactions.Code)
 	case TxnCompleteCommit, TxnCompleteAbort:
 		decidedCommit := m.State == TxnCompleteCommit
 		switch {

@@ -455,10 +455,14 @@ func TestTxnEndTxnV2(t *testing.T) {
 				txnWant(t, h, TxnOngoing, txnPID, 32766)
 			}},
 		{name: "retry while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 4, true), code: kerr.ConcurrentTransactions.Code, check: txnNoWrite},
-		{name: "abort while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 4, false), code: kerr.InvalidTxnState.Code},
-		{name: "current epoch while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 5, true), code: kerr.ProducerFenced.Code},
+		{name: "abort while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 4, false), code: kerr.ConcurrentTransactions.Code, check: txnNoWrite},
+		// KAFKA-18464: the next transaction's EndTxn while the markers of the
+		// last are written waits for them, not fencing the producer.
+		{name: "current epoch while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 5, true), code: kerr.ConcurrentTransactions.Code, check: txnNoWrite},
+		{name: "empty abort while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 5, false), code: kerr.ConcurrentTransactions.Code, check: txnNoWrite},
+		{name: "stale epoch while committing", start: in(TxnPrepareCommit, 5), act: fail(txnPID, 3, true), code: kerr.ProducerFenced.Code, check: txnNoWrite},
 		{name: "retry while aborting", start: in(TxnPrepareAbort, 5), act: fail(txnPID, 4, false), code: kerr.ConcurrentTransactions.Code},
-		{name: "commit while aborting", start: in(TxnPrepareAbort, 5), act: fail(txnPID, 4, true), code: kerr.InvalidTxnState.Code},
+		{name: "commit while aborting", start: in(TxnPrepareAbort, 5), act: fail(txnPID, 4, true), code: kerr.ConcurrentTransactions.Code, check: txnNoWrite},
 		{name: "retry of a commit", start: in(TxnCompleteCommit, 5), act: end(txnPID, 4, true, txnPID, 5), check: txnNoWrite},
 		{name: "abort retry after a commit", start: in(TxnCompleteCommit, 5), act: fail(txnPID, 4, false), code: kerr.InvalidTxnState.Code},
 		{name: "commit after a commit", start: in(TxnCompleteCommit, 4), act: fail(txnPID, 4, true), code: kerr.InvalidTxnState.Code, check: txnNoWrite},

@@ -34,6 +34,13 @@ import (
 //     UNKNOWN_TOPIC_ID for an unknown topic ID.
 //   - A duplicate idempotent batch is acknowledged with its original base
 //     offset (the broker stores it once).
+//   - Transactional batches (KIP-890): the first batch of a transaction on
+//     a partition is checked with the transaction's coordinator (this
+//     node or another): verified to be in the transaction, or at v12+
+//     added to it. A partition not in the transaction is
+//     TRANSACTION_ABORTABLE (v3-v10: INVALID_TXN_STATE); a fenced epoch
+//     INVALID_PRODUCER_EPOCH; a coordinator that cannot answer (moving,
+//     loading, down) NOT_ENOUGH_REPLICAS, which clients retry.
 //
 // Version notes:
 //   - v5: LogStartOffset in the response
@@ -41,6 +48,14 @@ import (
 //   - v9: flexible
 //   - v10: NOT_LEADER_OR_FOLLOWER carries the current leader and epoch,
 //     and the response that leader's endpoint (KIP-951)
+//   - v11: TRANSACTION_ABORTABLE (KIP-890)
+//   - v12 (KIP-890 part 2): a transactional batch for a partition not yet
+//     in the producer's transaction adds it (the client sends no
+//     AddPartitionsToTxn), with transaction.version 2 (the default;
+//     clients use v12 in a transaction only then). While the producer's
+//     last transaction's markers are written, the add is retried for up
+//     to 100 ms and then answered CONCURRENT_TRANSACTIONS (the client
+//     retries). With --transaction-version 1 v12 is verified like v11.
 //   - v13: topics named by ID (KIP-516)
 
 // produceJob is one partition of a produce request.
@@ -182,7 +197,20 @@ func (s *Server) startProduce(ctx context.Context, r *request, req *kmsg.Produce
 		s.produceFailed(req, job, err)
 		return nil
 	}
-	return s.b.ProduceStart(ctx, job.topic, job.in.Partition, job.in.Records, req.Acks, req.TransactionID)
+	return s.b.ProduceStartTxn(ctx, job.topic, job.in.Partition, job.in.Records, req.Acks, req.TransactionID, produceTxnOp(req.Version))
+}
+
+// produceTxnOp is how a Produce version's transactional batches are
+// checked with their coordinator (Kafka's
+// produceRequestVersionToTransactionSupportedOperation).
+func produceTxnOp(version int16) broker.TxnWriteOp {
+	switch {
+	case version >= 12:
+		return broker.TxnAddPartition
+	case version == 11:
+		return broker.TxnVerify
+	}
+	return broker.TxnVerifyOld
 }
 
 // finishProduce waits for one partition's append and fills its answer.

@@ -24,10 +24,12 @@ import (
 //     with: the same id at epoch+1, or a new id at epoch 0 once the epoch
 //     ran out. A retry is recognised by its epoch being one behind and
 //     gets the same answer. An abort with nothing added succeeds (bumping
-//     the epoch). As in Kafka, the version alone selects this protocol;
-//     Chronik advertises no transaction.version feature, so clients stay
-//     on v4 (franz-go and the Java client use v5 only with
-//     transaction.version 2), but a v5 request is answered as Kafka does.
+//     the epoch). As in Kafka, the version alone selects this protocol
+//     (whatever --transaction-version says); clients send v5 only when
+//     ApiVersions finalizes transaction.version 2, as Chronik does by
+//     default (franz-go and Java's client then also skip
+//     AddPartitionsToTxn and AddOffsetsToTxn: Produce v12 and
+//     TxnOffsetCommit v5 add their partitions).
 //     On an error ProducerID and ProducerEpoch are -1.
 
 func (s *Server) handleEndTxn(_ context.Context, r *request) kmsg.Response {

@@ -53,8 +53,11 @@ import (
 //     coordinator unavailable COORDINATOR_NOT_AVAILABLE, a fenced epoch
 //     INVALID_PRODUCER_EPOCH, an unknown producer
 //     INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS while the
-//     previous transaction's markers are written. Clients send v5 only
-//     with transaction.version 2, which Chronik does not advertise.
+//     previous transaction's markers are written (retried for up to
+//     100 ms first). Clients send v5 only with transaction.version 2,
+//     which Chronik finalizes by default; with --transaction-version 1 a
+//     v5 request is served as v4: the group's partition must have been
+//     added with AddOffsetsToTxn (else TRANSACTION_ABORTABLE).
 //   - v6 (KIP-1319): topics by TopicID instead of name (an unknown id:
 //     UNKNOWN_TOPIC_ID); GROUP_ID_NOT_FOUND for a commit with a
 //     generation to a group that does not exist, where earlier versions
@@ -104,7 +107,7 @@ func (s *Server) handleTxnOffsetCommit(ctx context.Context, r *request) kmsg.Res
 		return resp
 	}
 	var codes []int16
-	if req.Version >= 5 {
+	if req.Version >= 5 && s.b.TxnVersion() >= 2 {
 		if err := s.b.AddTxnOffsetsPartition(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); err != nil {
 			code := s.codeOf(err, "add the group's offsets to the transaction")
 			codes = make([]int16, len(offsets))

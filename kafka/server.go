@@ -87,6 +87,10 @@ type Server struct {
 	// budget bounds request bytes held across connections.
 	budget *byteBudget
 
+	// featuresEpoch is ApiVersions' FinalizedFeaturesEpoch: the time New
+	// ran, in milliseconds, so that it grows across restarts.
+	featuresEpoch int64
+
 	// panics counts handler panics recovered (and answered with
 	// UNKNOWN_SERVER_ERROR); the fuzz target checks it stays zero.
 	panics atomic.Int64
@@ -128,6 +132,7 @@ func New(cfg Config, b *broker.Broker) *Server {
 		perIP:            make(map[string]int),
 		maxNewPartitions: defaultMaxNewPartitions,
 		budget:           newByteBudget(cfg.MaxInflightRequestBytes, int64(cfg.MaxRequestBytes)),
+		featuresEpoch:    time.Now().UnixMilli(),
 	}
 }
 
