@@ -327,8 +327,8 @@ func (l *logLimiter) allow(now time.Time) (dropped int, ok bool) {
 // responses strictly in request order.
 type conn struct {
 	s      *Server
-	lst    *listener // the listener the connection came in on
-	nc     net.Conn  // a *tls.Conn on TLS listeners
+	lst    *listener       // the listener the connection came in on
+	nc     net.Conn        // a *tls.Conn on TLS listeners
 	raw    syscall.RawConn // nc's socket, to see how much has arrived; nil if none
 	br     *bufio.Reader
 	remote string
