@@ -111,6 +111,7 @@ func (c *conn) handshakeTLS() (reason string, err error) {
 	c.nc.SetDeadline(time.Time{})
 	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
 		c.principal = "User:" + st.PeerCertificates[0].Subject.String()
+		c.log.Debug().Str("principal", c.principal).Msg("TLS client certificate authenticated")
 	}
 	return "", nil
 }
