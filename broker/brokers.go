@@ -77,6 +77,9 @@ type BrokerInfo struct {
 // Endpoint is one listener's advertised address.
 type Endpoint struct {
 	Name string `json:"name"` // the listener name, e.g. "SASL_SSL"
+	// Protocol is the listener's security protocol (PLAINTEXT, SSL,
+	// SASL_PLAINTEXT, SASL_SSL), for nodes calling each other.
+	Protocol string `json:"protocol,omitempty"`
 	Host string `json:"host"`
 	Port int32  `json:"port"`
 }

@@ -79,3 +79,27 @@ func (f *TLSFiles) Config() *tls.Config {
 
 // MutualTLS reports whether clients must present a certificate.
 func (f *TLSFiles) MutualTLS() bool { return f.clientCAFile != "" }
+
+// PeerClientConfig is the TLS configuration for this node calling other
+// nodes' SSL listeners (Peers.SetTLS): it trusts the system roots and the
+// client CA bundle, and presents this node's own certificate when asked
+// (the other nodes' mutual TLS accepts it if the client CA signed it for
+// client authentication too).
+func (f *TLSFiles) PeerClientConfig() *tls.Config {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if f.clientCAFile != "" {
+		if pem, err := os.ReadFile(f.clientCAFile); err == nil {
+			roots.AppendCertsFromPEM(pem)
+		}
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return f.cur.Load().cert, nil
+		},
+	}
+}
