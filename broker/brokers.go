@@ -80,8 +80,8 @@ type Endpoint struct {
 	// Protocol is the listener's security protocol (PLAINTEXT, SSL,
 	// SASL_PLAINTEXT, SASL_SSL), for nodes calling each other.
 	Protocol string `json:"protocol,omitempty"`
-	Host string `json:"host"`
-	Port int32  `json:"port"`
+	Host     string `json:"host"`
+	Port     int32  `json:"port"`
 }
 
 // On is the node's address for clients of the listener named name: that
