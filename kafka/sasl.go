@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"crypto/hmac"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,6 +74,10 @@ type saslState struct {
 	rawTokens bool
 	scram     *scram.ServerConversation
 	steps     int
+	// scramFirst and scramServerFirst are the exchange's first two
+	// messages; scramValid is set when scramFinalKafka verified the proof.
+	scramFirst, scramServerFirst string
+	scramValid                   bool
 
 	// closeReason, once set, closes the connection after the answer
 	// being queued; closeErr is logged with it.
@@ -129,6 +134,7 @@ func (s *Server) mechanismEnabled(m string) bool {
 func (c *conn) beginSASL(mech string, raw bool) {
 	st := &c.sasl
 	st.mech, st.rawTokens, st.steps, st.scram = mech, raw, 0, nil
+	st.scramFirst, st.scramServerFirst, st.scramValid = "", "", false
 	if m, ok := broker.ParseScramMechanism(mech); ok {
 		srv, _ := m.Hash().NewServer(func(user string) (scram.StoredCredentials, error) {
 			cred, ok := c.s.b.ScramCredentialOf(user, m)
@@ -173,15 +179,27 @@ func (c *conn) saslStep(token []byte) (out []byte, done bool, clientErr, logErr 
 		if st.scram == nil || st.steps > 2 {
 			return nil, false, errAuthFailed(st.mech), errors.New("SCRAM: too many steps")
 		}
+		if st.steps == 1 {
+			st.scramFirst = string(token)
+		}
 		resp, err := st.scram.Step(string(token))
+		if st.steps == 1 && err == nil {
+			st.scramServerFirst = resp
+		}
+		if st.steps == 2 && err != nil && strings.Contains(err.Error(), "nonce") {
+			// librdkafka before 2.x's fix echoes its own nonce in front
+			// of the server's; Kafka accepts a nonce that ends with the
+			// server's, so we do too.
+			resp, err = c.scramFinalKafka(string(token))
+		}
 		if err != nil {
 			who := st.scram.Username()
 			return nil, false, errAuthFailed(st.mech), fmt.Errorf("SCRAM (user %q): %v", who, err)
 		}
-		if !st.scram.Done() {
+		if !st.scram.Done() && !st.scramValid {
 			return []byte(resp), false, nil, nil
 		}
-		if !st.scram.Valid() {
+		if !st.scram.Valid() && !st.scramValid {
 			return nil, false, errAuthFailed(st.mech), fmt.Errorf("SCRAM: invalid proof of user %q", st.scram.Username())
 		}
 		user = st.scram.Username()
@@ -284,3 +302,83 @@ func (c *conn) rawSASLFrame(size int32, fr *frameClock) (reason string, err erro
 
 // enabledMechanisms lists the server's mechanisms for an error message.
 func (s *Server) enabledMechanisms() string { return strings.Join(s.cfg.SASLMechanisms, ", ") }
+
+// scramFinalKafka verifies a SCRAM client-final message the way Kafka's
+// ScramSaslServer does, for the one case the scram library refuses: a
+// nonce that ends with the server's nonce without being equal to it (what
+// librdkafka 2.0 sends). The proof is checked over the messages as sent,
+// so a client that did not know the password still fails.
+func (c *conn) scramFinalKafka(final string) (string, error) {
+	st := &c.sasl
+	m, ok := broker.ParseScramMechanism(st.mech)
+	if !ok {
+		return "", errors.New("not a SCRAM exchange")
+	}
+	_, bare, ok := cutN(st.scramFirst, ",", 2) // after the GS2 header
+	if !ok {
+		return "", errors.New("client-first message without a GS2 header")
+	}
+	serverNonce := scramAttr(st.scramServerFirst, "r")
+	i := strings.LastIndex(final, ",p=")
+	if i < 0 || serverNonce == "" {
+		return "", errors.New("client-final message without a proof")
+	}
+	withoutProof, proof64 := final[:i], final[i+3:]
+	if n := scramAttr(withoutProof, "r"); !strings.HasSuffix(n, serverNonce) {
+		return "", errors.New("invalid client nonce in the final client message")
+	}
+	if cb := scramAttr(withoutProof, "c"); cb != "biws" && cb != "eSws" {
+		return "", errors.New("channel binding is not supported")
+	}
+	proof, err := base64.StdEncoding.DecodeString(proof64)
+	if err != nil {
+		return "", fmt.Errorf("client proof: %v", err)
+	}
+	cred, ok := c.s.b.ScramCredentialOf(st.scram.Username(), m)
+	if !ok {
+		return "", errUnknownUser
+	}
+	h := m.Hash()
+	authMsg := []byte(bare + "," + st.scramServerFirst + "," + withoutProof)
+	mac := hmac.New(h, cred.StoredKey)
+	mac.Write(authMsg)
+	sig := mac.Sum(nil)
+	if len(proof) != len(sig) {
+		return "", errors.New("client proof of the wrong size")
+	}
+	for k := range sig {
+		sig[k] ^= proof[k]
+	}
+	sum := h()
+	sum.Write(sig)
+	if !hmac.Equal(sum.Sum(nil), cred.StoredKey) {
+		return "", errors.New("challenge proof invalid")
+	}
+	st.scramValid = true
+	mac = hmac.New(h, cred.ServerKey)
+	mac.Write(authMsg)
+	return "v=" + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// cutN splits s after its n-th sep.
+func cutN(s, sep string, n int) (before, after string, ok bool) {
+	i := 0
+	for range n {
+		j := strings.Index(s[i:], sep)
+		if j < 0 {
+			return "", "", false
+		}
+		i += j + len(sep)
+	}
+	return s[:i], s[i:], true
+}
+
+// scramAttr is the value of attribute name ("r") in a SCRAM message.
+func scramAttr(msg, name string) string {
+	for _, f := range strings.Split(msg, ",") {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -5,10 +5,14 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
@@ -613,4 +617,50 @@ func FuzzSASLTokens(f *testing.F) {
 		server.Close()
 		io.Copy(io.Discard, client)
 	})
+}
+
+// TestSCRAMLibrdkafkaNonce: librdkafka 2.0 sends its own nonce in front of
+// the server's in client-final; Kafka accepts a nonce ending with the
+// server's, and so do we, with the proof still checked.
+func TestSCRAMLibrdkafkaNonce(t *testing.T) {
+	se := startSecureEnv(t, ProtocolSASLPlaintext, false)
+	login := func(password string) error {
+		c := &conn{s: se.srv, lst: &listener{name: "T", protocol: ProtocolSASLPlaintext}, log: se.srv.log}
+		c.beginSASL("SCRAM-SHA-256", false)
+		first := "n,,n=alice,r=clientnonce"
+		s1, _, clientErr, _ := c.saslStep([]byte(first))
+		if clientErr != nil {
+			return clientErr
+		}
+		nonce := "clientnonce" + scramAttr(string(s1), "r") // doubled, as librdkafka does
+		salt, _ := base64.StdEncoding.DecodeString(scramAttr(string(s1), "s"))
+		salted, _ := pbkdf2.Key(sha256.New, password, salt, 4096, sha256.Size)
+		mac := func(key []byte, msg string) []byte {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte(msg))
+			return m.Sum(nil)
+		}
+		clientKey := mac(salted, "Client Key")
+		stored := sha256.Sum256(clientKey)
+		withoutProof := "c=biws,r=" + nonce
+		sig := mac(stored[:], "n=alice,r=clientnonce,"+string(s1)+","+withoutProof)
+		for i := range sig {
+			sig[i] ^= clientKey[i]
+		}
+		out, done, clientErr, _ := c.saslStep([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(sig)))
+		if clientErr != nil {
+			return clientErr
+		}
+		want := "v=" + base64.StdEncoding.EncodeToString(mac(mac(salted, "Server Key"), "n=alice,r=clientnonce,"+string(s1)+","+withoutProof))
+		if !done || string(out) != want || c.principal != "User:alice" {
+			t.Fatalf("done %v, server final %q (want %q), principal %s", done, out, want, c.principal)
+		}
+		return nil
+	}
+	if err := login(alicePassword); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if err := login("wrong"); err == nil {
+		t.Fatal("wrong password accepted")
+	}
 }
