@@ -116,6 +116,7 @@ func (a *admin) handler() http.Handler {
 		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	userRoutes(mux, a.broker.Load)
 	return a.auth.authenticate(mux)
 }
 

@@ -112,6 +112,22 @@ func serveFlags() []cli.Flag {
 			Usage: "allow an admin-listen address other hosts can reach without admin-token-file or without TLS (a trusted lab network only); without it such a start is refused"},
 		&cli.IntFlag{Name: "transaction-version", Value: 2,
 			Usage: "the transaction.version feature advertised to clients (Kafka 4.0's default 2, KIP-890 part 2: every transaction bumps the producer's epoch and Produce v12 / TxnOffsetCommit v5 add their partitions themselves); 1 keeps clients on the older protocol, where they add partitions with AddPartitionsToTxn and AddOffsetsToTxn"},
+		&cli.StringFlag{Name: "listeners",
+			Usage: "Kafka listeners as NAME://host:port,... (listeners), NAME a security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or a name mapped by listener-security-protocol-map, e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093; an empty host listens on all interfaces. Replaces listen and advertise; empty: one PLAINTEXT listener on listen"},
+		&cli.StringFlag{Name: "advertised-listeners",
+			Usage: "what Metadata tells the clients of each listener, as NAME://host:port,... (advertised.listeners); a listener not named advertises its listen address, or this host's primary address when it listens on all interfaces"},
+		&cli.StringFlag{Name: "listener-security-protocol-map",
+			Usage: "security protocols of listener names that are not protocol names, as NAME:PROTOCOL,... (listener.security.protocol.map), e.g. CLIENT:SASL_SSL,INTERNAL:PLAINTEXT"},
+		&cli.StringFlag{Name: "tls-cert-file",
+			Usage: "PEM certificate chain of the SSL and SASL_SSL listeners (server certificate first); re-read on SIGHUP"},
+		&cli.StringFlag{Name: "tls-key-file",
+			Usage: "PEM private key of tls-cert-file; re-read on SIGHUP"},
+		&cli.StringFlag{Name: "tls-client-ca-file",
+			Usage: "PEM CA bundle: when set, clients of the SSL and SASL_SSL listeners must present a certificate it signed (mutual TLS; ssl.client.auth=required), and their principal is User: and the certificate subject (SASL replaces it on SASL_SSL); re-read on SIGHUP"},
+		&cli.StringFlag{Name: "sasl-mechanisms", Value: "SCRAM-SHA-256,SCRAM-SHA-512",
+			Usage: "SASL mechanisms of the SASL_PLAINTEXT and SASL_SSL listeners (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks the password against the user's SCRAM credential; it sends the password itself, so use it over SASL_SSL only"},
+		&cli.DurationFlag{Name: "connections-max-reauth", Value: 0,
+			Usage: "longest a SASL session lasts before the client must re-authenticate on the same connection (KIP-368, connections.max.reauth.ms); a client that does not is disconnected at its next request. 0: sessions never expire"},
 	})
 }
 
@@ -167,9 +183,17 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if err != nil {
 		return bc, kc, err
 	}
-	host, port, err := advertisedAddr(c.String("listen"), c.String("advertise"))
+	specs, err := listenerSpecs(c)
 	if err != nil {
 		return bc, kc, err
+	}
+	host, port := specs[0].advHost, specs[0].advPort
+	mechs, err := parseMechanisms(c.String("sasl-mechanisms"))
+	if err != nil {
+		return bc, kc, err
+	}
+	if c.Duration("connections-max-reauth") < 0 {
+		return bc, kc, fmt.Errorf("connections-max-reauth: must not be negative")
 	}
 	// Checked here, not when binding, so that a typo or an admin listener
 	// open to other hosts exits 2 (systemd does not restart it) rather
@@ -247,6 +271,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		NodeID:                 int32(c.Int("node-id")),
 		AdvertisedHost:         host,
 		AdvertisedPort:         port,
+		Listeners:              endpoints(specs),
 		AutoCreateTopics:       c.Bool("auto-create-topics"),
 		DefaultPartitions:      int32(c.Int("default-partitions")),
 		RetentionMs:            retentionMs,
@@ -299,6 +324,8 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		RequestReadTimeout:      c.Duration("request-read-timeout"),
 		MaxConnections:          noLimitIfZero(c.Int("max-connections")),
 		MaxConnectionsPerIP:     noLimitIfZero(c.Int("max-connections-per-ip")),
+		SASLMechanisms:          mechs,
+		ConnectionsMaxReauth:    c.Duration("connections-max-reauth"),
 	}
 	return bc, kc, nil
 }
@@ -343,6 +370,15 @@ func serveAction(c *cli.Context) error {
 		levelSrc.fixed = c.String("log-level")
 	}
 	bc, kc, log, err := resolveServe(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	specs, err := listenerSpecs(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	// A missing or bad certificate fails start-up, naming the file.
+	tlsFiles, err := securityConfig(c, specs)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
@@ -422,6 +458,9 @@ func serveAction(c *cli.Context) error {
 			return nil
 		})
 		defer peerClients.Close()
+		if tlsFiles != nil {
+			peerClients.SetTLS(tlsFiles.PeerClientConfig())
+		}
 		bc.Peers = peerClients
 	}
 	b, err := broker.Open(bc)
@@ -429,35 +468,31 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("open data dir %s: %v", bc.DataDir, err), 1)
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
+	bound, err := bindListeners(specs)
 	if err != nil {
 		b.Close()
-		return cli.Exit(fmt.Sprintf("listen %s: %v", c.String("listen"), err), 1)
+		return cli.Exit(err.Error(), 1)
 	}
 	srv := kafka.New(kc, b)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := serveListeners(srv, bound, tlsFiles)
 	adm.setReady(b, true)
 	sdNotify(daemon.SdNotifyReady, log)
+	logListeners(bound, log)
 	log.Info().
-		Str("listen", ln.Addr().String()).
+		Str("listen", bound[0].ln.Addr().String()).
 		Str("advertise", net.JoinHostPort(bc.AdvertisedHost, strconv.Itoa(int(bc.AdvertisedPort)))).
 		Str("data_dir", bc.DataDir).
 		Str("cluster_id", b.ClusterID()).
 		Dur("recovery", time.Since(start)).
 		Str("version", version).
 		Msg("chronik ready")
-	if listenHost, _, _ := net.SplitHostPort(c.String("listen")); allInterfaces(listenHost) && loopbackHost(bc.AdvertisedHost) {
-		log.Warn().Str("advertise", bc.AdvertisedHost).
-			Msg("listening on all interfaces but advertising a loopback address: clients on other machines get metadata, then cannot connect; set advertise to an address they reach")
-	}
 
 	var serveErr error
 wait:
 	for {
 		select {
 		case <-hup:
-			reloadOnSignal(levelSrc, log, adm.reload)
+			reloadOnSignal(levelSrc, log, adm.reload, func(l zerolog.Logger) { reloadTLS(tlsFiles, l) })
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait

@@ -34,10 +34,16 @@ import (
 
 // Config configures a Broker. Zero values take the documented defaults.
 type Config struct {
-	DataDir           string // required
-	NodeID            int32  // default 0
-	AdvertisedHost    string // what Metadata tells clients (default "localhost")
-	AdvertisedPort    int32  // default 9092
+	DataDir        string // required
+	NodeID         int32  // default 0
+	AdvertisedHost string // what Metadata tells clients (default "localhost")
+	AdvertisedPort int32  // default 9092
+	// Listeners are the advertised endpoints of every named Kafka listener
+	// (Kafka's advertised.listeners), registered in the metadata log in
+	// cluster mode so that each node answers clients with the address of
+	// the listener they came in on. Empty: one listener, the advertised
+	// host and port above.
+	Listeners         []Endpoint
 	ClusterID         string // generated on first start and stored in the metadata log if empty
 	AutoCreateTopics  bool
 	DefaultPartitions int32 // default 1

@@ -68,6 +68,9 @@ type Broker struct {
 	brokers   []metaBroker // the registered brokers, by node id
 	clusterID string
 
+	// scram is the published SCRAM credential table (scram.go).
+	scram atomic.Pointer[scramTable]
+
 	metaWasEmpty bool // Open found no metadata: unknown data is kept, not removed
 
 	ownLock *DirLock // the data directory lock Open took (nil: the caller's)

@@ -67,15 +67,40 @@ func (b *Broker) ControllerID() int32 { return b.metadata.Leader() }
 // BrokerInfo is one node as Metadata lists it.
 type BrokerInfo struct {
 	NodeID int32
-	Host   string
+	Host   string // the node's default (first listener's) address
 	Port   int32
+	// Listeners are the node's advertised endpoints by listener name;
+	// empty for a node registered before listeners were recorded.
+	Listeners []Endpoint
+}
+
+// Endpoint is one listener's advertised address.
+type Endpoint struct {
+	Name string `json:"name"` // the listener name, e.g. "SASL_SSL"
+	// Protocol is the listener's security protocol (PLAINTEXT, SSL,
+	// SASL_PLAINTEXT, SASL_SSL), for nodes calling each other.
+	Protocol string `json:"protocol,omitempty"`
+	Host     string `json:"host"`
+	Port     int32  `json:"port"`
+}
+
+// On is the node's address for clients of the listener named name: that
+// listener's advertised endpoint, else (a node that registered no such
+// listener, or none at all) its default address.
+func (bi BrokerInfo) On(name string) (host string, port int32) {
+	for _, ep := range bi.Listeners {
+		if ep.Name == name {
+			return ep.Host, ep.Port
+		}
+	}
+	return bi.Host, bi.Port
 }
 
 // Brokers lists the cluster's live nodes with their Kafka addresses, this
 // node always among them (a broker that is its own cluster registers no
 // address: just this node). Like Topics it takes only b.mu.
 func (b *Broker) Brokers() []BrokerInfo {
-	self := BrokerInfo{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}
+	self := BrokerInfo{NodeID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort, Listeners: b.cfg.Listeners}
 	b.mu.RLock()
 	registered := b.brokers
 	b.mu.RUnlock()
@@ -84,7 +109,7 @@ func (b *Broker) Brokers() []BrokerInfo {
 		if br.Node != self.NodeID && !b.metadata.alive(br.Node) {
 			continue // as Kafka leaves out brokers that are not live
 		}
-		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port})
+		out = append(out, BrokerInfo{NodeID: br.Node, Host: br.Host, Port: br.Port, Listeners: br.Listeners})
 	}
 	if !slices.ContainsFunc(out, func(x BrokerInfo) bool { return x.NodeID == self.NodeID }) {
 		out = append(out, self) // registration not committed yet

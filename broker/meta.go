@@ -49,10 +49,14 @@ const (
 	metaSnapshot        = "snapshot"         // Snapshot: the whole state; replaces everything before it
 
 	// Cluster mode only.
-	metaBrokerRegistered = "broker_registered" // Node, Host, Port: a node's Kafka address
+	metaBrokerRegistered = "broker_registered" // Node, Host, Port: a node's Kafka address; Listeners: every listener's (absent in older records)
 	metaProducerIDBlock  = "producer_id_block" // Node: the next block of producer ids goes to that node
 	metaBrokerRemoved    = "broker_removed"    // Node: the node leaves the cluster and every replica list
 	metaReplicasAdded    = "replicas_added"    // Topic, ID, Partition, Added: nodes that join a partition's replicas
+
+	// SCRAM credentials (scram.go).
+	metaUserScramSet     = "user_scram_set"     // Scram: one user's credential for one mechanism
+	metaUserScramDeleted = "user_scram_deleted" // Scram (user, mechanism): that credential removed
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -80,11 +84,19 @@ type metaRecord struct {
 	Partition int32        `json:"partition,omitempty"`
 	Added     []int32      `json:"added,omitempty"`
 	Brokers   []metaBroker `json:"brokers,omitempty"` // snapshot only
+	// Listeners (broker_registered): the node's advertised endpoints by
+	// listener name.
+	Listeners []Endpoint `json:"listeners,omitempty"`
 	// NextRaftGroup (snapshot only) is the raft group id the next partition gets.
 	NextRaftGroup uint64 `json:"next_group,omitempty"`
 	// NodeBlocks (snapshot only): each node's current producer id block start.
 	NodeBlocks map[int32]int64 `json:"node_blocks,omitempty"`
 	Removed    []int32         `json:"removed,omitempty"` // snapshot only
+
+	// Scram: user_scram_set, user_scram_deleted (scram.go).
+	Scram *metaScramCred `json:"scram,omitempty"`
+	// ScramCreds (snapshot only): every credential.
+	ScramCreds []metaScramCred `json:"scram_creds,omitempty"`
 }
 
 // metaBroker is one registered node.
@@ -92,6 +104,14 @@ type metaBroker struct {
 	Node int32  `json:"node"`
 	Host string `json:"host"`
 	Port int32  `json:"port"`
+	// Listeners: the advertised endpoint of every named listener; absent
+	// in records written before listeners existed (then Host and Port
+	// serve every listener).
+	Listeners []Endpoint `json:"listeners,omitempty"`
+}
+
+func (m metaBroker) equal(o metaBroker) bool {
+	return m.Node == o.Node && m.Host == o.Host && m.Port == o.Port && slices.Equal(m.Listeners, o.Listeners)
 }
 
 // metaTopic is one topic in a snapshot record.
@@ -133,6 +153,7 @@ type metaState struct {
 	nextRaftGroup uint64               // raft group id of the next partition (0 is the controller)
 	nodeBlocks    map[int32]int64      // cluster mode: each node's producer id block start
 	removed       map[int32]bool       // cluster mode: nodes removed from the cluster
+	scram         scramTable           // SCRAM credentials by user and mechanism (scram.go)
 }
 
 func newMetaState() *metaState {
@@ -268,6 +289,9 @@ func (s *metaState) apply(r metaRecord) error {
 		for _, id := range r.Removed {
 			fresh.removed[id] = true
 		}
+		if err := fresh.restoreScram(r.ScramCreds); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
@@ -278,7 +302,12 @@ func (s *metaState) apply(r metaRecord) error {
 		if r.Node < 0 || r.Host == "" || r.Port <= 0 {
 			return fmt.Errorf("broker registration %d %s:%d", r.Node, r.Host, r.Port)
 		}
-		s.brokers[r.Node] = metaBroker{Node: r.Node, Host: r.Host, Port: r.Port}
+		for _, ep := range r.Listeners {
+			if ep.Name == "" || ep.Host == "" || ep.Port <= 0 {
+				return fmt.Errorf("broker registration %d: listener %q at %s:%d", r.Node, ep.Name, ep.Host, ep.Port)
+			}
+		}
+		s.brokers[r.Node] = metaBroker{Node: r.Node, Host: r.Host, Port: r.Port, Listeners: r.Listeners}
 	case metaProducerIDBlock:
 		s.nodeBlocks[r.Node] = s.producerIDBlockEnd
 		s.producerIDBlockEnd += producerIDBlockSize
@@ -327,6 +356,10 @@ func (s *metaState) apply(r metaRecord) error {
 			}
 			s.topics[name] = &nt
 		}
+	case metaUserScramSet:
+		return s.applyScramSet(r)
+	case metaUserScramDeleted:
+		return s.applyScramDeleted(r)
 	default:
 		return fmt.Errorf("unknown metadata record type %q", r.Type)
 	}
@@ -358,6 +391,7 @@ func (s *metaState) snapshot() metaRecord {
 		r.NodeBlocks = maps.Clone(s.nodeBlocks)
 	}
 	r.Removed = slices.Sorted(maps.Keys(s.removed))
+	r.ScramCreds = s.scramSnapshot()
 	return r
 }
 
@@ -407,5 +441,6 @@ func (b *Broker) replayed() error {
 	b.nextProducerID = b.state.producerIDBlockEnd
 	b.producerIDEnd = b.state.producerIDBlockEnd
 	b.publishBrokers()
+	b.publishScram()
 	return nil
 }

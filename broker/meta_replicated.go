@@ -72,11 +72,11 @@ func (b *Broker) openReplicated(r Replication) error {
 // metadata group has no leader.
 func (b *Broker) register() {
 	defer b.wg.Done()
-	self := metaBroker{Node: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}
+	self := metaBroker{Node: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort, Listeners: b.cfg.Listeners}
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		b.adminMu.Lock()
 		needID := b.state.clusterID == ""
-		registered := b.state.brokers[self.Node] == self
+		registered := b.state.brokers[self.Node].equal(self)
 		// A producer id block in hand, so that InitProducerID is answered
 		// here without a controller round trip (or a controller at all).
 		needBlock := b.nextProducerID >= b.producerIDEnd
@@ -86,7 +86,7 @@ func (b *Broker) register() {
 		case needID:
 			err = b.propose(metaRecord{Type: metaClusterID, ClusterID: b.newClusterID()})
 		case !registered:
-			err = b.propose(metaRecord{Type: metaBrokerRegistered, Node: self.Node, Host: self.Host, Port: self.Port})
+			err = b.propose(metaRecord{Type: metaBrokerRegistered, Node: self.Node, Host: self.Host, Port: self.Port, Listeners: self.Listeners})
 		case needBlock:
 			err = b.propose(metaRecord{Type: metaProducerIDBlock, Node: self.Node})
 		default:

@@ -149,7 +149,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 	}
 
 	if req.Version >= 10 {
-		s.addLeaderHints(resp)
+		s.addLeaderHints(r.listener, resp)
 	}
 	if r.noResponse {
 		for i := range resp.Topics {
@@ -170,7 +170,7 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 // leader epoch this node knows, and that leader's endpoint, so that the
 // client moves the partition at once instead of after a metadata refresh
 // (kgo's is at most every 5 s by default) when leadership moves.
-func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
+func (s *Server) addLeaderHints(listener string, resp *kmsg.ProduceResponse) {
 	var h leaderHints
 	for i := range resp.Topics {
 		st := &resp.Topics[i]
@@ -181,7 +181,7 @@ func (s *Server) addLeaderHints(resp *kmsg.ProduceResponse) {
 			}
 		}
 	}
-	for _, bi := range h.endpoints(s) {
+	for _, bi := range h.endpoints(s, listener) {
 		ep := kmsg.NewProduceResponseBroker()
 		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, ep)

@@ -71,7 +71,7 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 		n, failed := s.fillFetch(req, resp, names)
 		if failed && req.Version >= 12 {
 			// Only a failed pass can hold NOT_LEADER_OR_FOLLOWER.
-			s.addFetchLeaderHints(req.Version, resp)
+			s.addFetchLeaderHints(r.listener, req.Version, resp)
 		}
 		if failed || int64(n) >= int64(req.MinBytes) || req.MaxWaitMillis <= 0 {
 			return resp
@@ -225,7 +225,7 @@ func abortedTransactions(aborted []broker.AbortedTransaction) []kmsg.FetchRespon
 
 // addFetchLeaderHints fills CurrentLeader of the partitions answered
 // NOT_LEADER_OR_FOLLOWER and, from v16, the leaders' endpoints (KIP-951).
-func (s *Server) addFetchLeaderHints(version int16, resp *kmsg.FetchResponse) {
+func (s *Server) addFetchLeaderHints(listener string, version int16, resp *kmsg.FetchResponse) {
 	var h leaderHints
 	for i := range resp.Topics {
 		st := &resp.Topics[i]
@@ -239,7 +239,7 @@ func (s *Server) addFetchLeaderHints(version int16, resp *kmsg.FetchResponse) {
 	if version < 16 {
 		return
 	}
-	for _, bi := range h.endpoints(s) {
+	for _, bi := range h.endpoints(s, listener) {
 		ep := kmsg.NewFetchResponseBroker()
 		ep.NodeID, ep.Host, ep.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, ep)

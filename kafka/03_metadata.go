@@ -47,7 +47,7 @@ import (
 func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	for _, bi := range s.b.Brokers() {
+	for _, bi := range s.brokersOn(r.listener) {
 		b := kmsg.NewMetadataResponseBroker()
 		b.NodeID, b.Host, b.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, b)

@@ -44,6 +44,7 @@ func (s *Server) handleFindCoordinator(_ context.Context, r *request) kmsg.Respo
 			sc.NodeID, sc.Port = -1, -1
 		} else {
 			sc.NodeID, sc.Host, sc.Port = c.NodeID, c.Host, c.Port
+			sc.Host, sc.Port = s.addressOn(r.listener, c.NodeID, c.Host, c.Port)
 		}
 		resp.Coordinators = append(resp.Coordinators, sc)
 	}

@@ -42,7 +42,7 @@ func (s *Server) handleDescribeCluster(_ context.Context, r *request) kmsg.Respo
 	}
 	resp.ClusterID = s.b.ClusterID()
 	resp.ControllerID = s.b.ControllerID()
-	for _, bi := range s.b.Brokers() {
+	for _, bi := range s.brokersOn(r.listener) {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID, b.Host, b.Port = bi.NodeID, bi.Host, bi.Port
 		resp.Brokers = append(resp.Brokers, b)

@@ -352,7 +352,7 @@ func FuzzFraming(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte, piece uint16) {
 		client, server := net.Pipe()
 		defer client.Close()
-		e.srv.startConn(server)
+		e.srv.startConn(server, &listener{name: "PLAINTEXT", protocol: ProtocolPlaintext})
 		drained := make(chan struct{})
 		go func() {
 			defer close(drained)

@@ -58,12 +58,22 @@ type Config struct {
 	// closed at once, logged and counted.
 	MaxConnections      int
 	MaxConnectionsPerIP int
+
+	// SASLMechanisms are the SASL mechanisms SASL listeners offer (Kafka's
+	// sasl.enabled.mechanisms), from SupportedSASLMechanisms; default
+	// SCRAM-SHA-256 and SCRAM-SHA-512.
+	SASLMechanisms []string
+	// ConnectionsMaxReauth is the longest a SASL session lasts before the
+	// client must re-authenticate (KIP-368, connections.max.reauth.ms);
+	// 0: sessions never expire.
+	ConnectionsMaxReauth time.Duration
 }
 
 // The Server API (implemented in server.go):
 //
 //	New(cfg Config, b *broker.Broker) *Server
 //	(*Server).Serve(ln net.Listener) error     // blocks until Shutdown; returns nil after Shutdown
+//	(*Server).ServeListener(ln net.Listener, lc ListenerConfig) error // Serve with a name and security protocol (listener.go)
 //	(*Server).Shutdown(ctx context.Context) error
 //	    stops accepting, lets in-flight requests finish and their responses
 //	    be written, closes connections; returns ctx.Err() if ctx ends first.

@@ -36,6 +36,8 @@ type testEnv struct {
 	logs   *syncBuffer
 	wrap   func(net.Listener) net.Listener // optional, e.g. to record traffic
 	listen string                          // address to listen on; default 127.0.0.1:0
+	// lcfg, if set, is the listener's configuration (ServeListener).
+	lcfg *ListenerConfig
 }
 
 type envOpt func(*testEnv)
@@ -89,6 +91,11 @@ func (e *testEnv) start() {
 	e.served = make(chan error, 1)
 	if e.wrap != nil {
 		ln = e.wrap(ln)
+	}
+	if e.lcfg != nil {
+		lc := *e.lcfg
+		go func() { e.served <- e.srv.ServeListener(ln, lc) }()
+		return
 	}
 	go func() { e.served <- e.srv.Serve(ln) }()
 }

@@ -48,13 +48,14 @@ func (h *leaderHints) add(s *Server, topic string, partition int32, code int16) 
 	return leader, epoch, true
 }
 
-// endpoints lists the named leaders' addresses.
-func (h *leaderHints) endpoints(s *Server) []broker.BrokerInfo {
+// endpoints lists the named leaders' addresses on the listener named
+// listener.
+func (h *leaderHints) endpoints(s *Server, listener string) []broker.BrokerInfo {
 	if len(h.leaders) == 0 {
 		return nil
 	}
 	var out []broker.BrokerInfo
-	for _, bi := range s.b.Brokers() {
+	for _, bi := range s.brokersOn(listener) {
 		if slices.Contains(h.leaders, bi.NodeID) {
 			out = append(out, bi)
 		}

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 // that address changes; requests go to that node only.
 type Peers struct {
 	brokers func() []broker.BrokerInfo
+	// tls, if set, is how to reach a node's SSL listener (SetTLS).
+	tls *tls.Config
 
 	mu      sync.Mutex
 	clients map[int32]peerClient
@@ -37,6 +40,29 @@ func NewPeers(brokers func() []broker.BrokerInfo) *Peers {
 	return &Peers{brokers: brokers, clients: make(map[int32]peerClient)}
 }
 
+// SetTLS lets the clients use nodes' SSL listeners with cfg (the CA the
+// nodes' certificates chain to and, if they require one, a client
+// certificate). Call it before the first Call.
+func (p *Peers) SetTLS(cfg *tls.Config) { p.tls = cfg }
+
+// peerEndpoint picks the listener of a node that other nodes can use
+// without credentials: a PLAINTEXT one, else an SSL one when SetTLS was
+// called, else the node's default address (which fails if it requires
+// SASL: nodes hold no SASL credentials of their own).
+func (p *Peers) peerEndpoint(bi broker.BrokerInfo) (addr string, useTLS bool) {
+	for _, want := range []string{string(ProtocolPlaintext), string(ProtocolSSL)} {
+		if want == string(ProtocolSSL) && p.tls == nil {
+			continue
+		}
+		for _, ep := range bi.Listeners {
+			if ep.Protocol == want {
+				return net.JoinHostPort(ep.Host, strconv.Itoa(int(ep.Port))), want == string(ProtocolSSL)
+			}
+		}
+	}
+	return net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port))), false
+}
+
 // Call sends req to node and returns its response.
 func (p *Peers) Call(ctx context.Context, node int32, req kmsg.Request) (kmsg.Response, error) {
 	cl, err := p.client(node)
@@ -51,10 +77,10 @@ func (p *Peers) Call(ctx context.Context, node int32, req kmsg.Request) (kmsg.Re
 }
 
 func (p *Peers) client(node int32) (*kgo.Client, error) {
-	addr := ""
+	addr, useTLS := "", false
 	for _, bi := range p.brokers() {
 		if bi.NodeID == node {
-			addr = net.JoinHostPort(bi.Host, strconv.Itoa(int(bi.Port)))
+			addr, useTLS = p.peerEndpoint(bi)
 		}
 	}
 	if addr == "" {
@@ -71,7 +97,11 @@ func (p *Peers) client(node int32) (*kgo.Client, error) {
 		}
 		c.cl.Close()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("chronik-peer"))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID("chronik-peer")}
+	if useTLS {
+		opts = append(opts, kgo.DialTLSConfig(p.tls.Clone()))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,14 @@ type request struct {
 	// ("User:alice"); anonymousPrincipal until the connection
 	// authenticates (TLS client certificate or SASL).
 	principal string
+	// listener is the name of the listener the request came in on
+	// (advertised addresses are per listener); "" outside the connection
+	// loop, which answers with each broker's default address.
+	listener string
+	// conn is the connection the request came on, nil outside the
+	// connection loop (fuzzing). Only inOrder handlers, which run on the
+	// connection's reader, may touch it: the SASL APIs.
+	conn *conn
 	// budgetBytes is what this request holds of the server's byte budget,
 	// returned when its handler is done.
 	budgetBytes int64

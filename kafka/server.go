@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -119,6 +120,9 @@ func New(cfg Config, b *broker.Broker) *Server {
 	if cfg.MaxConnectionsPerIP == 0 {
 		cfg.MaxConnectionsPerIP = defaultMaxConnectionsPerIP
 	}
+	if len(cfg.SASLMechanisms) == 0 {
+		cfg.SASLMechanisms = defaultSASLMechanisms
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:              cfg,
@@ -140,9 +144,8 @@ func New(cfg Config, b *broker.Broker) *Server {
 // Config.MaxInflightRequestBytes.
 const defaultMaxInflightRequestBytes = 512 << 20
 
-// Serve accepts connections on ln until Shutdown, then returns nil. It
-// returns the listener's error if accepting fails for another reason.
-func (s *Server) Serve(ln net.Listener) error {
+// serve accepts connections on ln for listener l (ServeListener).
+func (s *Server) serve(ln net.Listener, l *listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -175,7 +178,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		s.startConn(nc)
+		s.startConn(nc, l)
 	}
 }
 
@@ -238,7 +241,7 @@ func (s *Server) isDraining() bool {
 	}
 }
 
-func (s *Server) startConn(nc net.Conn) {
+func (s *Server) startConn(nc net.Conn, l *listener) {
 	ip := clientIP(nc.RemoteAddr())
 	s.mu.Lock()
 	if s.closed {
@@ -260,10 +263,18 @@ func (s *Server) startConn(nc net.Conn) {
 	}
 	s.perIP[ip]++
 	ctx, cancel := context.WithCancel(s.baseCtx)
+	raw := socketOf(nc)
+	if l.tls != nil {
+		// The handshake runs on the connection's goroutine (serve).
+		// raw stays the TCP socket's: what has arrived there is
+		// ciphertext, a little more than the plaintext it carries.
+		nc = tls.Server(nc, l.tls)
+	}
 	c := &conn{
 		s:      s,
+		lst:    l,
 		nc:     nc,
-		raw:    socketOf(nc),
+		raw:    raw,
 		br:     bufio.NewReaderSize(nc, readBufferSize),
 		remote: nc.RemoteAddr().String(),
 		ip:     ip,
@@ -321,7 +332,8 @@ func (l *logLimiter) allow(now time.Time) (dropped int, ok bool) {
 // responses strictly in request order.
 type conn struct {
 	s      *Server
-	nc     net.Conn
+	lst    *listener       // the listener the connection came in on
+	nc     net.Conn        // a *tls.Conn on TLS listeners
 	raw    syscall.RawConn // nc's socket, to see how much has arrived; nil if none
 	br     *bufio.Reader
 	remote string
@@ -332,6 +344,8 @@ type conn struct {
 	// reader goroutine, which also copies it into each request it reads.
 	principal string
 	log       zerolog.Logger
+	// sasl is the connection's SASL state (sasl.go); reader only.
+	sasl saslState
 
 	// hold is this connection's account in the server's byte budget: the
 	// body being read and the requests read but not yet handled.
@@ -388,6 +402,13 @@ func (c *conn) serve() {
 		c.s.wg.Done()
 	}()
 
+	if reason, err := c.handshakeTLS(); reason != "" {
+		c.log.Info().Err(err).Str("listener", c.lst.name).Msg("closing connection: " + reason)
+		c.cancel()
+		c.nc.Close()
+		return
+	}
+
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -435,6 +456,17 @@ func (c *conn) readLoop() (reason string, err error) {
 		if reason != "" || err != nil {
 			return reason, err
 		}
+		if c.sasl.rawTokens {
+			// SaslHandshake v0: SASL tokens, no Kafka header.
+			if reason, err := c.rawSASLFrame(size, &fr); reason != "" || err != nil {
+				return reason, err
+			}
+			continue
+		}
+		if limit := c.unauthenticatedLimit(); limit > 0 && size > limit {
+			return "frame larger than allowed before SASL authentication",
+				fmt.Errorf("frame of %d bytes before authentication, at most %d", size, limit)
+		}
 		if size < minRequestHeaderBytes {
 			return "truncated frame", errors.New("frame shorter than a request header")
 		}
@@ -452,7 +484,15 @@ func (c *conn) readLoop() (reason string, err error) {
 			return "undecodable request", err
 		}
 		r.budgetBytes = int64(cap(body)) // released when its handler is done
+		if reason, err := c.gate(r); reason != "" {
+			c.s.budget.release(&c.hold, r.budgetBytes)
+			return reason, err
+		}
 		c.dispatch(r)
+		if reason := c.sasl.closeReason; reason != "" {
+			// The answer is queued; the writer sends it, then closes.
+			return reason, c.sasl.closeErr
+		}
 	}
 }
 
@@ -685,6 +725,8 @@ func (c *conn) dispatch(r *request) {
 
 	r.clientHost = c.host
 	r.principal = c.principal
+	r.listener = c.lst.name
+	r.conn = c
 	sched := inOrder
 	if !r.unsupported {
 		sched = r.api.schedule
