@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +29,10 @@ func userCommand() *cli.Command {
 		return append([]cli.Flag{
 			&cli.StringFlag{Name: "admin-url", Value: "http://127.0.0.1:9644", EnvVars: []string{"CHRONIK_ADMIN_URL"},
 				Usage: "the broker's admin HTTP listener (serve --admin-listen)"},
+			&cli.StringFlag{Name: "admin-token-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_TOKEN_FILE"},
+				Usage: "file holding the admin listener's token (serve --admin-token-file); also CHRONIK_ADMIN_TOKEN holding the token itself"},
+			&cli.StringFlag{Name: "admin-ca-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_CA_FILE"},
+				Usage: "PEM CA bundle that signed the admin listener's certificate, for an https admin-url (default: the system's)"},
 			timeoutFlag(30*time.Second, "give up on the admin listener after this long"),
 		}, extra...)
 	}
@@ -166,10 +172,35 @@ func userList(c *cli.Context, _ []string) error {
 	return tab.flush()
 }
 
-// adminHTTPClient is the client of the admin listener. (The one place to
-// add the admin listener's TLS and token settings.)
-func adminHTTPClient(c *cli.Context) *http.Client {
-	return &http.Client{Timeout: c.Duration("timeout")}
+// adminHTTPClient is the HTTP client for the admin listener: the
+// system's CAs, or --admin-ca-file's for an https admin-url.
+func adminHTTPClient(c *cli.Context) (*http.Client, error) {
+	cl := &http.Client{Timeout: c.Duration("timeout")}
+	if f := c.String("admin-ca-file"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageErr("admin-ca-file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageErr("admin-ca-file: %s holds no PEM certificate", f)
+		}
+		cl.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return cl, nil
+}
+
+// adminToken is the admin listener's token: --admin-token-file's content,
+// else CHRONIK_ADMIN_TOKEN, else none.
+func adminToken(c *cli.Context) (string, error) {
+	if f := c.String("admin-token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", usageErr("admin-token-file: %v", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv("CHRONIK_ADMIN_TOKEN"), nil
 }
 
 // adminCall sends one request to the admin listener and returns the
@@ -192,7 +223,18 @@ func adminCall(c *cli.Context, method, path string, body any, want int) ([]byte,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := adminHTTPClient(c).Do(req)
+	token, err := adminToken(c)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	hc, err := adminHTTPClient(c)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, failErr("%s %s: %v", method, base+path, err)
 	}

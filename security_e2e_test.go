@@ -84,7 +84,12 @@ func TestServeSASLSSLUsersAndCertReload(t *testing.T) {
 	ca.issueServer(t, 100, certFile, keyFile)
 	addrs := freeAddrs(t, 3)
 	plainAddr, saslAddr, adminAddr := addrs[0], addrs[1], addrs[2]
+	tokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"chronik", "serve", "--data-dir", filepath.Join(dir, "data"), "--admin-listen", adminAddr,
+		"--admin-token-file", tokenFile,
 		"--listeners", "PLAINTEXT://" + plainAddr + ",SASL_SSL://" + saslAddr,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--sasl-mechanisms", "SCRAM-SHA-512,PLAIN"}
 
@@ -129,7 +134,13 @@ func TestServeSASLSSLUsersAndCertReload(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	ok(t, "alice-pw\n", "user", "create", "alice", "--password-stdin", "--admin-url", adminURL)
+	// The admin listener wants its token: chronik user sends it from
+	// --admin-token-file or CHRONIK_ADMIN_TOKEN.
+	if r := runCLI(t, "alice-pw\n", "user", "create", "alice", "--password-stdin", "--admin-url", adminURL); r.code != 1 || !strings.Contains(r.stderr, "401") {
+		t.Fatalf("user create without the admin token: exit %d, %s", r.code, r.stderr)
+	}
+	ok(t, "alice-pw\n", "user", "create", "alice", "--password-stdin", "--admin-url", adminURL, "--admin-token-file", tokenFile)
+	t.Setenv("CHRONIK_ADMIN_TOKEN", "0123456789abcdef0123")
 	if r := runCLI(t, "x\n", "user", "create", "alice", "--password-stdin", "--admin-url", adminURL); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
 		t.Fatalf("second create: %+v", r)
 	}
