@@ -89,6 +89,8 @@ type Config struct {
 	// write to a partition with its coordinator (Kafka's
 	// transaction.partition.verification.enable=false).
 	NoTxnVerification bool
+	// Authorizer is the ACL policy (off by default: everything allowed).
+	Authorizer AuthorizerConfig
 	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
 	// and KIP-890 verification through another node). Nil standalone.
 	Peers PeerCaller

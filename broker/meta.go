@@ -53,6 +53,10 @@ const (
 	metaProducerIDBlock  = "producer_id_block" // Node: the next block of producer ids goes to that node
 	metaBrokerRemoved    = "broker_removed"    // Node: the node leaves the cluster and every replica list
 	metaReplicasAdded    = "replicas_added"    // Topic, ID, Partition, Added: nodes that join a partition's replicas
+
+	// ACLs (acl.go).
+	metaACLsCreated = "acls_created" // ACLs: bindings added
+	metaACLsDeleted = "acls_deleted" // ACLs: bindings removed
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -85,6 +89,10 @@ type metaRecord struct {
 	// NodeBlocks (snapshot only): each node's current producer id block start.
 	NodeBlocks map[int32]int64 `json:"node_blocks,omitempty"`
 	Removed    []int32         `json:"removed,omitempty"` // snapshot only
+
+	// ACLs: the bindings of acls_created and acls_deleted; in a snapshot,
+	// every binding.
+	ACLs []metaACL `json:"acls,omitempty"`
 }
 
 // metaBroker is one registered node.
@@ -133,10 +141,11 @@ type metaState struct {
 	nextRaftGroup uint64               // raft group id of the next partition (0 is the controller)
 	nodeBlocks    map[int32]int64      // cluster mode: each node's producer id block start
 	removed       map[int32]bool       // cluster mode: nodes removed from the cluster
+	acls          map[ACL]struct{}     // the ACL bindings (acl.go)
 }
 
 func newMetaState() *metaState {
-	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextRaftGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool)}
+	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextRaftGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool), acls: make(map[ACL]struct{})}
 }
 
 // newRaftGroups hands out n raft group ids.
@@ -268,6 +277,11 @@ func (s *metaState) apply(r metaRecord) error {
 		for _, id := range r.Removed {
 			fresh.removed[id] = true
 		}
+		if len(r.ACLs) > 0 {
+			if err := fresh.applyACLsCreated(metaRecord{Type: metaACLsCreated, ACLs: r.ACLs}); err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+		}
 		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
@@ -327,6 +341,10 @@ func (s *metaState) apply(r metaRecord) error {
 			}
 			s.topics[name] = &nt
 		}
+	case metaACLsCreated:
+		return s.applyACLsCreated(r)
+	case metaACLsDeleted:
+		return s.applyACLsDeleted(r)
 	default:
 		return fmt.Errorf("unknown metadata record type %q", r.Type)
 	}
@@ -358,6 +376,7 @@ func (s *metaState) snapshot() metaRecord {
 		r.NodeBlocks = maps.Clone(s.nodeBlocks)
 	}
 	r.Removed = slices.Sorted(maps.Keys(s.removed))
+	r.ACLs = s.snapshotACLs()
 	return r
 }
 
@@ -407,5 +426,6 @@ func (b *Broker) replayed() error {
 	b.nextProducerID = b.state.producerIDBlockEnd
 	b.producerIDEnd = b.state.producerIDBlockEnd
 	b.publishBrokers()
+	b.publishACLs()
 	return nil
 }

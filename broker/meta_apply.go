@@ -163,6 +163,8 @@ func (b *Broker) ApplyMeta(record []byte) {
 		b.applyTopicDeleted(rec.Topic, prev.id)
 	case metaReplicasAdded:
 		b.applyReplicasAdded(rec)
+	case metaACLsCreated, metaACLsDeleted:
+		b.publishACLs()
 	}
 }
 
