@@ -267,3 +267,69 @@ func (b *Broker) Authorize(principal, host string, op kmsg.ACLOperation, rt kmsg
 
 // AuthorizerEnabled reports whether ACLs are checked (Config.Authorizer).
 func (b *Broker) AuthorizerEnabled() bool { return b.policy.enabled }
+
+// AuthorizeAny reports whether principal may perform op on some resource
+// of type rt (Kafka's Authorizer.authorizeByResourceType, KIP-679: an
+// idempotent producer needs WRITE on any topic). As Kafka's default: a
+// request allowed on an arbitrary literal name (super users, or no ACLs
+// with AllowEveryoneIfNoACLFound) is allowed; otherwise some ALLOW binding
+// for the principal (or User:*), host and op (or ALL) must exist that no
+// DENY binding dominates: a DENY of the literal wildcard denies all; a
+// literal ALLOW is dominated by a DENY of the same literal name, and any
+// ALLOW by a prefixed DENY that is a prefix of its name. Not for the hot
+// path: it scans the bindings of rt.
+func (b *Broker) AuthorizeAny(principal, host string, op kmsg.ACLOperation, rt kmsg.ACLResourceType) bool {
+	if !b.policy.enabled {
+		return true
+	}
+	return b.authz.Load().authorizeAny(&b.policy, principal, host, op, rt)
+}
+
+func (x *aclIndex) authorizeAny(p *authzPolicy, principal, host string, op kmsg.ACLOperation, rt kmsg.ACLResourceType) bool {
+	if x.authorize(p, principal, host, op, rt, "hardcode") {
+		return true
+	}
+	var allowLiteral, allowPrefixed []string
+	denyLiteral, denyPrefixed := map[string]bool{}, map[string]bool{}
+	for _, a := range x.acls {
+		if a.ResourceType != rt || (a.Host != WildcardHost && a.Host != host) ||
+			(a.Principal != principal && a.Principal != WildcardPrincipal) ||
+			(a.Operation != op && a.Operation != kmsg.ACLOperationAll) {
+			continue
+		}
+		literal := a.PatternType == kmsg.ACLResourcePatternTypeLiteral
+		switch {
+		case a.Permission == kmsg.ACLPermissionTypeDeny && literal && a.ResourceName == WildcardResource:
+			return false
+		case a.Permission == kmsg.ACLPermissionTypeDeny && literal:
+			denyLiteral[a.ResourceName] = true
+		case a.Permission == kmsg.ACLPermissionTypeDeny:
+			denyPrefixed[a.ResourceName] = true
+		case literal && a.ResourceName == WildcardResource:
+			return true
+		case literal:
+			allowLiteral = append(allowLiteral, a.ResourceName)
+		default:
+			allowPrefixed = append(allowPrefixed, a.ResourceName)
+		}
+	}
+	dominated := func(name string) bool {
+		for i := 1; i <= len(name); i++ {
+			if denyPrefixed[name[:i]] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range allowLiteral {
+		if !denyLiteral[name] && !dominated(name) {
+			return true
+		}
+	}
+	for _, name := range allowPrefixed {
+		if !dominated(name) {
+			return true
+		}
+	}
+	return false
+}

@@ -31,6 +31,10 @@ type request struct {
 	// ("User:alice"); anonymousPrincipal until the connection
 	// authenticates (TLS client certificate or SASL).
 	principal string
+	// clientIP is the client's IP address as the authorizer matches ACL
+	// hosts against it (Go's form: "127.0.0.1", "::1"); "" outside the
+	// connection loop.
+	clientIP string
 	// budgetBytes is what this request holds of the server's byte budget,
 	// returned when its handler is done.
 	budgetBytes int64

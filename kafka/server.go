@@ -87,6 +87,11 @@ type Server struct {
 	// budget bounds request bytes held across connections.
 	budget *byteBudget
 
+	// testPrincipal, set only by tests (no setting or wire input reaches
+	// it), names a connection's principal from the client id of each
+	// request, standing in for authentication.
+	testPrincipal func(clientID string) string
+
 	// panics counts handler panics recovered (and answered with
 	// UNKNOWN_SERVER_ERROR); the fuzz target checks it stays zero.
 	panics atomic.Int64
@@ -679,7 +684,11 @@ func (c *conn) dispatch(r *request) {
 	c.slots <- sl
 
 	r.clientHost = c.host
+	if c.s.testPrincipal != nil {
+		c.principal = c.s.testPrincipal(r.clientID)
+	}
 	r.principal = c.principal
+	r.clientIP = c.ip
 	sched := inOrder
 	if !r.unsupported {
 		sched = r.api.schedule
