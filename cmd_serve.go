@@ -100,6 +100,12 @@ func serveFlags() []cli.Flag {
 			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
 		&cli.BoolFlag{Name: "transaction-partition-verification", Value: true,
 			Usage: "check a transaction's first write to each partition with its coordinator, so that a late or stray batch cannot open a transaction nobody ends (KIP-890; transaction.partition.verification.enable)"},
+		&cli.BoolFlag{Name: "authorizer",
+			Usage: "check every request against the ACLs (chronik acl, or any Kafka admin client): Kafka's ACL authorizer (authorizer.class.name=StandardAuthorizer). Off, everyone may do everything"},
+		&cli.StringFlag{Name: "super-users",
+			Usage: "principals allowed everything whatever the ACLs say, separated by ; (or ,), e.g. User:admin;User:CN=ops,O=acme (super.users)"},
+		&cli.BoolFlag{Name: "allow-everyone-if-no-acl-found",
+			Usage: "with --authorizer, allow any principal to use a resource that no ACL names (allow.everyone.if.no.acl.found); off, such resources are for super users only"},
 	})
 }
 
@@ -260,6 +266,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		TxnMaxTimeout:                 c.Duration("transaction-max-timeout"),
 		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
 		NoTxnVerification:             !c.Bool("transaction-partition-verification"),
+	}
+	if bc.Authorizer, err = authorizerConfig(c); err != nil {
+		return bc, kc, err
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

@@ -9,6 +9,7 @@ package broker
 // every open connection.
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -90,8 +91,8 @@ func appendPrincipal(out []string, p string) []string {
 // ValidateSuperUsers checks each super user is a principal ("Type:name").
 func ValidateSuperUsers(users []string) error {
 	for _, u := range users {
-		if err := validPrincipal(u); err != nil {
-			return err
+		if validPrincipal(u) != nil {
+			return fmt.Errorf("%q is not a principal of the form Type:name (e.g. User:admin)", u)
 		}
 	}
 	return nil
