@@ -65,11 +65,11 @@ func TestACLCommands(t *testing.T) {
 
 	// Usage errors exit 2; what the broker refuses exits 1.
 	for _, args := range [][]string{
-		{"acl", "add", br, "--allow-principal", "User:a", "--topic", "t"},                                  // no operation
-		{"acl", "add", br, "--allow-principal", "User:a", "--operation", "read"},                           // no resource
-		{"acl", "add", br, "--operation", "read", "--topic", "t"},                                          // no principal
-		{"acl", "add", br, "--allow-principal", "alice", "--operation", "read", "--topic", "t"},            // not Type:name
-		{"acl", "add", br, "--allow-principal", "User:a", "--operation", "reed", "--topic", "t"},           // bad operation
+		{"acl", "add", br, "--allow-principal", "User:a", "--topic", "t"},                        // no operation
+		{"acl", "add", br, "--allow-principal", "User:a", "--operation", "read"},                 // no resource
+		{"acl", "add", br, "--operation", "read", "--topic", "t"},                                // no principal
+		{"acl", "add", br, "--allow-principal", "alice", "--operation", "read", "--topic", "t"},  // not Type:name
+		{"acl", "add", br, "--allow-principal", "User:a", "--operation", "reed", "--topic", "t"}, // bad operation
 		{"acl", "add", br, "--allow-principal", "User:a", "--operation", "read", "--topic", "t", "--resource-pattern-type", "match"},
 		{"acl", "remove", br, "--topic", "t"}, // no principal
 	} {
