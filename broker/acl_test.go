@@ -412,3 +412,31 @@ func FuzzACLRecord(f *testing.F) {
 		}, compareACLs)).authorize(&authzPolicy{enabled: true}, "User:a", "::1", opRead, rtTopic, "t")
 	})
 }
+
+// TestAuthorizeAny checks Kafka's authorizeByResourceType rules.
+func TestAuthorizeAny(t *testing.T) {
+	on := newAuthzPolicy(AuthorizerConfig{Enabled: true, SuperUsers: []string{"User:root"}})
+	for _, c := range []struct {
+		acls []ACL
+		want bool
+	}{
+		{nil, false},
+		{[]ACL{acl(rtTopic, pre, "a-", "User:u", "*", opWrite, allow)}, true},
+		{[]ACL{acl(rtTopic, lit, "t", "User:*", "*", opAll, allow)}, true},
+		{[]ACL{acl(rtTopic, lit, "t", "User:u", "*", opRead, allow)}, false},         // other operation
+		{[]ACL{acl(rtTopic, lit, "t", "User:u", "10.0.0.9", opWrite, allow)}, false}, // other host
+		{[]ACL{acl(rtGroup, lit, "t", "User:u", "*", opWrite, allow)}, false},        // other type
+		{[]ACL{acl(rtTopic, lit, "t", "User:u", "*", opWrite, allow), acl(rtTopic, lit, "t", "User:u", "*", opWrite, deny)}, false},
+		{[]ACL{acl(rtTopic, lit, "ab", "User:u", "*", opWrite, allow), acl(rtTopic, pre, "a", "User:u", "*", opWrite, deny)}, false},
+		{[]ACL{acl(rtTopic, pre, "ab", "User:u", "*", opWrite, allow), acl(rtTopic, pre, "abc", "User:u", "*", opWrite, deny)}, true},
+		{[]ACL{acl(rtTopic, lit, "*", "User:u", "*", opWrite, allow), acl(rtTopic, lit, "x", "User:u", "*", opWrite, deny)}, true},
+		{[]ACL{acl(rtTopic, pre, "a", "User:u", "*", opWrite, allow), acl(rtTopic, lit, "*", "User:u", "*", opWrite, deny)}, false},
+	} {
+		if got := newACLIndex(c.acls).authorizeAny(&on, "User:u", "127.0.0.1", opWrite, rtTopic); got != c.want {
+			t.Errorf("%v: %v, want %v", c.acls, got, c.want)
+		}
+	}
+	if !newACLIndex(nil).authorizeAny(&on, "User:root", "127.0.0.1", opWrite, rtTopic) {
+		t.Error("super user refused")
+	}
+}

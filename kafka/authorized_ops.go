@@ -10,6 +10,47 @@ package kafka
 // next request of every open connection. Authorized operations, as
 // Metadata, DescribeGroups and DescribeCluster report them (KIP-430), are
 // computed by the same calls.
+//
+// What each API checks (Kafka's KafkaApis), resource: operation → code:
+//
+//	Produce                 topic: WRITE → TOPIC_AUTHORIZATION_FAILED per partition;
+//	                        with a transactional id also WRITE on it → TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//	Fetch                   topic: READ → TOPIC_AUTHORIZATION_FAILED per partition
+//	ListOffsets             topic: DESCRIBE → TOPIC_AUTHORIZATION_FAILED per partition
+//	Metadata                topic: DESCRIBE (all topics: filtered; named: TOPIC_AUTHORIZATION_FAILED);
+//	                        auto-create: CREATE on cluster or topic
+//	OffsetCommit            group: READ → GROUP_AUTHORIZATION_FAILED; topic: READ → TOPIC_AUTHORIZATION_FAILED
+//	OffsetFetch             group: DESCRIBE; topic: DESCRIBE (all: filtered; named: TOPIC_AUTHORIZATION_FAILED)
+//	FindCoordinator         group or transactional id: DESCRIBE
+//	JoinGroup, SyncGroup,
+//	Heartbeat, LeaveGroup   group: READ
+//	DescribeGroups          group: DESCRIBE (per group)
+//	ListGroups              cluster: DESCRIBE, else filtered to groups the principal may DESCRIBE
+//	ApiVersions             none
+//	CreateTopics            cluster or topic: CREATE; configs in the answer need DESCRIBE_CONFIGS on the topic
+//	DeleteTopics            topic: DELETE (by ID: DESCRIBE too, else UNKNOWN_TOPIC_ID)
+//	DeleteRecords           topic: DELETE
+//	InitProducerID          transactional id: WRITE; idempotent: cluster IDEMPOTENT_WRITE or WRITE on any topic
+//	OffsetForLeaderEpoch    topic: DESCRIBE (from a replica: cluster CLUSTER_ACTION)
+//	AddPartitionsToTxn      v0-3: transactional id WRITE, topic WRITE; v4+: cluster CLUSTER_ACTION
+//	AddOffsetsToTxn         transactional id: WRITE; group: READ
+//	EndTxn                  transactional id: WRITE
+//	WriteTxnMarkers         cluster: CLUSTER_ACTION
+//	TxnOffsetCommit         transactional id: WRITE; group: READ; topic: READ
+//	DescribeAcls            cluster: DESCRIBE
+//	CreateAcls, DeleteAcls  cluster: ALTER
+//	DescribeConfigs         topic or (broker) cluster: DESCRIBE_CONFIGS
+//	AlterConfigs,
+//	IncrementalAlterConfigs topic or (broker) cluster: ALTER_CONFIGS
+//	DescribeLogDirs         cluster: DESCRIBE → CLUSTER_AUTHORIZATION_FAILED
+//	CreatePartitions        topic: ALTER
+//	DeleteGroups            group: DELETE
+//	OffsetDelete            group: DELETE; topic: READ
+//	DescribeCluster         none (authorized operations only with cluster DESCRIBE)
+//	DescribeProducers       topic: READ
+//	UnregisterBroker        cluster: ALTER
+//	DescribeTransactions    transactional id: DESCRIBE; partitions filtered by topic DESCRIBE
+//	ListTransactions        filtered to transactional ids the principal may DESCRIBE
 
 import (
 	"fmt"
