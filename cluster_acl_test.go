@@ -114,4 +114,3 @@ func TestClusterACLs(t *testing.T) {
 		t.Fatalf("produce after the delete: %v", err)
 	}
 }
-
