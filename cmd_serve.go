@@ -128,6 +128,12 @@ func serveFlags() []cli.Flag {
 			Usage: "SASL mechanisms of the SASL_PLAINTEXT and SASL_SSL listeners (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks the password against the user's SCRAM credential; it sends the password itself, so use it over SASL_SSL only"},
 		&cli.DurationFlag{Name: "connections-max-reauth", Value: 0,
 			Usage: "longest a SASL session lasts before the client must re-authenticate on the same connection (KIP-368, connections.max.reauth.ms); a client that does not is disconnected at its next request. 0: sessions never expire"},
+		&cli.BoolFlag{Name: "authorizer",
+			Usage: "check every request against the ACLs (chronik acl, or any Kafka admin client): Kafka's ACL authorizer (authorizer.class.name=StandardAuthorizer). Off, everyone may do everything"},
+		&cli.StringFlag{Name: "super-users",
+			Usage: "principals allowed everything whatever the ACLs say, separated by ; (or ,), e.g. User:admin;User:CN=ops,O=acme (super.users)"},
+		&cli.BoolFlag{Name: "allow-everyone-if-no-acl-found",
+			Usage: "with --authorizer, allow any principal to use a resource that no ACL names (allow.everyone.if.no.acl.found); off, such resources are for super users only"},
 	})
 }
 
@@ -300,6 +306,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	}
 	if v := c.Int("transaction-version"); v != 1 && v != 2 {
 		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)
+	}
+	if bc.Authorizer, err = authorizerConfig(c); err != nil {
+		return bc, kc, err
 	}
 	if bc.GroupInitialRebalanceDelay == 0 {
 		bc.GroupInitialRebalanceDelay = -1 // broker.Config: 0 means the default, negative means none

@@ -73,6 +73,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			produceCommand(),
 			consumeCommand(),
 			groupCommand(),
+			aclCommand(),
 			txnCommand(),
 			clusterCommand(),
 			userCommand(),

@@ -103,6 +103,8 @@ type Config struct {
 	// like the ones before them, so the partition must have been added
 	// with AddPartitionsToTxn or AddOffsetsToTxn.
 	TxnVersion int16
+	// Authorizer is the ACL policy (off by default: everything allowed).
+	Authorizer AuthorizerConfig
 	// Peers reaches other nodes' Kafka listeners (cluster mode: markers
 	// and KIP-890 verification through another node). Nil standalone.
 	Peers PeerCaller

@@ -77,6 +77,11 @@ type Broker struct {
 
 	storageErrors atomic.Uint64 // failed appends (StorageErrors)
 
+	// policy is Config.Authorizer; authz the ACLs in force, replaced (never
+	// mutated) when the metadata log changes them (acl_authorizer.go).
+	policy authzPolicy
+	authz  atomic.Pointer[aclIndex]
+
 	groups *groupCoordinator // set by Open
 	txns   *txnCoordinator   // set by Open
 
@@ -218,7 +223,9 @@ func open(cfg Config) (*Broker, error) {
 		topics:    make(map[string]*topic),
 		byID:      make(map[[16]byte]*topic),
 		stop:      make(chan struct{}),
+		policy:    newAuthzPolicy(cfg.Authorizer),
 	}
+	b.authz.Store(newACLIndex(nil))
 	// The one place the mode is chosen for partitions.
 	b.replicas = standaloneReplicas{self: cfg.NodeID}
 	if cfg.Replication != nil {

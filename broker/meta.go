@@ -57,6 +57,9 @@ const (
 	// SCRAM credentials (scram.go).
 	metaUserScramSet     = "user_scram_set"     // Scram: one user's credential for one mechanism
 	metaUserScramDeleted = "user_scram_deleted" // Scram (user, mechanism): that credential removed
+	// ACLs (acl.go).
+	metaACLsCreated = "acls_created" // ACLs: bindings added
+	metaACLsDeleted = "acls_deleted" // ACLs: bindings removed
 )
 
 // metaCompactThreshold is how many records may follow the newest snapshot
@@ -97,6 +100,9 @@ type metaRecord struct {
 	Scram *metaScramCred `json:"scram,omitempty"`
 	// ScramCreds (snapshot only): every credential.
 	ScramCreds []metaScramCred `json:"scram_creds,omitempty"`
+	// ACLs: the bindings of acls_created and acls_deleted; in a snapshot,
+	// every binding.
+	ACLs []metaACL `json:"acls,omitempty"`
 }
 
 // metaBroker is one registered node.
@@ -154,10 +160,11 @@ type metaState struct {
 	nodeBlocks    map[int32]int64      // cluster mode: each node's producer id block start
 	removed       map[int32]bool       // cluster mode: nodes removed from the cluster
 	scram         scramTable           // SCRAM credentials by user and mechanism (scram.go)
+	acls          map[ACL]struct{}     // the ACL bindings (acl.go)
 }
 
 func newMetaState() *metaState {
-	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextRaftGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool)}
+	return &metaState{topics: make(map[string]*topicMeta), brokers: make(map[int32]metaBroker), nextRaftGroup: 1, nodeBlocks: make(map[int32]int64), removed: make(map[int32]bool), acls: make(map[ACL]struct{})}
 }
 
 // newRaftGroups hands out n raft group ids.
@@ -292,6 +299,11 @@ func (s *metaState) apply(r metaRecord) error {
 		if err := fresh.restoreScram(r.ScramCreds); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
+		if len(r.ACLs) > 0 {
+			if err := fresh.applyACLsCreated(metaRecord{Type: metaACLsCreated, ACLs: r.ACLs}); err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+		}
 		*s = *fresh
 	case metaProducerIDs:
 		if r.ProducerIDBlockEnd < s.producerIDBlockEnd {
@@ -360,6 +372,10 @@ func (s *metaState) apply(r metaRecord) error {
 		return s.applyScramSet(r)
 	case metaUserScramDeleted:
 		return s.applyScramDeleted(r)
+	case metaACLsCreated:
+		return s.applyACLsCreated(r)
+	case metaACLsDeleted:
+		return s.applyACLsDeleted(r)
 	default:
 		return fmt.Errorf("unknown metadata record type %q", r.Type)
 	}
@@ -392,6 +408,7 @@ func (s *metaState) snapshot() metaRecord {
 	}
 	r.Removed = slices.Sorted(maps.Keys(s.removed))
 	r.ScramCreds = s.scramSnapshot()
+	r.ACLs = s.snapshotACLs()
 	return r
 }
 
@@ -442,5 +459,6 @@ func (b *Broker) replayed() error {
 	b.producerIDEnd = b.state.producerIDBlockEnd
 	b.publishBrokers()
 	b.publishScram()
+	b.publishACLs()
 	return nil
 }

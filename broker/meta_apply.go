@@ -165,6 +165,8 @@ func (b *Broker) ApplyMeta(record []byte) {
 		b.applyReplicasAdded(rec)
 	case metaUserScramSet, metaUserScramDeleted:
 		b.publishScram()
+	case metaACLsCreated, metaACLsDeleted:
+		b.publishACLs()
 	}
 }
 

@@ -32,6 +32,10 @@ import (
 //     (broker.ProduceStart, then Wait).
 //   - Produce never auto-creates topics: UNKNOWN_TOPIC_OR_PARTITION, or
 //     UNKNOWN_TOPIC_ID for an unknown topic ID.
+//   - Authorization: WRITE on each topic (TOPIC_AUTHORIZATION_FAILED for
+//     its partitions, before its existence is checked); with a
+//     transactional id also WRITE on it
+//     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition).
 //   - A duplicate idempotent batch is acknowledged with its original base
 //     offset (the broker stores it once).
 //   - Transactional batches (KIP-890): the first batch of a transaction on
@@ -78,6 +82,14 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 		defer cancel()
 	}
 
+	// A transactional produce needs WRITE on its transactional id, or the
+	// whole request fails (Kafka checks it when the records are
+	// transactional, which they are whenever a transactional id is sent).
+	txnCode := int16(0)
+	if id := req.TransactionID; id != nil && *id != "" && !s.mayTxn(r, kmsg.ACLOperationWrite, *id) {
+		txnCode = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+	}
+
 	var (
 		jobs  []produceJob
 		index int
@@ -96,6 +108,11 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 				topicCode = s.counted(kerr.UnknownTopicID.Code)
 			}
 		}
+		if topicCode == 0 && !s.mayTopic(r, kmsg.ACLOperationWrite, name) {
+			// Before the topic's existence is checked: a principal that
+			// may not write to a topic does not learn whether it exists.
+			topicCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
 			sp := &st.Partitions[j]
@@ -105,6 +122,9 @@ func (s *Server) handleProduce(ctx context.Context, r *request) kmsg.Response {
 			switch {
 			case !validAcks:
 				sp.ErrorCode = s.counted(kerr.InvalidRequiredAcks.Code)
+				r.order.finish(index)
+			case txnCode != 0:
+				sp.ErrorCode = txnCode
 				r.order.finish(index)
 			case topicCode != 0:
 				sp.ErrorCode = topicCode

@@ -33,6 +33,8 @@ import (
 //     if it is larger than either (KIP-74). Never past the high watermark.
 //   - CurrentLeaderEpoch (v9+): FENCED_LEADER_EPOCH if older than the
 //     partition's, UNKNOWN_LEADER_EPOCH if newer, -1 skips the check.
+//   - Authorization: READ on each topic, else TOPIC_AUTHORIZATION_FAILED
+//     for its partitions (before their existence is checked).
 //   - IsolationLevel: read_uncommitted (0) reads up to the high watermark
 //     and gets AbortedTransactions null, as Kafka sends it;
 //     read_committed (1) reads up to the last stable offset (never past
@@ -62,13 +64,13 @@ func (s *Server) handleFetch(ctx context.Context, r *request) kmsg.Response {
 		return resp
 	}
 
-	names := s.fetchSkeleton(req, resp)
+	names, denied := s.fetchSkeleton(r, req, resp)
 	var timer *time.Timer
 	for {
 		// Take the signal before reading, so an append racing with the
 		// read still wakes us.
 		appended := s.b.AppendSignal()
-		n, failed := s.fillFetch(req, resp, names)
+		n, failed := s.fillFetch(req, resp, names, denied)
 		if failed && req.Version >= 12 {
 			// Only a failed pass can hold NOT_LEADER_OR_FOLLOWER.
 			s.addFetchLeaderHints(r.listener, req.Version, resp)
@@ -118,9 +120,12 @@ func fullFetch(sessionEpoch int32) bool {
 var noRecords = []byte{}
 
 // fetchSkeleton lays out the response topics and partitions in request
-// order and resolves topic IDs to names ("" when unknown).
-func (s *Server) fetchSkeleton(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) []string {
-	names := make([]string, len(req.Topics))
+// order, resolves topic IDs to names ("" when unknown) and says which
+// topics r's principal may not READ (decided once per fetch: a long poll
+// keeps the answer it started with).
+func (s *Server) fetchSkeleton(r *request, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (names []string, denied []bool) {
+	names = make([]string, len(req.Topics))
+	denied = make([]bool, len(req.Topics))
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt, st := &req.Topics[i], &resp.Topics[i]
@@ -133,15 +138,16 @@ func (s *Server) fetchSkeleton(req *kmsg.FetchRequest, resp *kmsg.FetchResponse)
 				names[i], st.Topic = info.Name, info.Name
 			}
 		}
+		denied[i] = names[i] != "" && !s.mayTopic(r, kmsg.ACLOperationRead, names[i])
 		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 	}
-	return names
+	return names, denied
 }
 
 // fillFetch reads every partition once into resp, replacing what a previous
 // pass put there. It returns the record bytes gathered and whether any
 // partition failed (which answers the fetch at once).
-func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, names []string) (total int, failed bool) {
+func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, names []string, denied []bool) (total int, failed bool) {
 	remaining := int64(req.MaxBytes)
 	for i := range req.Topics {
 		rt, st := &req.Topics[i], &resp.Topics[i]
@@ -155,6 +161,8 @@ func (s *Server) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, nam
 
 			code := int16(0)
 			switch {
+			case denied[i]:
+				code = s.counted(kerr.TopicAuthorizationFailed.Code)
 			case name == "" && req.Version >= 13:
 				code = s.counted(kerr.UnknownTopicID.Code)
 			case name == "":

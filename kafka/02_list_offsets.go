@@ -11,6 +11,9 @@ import (
 
 // ListOffsets: v1-11
 //
+// Authorization: DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED
+// for its partitions.
+//
 // Behaviour, per partition, answered as a broker without tiered storage:
 //   - Timestamp -2: the log start offset; -1: the high watermark (the last
 //     stable offset under read_committed); -3 (v7+): the offset of the
@@ -68,10 +71,15 @@ func (s *Server) handleListOffsets(_ context.Context, r *request) kmsg.Response 
 		*st = kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ListOffsetsResponseTopicPartition, len(rt.Partitions))
+		denied := !s.mayTopic(r, kmsg.ACLOperationDescribe, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if denied {
+				sp.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+				continue
+			}
 			if seen[tp{rt.Topic, rp.Partition}] > 1 {
 				sp.ErrorCode = s.counted(kerr.InvalidRequest.Code)
 				continue

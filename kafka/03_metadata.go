@@ -30,8 +30,13 @@ import (
 //     INVALID_TOPIC_EXCEPTION if the name could never be a topic.
 //   - Topics may be named by ID (v10+, null name): UNKNOWN_TOPIC_ID if
 //     there is no such topic.
-//   - Authorized operations (v8+), when asked for: everything, as there are
-//     no ACLs.
+//   - Authorization, as Kafka: all topics lists only those the principal
+//     may DESCRIBE; a topic named (or ID given) that it may not describe is
+//     TOPIC_AUTHORIZATION_FAILED, whether it exists or not; auto-creation
+//     also needs CREATE on the cluster or on the topic
+//     (TOPIC_AUTHORIZATION_FAILED).
+//   - Authorized operations (v8+), when asked for: the principal's, per
+//     topic and (v8-10) for the cluster.
 //
 // Version notes:
 //   - v1: null topics means all, IsInternal, ControllerID, Rack
@@ -56,7 +61,7 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 	resp.ClusterID = &clusterID
 	resp.ControllerID = s.b.ControllerID()
 	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
-		resp.AuthorizedOperations = allClusterOperations
+		resp.AuthorizedOperations = s.clusterAuthorizedOps(r)
 	}
 
 	describe := func(info broker.TopicInfo) kmsg.MetadataResponseTopic {
@@ -64,7 +69,7 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 		name := info.Name
 		st.Topic, st.TopicID, st.IsInternal = &name, info.ID, info.Internal
 		if req.IncludeTopicAuthorizedOperations {
-			st.AuthorizedOperations = allTopicOperations
+			st.AuthorizedOperations = s.topicAuthorizedOps(r, name)
 		}
 		st.Partitions = make([]kmsg.MetadataResponseTopicPartition, info.Partitions)
 		for p := range st.Partitions {
@@ -100,10 +105,14 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 		st.Topic, st.TopicID, st.ErrorCode = name, id, code
 		return st
 	}
+	mayDescribe := func(name string) bool { return s.mayTopic(r, kmsg.ACLOperationDescribe, name) }
 
 	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
+		// All topics: only those the principal may describe, silently.
 		for _, info := range s.b.Topics() {
-			resp.Topics = append(resp.Topics, describe(info))
+			if mayDescribe(info.Name) {
+				resp.Topics = append(resp.Topics, describe(info))
+			}
 		}
 		return resp
 	}
@@ -113,10 +122,13 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
 			// By ID (v10+). A null name below v10 cannot be decoded.
-			if info, ok := s.b.TopicByID(rt.TopicID); ok {
-				resp.Topics = append(resp.Topics, describe(info))
-			} else {
+			switch info, ok := s.b.TopicByID(rt.TopicID); {
+			case !ok:
 				resp.Topics = append(resp.Topics, failed(nil, rt.TopicID, kerr.UnknownTopicID.Code))
+			case !mayDescribe(info.Name):
+				resp.Topics = append(resp.Topics, failed(nil, rt.TopicID, s.counted(kerr.TopicAuthorizationFailed.Code)))
+			default:
+				resp.Topics = append(resp.Topics, describe(info))
 			}
 			continue
 		}
@@ -125,14 +137,23 @@ func (s *Server) handleMetadata(_ context.Context, r *request) kmsg.Response {
 			continue
 		}
 		seen[name] = true
+		if !mayDescribe(name) {
+			// Before anything else: whether the topic exists is not
+			// disclosed.
+			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, s.counted(kerr.TopicAuthorizationFailed.Code)))
+			continue
+		}
 		info, ok := s.b.Topic(name)
 		switch {
 		case ok:
 		case broker.ValidateTopicName(name) != nil:
 			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, kerr.InvalidTopicException.Code))
 			continue
-		case !autoCreate:
+		case !autoCreate || !s.b.Config().AutoCreateTopics:
 			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, kerr.UnknownTopicOrPartition.Code))
+			continue
+		case !s.mayCluster(r, kmsg.ACLOperationCreate) && !s.mayTopic(r, kmsg.ACLOperationCreate, name):
+			resp.Topics = append(resp.Topics, failed(&name, [16]byte{}, s.counted(kerr.TopicAuthorizationFailed.Code)))
 			continue
 		default:
 			var err error

@@ -39,6 +39,9 @@ import (
 func (s *Server) handleOffsetCommit(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.OffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationRead, req.Group) {
+		return failOffsetCommit(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	cr := broker.GroupCommitRequest{MemberID: req.MemberID, InstanceID: derefString(req.InstanceID), GenerationID: req.Generation}
 	type slot struct{ topic, partition, commit int } // commit: index into cr.Offsets, -1 if none
 	var slots []slot
@@ -52,6 +55,9 @@ func (s *Server) handleOffsetCommit(_ context.Context, r *request) kmsg.Response
 			} else {
 				topicCode = s.counted(kerr.UnknownTopicID.Code)
 			}
+		}
+		if topicCode == 0 && !s.mayTopic(r, kmsg.ACLOperationRead, name) {
+			topicCode = s.counted(kerr.TopicAuthorizationFailed.Code)
 		}
 		for pi, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetCommitResponseTopicPartition()

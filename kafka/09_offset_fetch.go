@@ -43,6 +43,9 @@ import (
 func (s *Server) handleOffsetFetch(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.OffsetFetchRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version < 8 && !s.mayGroup(r, kmsg.ACLOperationDescribe, req.Group) {
+		return failOffsetFetch(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	if req.Version < 8 {
 		var topics []broker.GroupFetchTopic
 		if req.Topics != nil || req.Version < 2 {
@@ -61,6 +64,7 @@ func (s *Server) handleOffsetFetch(_ context.Context, r *request) kmsg.Response 
 			}
 			offsets = unfetched(topics) // v1: the error goes on every partition
 		}
+		offsets = s.authorizeOffsets(r, offsets, topics != nil)
 		for _, o := range offsets {
 			if n := len(resp.Topics); n == 0 || resp.Topics[n-1].Topic != o.Topic {
 				st := kmsg.NewOffsetFetchResponseTopic()
@@ -79,13 +83,19 @@ func (s *Server) handleOffsetFetch(_ context.Context, r *request) kmsg.Response 
 		return resp
 	}
 	for _, rg := range req.Groups {
-		resp.Groups = append(resp.Groups, s.fetchGroupOffsets(req, rg))
+		if !s.mayGroup(r, kmsg.ACLOperationDescribe, rg.Group) {
+			sg := kmsg.NewOffsetFetchResponseGroup()
+			sg.Group, sg.ErrorCode = rg.Group, s.counted(kerr.GroupAuthorizationFailed.Code)
+			resp.Groups = append(resp.Groups, sg)
+			continue
+		}
+		resp.Groups = append(resp.Groups, s.fetchGroupOffsets(r, req, rg))
 	}
 	return resp
 }
 
 // fetchGroupOffsets answers one group of a v8+ request.
-func (s *Server) fetchGroupOffsets(req *kmsg.OffsetFetchRequest, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+func (s *Server) fetchGroupOffsets(r *request, req *kmsg.OffsetFetchRequest, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
 	sg := kmsg.NewOffsetFetchResponseGroup()
 	sg.Group = rg.Group
 	var (
@@ -121,6 +131,7 @@ func (s *Server) fetchGroupOffsets(req *kmsg.OffsetFetchRequest, rg kmsg.OffsetF
 		sg.ErrorCode = s.groupCode(err, "offset fetch")
 		return sg
 	}
+	offsets = s.authorizeOffsets(r, offsets, topics != nil)
 	for _, o := range offsets {
 		if n := len(sg.Topics); n == 0 || sg.Topics[n-1].Topic != o.Topic {
 			st := kmsg.NewOffsetFetchResponseGroupTopic()
@@ -158,6 +169,24 @@ func nonNil(ps []int32) []int32 {
 }
 
 // unfetched lists the requested partitions with nothing committed.
+// authorizeOffsets applies DESCRIBE on topics to a group's offsets, as
+// Kafka: asked for by name, a topic the principal may not describe gets
+// TOPIC_AUTHORIZATION_FAILED and no offset; asked for all, it is left out.
+func (s *Server) authorizeOffsets(r *request, offsets []broker.GroupOffset, named bool) []broker.GroupOffset {
+	out := offsets[:0:0]
+	for _, o := range offsets {
+		if !s.mayTopic(r, kmsg.ACLOperationDescribe, o.Topic) {
+			if !named {
+				continue
+			}
+			o.GroupCommittedOffset = broker.GroupCommittedOffset{Offset: -1, LeaderEpoch: -1, ExpireTimestamp: -1}
+			o.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 func unfetched(topics []broker.GroupFetchTopic) []broker.GroupOffset {
 	var out []broker.GroupOffset
 	for _, t := range topics {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -38,6 +39,11 @@ func (s *Server) handleFindCoordinator(_ context.Context, r *request) kmsg.Respo
 	for _, key := range keys {
 		sc := kmsg.NewFindCoordinatorResponseCoordinator()
 		sc.Key = key
+		if code := s.coordinatorKeyDenied(r, req.CoordinatorType, key); code != 0 {
+			sc.ErrorCode, sc.NodeID, sc.Port = code, -1, -1
+			resp.Coordinators = append(resp.Coordinators, sc)
+			continue
+		}
 		c, err := s.b.FindCoordinator(req.CoordinatorType, key)
 		if err != nil {
 			sc.ErrorCode, sc.ErrorMessage = s.codeOf(err, "find coordinator"), errorMessage(err)
@@ -70,4 +76,20 @@ func failFindCoordinator(kreq kmsg.Request, code int16) kmsg.Response {
 		resp.Coordinators = append(resp.Coordinators, sc)
 	}
 	return resp
+}
+
+// coordinatorKeyDenied is the code for a FindCoordinator key r's principal
+// may not DESCRIBE (a group, or a transactional id), 0 if it may.
+func (s *Server) coordinatorKeyDenied(r *request, coordinatorType int8, key string) int16 {
+	switch coordinatorType {
+	case 0:
+		if !s.mayGroup(r, kmsg.ACLOperationDescribe, key) {
+			return s.counted(kerr.GroupAuthorizationFailed.Code)
+		}
+	case 1:
+		if !s.mayTxn(r, kmsg.ACLOperationDescribe, key) {
+			return s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+		}
+	}
+	return 0
 }

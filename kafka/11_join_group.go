@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -44,6 +45,9 @@ import (
 func (s *Server) handleJoinGroup(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.JoinGroupRequest)
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationRead, req.Group) {
+		return failJoinGroup(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	jr := broker.GroupJoinRequest{
 		MemberID:                  req.MemberID,
 		InstanceID:                derefString(req.InstanceID),

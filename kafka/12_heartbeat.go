@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -25,6 +26,9 @@ import (
 func (s *Server) handleHeartbeat(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.HeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationRead, req.Group) {
+		return failHeartbeat(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	err := s.b.Heartbeat(req.Group, broker.GroupHeartbeatRequest{
 		MemberID:     req.MemberID,
 		InstanceID:   derefString(req.InstanceID),

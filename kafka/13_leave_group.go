@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -30,6 +31,9 @@ import (
 func (s *Server) handleLeaveGroup(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationRead, req.Group) {
+		return failLeaveGroup(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	var members []broker.GroupLeaveMember
 	if req.Version < 3 {
 		members = []broker.GroupLeaveMember{{MemberID: req.MemberID}}

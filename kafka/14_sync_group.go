@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -30,6 +31,9 @@ import (
 func (s *Server) handleSyncGroup(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.SyncGroupRequest)
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationRead, req.Group) {
+		return failSyncGroup(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	sr := broker.GroupSyncRequest{
 		MemberID:     req.MemberID,
 		InstanceID:   derefString(req.InstanceID),

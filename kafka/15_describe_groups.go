@@ -34,6 +34,11 @@ func (s *Server) handleDescribeGroups(_ context.Context, r *request) kmsg.Respon
 	for _, id := range req.Groups {
 		sg := kmsg.NewDescribeGroupsResponseGroup()
 		sg.Group = id
+		if !s.mayGroup(r, kmsg.ACLOperationDescribe, id) {
+			sg.ErrorCode = s.counted(kerr.GroupAuthorizationFailed.Code)
+			resp.Groups = append(resp.Groups, sg)
+			continue
+		}
 		d, err := s.b.DescribeGroup(id)
 		switch {
 		case errors.Is(err, kerr.GroupIDNotFound) && req.Version < 6:
@@ -46,7 +51,7 @@ func (s *Server) handleDescribeGroups(_ context.Context, r *request) kmsg.Respon
 		}
 		sg.State, sg.ProtocolType, sg.Protocol = d.State.String(), d.ProtocolType, d.Protocol
 		if req.IncludeAuthorizedOperations {
-			sg.AuthorizedOperations = allGroupOperations
+			sg.AuthorizedOperations = s.groupAuthorizedOps(r, id)
 		}
 		for _, m := range d.Members {
 			sm := kmsg.NewDescribeGroupsResponseGroupMember()

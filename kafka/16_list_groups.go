@@ -29,7 +29,11 @@ func (s *Server) handleListGroups(_ context.Context, r *request) kmsg.Response {
 		resp.ErrorCode = s.groupCode(err, "list groups")
 		return resp
 	}
+	all := s.mayCluster(r, kmsg.ACLOperationDescribe)
 	for _, g := range groups {
+		if !all && !s.mayGroup(r, kmsg.ACLOperationDescribe, g.GroupID) {
+			continue
+		}
 		sg := kmsg.NewListGroupsResponseGroup()
 		sg.Group, sg.ProtocolType, sg.GroupState, sg.GroupType = g.GroupID, g.ProtocolType, g.State.String(), "classic"
 		resp.Groups = append(resp.Groups, sg)

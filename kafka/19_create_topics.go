@@ -39,6 +39,7 @@ func (s *Server) handleCreateTopics(_ context.Context, r *request) kmsg.Response
 	req := r.kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 
+	clusterCreate := s.mayCluster(r, kmsg.ACLOperationCreate)
 	count := make(map[string]int, len(req.Topics))
 	for _, rt := range req.Topics {
 		count[rt.Topic]++
@@ -49,15 +50,18 @@ func (s *Server) handleCreateTopics(_ context.Context, r *request) kmsg.Response
 		if count[rt.Topic] > 1 {
 			st.ErrorCode = s.counted(kerr.InvalidRequest.Code)
 			st.ErrorMessage = kmsg.StringPtr("topic " + rt.Topic + " is named more than once in the request")
+		} else if !clusterCreate && !s.mayTopic(r, kmsg.ACLOperationCreate, rt.Topic) {
+			st.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+			st.ErrorMessage = kmsg.StringPtr("not authorized to CREATE topic " + rt.Topic)
 		} else {
-			s.createTopic(req, rt, &st)
+			s.createTopic(r, req, rt, &st)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
 }
 
-func (s *Server) createTopic(req *kmsg.CreateTopicsRequest, rt kmsg.CreateTopicsRequestTopic, st *kmsg.CreateTopicsResponseTopic) {
+func (s *Server) createTopic(r *request, req *kmsg.CreateTopicsRequest, rt kmsg.CreateTopicsRequestTopic, st *kmsg.CreateTopicsResponseTopic) {
 	fail := func(err error) {
 		st.ErrorCode = s.codeOf(err, "create topic")
 		st.ErrorMessage = errorMessage(err)
@@ -105,7 +109,12 @@ func (s *Server) createTopic(req *kmsg.CreateTopicsRequest, rt kmsg.CreateTopics
 	}
 	st.ReplicationFactor = s.createdReplicationFactor(rt.Topic, rf, req.ValidateOnly)
 	if req.Version >= 5 {
-		st.Configs = s.createdTopicConfigs(rt.Topic, configs, req.ValidateOnly)
+		if s.mayTopic(r, kmsg.ACLOperationDescribeConfigs, rt.Topic) {
+			st.Configs = s.createdTopicConfigs(rt.Topic, configs, req.ValidateOnly)
+		} else {
+			// Created, but its configs are not the principal's to see.
+			st.ConfigErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ func (s *Server) handleDeleteTopics(_ context.Context, r *request) kmsg.Response
 	for _, rt := range deleteTopicsTargets(req) {
 		st := kmsg.NewDeleteTopicsResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		err := s.deleteTopic(rt, &st)
+		err := s.deleteTopic(r, rt, &st)
 		st.ErrorCode = s.codeOf(err, "delete topic")
 		if req.Version >= 5 {
 			st.ErrorMessage = errorMessage(err)
@@ -51,19 +51,26 @@ func deleteTopicsTargets(req *kmsg.DeleteTopicsRequest) []kmsg.DeleteTopicsReque
 	return out
 }
 
-func (s *Server) deleteTopic(rt kmsg.DeleteTopicsRequestTopic, st *kmsg.DeleteTopicsResponseTopic) error {
+func (s *Server) deleteTopic(r *request, rt kmsg.DeleteTopicsRequestTopic, st *kmsg.DeleteTopicsResponseTopic) error {
 	byID := rt.TopicID != [16]byte{}
 	switch {
 	case rt.Topic != nil && byID:
 		return fmt.Errorf("topic named by both name and ID: %w", kerr.InvalidRequest)
 	case byID:
 		info, ok := s.b.TopicByID(rt.TopicID)
-		if !ok {
+		if !ok || !s.mayTopic(r, kmsg.ACLOperationDescribe, info.Name) {
+			// A topic the principal may not describe does not exist for it.
 			return fmt.Errorf("no topic with ID %x: %w", rt.TopicID, kerr.UnknownTopicID)
+		}
+		if !s.mayTopic(r, kmsg.ACLOperationDelete, info.Name) {
+			return fmt.Errorf("not authorized to DELETE topic %x: %w", rt.TopicID, kerr.TopicAuthorizationFailed)
 		}
 		st.Topic = &info.Name
 		return s.b.DeleteTopic(info.Name)
 	case rt.Topic != nil:
+		if !s.mayTopic(r, kmsg.ACLOperationDelete, *rt.Topic) {
+			return fmt.Errorf("not authorized to DELETE topic %s: %w", *rt.Topic, kerr.TopicAuthorizationFailed)
+		}
 		if info, ok := s.b.Topic(*rt.Topic); ok {
 			st.TopicID = info.ID
 		}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -25,9 +26,15 @@ func (s *Server) handleDeleteRecords(_ context.Context, r *request) kmsg.Respons
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
+		denied := !s.mayTopic(r, kmsg.ACLOperationDelete, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if denied {
+				sp.ErrorCode, sp.LowWatermark = s.counted(kerr.TopicAuthorizationFailed.Code), -1
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			low, err := s.b.DeleteRecords(rt.Topic, rp.Partition, rp.Offset)
 			if err != nil {
 				sp.ErrorCode, sp.LowWatermark = s.codeOf(err, "delete records"), -1

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -28,6 +29,19 @@ import (
 func (s *Server) handleInitProducerID(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	switch id := req.TransactionalID; {
+	case id != nil && *id != "":
+		if !s.mayTxn(r, kmsg.ACLOperationWrite, *id) {
+			resp.ErrorCode = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+			return resp
+		}
+	case !s.mayCluster(r, kmsg.ACLOperationIdempotentWrite) &&
+		!s.b.AuthorizeAny(r.principal, r.clientIP, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic):
+		// An idempotent producer: IDEMPOTENT_WRITE on the cluster, or
+		// WRITE on some topic (KIP-679).
+		resp.ErrorCode = s.counted(kerr.ClusterAuthorizationFailed.Code)
+		return resp
+	}
 	pid, epoch := int64(-1), int16(-1)
 	if req.Version >= 3 {
 		pid, epoch = req.ProducerID, req.ProducerEpoch

@@ -21,6 +21,9 @@ import (
 //   - An epoch above the current one, or below zero, is answered with
 //     epoch -1 and offset -1 (UNDEFINED), as Kafka answers an epoch it has
 //     no entry for.
+//   - Authorization: DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED);
+//     a request from a replica (ReplicaID >= 0) needs CLUSTER_ACTION on the
+//     cluster instead (CLUSTER_AUTHORIZATION_FAILED for all), as Kafka.
 //   - CurrentLeaderEpoch is checked like Fetch's: FENCED_LEADER_EPOCH or
 //     UNKNOWN_LEADER_EPOCH; -1 skips the check.
 //
@@ -32,14 +35,21 @@ import (
 func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.OffsetForLeaderEpochRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	follower := req.Version >= 3 && req.ReplicaID >= 0
+	if follower && !s.mayCluster(r, kmsg.ACLOperationClusterAction) {
+		return failOffsetForLeaderEpoch(req, s.counted(kerr.ClusterAuthorizationFailed.Code))
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
 		_, known := s.b.Topic(rt.Topic)
+		denied := !follower && !s.mayTopic(r, kmsg.ACLOperationDescribe, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			switch {
+			case denied:
+				sp.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
 			case !known:
 				sp.ErrorCode = s.counted(kerr.UnknownTopicOrPartition.Code)
 			default:

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -18,6 +19,11 @@ import (
 //     Kafka; fencing and state errors come from the state machine
 //     (INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED / INVALID_PRODUCER_EPOCH,
 //     CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE).
+//   - Authorization, as Kafka: v0-v3 need WRITE on the transactional id
+//     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and on each topic
+//     (TOPIC_AUTHORIZATION_FAILED, the rest OPERATION_NOT_ATTEMPTED); v4+
+//     is for brokers only and needs CLUSTER_ACTION on the cluster
+//     (CLUSTER_AUTHORIZATION_FAILED).
 //   - v4+ (between brokers, KIP-890): several transactions per request;
 //     VerifyOnly checks that the partitions are in the transaction without
 //     adding them (a partition leader asks before a transactional write).
@@ -30,16 +36,29 @@ import (
 func (s *Server) handleAddPartitionsToTxn(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.AddPartitionsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	if req.Version >= 4 && !s.mayCluster(r, kmsg.ACLOperationClusterAction) {
+		return failAddPartitionsToTxn(req, s.counted(kerr.ClusterAuthorizationFailed.Code))
+	}
 	if req.Version < 4 {
 		parts := txnParts(func(yield func(string, []int32)) {
 			for _, t := range req.Topics {
 				yield(t.Topic, t.Partitions)
 			}
 		})
-		codes, err := s.b.AddPartitionsToTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, false)
-		code := int16(0)
-		if err != nil {
-			code = s.codeOf(err, "add partitions to transaction")
+		var (
+			codes []int16
+			err   error
+			code  int16
+		)
+		switch denied := s.deniedTxnTopics(r, parts); {
+		case !s.mayTxn(r, kmsg.ACLOperationWrite, req.TransactionalID):
+			code = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+		case denied != nil:
+			codes = denied
+		default:
+			if codes, err = s.b.AddPartitionsToTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, false); err != nil {
+				code = s.codeOf(err, "add partitions to transaction")
+			}
 		}
 		txnPartsResponse(parts, codes, code, func(topic string, ps []kmsg.AddPartitionsToTxnResponseTopicPartition) {
 			t := kmsg.NewAddPartitionsToTxnResponseTopic()
@@ -77,6 +96,28 @@ func (s *Server) handleAddPartitionsToTxn(_ context.Context, r *request) kmsg.Re
 }
 
 // txnParts flattens a request's topics and partitions.
+// deniedTxnTopics returns, if r's principal may not WRITE to some of the
+// topics of parts, the codes Kafka answers: TOPIC_AUTHORIZATION_FAILED for
+// their partitions and OPERATION_NOT_ATTEMPTED for the others; nil if it
+// may write to all.
+func (s *Server) deniedTxnTopics(r *request, parts []broker.TxnTopicPartition) []int16 {
+	var codes []int16
+	for i, p := range parts {
+		if !s.mayTopic(r, kmsg.ACLOperationWrite, p.Topic) {
+			if codes == nil {
+				codes = make([]int16, len(parts))
+			}
+			codes[i] = s.counted(kerr.TopicAuthorizationFailed.Code)
+		}
+	}
+	for i := range codes {
+		if codes[i] == 0 {
+			codes[i] = kerr.OperationNotAttempted.Code
+		}
+	}
+	return codes
+}
+
 func txnParts(each func(yield func(string, []int32))) []broker.TxnTopicPartition {
 	var parts []broker.TxnTopicPartition
 	each(func(topic string, ps []int32) {

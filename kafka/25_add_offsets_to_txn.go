@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -19,6 +20,14 @@ import (
 func (s *Server) handleAddOffsetsToTxn(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	switch {
+	case !s.mayTxn(r, kmsg.ACLOperationWrite, req.TransactionalID):
+		resp.ErrorCode = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+		return resp
+	case !s.mayGroup(r, kmsg.ACLOperationRead, req.Group):
+		resp.ErrorCode = s.counted(kerr.GroupAuthorizationFailed.Code)
+		return resp
+	}
 	if err := s.b.AddOffsetsToTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); err != nil {
 		resp.ErrorCode = s.codeOf(err, "add offsets to transaction")
 	}

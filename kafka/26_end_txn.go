@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -35,6 +36,10 @@ import (
 func (s *Server) handleEndTxn(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.EndTxnRequest)
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+	if !s.mayTxn(r, kmsg.ACLOperationWrite, req.TransactionalID) {
+		resp.ErrorCode = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+		return resp
+	}
 	bump := req.Version >= 5
 	pid, epoch, err := s.b.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, bump)
 	if err != nil {

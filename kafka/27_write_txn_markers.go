@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -28,6 +29,9 @@ import (
 func (s *Server) handleWriteTxnMarkers(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.WriteTxnMarkersRequest)
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
+	if !s.mayCluster(r, kmsg.ACLOperationClusterAction) {
+		return failWriteTxnMarkers(req, s.counted(kerr.ClusterAuthorizationFailed.Code))
+	}
 	for _, m := range req.Markers {
 		rm := kmsg.NewWriteTxnMarkersResponseMarker()
 		rm.ProducerID = m.ProducerID

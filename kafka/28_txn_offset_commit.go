@@ -67,6 +67,12 @@ import (
 func (s *Server) handleTxnOffsetCommit(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.TxnOffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	switch {
+	case !s.mayTxn(r, kmsg.ACLOperationWrite, req.TransactionalID):
+		return failTxnOffsetCommit(req, s.counted(kerr.TransactionalIDAuthorizationFailed.Code))
+	case !s.mayGroup(r, kmsg.ACLOperationRead, req.Group):
+		return failTxnOffsetCommit(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
 	generation, memberID, instanceID := int32(-1), "", (*string)(nil)
 	if req.Version >= 3 {
 		generation, memberID, instanceID = req.Generation, req.MemberID, req.InstanceID
@@ -78,11 +84,15 @@ func (s *Server) handleTxnOffsetCommit(ctx context.Context, r *request) kmsg.Res
 		st := kmsg.NewTxnOffsetCommitResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		info, known := s.topicOf(req.Version, rt)
+		denied := known && !s.mayTopic(r, kmsg.ACLOperationRead, info.Name) ||
+			!known && req.Version < 6 && !s.mayTopic(r, kmsg.ACLOperationRead, rt.Topic)
 		for pi, rp := range rt.Partitions {
 			sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sl := slot{ti, pi, -1}
 			switch {
+			case denied:
+				sp.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
 			case !known && req.Version >= 6:
 				sp.ErrorCode = s.counted(kerr.UnknownTopicID.Code)
 			case !known || rp.Partition < 0 || rp.Partition >= info.Partitions:

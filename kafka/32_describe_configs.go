@@ -37,7 +37,11 @@ func (s *Server) handleDescribeConfigs(_ context.Context, r *request) kmsg.Respo
 	for _, rr := range req.Resources {
 		sr := kmsg.NewDescribeConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		entries, err := s.configEntries(rr.ResourceType, rr.ResourceName)
+		err := s.configResourceDenied(r, kmsg.ACLOperationDescribeConfigs, rr.ResourceType, rr.ResourceName)
+		var entries []broker.ConfigEntry
+		if err == nil {
+			entries, err = s.configEntries(rr.ResourceType, rr.ResourceName)
+		}
 		if err != nil {
 			sr.ErrorCode, sr.ErrorMessage = s.codeOf(err, "describe configs"), errorMessage(err)
 			resp.Resources = append(resp.Resources, sr)

@@ -29,7 +29,10 @@ func (s *Server) handleAlterConfigs(_ context.Context, r *request) kmsg.Response
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		err := s.alterConfigs(rr, req.ValidateOnly)
+		err := s.configResourceDenied(r, kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName)
+		if err == nil {
+			err = s.alterConfigs(rr, req.ValidateOnly)
+		}
 		sr.ErrorCode, sr.ErrorMessage = s.codeOf(err, "alter configs"), errorMessage(err)
 		resp.Resources = append(resp.Resources, sr)
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -25,6 +26,9 @@ import (
 func (s *Server) handleDescribeLogDirs(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeLogDirsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	if !s.mayCluster(r, kmsg.ACLOperationDescribe) {
+		return failDescribeLogDirs(req, s.counted(kerr.ClusterAuthorizationFailed.Code))
+	}
 	dirPath, parts := s.b.LogDirs()
 
 	var wanted map[string]map[int32]bool // nil: all

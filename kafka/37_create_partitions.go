@@ -35,9 +35,12 @@ func (s *Server) handleCreatePartitions(_ context.Context, r *request) kmsg.Resp
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		var err error
-		if count[rt.Topic] > 1 {
+		switch {
+		case count[rt.Topic] > 1:
 			err = fmt.Errorf("topic %s is named more than once in the request: %w", rt.Topic, kerr.InvalidRequest)
-		} else {
+		case !s.mayTopic(r, kmsg.ACLOperationAlter, rt.Topic):
+			err = fmt.Errorf("not authorized to ALTER topic %s: %w", rt.Topic, kerr.TopicAuthorizationFailed)
+		default:
 			err = s.createPartitions(rt, req.ValidateOnly)
 		}
 		st.ErrorCode, st.ErrorMessage = s.codeOf(err, "create partitions"), errorMessage(err)

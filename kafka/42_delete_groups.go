@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -25,6 +26,11 @@ func (s *Server) handleDeleteGroups(_ context.Context, r *request) kmsg.Response
 	for _, id := range req.Groups {
 		sg := kmsg.NewDeleteGroupsResponseGroup()
 		sg.Group = id
+		if !s.mayGroup(r, kmsg.ACLOperationDelete, id) {
+			sg.ErrorCode = s.counted(kerr.GroupAuthorizationFailed.Code)
+			resp.Groups = append(resp.Groups, sg)
+			continue
+		}
 		if err := s.b.DeleteGroup(id); err != nil {
 			sg.ErrorCode = s.groupCode(err, "delete group")
 		}

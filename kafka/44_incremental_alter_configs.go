@@ -29,7 +29,10 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, r *request) km
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		err := s.incrementalAlterConfigs(rr, req.ValidateOnly)
+		err := s.configResourceDenied(r, kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName)
+		if err == nil {
+			err = s.incrementalAlterConfigs(rr, req.ValidateOnly)
+		}
 		sr.ErrorCode, sr.ErrorMessage = s.codeOf(err, "incremental alter configs"), errorMessage(err)
 		resp.Resources = append(resp.Resources, sr)
 	}

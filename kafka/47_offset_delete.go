@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/broker"
@@ -23,8 +24,17 @@ import (
 func (s *Server) handleOffsetDelete(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	if !s.mayGroup(r, kmsg.ACLOperationDelete, req.Group) {
+		return failOffsetDelete(req, s.counted(kerr.GroupAuthorizationFailed.Code))
+	}
+	// Partitions of topics the principal may not READ are not deleted:
+	// they answer TOPIC_AUTHORIZATION_FAILED.
 	var partitions []broker.GroupTopicPartition
-	for _, rt := range req.Topics {
+	denied := make([]bool, len(req.Topics))
+	for i, rt := range req.Topics {
+		if denied[i] = !s.mayTopic(r, kmsg.ACLOperationRead, rt.Topic); denied[i] {
+			continue
+		}
 		for _, rp := range rt.Partitions {
 			partitions = append(partitions, broker.GroupTopicPartition{Topic: rt.Topic, Partition: rp.Partition})
 		}
@@ -35,13 +45,18 @@ func (s *Server) handleOffsetDelete(_ context.Context, r *request) kmsg.Response
 		return resp
 	}
 	i := 0
-	for _, rt := range req.Topics {
+	for ti, rt := range req.Topics {
 		st := kmsg.NewOffsetDeleteResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
-			sp.Partition, sp.ErrorCode = rp.Partition, codes[i]
-			i++
+			sp.Partition = rp.Partition
+			if denied[ti] {
+				sp.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+			} else {
+				sp.ErrorCode = codes[i]
+				i++
+			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)

@@ -16,8 +16,9 @@ import (
 //   - EndpointType (v1+): 1 (brokers) is answered; 2 (controllers) is
 //     MISMATCHED_ENDPOINT_TYPE, since this is a broker listener; anything
 //     else UNSUPPORTED_ENDPOINT_TYPE.
-//   - Cluster authorized operations, when asked for: everything, as there
-//     are no ACLs.
+//   - Authorization, as Kafka: anyone may ask (like Metadata); the cluster
+//     authorized operations, when asked for, are the principal's if it may
+//     DESCRIBE the cluster, else none.
 //
 // Version notes:
 //   - v0: flexible from the start
@@ -48,7 +49,7 @@ func (s *Server) handleDescribeCluster(_ context.Context, r *request) kmsg.Respo
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	if req.IncludeClusterAuthorizedOperations {
-		resp.ClusterAuthorizedOperations = allClusterOperations
+		resp.ClusterAuthorizedOperations = s.clusterAuthorizedOps(r)
 	}
 	return resp
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -21,9 +22,15 @@ func (s *Server) handleDescribeProducers(_ context.Context, r *request) kmsg.Res
 	for _, t := range req.Topics {
 		rt := kmsg.NewDescribeProducersResponseTopic()
 		rt.Topic = t.Topic
+		denied := !s.mayTopic(r, kmsg.ACLOperationRead, t.Topic)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = p
+			if denied {
+				rp.ErrorCode = s.counted(kerr.TopicAuthorizationFailed.Code)
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
 			prods, err := s.b.DescribeProducers(t.Topic, p)
 			if err != nil {
 				rp.ErrorCode = s.codeOf(err, "describe producers")

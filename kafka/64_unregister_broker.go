@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -24,6 +25,10 @@ import (
 func (s *Server) handleUnregisterBroker(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.UnregisterBrokerRequest)
 	resp := req.ResponseKind().(*kmsg.UnregisterBrokerResponse)
+	if !s.mayCluster(r, kmsg.ACLOperationAlter) {
+		resp.ErrorCode = s.counted(kerr.ClusterAuthorizationFailed.Code)
+		return resp
+	}
 	if err := s.b.UnregisterBroker(req.BrokerID); err != nil {
 		resp.ErrorCode = s.codeOf(err, "unregister broker")
 		resp.ErrorMessage = errorMessage(err)

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -20,6 +21,12 @@ func (s *Server) handleDescribeTransactions(_ context.Context, r *request) kmsg.
 	for _, id := range req.TransactionalIDs {
 		st := kmsg.NewDescribeTransactionsResponseTransactionState()
 		st.TransactionalID = id
+		if !s.mayTxn(r, kmsg.ACLOperationDescribe, id) {
+			st.ErrorCode = s.counted(kerr.TransactionalIDAuthorizationFailed.Code)
+			st.ProducerID, st.ProducerEpoch, st.StartTimestamp = -1, -1, -1
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
 		d, err := s.b.DescribeTransactions(id)
 		if err != nil {
 			st.ErrorCode = s.codeOf(err, "describe transactions")
@@ -33,6 +40,9 @@ func (s *Server) handleDescribeTransactions(_ context.Context, r *request) kmsg.
 			st.StartTimestamp = -1
 		}
 		for _, p := range d.Partitions {
+			if !s.mayTopic(r, kmsg.ACLOperationDescribe, p.Topic) {
+				continue // only the partitions the principal may describe, as Kafka
+			}
 			n := len(st.Topics)
 			if n == 0 || st.Topics[n-1].Topic != p.Topic {
 				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()

@@ -61,6 +61,9 @@ func (s *Server) handleListTransactions(_ context.Context, r *request) kmsg.Resp
 		if idMatches != nil && !idMatches(t.TransactionalID) {
 			continue
 		}
+		if !s.mayTxn(r, kmsg.ACLOperationDescribe, t.TransactionalID) {
+			continue
+		}
 		st := kmsg.NewListTransactionsResponseTransactionState()
 		st.TransactionalID, st.ProducerID, st.TransactionState = t.TransactionalID, t.ProducerID, t.State.String()
 		resp.TransactionStates = append(resp.TransactionStates, st)

@@ -79,12 +79,12 @@ func TestTruncatedFrameClosesConnection(t *testing.T) {
 
 func TestUnknownAPIKeyClosesConnection(t *testing.T) {
 	e := startBadInputEnv(t)
-	for _, key := range []int16{29, 999, -1} { // DescribeAcls (not served), unknown, negative
+	for _, key := range []int16{57, 999, -1} { // UpdateFeatures (not served), unknown, negative
 		rc := e.dial()
 		rc.write(rawRequest(key, 0, 7, nil))
 		rc.expectClosed()
 	}
-	e.waitForLog("unknown or unserved API key 29")
+	e.waitForLog("unknown or unserved API key 57")
 	e.waitForLog("unknown or unserved API key 999")
 	e.checkUnharmed(t)
 }

@@ -226,6 +226,20 @@ func captureSeeds(t *testing.T) {
 			_, err := adm.OffsetForLeaderEpoch(ctx, map[string]map[int32]int32{"seed": {0: 0}})
 			return err
 		},
+		func() error {
+			_, err := adm.CreateACLs(ctx, kadm.NewACLs().Allow("User:seed").Topics("seed").Operations(kadm.OpRead))
+			return err
+		},
+		func() error {
+			_, err := adm.DescribeACLs(ctx, kadm.NewACLs().Allow("User:seed").AllowHosts().Topics("seed").
+				ResourcePatternType(kadm.ACLPatternMatch).Operations(kadm.OpAny))
+			return err
+		},
+		func() error {
+			_, err := adm.DeleteACLs(ctx, kadm.NewACLs().Allow("User:seed").AllowHosts().Topics("seed").
+				ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny))
+			return err
+		},
 		func() error { _, err := adm.DeleteTopic(ctx, "seed"); return err },
 	}
 	for i, step := range steps {

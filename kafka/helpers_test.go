@@ -38,6 +38,9 @@ type testEnv struct {
 	listen string                          // address to listen on; default 127.0.0.1:0
 	// lcfg, if set, is the listener's configuration (ServeListener).
 	lcfg *ListenerConfig
+	// principalOf, if set, names each connection's principal from its
+	// client id (Server.testPrincipal).
+	principalOf func(clientID string) string
 }
 
 type envOpt func(*testEnv)
@@ -88,6 +91,7 @@ func (e *testEnv) start() {
 	kcfg := e.kcfg
 	kcfg.Logger = logger.With().Str("component", "kafka").Logger()
 	e.b, e.srv, e.addr = b, New(kcfg, b), ln.Addr().String()
+	e.srv.testPrincipal = e.principalOf
 	e.served = make(chan error, 1)
 	if e.wrap != nil {
 		ln = e.wrap(ln)

@@ -16,7 +16,15 @@ import (
 
 // Peers sends requests to other nodes' Kafka listeners
 // (broker.PeerCaller): the transaction coordinator's markers and KIP-890
-// verifications in cluster mode. One kgo client per node, made on first
+// verifications in cluster mode.
+//
+// Authorization: both are broker-to-broker APIs that need CLUSTER_ACTION
+// on the cluster (WriteTxnMarkers, AddPartitionsToTxn v4+), as in Kafka,
+// where the inter-broker principal is listed in super.users. Here the
+// principal is whatever these connections authenticate as on the listener
+// they reach (User:ANONYMOUS on a PLAINTEXT listener): with --authorizer
+// on, that principal must be a super user or be granted CLUSTER_ACTION on
+// the cluster, or transactions that span nodes fail. One kgo client per node, made on first
 // use from the address the metadata log has for the node and remade when
 // that address changes; requests go to that node only.
 type Peers struct {

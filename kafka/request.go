@@ -39,6 +39,10 @@ type request struct {
 	// connection loop (fuzzing). Only inOrder handlers, which run on the
 	// connection's reader, may touch it: the SASL APIs.
 	conn *conn
+	// clientIP is the client's IP address as the authorizer matches ACL
+	// hosts against it (Go's form: "127.0.0.1", "::1"); "" outside the
+	// connection loop.
+	clientIP string
 	// budgetBytes is what this request holds of the server's byte budget,
 	// returned when its handler is done.
 	budgetBytes int64

@@ -91,6 +91,10 @@ type Server struct {
 	// featuresEpoch is ApiVersions' FinalizedFeaturesEpoch: the time New
 	// ran, in milliseconds, so that it grows across restarts.
 	featuresEpoch int64
+	// testPrincipal, set only by tests (no setting or wire input reaches
+	// it), names a connection's principal from the client id of each
+	// request, standing in for authentication.
+	testPrincipal func(clientID string) string
 
 	// panics counts handler panics recovered (and answered with
 	// UNKNOWN_SERVER_ERROR); the fuzz target checks it stays zero.
@@ -724,9 +728,13 @@ func (c *conn) dispatch(r *request) {
 	c.slots <- sl
 
 	r.clientHost = c.host
+	if c.s.testPrincipal != nil {
+		c.principal = c.s.testPrincipal(r.clientID)
+	}
 	r.principal = c.principal
 	r.listener = c.lst.name
 	r.conn = c
+	r.clientIP = c.ip
 	sched := inOrder
 	if !r.unsupported {
 		sched = r.api.schedule

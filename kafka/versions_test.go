@@ -23,6 +23,8 @@ var kafka40Floor = map[int16]int16{
 	// The transactional APIs (Kafka 4.0's <Name>Request.json "validVersions"):
 	// KIP-896 removed only WriteTxnMarkers v0.
 	24: 0, 25: 0, 26: 0, 27: 1, 28: 0, 61: 0, 65: 0, 66: 0,
+	// ACLs (Kafka 4.0 serves v1-3 of each).
+	29: 1, 30: 1, 31: 1,
 }
 
 func TestAPITableMatchesKafkaFloorAndKmsg(t *testing.T) {
