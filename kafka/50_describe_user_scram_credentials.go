@@ -24,7 +24,12 @@ import (
 func (s *Server) handleDescribeUserScramCredentials(_ context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.DescribeUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
-	// authz: DESCRIBE on CLUSTER (Kafka's check for this API) belongs here.
+	if !s.mayCluster(r, kmsg.ACLOperationDescribe) {
+		// Kafka: DESCRIBE on the cluster, else a top-level error.
+		resp.ErrorCode = s.counted(kerr.ClusterAuthorizationFailed.Code)
+		resp.ErrorMessage = kmsg.StringPtr("describing SCRAM credentials needs DESCRIBE on the cluster")
+		return resp
+	}
 	users := s.b.ScramUsers()
 	if len(req.Users) == 0 {
 		for _, u := range users {

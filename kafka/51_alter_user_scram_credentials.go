@@ -30,7 +30,10 @@ import (
 func (s *Server) handleAlterUserScramCredentials(ctx context.Context, r *request) kmsg.Response {
 	req := r.kreq.(*kmsg.AlterUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
-	// authz: ALTER on CLUSTER (Kafka's check for this API) belongs here.
+	if !s.mayCluster(r, kmsg.ACLOperationAlter) {
+		// Kafka: ALTER on the cluster, else every user's result fails.
+		return failAlterUserScramCredentials(req, s.counted(kerr.ClusterAuthorizationFailed.Code))
+	}
 	type change struct {
 		del  bool
 		mech broker.ScramMechanism

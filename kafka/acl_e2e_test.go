@@ -381,3 +381,46 @@ func TestACLTransactionalAndIdempotent(t *testing.T) {
 	mustCreateACLs(t, adm, kadm.NewACLs().Allow("User:dan").TransactionalIDs("tx").Operations(kadm.OpWrite))
 	wantErrCode(t, "transactional with WRITE on the id", initPID(kmsg.StringPtr("tx")), noError)
 }
+
+// TestACLScramCredentials: describing SCRAM credentials needs DESCRIBE on
+// the cluster and altering them ALTER, as in Kafka; a principal without
+// them gets CLUSTER_AUTHORIZATION_FAILED and changes nothing, a super user
+// manages users, and an ALTER grant on the cluster lets another principal.
+func TestACLScramCredentials(t *testing.T) {
+	e := startEnv(t, withAuthorizer())
+	ctx := context.Background()
+	bob := kadm.NewClient(e.as("bob"))
+	admin := kadm.NewClient(e.as("admin"))
+
+	if _, err := bob.DescribeUserSCRAMs(ctx); !errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		t.Fatalf("bob describes users: %v, want CLUSTER_AUTHORIZATION_FAILED", err)
+	}
+	up := kadm.UpsertSCRAM{User: "carol", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: "carol-pw"}
+	// kadm reports a request whose every result failed as its error.
+	res, err := bob.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{up})
+	if err == nil {
+		err = res["carol"].Err
+	}
+	if !errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		t.Fatalf("bob creates carol: %v, want CLUSTER_AUTHORIZATION_FAILED", err)
+	}
+	if _, ok := e.b.ScramCredentialOf("carol", broker.ScramMechanism(1)); ok {
+		t.Fatal("a refused AlterUserScramCredentials stored a credential")
+	}
+
+	res, err = admin.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{up})
+	if err != nil || res["carol"].Err != nil {
+		t.Fatalf("super user creates carol: %v %v", err, res["carol"].Err)
+	}
+	mustCreateACLs(t, admin, kadm.NewACLs().Allow("User:bob").Clusters().Operations(kadm.OpAlter))
+	up.User = "dave"
+	res, err = bob.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{up})
+	if err != nil || res["dave"].Err != nil {
+		t.Fatalf("bob with ALTER on the cluster creates dave: %v %v", err, res["dave"].Err)
+	}
+	// ALTER implies DESCRIBE.
+	described, err := bob.DescribeUserSCRAMs(ctx)
+	if err != nil || len(described) != 2 {
+		t.Fatalf("bob with ALTER describes users: %v %v", described, err)
+	}
+}
