@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/cluster"
 	"github.com/chronik-stream/chronik/kafka"
 )
 
@@ -100,6 +101,14 @@ func serveFlags() []cli.Flag {
 			Usage: "a transactional id with no transaction for this long is forgotten (transactional.id.expiration.ms)"},
 		&cli.BoolFlag{Name: "transaction-partition-verification", Value: true,
 			Usage: "check a transaction's first write to each partition with its coordinator, so that a late or stray batch cannot open a transaction nobody ends (KIP-890; transaction.partition.verification.enable)"},
+		&cli.StringFlag{Name: "peer-tls-cert-file",
+			Usage: "cluster mode: this node's certificate (PEM, intermediates after it) for mutual TLS between peers, signed by the cluster CA and naming this node's id in a URI SAN chronik-node://<id> (`chronik cluster certs` makes a lab set); re-read on SIGHUP for new peer connections"},
+		&cli.StringFlag{Name: "peer-tls-key-file",
+			Usage: "cluster mode: the private key (PEM) of peer-tls-cert-file; re-read on SIGHUP"},
+		&cli.StringFlag{Name: "peer-tls-ca-file",
+			Usage: "cluster mode: the cluster CA certificate (PEM; several during a CA rotation): a peer must present a certificate it signed, valid now, naming the node id the peer claims; re-read on SIGHUP"},
+		&cli.BoolFlag{Name: "peer-insecure-plaintext",
+			Usage: "cluster mode without peer TLS, for a lab on a trusted network only: anyone who reaches a raft port can then join as any node and inject raft messages (a warning is logged at start); not allowed with the peer-tls-* files"},
 	})
 }
 
@@ -222,6 +231,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		return bc, kc, fmt.Errorf("max-decompressed-batch-bytes: %d is not between max-message-bytes %d and 1073741824", n, c.Int("max-message-bytes"))
 	}
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
+		return bc, kc, err
+	}
+	if err := checkPeerSecurity(c); err != nil {
 		return bc, kc, err
 	}
 	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
@@ -375,8 +387,12 @@ func serveAction(c *cli.Context) error {
 	// Transaction markers and verifications go to other nodes' Kafka
 	// listeners, found in the broker's metadata once it is open.
 	var opened atomic.Pointer[broker.Broker]
+	var peerTLS *cluster.PeerTLS
 	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
-		node, err := startClusterNode(bc, peers, adm.observeCommit, log)
+		if peerTLS, err = loadPeerTLS(c, bc.NodeID, log); err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+		node, err := startClusterNode(bc, peers, peerTLS, adm.observeCommit, log)
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
@@ -425,7 +441,7 @@ wait:
 	for {
 		select {
 		case <-hup:
-			reloadOnSignal(levelSrc, log)
+			reloadOnSignal(levelSrc, log, func() { reloadPeerTLS(peerTLS, log) })
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait

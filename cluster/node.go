@@ -147,6 +147,9 @@ func (n *Node) Leaders() int {
 func (n *Node) Engine() *Engine       { return n.eng }
 func (n *Node) Transport() *Transport { return n.tr }
 
+// PeerTLS is the node's peer TLS material, nil when plaintext.
+func (n *Node) PeerTLS() *PeerTLS { return n.cfg.TLS }
+
 // NodeID implements broker.Replication.
 func (n *Node) NodeID() int32 { return int32(n.cfg.NodeID) }
 
