@@ -80,7 +80,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "node-id", Value: 0,
 			Usage: "this broker's node id; with --peers it must be one of the peers' ids (1 or more)"},
 		&cli.StringFlag{Name: "peers",
-			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); empty runs standalone"},
+			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); needs the peer-tls-* files or peer-insecure-plaintext; empty runs standalone"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
 		&cli.IntFlag{Name: "max-open-logs", Value: 0,
