@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,8 +72,9 @@ func readHelloAnswer(r io.Reader) (byte, string, error) {
 // node 1, a node 1 certificate from another CA, a silent dialer, and a
 // fourth chronik process posing as node 1 over plaintext are all refused,
 // node 3 logs each with its reason, and the cluster keeps serving: what
-// was written before and after reads back in full. A process given a
-// certificate for another node's id refuses to start.
+// was written before and after reads back in full. SIGHUP reloads the
+// certificates; a process given a certificate for another node's id
+// refuses to start.
 func TestClusterPeerTLSRefusals(t *testing.T) {
 	const topic = "peertls"
 	c := startCluster(t, 3)
@@ -180,6 +182,12 @@ func TestClusterPeerTLSRefusals(t *testing.T) {
 			t.Errorf("node %d lost a peer connection during the refusals\n%s", id, c.logTail(id))
 		}
 	}
+
+	// SIGHUP re-reads the peer TLS files.
+	c.procs[2].Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "node 3 to reload its peer TLS files", 30*time.Second, func() bool {
+		return logged(node3Log, "peer TLS reloaded")
+	})
 
 	// A process whose certificate names another node does not start.
 	wrong := exec.Command(os.Args[0], append([]string{"serve", "--node-id", "2", "--peers", c.peers(),
