@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,8 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // The peer transport over mutual TLS: nodes prove their ids with
@@ -548,4 +552,41 @@ func FuzzNodeIDFromURI(f *testing.F) {
 			t.Fatalf("%q accepted as node %d but spelled %q", s, id, u.String())
 		}
 	})
+}
+
+// lockedBuffer is a log sink for a transport's logger.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestTransportTLSDialerToPlaintextNode: a node with peer TLS dialing one
+// without is refused, and the plaintext node's log says what happened.
+func TestTransportTLSDialerToPlaintextNode(t *testing.T) {
+	checkNoLeak(t)
+	pki := newTestPKI(t)
+	l1, l2 := listen(t), listen(t)
+	peers := map[uint64]string{1: l1.Addr().String(), 2: l2.Addr().String()}
+	var logs lockedBuffer
+	n2 := startNode(t, 2, l2, peers, true, func(c *TransportConfig) { c.Logger = zerolog.New(&logs) })
+	n1 := startNode(t, 1, l1, peers, true, pki.withTLS(t))
+	waitFor(t, 10*time.Second, "the refusal", func() bool { return n2.tr.Stats().AcceptRefused[RefusedBadHello] > 0 })
+	waitFor(t, 10*time.Second, "the log line", func() bool { return strings.Contains(logs.String(), "the dialer speaks TLS; node 2 has no peer TLS configured") })
+	if n1.tr.Connected(2) || n2.tr.Connected(1) {
+		t.Fatal("connected across TLS and plaintext")
+	}
+	n1.close(t)
+	n2.close(t)
 }

@@ -115,8 +115,8 @@ type Transport struct {
 	// Refusals by reason (keys fixed at construction, so read without a lock).
 	acceptRefused, dialRefused map[string]*atomic.Uint64
 	refusalLogMu               sync.Mutex
-	refusalLogged              map[string]time.Time // reason -> last logged
-	refusalUnlogged            map[string]uint64    // reason -> refusals since then, not logged
+	refusalLogged              map[string]time.Time // message/reason -> last logged
+	refusalUnlogged            map[string]uint64    // message/reason -> refusals since then, not logged
 }
 
 // NewTransport returns a transport and starts dialing the configured peers
