@@ -342,12 +342,13 @@ func TestTransportTLSDialerChecksAcceptor(t *testing.T) {
 					conn.Close()
 				}
 			}()
-			n1 := startNode(t, 1, listen(t), map[uint64]string{2: l.Addr().String()}, true, pki.withTLS(t))
+			// Node 1 only dials (it has the lowest id): it does not serve.
+			n1 := startNode(t, 1, listen(t), map[uint64]string{2: l.Addr().String()}, false, pki.withTLS(t))
 			waitFor(t, 10*time.Second, "the dialer's refusal", func() bool { return n1.tr.Stats().DialRefused[tc.reason] > 0 })
 			if n1.tr.Connected(2) {
 				t.Fatal("connected to an impostor")
 			}
-			n1.close(t)
+			n1.tr.Close()
 			l.Close()
 			<-done
 		})
@@ -581,12 +582,12 @@ func TestTransportTLSDialerToPlaintextNode(t *testing.T) {
 	peers := map[uint64]string{1: l1.Addr().String(), 2: l2.Addr().String()}
 	var logs lockedBuffer
 	n2 := startNode(t, 2, l2, peers, true, func(c *TransportConfig) { c.Logger = zerolog.New(&logs) })
-	n1 := startNode(t, 1, l1, peers, true, pki.withTLS(t))
+	n1 := startNode(t, 1, l1, peers, false, pki.withTLS(t)) // it only dials: no Serve
 	waitFor(t, 10*time.Second, "the refusal", func() bool { return n2.tr.Stats().AcceptRefused[RefusedBadHello] > 0 })
 	waitFor(t, 10*time.Second, "the log line", func() bool { return strings.Contains(logs.String(), "the dialer speaks TLS; node 2 has no peer TLS configured") })
 	if n1.tr.Connected(2) || n2.tr.Connected(1) {
 		t.Fatal("connected across TLS and plaintext")
 	}
-	n1.close(t)
+	n1.tr.Close()
 	n2.close(t)
 }
