@@ -379,7 +379,9 @@ func reloadLogLevel(src levelSource, log zerolog.Logger) error {
 // and READY=1 to systemd, so that `systemctl status` shows the reload and
 // a systemd that waits for READY=1 (253 and later; Type=notify-reload)
 // returns from `systemctl reload` once it is applied. RELOADING=1 carries
-// the monotonic clock, as the notify-reload protocol asks.
+// the monotonic clock, as the notify-reload protocol asks. After the log
+// level, each of reloads runs (e.g. re-reading certificates); each logs
+// its own outcome.
 func reloadOnSignal(src levelSource, log zerolog.Logger, reloads ...func()) {
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err == nil {
