@@ -584,7 +584,9 @@ func TestTransportTLSDialerToPlaintextNode(t *testing.T) {
 	n2 := startNode(t, 2, l2, peers, true, func(c *TransportConfig) { c.Logger = zerolog.New(&logs) })
 	n1 := startNode(t, 1, l1, peers, false, pki.withTLS(t)) // it only dials: no Serve
 	waitFor(t, 10*time.Second, "the refusal", func() bool { return n2.tr.Stats().AcceptRefused[RefusedBadHello] > 0 })
-	waitFor(t, 10*time.Second, "the log line", func() bool { return strings.Contains(logs.String(), "the dialer speaks TLS; node 2 has no peer TLS configured") })
+	waitFor(t, 10*time.Second, "the log line", func() bool {
+		return strings.Contains(logs.String(), "the dialer speaks TLS; node 2 has no peer TLS configured")
+	})
 	if n1.tr.Connected(2) || n2.tr.Connected(1) {
 		t.Fatal("connected across TLS and plaintext")
 	}
