@@ -136,6 +136,11 @@ func cbStart(tb testing.TB, n int, clustered bool) *cbCluster {
 			tb.Fatal(err)
 		}
 	}
+	// Peers speak mutual TLS, as `chronik serve` does by default.
+	var tlsOf func(int) *cluster.PeerTLS
+	if clustered {
+		tlsOf = testPeerTLS(tb, n)
+	}
 	for i := range n {
 		id := i + 1
 		in := &cbNode{id: id, addr: kafkas[i].Addr().String(), serve: make(chan error, 1)}
@@ -151,7 +156,7 @@ func cbStart(tb testing.TB, n int, clustered bool) *cbCluster {
 		}
 		if clustered {
 			in.node, err = cluster.StartNode(cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i],
-				OnCommit: c.onCommit, Logger: cbLogger(id)})
+				OnCommit: c.onCommit, Logger: cbLogger(id), TLS: tlsOf(id)})
 			if err != nil {
 				tb.Fatal(err)
 			}

@@ -3,7 +3,9 @@ package main
 // End-to-end cluster tests: three `chronik serve --peers` processes (this
 // test binary re-executed as chronik) on 127.0.0.1 with their own data
 // directories, driven by franz-go over real TCP. Processes can be
-// SIGKILLed and restarted on the same addresses and directories.
+// SIGKILLed and restarted on the same addresses and directories. Peers
+// speak mutual TLS with certificates from a CA made for each test cluster
+// (writeClusterCerts, as `chronik cluster certs` does).
 
 import (
 	"bytes"
@@ -49,6 +51,8 @@ type testCluster struct {
 	// wrap, if set, runs each node under this command (the node's command
 	// line appended), e.g. a shell that lowers a limit and execs.
 	wrap []string
+	// certs holds ca.pem and node-N.pem, node-N-key.pem for every node.
+	certs string
 }
 
 // freeAddrs returns n distinct loopback addresses that were free a moment ago.
@@ -76,8 +80,26 @@ func newCluster(t *testing.T, nodes int) *testCluster {
 	addrs := freeAddrs(t, 2*nodes)
 	c := &testCluster{t: t, dir: t.TempDir(), kafka: addrs[:nodes], raft: addrs[nodes:],
 		procs: make([]*exec.Cmd, nodes), logs: make([]*os.File, nodes)}
+	c.certs = filepath.Join(c.dir, "certs")
+	ids := make([]uint64, nodes)
+	for i := range ids {
+		ids[i] = uint64(i + 1)
+	}
+	if _, err := writeClusterCerts(c.certs, ids, nil, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(c.stopAll)
 	return c
+}
+
+// peerTLSArgs are node id's peer TLS flags.
+func (c *testCluster) peerTLSArgs(id int) []string {
+	n := strconv.Itoa(id)
+	return []string{
+		"--peer-tls-cert-file", filepath.Join(c.certs, "node-"+n+".pem"),
+		"--peer-tls-key-file", filepath.Join(c.certs, "node-"+n+"-key.pem"),
+		"--peer-tls-ca-file", filepath.Join(c.certs, "ca.pem"),
+	}
 }
 
 func startCluster(t *testing.T, nodes int) *testCluster {
@@ -115,8 +137,15 @@ func (c *testCluster) dataDir(id int) string { return filepath.Join(c.dir, "node
 func (c *testCluster) start(id int) { c.startWith(id, "--peers", c.peers()) }
 
 // startWith runs node id with extra arguments (startStandalone: none).
+// With --peers among them (and no peer security flag), the node gets its
+// peer TLS flags.
 func (c *testCluster) startWith(id int, extra ...string) {
 	c.t.Helper()
+	if slices.Contains(extra, "--peers") && !slices.ContainsFunc(extra, func(a string) bool {
+		return strings.HasPrefix(a, "--peer-tls-") || a == "--peer-insecure-plaintext"
+	}) {
+		extra = append(slices.Clone(extra), c.peerTLSArgs(id)...)
+	}
 	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		c.t.Fatal(err)

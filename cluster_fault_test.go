@@ -63,9 +63,10 @@ func startInprocCluster(t *testing.T, n int, mods ...func(*cluster.NodeConfig)) 
 		peers[uint64(i+1)] = rafts[i].Addr().String()
 	}
 	c := &inprocCluster{t: t}
+	tlsOf := testPeerTLS(t, n)
 	for i := range n {
 		id := i + 1
-		cfg := cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i], Logger: zerolog.Nop()}
+		cfg := cluster.NodeConfig{NodeID: uint64(id), Peers: peers, Listener: rafts[i], Logger: zerolog.Nop(), TLS: tlsOf(id)}
 		for _, mod := range mods {
 			mod(&cfg)
 		}
@@ -336,7 +337,10 @@ func TestClusterAdmin(t *testing.T) {
 		return strings.Contains(body, "chronik_cluster_peers_connected 2") &&
 			strings.Contains(body, `chronik_cluster_raft_groups{state="all"}`) &&
 			strings.Contains(body, "chronik_cluster_controller_leader") &&
-			strings.Contains(body, `chronik_cluster_peer_bytes_total{direction="sent"}`)
+			strings.Contains(body, `chronik_cluster_peer_bytes_total{direction="sent"}`) &&
+			strings.Contains(body, `chronik_cluster_peer_handshakes_refused_total{reason="id_mismatch",side="accept"} 0`) &&
+			strings.Contains(body, `chronik_cluster_peer_handshakes_refused_total{reason="untrusted_certificate",side="dial"} 0`) &&
+			strings.Contains(body, "chronik_cluster_peer_certificate_expiry_timestamp_seconds ")
 	})
 	_, body := get("/metrics")
 	for _, line := range strings.Split(body, "\n") {

@@ -245,13 +245,18 @@ var (
 		"Cluster mode: raft messages by direction (sent, received, dropped).", []string{"direction"}, nil)
 	peerBytesDesc = prometheus.NewDesc("chronik_cluster_peer_bytes_total",
 		"Cluster mode: bytes on peer connections by direction.", []string{"direction"}, nil)
+	peerRefusedDesc = prometheus.NewDesc("chronik_cluster_peer_handshakes_refused_total",
+		"Cluster mode: peer connections this node refused, by side (accept: a dialer that could not prove the node id it claims, or broke the handshake; dial: an acceptor whose certificate does not prove the node dialed) and reason.",
+		[]string{"side", "reason"}, nil)
+	peerCertExpiryDesc = prometheus.NewDesc("chronik_cluster_peer_certificate_expiry_timestamp_seconds",
+		"Cluster mode with peer TLS: when this node's peer certificate expires (Unix time), as loaded at start or the last SIGHUP.", nil, nil)
 )
 
 // clusterCollector reads the raft layer's counters at scrape time.
 type clusterCollector struct{ a *admin }
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersConnectedDesc, groupsDesc, controllerDesc, raftMessagesDesc, peerBytesDesc} {
+	for _, d := range []*prometheus.Desc{peersConnectedDesc, groupsDesc, controllerDesc, raftMessagesDesc, peerBytesDesc, peerRefusedDesc, peerCertExpiryDesc} {
 		ch <- d
 	}
 }
@@ -280,6 +285,15 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(raftMessagesDesc, es.MessagesDropped+ts.Dropped, "dropped")
 	counter(peerBytesDesc, ts.BytesSent, "sent")
 	counter(peerBytesDesc, ts.BytesReceived, "received")
+	for _, r := range cluster.AcceptRefusalReasons {
+		counter(peerRefusedDesc, ts.AcceptRefused[r], "accept", r)
+	}
+	for _, r := range cluster.DialRefusalReasons {
+		counter(peerRefusedDesc, ts.DialRefused[r], "dial", r)
+	}
+	if p := n.PeerTLS(); p != nil {
+		gauge(peerCertExpiryDesc, float64(p.NotAfter().Unix()))
+	}
 }
 
 var groupLagDesc = prometheus.NewDesc("chronik_consumer_group_lag",
@@ -382,15 +396,17 @@ func reloadLogLevel(src levelSource, log zerolog.Logger) error {
 // and READY=1 to systemd, so that `systemctl status` shows the reload and
 // a systemd that waits for READY=1 (253 and later; Type=notify-reload)
 // returns from `systemctl reload` once it is applied. RELOADING=1 carries
-// the monotonic clock, as the notify-reload protocol asks.
-func reloadOnSignal(src levelSource, log zerolog.Logger, more ...func(zerolog.Logger)) {
+// the monotonic clock, as the notify-reload protocol asks. After the log
+// level, each of reloads runs (e.g. re-reading certificates); each logs
+// its own outcome.
+func reloadOnSignal(src levelSource, log zerolog.Logger, reloads ...func()) {
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err == nil {
 		sdNotify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d", daemon.SdNotifyReloading, now.Nano()/1000), log)
 	}
 	reloadLogLevel(src, log)
-	for _, reload := range more {
-		reload(log)
+	for _, reload := range reloads {
+		reload()
 	}
 	sdNotify(daemon.SdNotifyReady, log)
 }

@@ -10,12 +10,12 @@ import (
 )
 
 // chronik cluster info: who the brokers are (Metadata), for any
-// Kafka-compatible cluster.
+// Kafka-compatible cluster. chronik cluster certs: cmd_cluster_certs.go.
 
 func clusterCommand() *cli.Command {
 	return commandGroup(&cli.Command{
 		Name:  "cluster",
-		Usage: "show the cluster's id, controller and brokers",
+		Usage: "show the cluster's id, controller and brokers; remove a node; make peer TLS certificates",
 		Subcommands: []*cli.Command{
 			adminCommand(&cli.Command{
 				Name:   "info",
@@ -30,6 +30,7 @@ func clusterCommand() *cli.Command {
 				Flags:     adminFlags(),
 				Action:    withArgs("a node id", 1, 1, clusterRemoveNode),
 			}),
+			clusterCertsCommand(),
 		},
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/chronik-stream/chronik/broker"
+	"github.com/chronik-stream/chronik/cluster"
 	"github.com/chronik-stream/chronik/kafka"
 )
 
@@ -79,7 +80,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "node-id", Value: 0,
 			Usage: "this broker's node id; with --peers it must be one of the peers' ids (1 or more)"},
 		&cli.StringFlag{Name: "peers",
-			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); empty runs standalone"},
+			Usage: "cluster mode: every node's raft address as id=host:port,id=host:port,... (this node's own included; it listens on its entry); needs the peer-tls-* files or peer-insecure-plaintext; empty runs standalone"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second,
 			Usage: "how long SIGTERM waits for in-flight requests before closing logs"},
 		&cli.IntFlag{Name: "max-open-logs", Value: 0,
@@ -134,6 +135,14 @@ func serveFlags() []cli.Flag {
 			Usage: "principals allowed everything whatever the ACLs say, separated by ; (or ,), e.g. User:admin;User:CN=ops,O=acme (super.users)"},
 		&cli.BoolFlag{Name: "allow-everyone-if-no-acl-found",
 			Usage: "with --authorizer, allow any principal to use a resource that no ACL names (allow.everyone.if.no.acl.found); off, such resources are for super users only"},
+		&cli.StringFlag{Name: "peer-tls-cert-file",
+			Usage: "cluster mode: this node's certificate (PEM, intermediates after it) for mutual TLS between peers, signed by the cluster CA and naming this node's id in a URI SAN chronik-node://<id> (`chronik cluster certs` makes a lab set); re-read on SIGHUP for new peer connections"},
+		&cli.StringFlag{Name: "peer-tls-key-file",
+			Usage: "cluster mode: the private key (PEM) of peer-tls-cert-file; re-read on SIGHUP"},
+		&cli.StringFlag{Name: "peer-tls-ca-file",
+			Usage: "cluster mode: the cluster CA certificate (PEM; several during a CA rotation): a peer must present a certificate it signed, valid now, naming the node id the peer claims; re-read on SIGHUP"},
+		&cli.BoolFlag{Name: "peer-insecure-plaintext",
+			Usage: "cluster mode without peer TLS, for a lab on a trusted network only: anyone who reaches a raft port can then join as any node and inject raft messages (a warning is logged at start); not allowed with the peer-tls-* files"},
 	})
 }
 
@@ -263,6 +272,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		return bc, kc, fmt.Errorf("max-decompressed-batch-bytes: %d is not between max-message-bytes %d and 1073741824", n, c.Int("max-message-bytes"))
 	}
 	if _, err := parsePeers(c.String("peers"), c.Int("node-id")); err != nil {
+		return bc, kc, err
+	}
+	if err := checkPeerSecurity(c); err != nil {
 		return bc, kc, err
 	}
 	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
@@ -452,8 +464,12 @@ func serveAction(c *cli.Context) error {
 	// Transaction markers and verifications go to other nodes' Kafka
 	// listeners, found in the broker's metadata once it is open.
 	var opened atomic.Pointer[broker.Broker]
+	var peerTLS *cluster.PeerTLS
 	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
-		node, err := startClusterNode(bc, peers, adm.observeCommit, log)
+		if peerTLS, err = loadPeerTLS(c, bc.NodeID, log); err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+		node, err := startClusterNode(bc, peers, peerTLS, adm.observeCommit, log)
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
@@ -501,7 +517,7 @@ wait:
 	for {
 		select {
 		case <-hup:
-			reloadOnSignal(levelSrc, log, adm.reload, func(l zerolog.Logger) { reloadTLS(tlsFiles, l) })
+			reloadOnSignal(levelSrc, log, func() { adm.reload(log) }, func() { reloadTLS(tlsFiles, log) }, func() { reloadPeerTLS(peerTLS, log) })
 		case <-ctx.Done():
 			log.Info().Msg("shutting down")
 			break wait

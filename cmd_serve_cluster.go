@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
@@ -57,16 +58,79 @@ func parsePeers(s string, nodeID int) (map[uint64]string, error) {
 
 // startClusterNode starts the raft layer: this node listens on its own
 // peers entry.
-func startClusterNode(bc broker.Config, peers map[uint64]string, onCommit func(time.Duration), log zerolog.Logger) (*cluster.Node, error) {
+func startClusterNode(bc broker.Config, peers map[uint64]string, peerTLS *cluster.PeerTLS, onCommit func(time.Duration), log zerolog.Logger) (*cluster.Node, error) {
 	node, err := cluster.StartNode(cluster.NodeConfig{
 		NodeID:   uint64(bc.NodeID),
 		Peers:    peers,
 		OnCommit: onCommit,
 		Logger:   log.With().Str("component", "cluster").Logger(),
+		TLS:      peerTLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
 	}
-	log.Info().Int32("node_id", bc.NodeID).Str("raft_listen", peers[uint64(bc.NodeID)]).Int("peers", len(peers)).Msg("cluster mode")
+	log.Info().Int32("node_id", bc.NodeID).Str("raft_listen", peers[uint64(bc.NodeID)]).Int("peers", len(peers)).
+		Bool("peer_tls", peerTLS != nil).Msg("cluster mode")
 	return node, nil
+}
+
+// peerTLSFlags are the files of peer TLS, which go together.
+var peerTLSFlags = []string{"peer-tls-cert-file", "peer-tls-key-file", "peer-tls-ca-file"}
+
+// checkPeerSecurity: peers authenticate each other with mutual TLS, or
+// the operator said, by name, that this cluster runs without it.
+func checkPeerSecurity(c *cli.Context) error {
+	var set, unset []string
+	for _, f := range peerTLSFlags {
+		if c.String(f) != "" {
+			set = append(set, f)
+		} else {
+			unset = append(unset, f)
+		}
+	}
+	insecure := c.Bool("peer-insecure-plaintext")
+	switch {
+	case len(set) > 0 && len(unset) > 0:
+		return fmt.Errorf("%s: set with %s, but %s not", strings.Join(unset, ", "), strings.Join(set, ", "), strings.Join(unset, ", "))
+	case len(set) > 0 && insecure:
+		return fmt.Errorf("peer-insecure-plaintext: set together with the peer-tls-* files; choose one")
+	case c.String("peers") != "" && len(set) == 0 && !insecure:
+		return fmt.Errorf("peers: cluster mode needs peer TLS: set peer-tls-cert-file, peer-tls-key-file and peer-tls-ca-file " +
+			"(`chronik cluster certs` makes a CA and node certificates), or, for a lab on a trusted network only, " +
+			"peer-insecure-plaintext (anyone who reaches a raft port can then join as any node)")
+	}
+	return nil
+}
+
+// loadPeerTLS reads the peer TLS files (nil without them: plaintext,
+// which checkPeerSecurity allowed) and checks the certificate names this
+// node. Without them it logs the warning peer-insecure-plaintext asks for.
+func loadPeerTLS(c *cli.Context, nodeID int32, log zerolog.Logger) (*cluster.PeerTLS, error) {
+	if c.String("peer-tls-cert-file") == "" {
+		log.Warn().Msg("peer-insecure-plaintext: peer connections are plaintext and unauthenticated; anyone who reaches the raft port can join as any node and inject raft messages (use peer TLS beyond a lab)")
+		return nil, nil
+	}
+	p, err := cluster.LoadPeerTLS(c.String("peer-tls-cert-file"), c.String("peer-tls-key-file"), c.String("peer-tls-ca-file"))
+	if err != nil {
+		return nil, err
+	}
+	if p.NodeID() != uint64(nodeID) {
+		return nil, fmt.Errorf("peer-tls-cert-file: %s names node %d, this is node %d (node-id)", c.String("peer-tls-cert-file"), p.NodeID(), nodeID)
+	}
+	log.Info().Uint64("node_id", p.NodeID()).Time("not_after", p.NotAfter()).Msg("peer TLS certificate loaded")
+	return p, nil
+}
+
+// reloadPeerTLS re-reads the peer TLS files on SIGHUP: new peer
+// connections use them, established ones keep theirs. On error the ones
+// in use stay, and it says so.
+func reloadPeerTLS(p *cluster.PeerTLS, log zerolog.Logger) {
+	if p == nil {
+		return
+	}
+	if err := p.Reload(); err != nil {
+		log.Error().Err(err).Msg("peer TLS not reloaded: the certificate and CA in use stay")
+		return
+	}
+	log.Info().Uint64("node_id", p.NodeID()).Time("not_after", p.NotAfter()).Msg("peer TLS reloaded")
 }

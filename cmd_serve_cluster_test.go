@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,8 +56,8 @@ func TestPeersInConfigFile(t *testing.T) {
 		}
 	}
 	for _, body := range []string{
-		"node_id: 2\npeers: 1=a:1,2=b:2\n",
-		"node_id: 2\npeers:\n  1: a:1\n  2: b:2\n",
+		"node_id: 2\npeers: 1=a:1,2=b:2\npeer_insecure_plaintext: true\n",
+		"node_id: 2\npeers:\n  1: a:1\n  2: b:2\npeer_insecure_plaintext: true\n",
 	} {
 		if _, _, code, msg := resolveOnly(t, "--config", writeConfig(t, body)); code != 0 {
 			t.Errorf("config %q: exit %d, %q", body, code, msg)
@@ -65,5 +66,33 @@ func TestPeersInConfigFile(t *testing.T) {
 	_, _, code, msg := resolveOnly(t, "--config", writeConfig(t, "peers:\n  1:\n    host: a\n"))
 	if code != 2 || !strings.Contains(msg, "line 2: peers: expected node id: host:port entries") {
 		t.Errorf("nested peers: exit %d, %q", code, msg)
+	}
+}
+
+// Peers need mutual TLS, or plaintext asked for by name; the TLS files go
+// together.
+func TestPeerSecuritySettings(t *testing.T) {
+	peers := []string{"--node-id", "1", "--peers", "1=a:1,2=b:2"}
+	files := []string{"--peer-tls-cert-file", "c.pem", "--peer-tls-key-file", "k.pem", "--peer-tls-ca-file", "ca.pem"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" for success
+	}{
+		{"peers without TLS", peers, "peers: cluster mode needs peer TLS: set peer-tls-cert-file, peer-tls-key-file and peer-tls-ca-file"},
+		{"plaintext by name", append(slices.Clone(peers), "--peer-insecure-plaintext"), ""},
+		{"TLS files", append(slices.Clone(peers), files...), ""},
+		{"a file missing", append(slices.Clone(peers), files[:4]...), "peer-tls-ca-file: set with peer-tls-cert-file, peer-tls-key-file, but peer-tls-ca-file not"},
+		{"both", append(append(slices.Clone(peers), files...), "--peer-insecure-plaintext"), "peer-insecure-plaintext: set together with the peer-tls-* files"},
+		{"standalone", nil, ""},
+		{"standalone with files", files, ""},
+	} {
+		_, _, code, msg := resolveOnly(t, tc.args...)
+		switch {
+		case tc.want == "" && code != 0:
+			t.Errorf("%s: exit %d, %q", tc.name, code, msg)
+		case tc.want != "" && (code != 2 || !strings.Contains(msg, tc.want)):
+			t.Errorf("%s: exit %d, %q; want 2, %q", tc.name, code, msg, tc.want)
+		}
 	}
 }

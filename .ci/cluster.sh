@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cluster interop: three `chronik serve` processes with --peers on
-# 127.0.0.1, driven by kcat (librdkafka) and kafkajs. An RF=3 topic takes
+# 127.0.0.1, peers over mutual TLS with certificates from `chronik cluster
+# certs`, driven by kcat (librdkafka) and kafkajs. An RF=3 topic takes
 # 20,000 idempotent acks=all messages from kcat in two halves; between them
 # the leader of partition 0 is SIGKILLed. Every message is consumed back
 # exactly once by kcat (through the survivors, then through the restarted
@@ -21,10 +22,19 @@ kafka() { echo "127.0.0.1:$((base + $1))"; }      # node n's Kafka listener
 raft() { echo "127.0.0.1:$((base + 10 + $1))"; }  # node n's raft listener
 admin() { echo "127.0.0.1:$((base + 20 + $1))"; } # node n's /readyz
 peers="1=$(raft 1),2=$(raft 2),3=$(raft 3)"
+certs="$work/certs"
+"$work/chronik" cluster certs --out "$certs" --nodes 1,2,3 --hosts "$peers" >/dev/null
+# Peers without TLS (and without --peer-insecure-plaintext) refuse to start.
+if "$work/chronik" serve --node-id 1 --peers "$peers" --data-dir "$work/refused" >"$work/refused.txt" 2>&1; then
+  echo "cluster: --peers without peer TLS started"; exit 1
+fi
+grep -q "cluster mode needs peer TLS" "$work/refused.txt"
 declare -A pids
 start() {
   local n=$1
   "$work/chronik" serve --node-id "$n" --peers "$peers" --listen "$(kafka "$n")" \
+    --peer-tls-cert-file "$certs/node-$n.pem" --peer-tls-key-file "$certs/node-$n-key.pem" \
+    --peer-tls-ca-file "$certs/ca.pem" \
     --admin-listen "$(admin "$n")" --data-dir "$work/node$n" --log-format json \
     >>"$work/node$n.log" 2>&1 &
   pids[$n]=$!

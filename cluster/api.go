@@ -164,9 +164,11 @@ type SnapshotData struct {
 // One TCP connection per peer pair (the lower node id dials it), used both
 // ways: on each side one goroutine writes it, draining the peer's queue into
 // one frame per write (all queued messages of all groups), and one reads
-// it. Each connection opens with a handshake naming
-// both node ids and the cluster id; a mismatch closes it with a logged
-// reason. Frames are length-prefixed with a maximum size and a CRC32C;
+// it. With TLS set, each connection is mutual TLS 1.3 under the cluster CA,
+// both certificates naming their node ids. Each connection opens with a
+// handshake naming both node ids and the cluster id; a mismatch (or, with
+// TLS, a sender id other than its certificate's) closes it with a logged,
+// counted reason. Frames are length-prefixed with a maximum size and a CRC32C;
 // anything malformed closes the connection (fuzz target FuzzDecodeFrame).
 type TransportConfig struct {
 	NodeID    uint64
@@ -183,6 +185,13 @@ type TransportConfig struct {
 	DialTimeout    time.Duration // default 1s
 	HeartbeatEvery time.Duration // node-level liveness ping, default 200ms
 	Logger         zerolog.Logger
+	// TLS, if set, runs every connection over mutual TLS with the cluster
+	// CA, each side proving its node id (peer_tls.go); nil is plaintext.
+	TLS *PeerTLS
+	// HandshakeTimeout bounds a connection's TLS handshake and hello
+	// exchange, dialed or accepted (default 5s); a connection that has not
+	// completed them by then is closed.
+	HandshakeTimeout time.Duration
 }
 
 // Fault drops messages for tests (a partition of the network).
@@ -198,6 +207,10 @@ type TransportStats struct {
 	BytesSent, BytesReceived       uint64
 	Dropped                        uint64 // queue full or fault
 	PeersConnected                 int
+	// Handshakes refused by this node, by reason: as acceptor (every
+	// AcceptRefusalReasons key) and as dialer, because of the acceptor's
+	// certificate (every DialRefusalReasons key).
+	AcceptRefused, DialRefused map[string]uint64
 }
 
 // ---------------------------------------------------------------------------

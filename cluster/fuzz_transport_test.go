@@ -93,6 +93,8 @@ func FuzzDecodeHandshake(f *testing.F) {
 	f.Add(appendHelloReply(nil, helloWrongCluster, "cluster id \"x\", want \"y\""))
 	f.Add([]byte("CHRT"))
 	f.Add([]byte{})
+	f.Add(append([]byte{22, 3, 1, 0, 200, 1}, make([]byte, 30)...)) // a TLS ClientHello's start
+	f.Add(appendHelloReply(nil, helloTLSRequired, "node 5 requires peer TLS"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if h, n, err := decodeHello(data); err == nil {

@@ -34,6 +34,9 @@ type NodeConfig struct {
 	// entries to their commit on this leader (metrics; must be cheap).
 	OnCommit func(time.Duration)
 	Logger   zerolog.Logger
+	// TLS, if set, runs the peer transport over mutual TLS; its
+	// certificate must name NodeID. Nil is plaintext.
+	TLS *PeerTLS
 }
 
 // Node is one cluster member's raft layer.
@@ -69,6 +72,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if _, ok := cfg.Peers[cfg.NodeID]; !ok || cfg.NodeID == 0 {
 		return nil, fmt.Errorf("cluster: node id %d is not one of the peers", cfg.NodeID)
 	}
+	if cfg.TLS != nil && cfg.TLS.NodeID() != cfg.NodeID {
+		return nil, fmt.Errorf("cluster: the peer TLS certificate names node %d, this is node %d", cfg.TLS.NodeID(), cfg.NodeID)
+	}
 	ln := cfg.Listener
 	if ln == nil {
 		var err error
@@ -92,6 +98,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		Handler:    n.eng.Step,
 		OnPeerDown: n.eng.PeerDown,
 		Logger:     cfg.Logger,
+		TLS:        cfg.TLS,
 	})
 	n.eng.cfg.Transport = n.tr
 	n.eng.Start()
@@ -139,6 +146,9 @@ func (n *Node) Leaders() int {
 // Engine and Transport are exposed for metrics and tests.
 func (n *Node) Engine() *Engine       { return n.eng }
 func (n *Node) Transport() *Transport { return n.tr }
+
+// PeerTLS is the node's peer TLS material, nil when plaintext.
+func (n *Node) PeerTLS() *PeerTLS { return n.cfg.TLS }
 
 // NodeID implements broker.Replication.
 func (n *Node) NodeID() int32 { return int32(n.cfg.NodeID) }

@@ -39,11 +39,23 @@ package cluster
 // its peers. OnPeerDown is called once per up->down transition, from the
 // peer's run goroutine; a connection replaced by a newer one is not a
 // transition.
+//
+// Accepting: Serve only accepts; each accepted connection is handshaken
+// (TLS, then hello) on a goroutine of its own within HandshakeTimeout, so
+// a silent or slow dialer holds neither the accept loop nor anything past
+// the timeout. At most maxPendingHandshakes connections are handshaking at
+// once, maxPendingPerIP from one address; more are closed at once
+// (refusal reason "busy"), so a flood from one address cannot keep the
+// real peers out. A refused connection is closed alone: the established
+// connections are not touched. Refusals are counted by reason and logged
+// (once per reason per refusalLogEvery, with how many were not logged).
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -65,6 +77,10 @@ const (
 	// up to MaxFrameBytes): buffers stay pooled instead of being allocated
 	// per frame, and the reader decodes one frame while the next arrives.
 	frameSoftMax = 1 << 20
+
+	maxPendingHandshakes = 64
+	maxPendingPerIP      = 8
+	refusalLogEvery      = 10 * time.Second
 )
 
 // Transport carries raft messages of all groups between nodes. See the
@@ -80,6 +96,7 @@ type Transport struct {
 	peers     map[uint64]*peer
 	listeners map[net.Listener]struct{}
 	inbound   map[net.Conn]struct{} // accepted connections not yet handed to their peer
+	pendingIP map[string]int        // inbound by remote IP
 	closed    bool
 	wg        sync.WaitGroup
 
@@ -94,6 +111,12 @@ type Transport struct {
 	refused                atomic.Uint64 // handshakes refused or failed, either side
 	badFrames              atomic.Uint64 // connections closed for an oversized or malformed frame
 	established            atomic.Uint64 // connections established (handshake done), dialed or accepted
+
+	// Refusals by reason (keys fixed at construction, so read without a lock).
+	acceptRefused, dialRefused map[string]*atomic.Uint64
+	refusalLogMu               sync.Mutex
+	refusalLogged              map[string]time.Time // message/reason -> last logged
+	refusalUnlogged            map[string]uint64    // message/reason -> refusals since then, not logged
 }
 
 // NewTransport returns a transport and starts dialing the configured peers
@@ -112,6 +135,9 @@ func NewTransport(cfg TransportConfig) *Transport {
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 200 * time.Millisecond
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 5 * time.Second
+	}
 	t := &Transport{
 		cfg:          cfg,
 		log:          cfg.Logger.With().Str("component", "transport").Uint64("node", cfg.NodeID).Logger(),
@@ -121,6 +147,18 @@ func NewTransport(cfg TransportConfig) *Transport {
 		peers:        make(map[uint64]*peer),
 		listeners:    make(map[net.Listener]struct{}),
 		inbound:      make(map[net.Conn]struct{}),
+		pendingIP:    make(map[string]int),
+
+		acceptRefused:   make(map[string]*atomic.Uint64),
+		dialRefused:     make(map[string]*atomic.Uint64),
+		refusalLogged:   make(map[string]time.Time),
+		refusalUnlogged: make(map[string]uint64),
+	}
+	for _, r := range AcceptRefusalReasons {
+		t.acceptRefused[r] = new(atomic.Uint64)
+	}
+	for _, r := range DialRefusalReasons {
+		t.dialRefused[r] = new(atomic.Uint64)
 	}
 	for id, addr := range cfg.Peers {
 		t.AddPeer(id, addr)
@@ -203,6 +241,14 @@ func (t *Transport) Stats() TransportStats {
 		BytesSent:        t.bytesSent.Load(),
 		BytesReceived:    t.bytesRecv.Load(),
 		Dropped:          t.dropped.Load(),
+		AcceptRefused:    make(map[string]uint64, len(t.acceptRefused)),
+		DialRefused:      make(map[string]uint64, len(t.dialRefused)),
+	}
+	for r, n := range t.acceptRefused {
+		s.AcceptRefused[r] = n.Load()
+	}
+	for r, n := range t.dialRefused {
+		s.DialRefused[r] = n.Load()
 	}
 	t.mu.RLock()
 	for _, p := range t.peers {
@@ -332,17 +378,77 @@ func (t *Transport) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 5 * time.Millisecond
+		ip := remoteIP(conn)
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			conn.Close()
 			return nil
 		}
+		if len(t.inbound) >= maxPendingHandshakes || t.pendingIP[ip] >= maxPendingPerIP {
+			n, nip := len(t.inbound), t.pendingIP[ip]
+			t.mu.Unlock()
+			conn.Close()
+			t.refuseAccept(RefusedBusy, conn.RemoteAddr().String(), 0,
+				fmt.Sprintf("%d handshakes in progress, %d from %s (at most %d, %d per address)", n, nip, ip, maxPendingHandshakes, maxPendingPerIP))
+			continue
+		}
 		t.inbound[conn] = struct{}{}
+		t.pendingIP[ip]++
 		t.wg.Add(1)
 		t.mu.Unlock()
-		go t.serveInbound(inboundConn{conn: conn, seq: t.acceptSeq.Add(1)})
+		go t.serveInbound(inboundConn{conn: conn, seq: t.acceptSeq.Add(1)}, ip)
 	}
+}
+
+// remoteIP is the IP address a connection comes from (its whole remote
+// address if that has no port).
+func remoteIP(c net.Conn) string {
+	a := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(a); err == nil {
+		return host
+	}
+	return a
+}
+
+// refuseAccept counts a refused accepted connection and logs it, at most
+// once per reason per refusalLogEvery (a flood of refused connections
+// must not flood the log).
+func (t *Transport) refuseAccept(reason, remote string, from uint64, detail string) {
+	t.refused.Add(1)
+	t.acceptRefused[reason].Add(1)
+	t.logRefusal("peer connection refused", reason, remote, from, detail)
+}
+
+// refuseDial counts a dial this node gave up because of the acceptor's
+// certificate and logs it as refuseAccept does.
+func (t *Transport) refuseDial(reason, remote string, to uint64, detail string) {
+	t.refused.Add(1)
+	t.dialRefused[reason].Add(1)
+	t.logRefusal("peer refused: its certificate does not prove the node dialed", reason, remote, to, detail)
+}
+
+func (t *Transport) logRefusal(msg, reason, remote string, node uint64, detail string) {
+	t.refusalLogMu.Lock()
+	now := time.Now()
+	key := msg + "/" + reason
+	if last, ok := t.refusalLogged[key]; ok && now.Sub(last) < refusalLogEvery {
+		t.refusalUnlogged[key]++
+		t.refusalLogMu.Unlock()
+		return
+	}
+	unlogged := t.refusalUnlogged[key]
+	t.refusalLogged[key] = now
+	delete(t.refusalUnlogged, key)
+	t.refusalLogMu.Unlock()
+	ev := t.log.Warn().Str("remote", remote).Str("reason", reason)
+	if node != 0 {
+		ev = ev.Uint64("peer", node)
+	}
+	if unlogged > 0 {
+		ev = ev.Uint64("not_logged", unlogged)
+	}
+	ev.Str("detail", detail).Msg(msg)
 }
 
 // checkHello validates a dialer's hello and returns the peer it comes from.
@@ -368,47 +474,106 @@ func (t *Transport) checkHello(h hello) (*peer, uint8, string) {
 	return p, helloOK, ""
 }
 
-// serveInbound handshakes an accepted connection and hands it to its
-// peer's run goroutine, which serves it from then on.
-func (t *Transport) serveInbound(in inboundConn) {
+// serveInbound handshakes an accepted connection (TLS if configured, then
+// the hello) and hands it to its peer's run goroutine, which serves it
+// from then on.
+func (t *Transport) serveInbound(in inboundConn, ip string) {
 	defer t.wg.Done()
-	conn := in.conn
+	raw := in.conn
 	handedOff := false
 	defer func() {
 		t.mu.Lock()
-		delete(t.inbound, conn)
+		delete(t.inbound, raw)
+		if t.pendingIP[ip]--; t.pendingIP[ip] <= 0 {
+			delete(t.pendingIP, ip)
+		}
 		t.mu.Unlock()
 		if !handedOff {
-			conn.Close()
+			raw.Close()
 		}
 	}()
-	remote := conn.RemoteAddr().String()
-	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	remote := raw.RemoteAddr().String()
+	raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	conn, certID, reason, err := t.acceptTLS(raw)
+	if err != nil {
+		if !t.isClosed() {
+			t.refuseAccept(reason, remote, 0, err.Error())
+		}
+		return
+	}
 	h, err := readHello(conn)
 	if err != nil {
 		if t.isClosed() {
 			return
 		}
-		t.refused.Add(1)
-		t.log.Warn().Str("remote", remote).Err(err).Msg("peer connection closed: bad handshake")
+		detail := err.Error()
+		if errors.Is(err, errTLSHello) {
+			detail = fmt.Sprintf("the dialer speaks TLS; node %d has no peer TLS configured", t.cfg.NodeID)
+		}
+		t.refuseAccept(RefusedBadHello, remote, 0, detail)
 		return
 	}
-	p, status, reason := t.checkHello(h)
+	var p *peer
+	status, detail := helloOK, ""
+	if t.cfg.TLS != nil && h.From != certID {
+		// Before anything else: a dialer is the node its certificate
+		// names, whatever its hello claims.
+		status, detail = helloIDMismatch, fmt.Sprintf("hello from node %d, the certificate names node %d", h.From, certID)
+	} else {
+		p, status, detail = t.checkHello(h)
+	}
 	if status != helloOK {
-		t.refused.Add(1)
-		conn.Write(appendHelloReply(nil, status, reason))
-		t.log.Warn().Str("remote", remote).Uint64("from", h.From).Str("reason", reason).Msg("peer connection refused")
+		conn.Write(appendHelloReply(nil, status, detail))
+		t.refuseAccept(helloRefusal(status), remote, h.From, detail)
 		return
 	}
 	if _, err := conn.Write(appendHelloReply(nil, helloOK, "")); err != nil {
 		t.log.Debug().Str("remote", remote).Uint64("from", h.From).Err(err).Msg("peer connection lost during handshake")
 		return
 	}
-	conn.SetDeadline(time.Time{})
+	raw.SetDeadline(time.Time{})
+	in.conn = conn
 	select {
 	case p.incoming <- in:
 		handedOff = true
-		t.log.Debug().Str("remote", remote).Uint64("from", h.From).Msg("peer connection accepted")
+		t.log.Debug().Str("remote", remote).Uint64("from", h.From).Bool("tls", t.cfg.TLS != nil).Msg("peer connection accepted")
 	case <-p.ctx.Done(): // the peer was removed or the transport closed
 	}
+}
+
+// acceptTLS runs the acceptor's side of the TLS handshake on raw (under
+// its deadline) and returns the connection to use from then on and the
+// node id the dialer's certificate proves. Without TLS it returns raw.
+// On failure, reason is the refusal reason.
+func (t *Transport) acceptTLS(raw net.Conn) (conn net.Conn, id uint64, reason string, err error) {
+	if t.cfg.TLS == nil {
+		return raw, 0, "", nil
+	}
+	var first [1]byte
+	if _, err := io.ReadFull(raw, first[:]); err != nil {
+		return nil, 0, RefusedTLS, fmt.Errorf("TLS handshake: %w", err)
+	}
+	if first[0] == handshakeMagic[0] {
+		// A plaintext hello: answer in plaintext, so that the dialer logs
+		// why, after reading its hello (closing with unread bytes would
+		// reset the connection before the answer arrives).
+		pc := &prefixConn{Conn: raw, prefix: first[:]}
+		h, herr := readHello(pc)
+		detail := fmt.Sprintf("node %d requires peer TLS: the dialer sent a plaintext hello", t.cfg.NodeID)
+		if herr == nil {
+			raw.Write(appendHelloReply(nil, helloTLSRequired, detail))
+			detail += fmt.Sprintf(" (from node %d)", h.From)
+		}
+		return nil, 0, RefusedPlaintext, errors.New(detail)
+	}
+	var verr error
+	tc := tls.Server(&prefixConn{Conn: raw, prefix: first[:]}, t.cfg.TLS.serverConfig(&verr))
+	if err := tc.Handshake(); err != nil {
+		return nil, 0, refusalOf(err, verr), fmt.Errorf("TLS handshake: %w", err)
+	}
+	id, err = NodeIDOf(tc.ConnectionState().PeerCertificates[0]) // verified by the handshake
+	if err != nil {
+		return nil, 0, RefusedNoNodeID, err
+	}
+	return tlsConn{Conn: tc, raw: raw}, id, "", nil
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // BenchmarkTransport sends MsgApp messages of 16 x 1 KiB entries from node
-// 1 to node 2 over loopback; "raw" writes the same marshalled bytes to a
-// plain loopback TCP connection, for the overhead ratio.
+// 1 to node 2 over loopback ("transport-tls": over peer TLS); "raw" writes
+// the same marshalled bytes to a plain loopback TCP connection, for the
+// overhead ratio.
 func BenchmarkTransport(b *testing.B) {
 	msg := raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Term: 3, LogTerm: 3, Index: 1000, Commit: 990}
 	for i := 0; i < 16; i++ {
@@ -28,13 +29,16 @@ func BenchmarkTransport(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	b.Run("transport", func(b *testing.B) {
+	transport := func(b *testing.B, tweak func(*TransportConfig)) {
 		l1, l2 := listen(b), listen(b)
 		peers := map[uint64]string{1: l1.Addr().String(), 2: l2.Addr().String()}
 		var got atomic.Int64
 		wake := make(chan struct{}, 1)
-		n1 := startNode(b, 1, l1, peers, true, nil)
+		n1 := startNode(b, 1, l1, peers, true, tweak)
 		startNode(b, 2, l2, peers, true, func(c *TransportConfig) {
+			if tweak != nil {
+				tweak(c)
+			}
 			c.Handler = func(from uint64, msgs []GroupMessage) {
 				got.Add(int64(len(msgs)))
 				select {
@@ -77,7 +81,9 @@ func BenchmarkTransport(b *testing.B) {
 		}
 		b.ReportMetric(float64(s.FramesSent-s0.FramesSent)/float64(b.N), "frames/op")
 		b.ReportMetric(float64(s.BytesSent-s0.BytesSent)/float64(b.N), "wirebytes/op")
-	})
+	}
+	b.Run("transport", func(b *testing.B) { transport(b, nil) })
+	b.Run("transport-tls", func(b *testing.B) { transport(b, newTestPKI(b).withTLS(b)) })
 
 	b.Run("raw", func(b *testing.B) {
 		l := listen(b)

@@ -8,6 +8,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -216,20 +217,21 @@ func (p *peer) sleep(d time.Duration) bool {
 	}
 }
 
-// dial connects and handshakes.
+// dial connects and handshakes: TLS first if configured (the acceptor's
+// certificate must name this peer's id), then the hello.
 func (p *peer) dial() (net.Conn, error) {
 	t := p.t
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	conn, err := d.DialContext(p.ctx, "tcp", p.getAddr())
+	raw, err := d.DialContext(p.ctx, "tcp", p.getAddr())
 	if err != nil {
 		return nil, err
 	}
-	if !p.setConn(conn) {
-		conn.Close()
+	if !p.setConn(raw) {
+		raw.Close()
 		return nil, ErrStopped
 	}
 	fail := func(err error) (net.Conn, error) {
-		conn.Close()
+		raw.Close()
 		p.setConn(nil)
 		return nil, err
 	}
@@ -237,7 +239,19 @@ func (p *peer) dial() (net.Conn, error) {
 	if err != nil {
 		return fail(err)
 	}
-	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	conn := raw
+	if t.cfg.TLS != nil {
+		var verr error
+		tc := tls.Client(raw, t.cfg.TLS.clientConfig(p.id, &verr))
+		if err := tc.HandshakeContext(p.ctx); err != nil {
+			if verr != nil && p.ctx.Err() == nil {
+				t.refuseDial(refusalOf(err, verr), raw.RemoteAddr().String(), p.id, verr.Error())
+			}
+			return fail(fmt.Errorf("TLS handshake: %w", err))
+		}
+		conn = tlsConn{Conn: tc, raw: raw}
+	}
 	if _, err := conn.Write(hb); err != nil {
 		return fail(fmt.Errorf("handshake: %w", err))
 	}
@@ -250,7 +264,7 @@ func (p *peer) dial() (net.Conn, error) {
 		t.refused.Add(1)
 		return fail(fmt.Errorf("handshake refused by peer: %s", reason))
 	}
-	conn.SetDeadline(time.Time{})
+	raw.SetDeadline(time.Time{})
 	return conn, nil
 }
 

@@ -2,7 +2,10 @@ package cluster
 
 // Wire format of the peer transport.
 //
-// A connection opens with a handshake. The dialer sends
+// With peer TLS (peer_tls.go) all of this runs inside a TLS 1.3 session
+// with certificates on both sides, unchanged; the acceptor then also
+// refuses a hello whose sender is not the node the dialer's certificate
+// names. A connection opens with a handshake. The dialer sends
 //
 //	magic "CHRT" | version u8 | sender node id u64 | receiver node id u64 | cluster id length u8 | cluster id
 //
@@ -63,6 +66,9 @@ var (
 	errFrameChecksum   = errors.New("cluster: frame checksum mismatch")
 	errMessageTooLarge = errors.New("cluster: message does not fit in a frame")
 	errBadHandshake    = errors.New("cluster: malformed handshake")
+	// A TLS record (content type 22, handshake) where a hello should be: a
+	// dialer with peer TLS reached an acceptor without it.
+	errTLSHello = fmt.Errorf("%w: a TLS handshake, not a hello", errBadHandshake)
 )
 
 // heartbeatFrame is the frame with no messages.
@@ -300,6 +306,8 @@ const (
 	helloBadSender
 	helloWrongDirection // the sender has the higher id: the receiver dials it
 	helloUnknownPeer    // the sender is not a peer of the receiver
+	helloIDMismatch     // the sender is not the node its TLS certificate names
+	helloTLSRequired    // a plaintext hello to a node that requires peer TLS
 )
 
 func appendHello(dst []byte, h hello) ([]byte, error) {
@@ -341,6 +349,9 @@ func readHello(r io.Reader) (hello, error) {
 	var b [helloFixedLen + maxClusterIDLen]byte
 	if _, err := io.ReadFull(r, b[:helloFixedLen]); err != nil {
 		return hello{}, err
+	}
+	if b[0] == 22 {
+		return hello{}, errTLSHello
 	}
 	if string(b[:4]) != handshakeMagic {
 		return hello{}, fmt.Errorf("%w: bad magic %q", errBadHandshake, b[:4])
