@@ -152,9 +152,15 @@ func (c *testCluster) startWith(id int, extra ...string) {
 	}
 	args := append([]string{"serve",
 		"--node-id", strconv.Itoa(id)}, extra...)
+	// The node's Kafka address, unless extra declares its listeners; no
+	// admin listener, unless extra asks for one.
+	if !slices.Contains(extra, "--listeners") {
+		args = append(args, "--listen", c.kafka[id-1])
+	}
+	if !slices.Contains(extra, "--admin-listen") {
+		args = append(args, "--admin-listen", "")
+	}
 	argv := append([]string{os.Args[0]}, append(args,
-		"--listen", c.kafka[id-1],
-		"--admin-listen", "",
 		"--data-dir", c.dataDir(id),
 		"--log-level", "info",
 		"--shutdown-timeout", "10s")...)

@@ -10,12 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -322,17 +320,5 @@ func TestClusterUserOnAnotherNode(t *testing.T) {
 // startListeners runs node id with --listeners instead of --listen.
 func (c *testCluster) startListeners(id int, adminListen, listeners string) {
 	c.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "serve", "--node-id", strconv.Itoa(id), "--peers", c.peers(),
-		"--listeners", listeners, "--admin-listen", adminListen, "--data-dir", c.dataDir(id),
-		"--log-level", "info", "--shutdown-timeout", "10s")
-	cmd.Env = append(os.Environ(), "CHRONIK_TEST_RUN_MAIN=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.procs[id-1], c.logs[id-1] = cmd, logf
+	c.startWith(id, "--peers", c.peers(), "--listeners", listeners, "--admin-listen", adminListen)
 }
