@@ -285,10 +285,11 @@ func (b *Broker) TxnStats() TxnStats {
 // writeMarkerVia writes a transaction marker into a partition through its
 // leader: this node's own partition, or another node's WriteTxnMarkers.
 // Not hosted here, the replicas are tried in order (the first is the
-// preferred leader).
-func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+// preferred leader). coordinatorEpoch is the writing coordinator's epoch
+// (see WriteTxnMarker).
+func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader == b.cfg.NodeID {
-		return b.WriteTxnMarker(ctx, topic, partition, producerID, epoch, commit, 0)
+		return b.WriteTxnMarker(ctx, topic, partition, producerID, epoch, commit, coordinatorEpoch)
 	}
 	if _, ok := b.partitionCount(topic); !ok {
 		return fmt.Errorf("marker for %s-%d: %w", topic, partition, kerr.UnknownTopicOrPartition)
@@ -302,7 +303,7 @@ func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int
 		if node == b.cfg.NodeID {
 			continue
 		}
-		err := b.remoteMarker(ctx, node, topic, partition, producerID, epoch, commit)
+		err := b.remoteMarker(ctx, node, topic, partition, producerID, epoch, commit, coordinatorEpoch)
 		if err == nil {
 			return nil
 		}
@@ -334,10 +335,10 @@ func (b *Broker) leaderCandidates(topic string, partition int32) []int32 {
 }
 
 // remoteMarker sends one WriteTxnMarkers to node.
-func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, partition int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
-	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, 0
+	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, coordinatorEpoch
 	t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
 	t.Topic, t.Partitions = topic, []int32{partition}
 	m.Topics = []kmsg.WriteTxnMarkersRequestMarkerTopic{t}

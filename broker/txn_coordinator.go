@@ -363,7 +363,7 @@ func (tp *txnPartition) sendMarkers(m TxnMarkers) {
 	}
 	table, epoch := tp.table, tp.epoch
 	started := tp.c.goTracked(func() {
-		done := tp.c.writeMarkers(m, func() bool { return tp.stillServes(table, epoch) })
+		done := tp.c.writeMarkers(m, epoch, func() bool { return tp.stillServes(table, epoch) })
 		tp.mu.Lock()
 		delete(tp.sending, m.TransactionalID)
 		if done && tp.table == table && tp.epoch == epoch {
@@ -392,8 +392,19 @@ func (tp *txnPartition) stillServes(table *TxnTable, epoch int32) bool {
 }
 
 // writeMarkers writes m's marker into every partition, retrying with
-// backoff while serving() holds. It reports whether all were written.
-func (c *txnCoordinator) writeMarkers(m TxnMarkers, serving func() bool) bool {
+// backoff while serving() holds, checked before each partition's marker.
+// It reports whether all were written.
+//
+// The markers carry coordinatorEpoch, the leader epoch of the
+// __transaction_state partition the table was loaded at, which only grows
+// for a transactional id (and so for its producers). A partition refuses a
+// marker older than the last one it has from the producer
+// (TRANSACTION_COORDINATOR_FENCED), so a marker of a coordinator that
+// lost the partition while its request was under way cannot land after the
+// new coordinator's: on the old protocol the producer's next transaction
+// has the same epoch, and such a marker would end it in that partition
+// before the producer does.
+func (c *txnCoordinator) writeMarkers(m TxnMarkers, coordinatorEpoch int32, serving func() bool) bool {
 	left := slices.Clone(m.Partitions)
 	backoff := 50 * time.Millisecond
 	for {
@@ -406,9 +417,12 @@ func (c *txnCoordinator) writeMarkers(m TxnMarkers, serving func() bool) bool {
 			return false
 		}
 		var failed []TxnTopicPartition
-		for _, tpart := range left {
+		for i, tpart := range left {
+			if i > 0 && !serving() {
+				return false
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), ReplicateTimeout)
-			err := c.b.writeMarkerVia(ctx, tpart.Topic, tpart.Partition, m.ProducerID, m.ProducerEpoch, m.Commit)
+			err := c.b.writeMarkerVia(ctx, tpart.Topic, tpart.Partition, m.ProducerID, m.ProducerEpoch, m.Commit, coordinatorEpoch)
 			cancel()
 			switch {
 			case err == nil:
