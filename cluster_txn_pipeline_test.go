@@ -235,6 +235,9 @@ func TestClusterTransactionsPipeline(t *testing.T) {
 	for last.committed.Load() < int64(len(inputSeen)) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+	if n := last.committed.Load(); n < int64(len(inputSeen)) {
+		t.Errorf("the last stage committed %d records of the %d input records in 90s after the source stopped", n, len(inputSeen))
+	}
 	closeStages.Do(func() { close(stopStages) })
 	stagesDone.Wait()
 	close(stageErrs)
