@@ -362,6 +362,11 @@ func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, par
 // (else a late or stray batch would open a transaction nobody ends). The
 // partition calls it only for a producer without an open transaction on
 // it, so once per transaction per partition.
+//
+// A fenced producer (the coordinator's PRODUCER_FENCED) gets
+// INVALID_PRODUCER_EPOCH, as Kafka's AddPartitionsToTxnManager answers
+// the produce or TxnOffsetCommit it verifies: the error a partition gives
+// a producer with an old epoch.
 func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16, topic string, partition int32) error {
 	if b.cfg.NoTxnVerification {
 		return nil
@@ -369,6 +374,9 @@ func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16,
 	code, err := b.txnPartitionVia(txnID, producerID, epoch, topic, partition, true)
 	if err != nil {
 		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, err)
+	}
+	if code == kerr.ProducerFenced.Code {
+		code = kerr.InvalidProducerEpoch.Code
 	}
 	return txnCodeErr(code, "%s-%d is not in transaction %q", topic, partition, txnID)
 }
