@@ -148,7 +148,8 @@ func TestClusterTransactionsPipeline(t *testing.T) {
 		for _, st := range stages {
 			want = append(want, st.committed.Load()+more)
 		}
-		deadline := time.Now().Add(45 * time.Second)
+		start := time.Now()
+		deadline := start.Add(45 * time.Second)
 		for i, st := range stages {
 			for st.committed.Load() < want[i] && time.Now().Before(deadline) && ctx.Err() == nil {
 				time.Sleep(50 * time.Millisecond)
@@ -158,7 +159,7 @@ func TestClusterTransactionsPipeline(t *testing.T) {
 		for _, st := range stages {
 			got = append(got, fmt.Sprintf("stage %d: %d", st.index, st.committed.Load()))
 		}
-		t.Logf("%s: committed %s", what, strings.Join(got, ", "))
+		t.Logf("%s: committed %s (waited %v)", what, strings.Join(got, ", "), time.Since(start).Round(100*time.Millisecond))
 	}
 	progress("before any failure", 100)
 
