@@ -226,6 +226,10 @@ func open(cfg Config) (*Broker, error) {
 		policy:    newAuthzPolicy(cfg.Authorizer),
 	}
 	b.authz.Store(newACLIndex(nil))
+	// The transaction coordinator exists before any partition opens, so
+	// that the leadership events of __transaction_state find it; it works
+	// once started, after recovery.
+	b.txns = newTxnCoordinator(b)
 	// The one place the mode is chosen for partitions.
 	b.replicas = standaloneReplicas{self: cfg.NodeID}
 	if cfg.Replication != nil {
@@ -256,8 +260,8 @@ func open(cfg Config) (*Broker, error) {
 	b.mu.RUnlock()
 	b.logger.Info().Str("cluster_id", b.ClusterID()).Int("topics", topics).Str("data_dir", cfg.DataDir).Msg("broker recovered")
 	// The transaction coordinator serves whatever __transaction_state
-	// partitions this node leads, loading each on first use.
-	b.txns = newTxnCoordinator(b)
+	// partitions this node leads, loading each when elected (or on first
+	// use, if sooner).
 	b.txns.start()
 	b.ready.Store(true)
 	b.wg.Add(1)

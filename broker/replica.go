@@ -234,6 +234,7 @@ func (p *partition) LeaderChanged(leader, epoch int32) {
 	p.replica.leader.Store(leader)
 	p.b.appendSignal.notify() // long polls on a follower return NOT_LEADER
 	p.b.groupLeaderChanged(p) // __consumer_offsets: the coordinator follows
+	p.b.txnLeaderChanged(p)   // __transaction_state: so does this one
 }
 
 // Appended implements ReplicaEvents: the log's view follows its writer.

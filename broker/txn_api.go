@@ -285,10 +285,11 @@ func (b *Broker) TxnStats() TxnStats {
 // writeMarkerVia writes a transaction marker into a partition through its
 // leader: this node's own partition, or another node's WriteTxnMarkers.
 // Not hosted here, the replicas are tried in order (the first is the
-// preferred leader).
-func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+// preferred leader). coordinatorEpoch is the writing coordinator's epoch
+// (see WriteTxnMarker).
+func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	if leader, _, err := b.PartitionLeader(topic, partition); err == nil && leader == b.cfg.NodeID {
-		return b.WriteTxnMarker(ctx, topic, partition, producerID, epoch, commit, 0)
+		return b.WriteTxnMarker(ctx, topic, partition, producerID, epoch, commit, coordinatorEpoch)
 	}
 	if _, ok := b.partitionCount(topic); !ok {
 		return fmt.Errorf("marker for %s-%d: %w", topic, partition, kerr.UnknownTopicOrPartition)
@@ -302,7 +303,7 @@ func (b *Broker) writeMarkerVia(ctx context.Context, topic string, partition int
 		if node == b.cfg.NodeID {
 			continue
 		}
-		err := b.remoteMarker(ctx, node, topic, partition, producerID, epoch, commit)
+		err := b.remoteMarker(ctx, node, topic, partition, producerID, epoch, commit, coordinatorEpoch)
 		if err == nil {
 			return nil
 		}
@@ -334,10 +335,10 @@ func (b *Broker) leaderCandidates(topic string, partition int32) []int32 {
 }
 
 // remoteMarker sends one WriteTxnMarkers to node.
-func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, partition int32, producerID int64, epoch int16, commit bool) error {
+func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, partition int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
-	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, 0
+	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, coordinatorEpoch
 	t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
 	t.Topic, t.Partitions = topic, []int32{partition}
 	m.Topics = []kmsg.WriteTxnMarkersRequestMarkerTopic{t}
@@ -361,6 +362,11 @@ func (b *Broker) remoteMarker(ctx context.Context, node int32, topic string, par
 // (else a late or stray batch would open a transaction nobody ends). The
 // partition calls it only for a producer without an open transaction on
 // it, so once per transaction per partition.
+//
+// A fenced producer (the coordinator's PRODUCER_FENCED) gets
+// INVALID_PRODUCER_EPOCH, as Kafka's AddPartitionsToTxnManager answers
+// the produce or TxnOffsetCommit it verifies: the error a partition gives
+// a producer with an old epoch.
 func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16, topic string, partition int32) error {
 	if b.cfg.NoTxnVerification {
 		return nil
@@ -368,6 +374,9 @@ func (b *Broker) verifyTxnPartition(txnID string, producerID int64, epoch int16,
 	code, err := b.txnPartitionVia(txnID, producerID, epoch, topic, partition, true)
 	if err != nil {
 		return fmt.Errorf("verify %s-%d in transaction %q: %w", topic, partition, txnID, err)
+	}
+	if code == kerr.ProducerFenced.Code {
+		code = kerr.InvalidProducerEpoch.Code
 	}
 	return txnCodeErr(code, "%s-%d is not in transaction %q", topic, partition, txnID)
 }

@@ -129,3 +129,29 @@ func TestTxnOpenOnlyAtItsEpoch(t *testing.T) {
 		t.Fatal("the refused batch changed the open transaction")
 	}
 }
+
+// TestTxnVerificationFencedIsInvalidProducerEpoch: a partition leader
+// whose KIP-890 verification finds the producer fenced (a newer producer
+// initialised the transactional id) answers INVALID_PRODUCER_EPOCH, for a
+// transactional produce and a TxnOffsetCommit alike, as Kafka's
+// AddPartitionsToTxnManager maps the coordinator's PRODUCER_FENCED
+// ("producers expect to handle INVALID_PRODUCER_EPOCH in this scenario").
+func TestTxnVerificationFencedIsInvalidProducerEpoch(t *testing.T) {
+	b := openBroker(t, coordTestConfig())
+	createTopic(t, b, "t", 1, nil)
+	id := txnTestID
+	pid, old, err := b.InitProducerID(&id, 60_000, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.InitProducerID(&id, 60_000, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = produceTxn(t, b, "t", 0, buildBatch(txnSpec(1, pid, old, 0)))
+	wantKerr(t, err, kerr.InvalidProducerEpoch)
+	codes, err := b.TxnOffsetCommit(t.Context(), "g", id, pid, old, -1, "", nil, []GroupOffsetCommit{tOffset(0, 1)})
+	wantKerr(t, err, kerr.InvalidProducerEpoch)
+	if codes[0] != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("TxnOffsetCommit code %d", codes[0])
+	}
+}

@@ -21,10 +21,18 @@ import (
 // (Kafka's routing: the Java hash of the id), and its coordinator is that
 // partition's leader; the topic is created on first use, as Kafka does.
 //
-// A table is loaded on the first call that finds this node leading its
-// partition at a new epoch (once the high watermark reached the log end,
-// so that every record of an earlier term is committed), and dropped when a
-// call or the ticker finds that it no longer leads at that epoch. Calls on
+// The coordinator follows the leaders of __transaction_state, as Kafka
+// loads a partition when it is elected: a table is loaded once this node
+// leads its partition at a new epoch (and the high watermark reached the
+// log end, so that every record of an earlier term is committed), by the
+// worker that leadership changes wake (and that checks every tick), or by
+// the first call that comes sooner; it is dropped when a call or the
+// worker finds that this node no longer leads at that epoch. Loading
+// without waiting for a call matters: the previous coordinator's
+// unfinished transactions (markers to write, timeouts to fire) hold the
+// last stable offsets of their partitions, and the offsets of their groups
+// (UNSTABLE_OFFSET_COMMIT), until the new one finishes them, and their
+// producers may be waiting for exactly that without calling it. Calls on
 // one table are serialised by its mutex, which is held while the call's
 // records are appended: a response goes out only once its records are
 // durable.
@@ -64,6 +72,7 @@ type txnCoordinator struct {
 	closed bool // no marker goroutine starts once set (close waits for the others)
 
 	stop chan struct{}
+	wake chan struct{} // a __transaction_state partition's leader changed
 	wg   sync.WaitGroup
 
 	// Counters for metrics.
@@ -92,6 +101,7 @@ func newTxnCoordinator(b *Broker) *txnCoordinator {
 		cfg:   TxnConfig{MaxTimeout: b.cfg.TxnMaxTimeout, IDExpiration: b.cfg.TxnIDExpiration, NewProducerID: b.allocateProducerID},
 		parts: make(map[int32]*txnPartition),
 		stop:  make(chan struct{}),
+		wake:  make(chan struct{}, 1),
 	}
 }
 
@@ -128,14 +138,29 @@ func (c *txnCoordinator) goTracked(fn func()) bool {
 	return true
 }
 
+// run is the worker: it follows the leaders (on a leadership change, and
+// shortly again while a load waits for its high watermark) and ticks the
+// loaded tables.
 func (c *txnCoordinator) run() {
 	t := time.NewTicker(txnTickInterval)
 	defer t.Stop()
+	var retry <-chan time.Time
 	for {
+		tick := false
 		select {
 		case <-c.stop:
 			return
+		case <-c.wake:
+		case <-retry:
 		case <-t.C:
+			tick = true
+		}
+		retry = nil
+		if c.followLeaders() {
+			retry = time.After(groupLoadRetry)
+		}
+		if !tick {
+			continue
 		}
 		c.mu.Lock()
 		parts := make([]*txnPartition, 0, len(c.parts))
@@ -147,6 +172,50 @@ func (c *txnCoordinator) run() {
 			tp.tick()
 		}
 	}
+}
+
+// txnLeaderChanged is partition.LeaderChanged's hook: the transaction
+// coordinator follows the leaders of __transaction_state. It runs on a
+// replication worker, so it only wakes the coordinator's worker.
+func (b *Broker) txnLeaderChanged(p *partition) {
+	if c := b.txns; c != nil && p.topic.name == txnTopic {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// followLeaders loads the table of every __transaction_state partition
+// this node leads at an epoch it has not loaded yet (the load writes the
+// markers the previous coordinator left). It reports whether a load waits
+// for its partition's high watermark.
+func (c *txnCoordinator) followLeaders() (waiting bool) {
+	b := c.b
+	b.mu.RLock()
+	var parts []*partition
+	if t := b.topics[txnTopic]; t != nil {
+		parts = t.partitions
+	}
+	b.mu.RUnlock()
+	for i, p := range parts {
+		if p == nil || p.replica.leader.Load() != p.replica.self {
+			continue
+		}
+		tp := c.partitionAt(int32(i))
+		tp.mu.Lock()
+		if tp.table == nil || tp.p != p || tp.epoch != p.replica.epoch.Load() {
+			_, err := tp.serve()
+			switch {
+			case errors.Is(err, kerr.CoordinatorLoadInProgress):
+				waiting = true
+			case err != nil:
+				b.logger.Debug().Err(err).Int32("partition", int32(i)).Msg("load " + txnTopic + " partition; retried on the next tick or call")
+			}
+		}
+		tp.mu.Unlock()
+	}
+	return waiting
 }
 
 // topicPartitions is the partition count of __transaction_state, creating
@@ -190,6 +259,11 @@ func (c *txnCoordinator) partitionFor(txnID string) (*txnPartition, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.partitionAt(idx), nil
+}
+
+// partitionAt is the txnPartition of __transaction_state partition idx.
+func (c *txnCoordinator) partitionAt(idx int32) *txnPartition {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tp := c.parts[idx]
@@ -197,51 +271,56 @@ func (c *txnCoordinator) partitionFor(txnID string) (*txnPartition, error) {
 		tp = &txnPartition{c: c, index: idx, epoch: -1, sending: make(map[string]bool)}
 		c.parts[idx] = tp
 	}
-	return tp, nil
-}
-
-// errTxnNotCoordinator is what calls get where this node does not serve
-// the id's table.
-func errTxnNotCoordinator(txnID string, cause error) error {
-	return fmt.Errorf("transactional id %q: %w: %w", txnID, kerr.NotCoordinator, cause)
+	return tp
 }
 
 // available returns the table if this node coordinates the partition now,
 // loading it if this node leads at a new epoch. Caller holds mu.
 func (tp *txnPartition) available(txnID string) (*TxnTable, error) {
+	t, err := tp.serve()
+	if err != nil {
+		return nil, fmt.Errorf("transactional id %q: %w", txnID, err)
+	}
+	return t, nil
+}
+
+// serve is available for no id in particular (the worker's loads).
+// Caller holds mu.
+func (tp *txnPartition) serve() (*TxnTable, error) {
 	b := tp.c.b
+	notCoordinator := func(cause error) error { return fmt.Errorf("%w: %w", kerr.NotCoordinator, cause) }
 	if b.closed.Load() {
-		return nil, errTxnNotCoordinator(txnID, ErrClosed)
+		return nil, notCoordinator(ErrClosed)
 	}
 	p, err := b.partition(txnTopic, tp.index)
 	if err != nil {
 		tp.drop()
-		return nil, errTxnNotCoordinator(txnID, fmt.Errorf("%s-%d is not hosted on node %d", txnTopic, tp.index, b.cfg.NodeID))
+		return nil, notCoordinator(fmt.Errorf("%s-%d is not hosted on node %d", txnTopic, tp.index, b.cfg.NodeID))
 	}
 	if err := p.faultErr(); err != nil {
 		tp.drop()
-		return nil, fmt.Errorf("transactional id %q: %w: %w", txnID, kerr.CoordinatorNotAvailable, err)
+		return nil, fmt.Errorf("%w: %w", kerr.CoordinatorNotAvailable, err)
 	}
 	r := &p.replica
 	leader, epoch := r.leader.Load(), r.epoch.Load()
 	if leader != r.self {
 		tp.drop()
-		return nil, errTxnNotCoordinator(txnID, fmt.Errorf("%s-%d is led by node %d", txnTopic, tp.index, leader))
+		return nil, notCoordinator(fmt.Errorf("%s-%d is led by node %d", txnTopic, tp.index, leader))
 	}
 	if tp.table != nil && tp.p == p && tp.epoch == epoch {
 		return tp.table, nil
 	}
 	tp.drop()
 	if hw, end := p.highWatermark.Load(), p.log.NextOffset(); hw < end {
-		return nil, fmt.Errorf("transactional id %q: %s-%d is loading: %w", txnID, txnTopic, tp.index, kerr.CoordinatorLoadInProgress)
+		return nil, fmt.Errorf("%s-%d is loading: %w", txnTopic, tp.index, kerr.CoordinatorLoadInProgress)
 	}
 	if err := tp.load(p); err != nil {
-		return nil, fmt.Errorf("transactional id %q: %s-%d unreadable (%v): %w", txnID, txnTopic, tp.index, err, kerr.CoordinatorNotAvailable)
+		return nil, fmt.Errorf("%s-%d unreadable (%v): %w", txnTopic, tp.index, err, kerr.CoordinatorNotAvailable)
 	}
 	tp.epoch = epoch
 	tp.maybeCompact()
 	if tp.table == nil {
-		return nil, errTxnNotCoordinator(txnID, fmt.Errorf("%s-%d: compaction failed", txnTopic, tp.index))
+		return nil, notCoordinator(fmt.Errorf("%s-%d: compaction failed", txnTopic, tp.index))
 	}
 	for _, m := range tp.table.PendingMarkers() {
 		tp.sendMarkers(m) // the previous coordinator's unfinished transactions
@@ -363,7 +442,7 @@ func (tp *txnPartition) sendMarkers(m TxnMarkers) {
 	}
 	table, epoch := tp.table, tp.epoch
 	started := tp.c.goTracked(func() {
-		done := tp.c.writeMarkers(m, func() bool { return tp.stillServes(table, epoch) })
+		done := tp.c.writeMarkers(m, epoch, func() bool { return tp.stillServes(table, epoch) })
 		tp.mu.Lock()
 		delete(tp.sending, m.TransactionalID)
 		if done && tp.table == table && tp.epoch == epoch {
@@ -384,16 +463,32 @@ func (tp *txnPartition) sendMarkers(m TxnMarkers) {
 }
 
 // stillServes reports whether the table a marker goroutine works for is
-// still this partition's.
+// still this partition's, and this node still leads the partition at the
+// table's epoch (the worker drops a table only at its next tick).
 func (tp *txnPartition) stillServes(table *TxnTable, epoch int32) bool {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	return tp.table == table && tp.epoch == epoch
+	if tp.table != table || tp.epoch != epoch {
+		return false
+	}
+	r := &tp.p.replica
+	return r.leader.Load() == r.self && r.epoch.Load() == epoch
 }
 
 // writeMarkers writes m's marker into every partition, retrying with
-// backoff while serving() holds. It reports whether all were written.
-func (c *txnCoordinator) writeMarkers(m TxnMarkers, serving func() bool) bool {
+// backoff while serving() holds, checked before each partition's marker.
+// It reports whether all were written.
+//
+// The markers carry coordinatorEpoch, the leader epoch of the
+// __transaction_state partition the table was loaded at, which only grows
+// for a transactional id (and so for its producers). A partition refuses a
+// marker older than the last one it has from the producer
+// (TRANSACTION_COORDINATOR_FENCED), so a marker of a coordinator that
+// lost the partition while its request was under way cannot land after the
+// new coordinator's: on the old protocol the producer's next transaction
+// has the same epoch, and such a marker would end it in that partition
+// before the producer does.
+func (c *txnCoordinator) writeMarkers(m TxnMarkers, coordinatorEpoch int32, serving func() bool) bool {
 	left := slices.Clone(m.Partitions)
 	backoff := 50 * time.Millisecond
 	for {
@@ -406,9 +501,12 @@ func (c *txnCoordinator) writeMarkers(m TxnMarkers, serving func() bool) bool {
 			return false
 		}
 		var failed []TxnTopicPartition
-		for _, tpart := range left {
+		for i, tpart := range left {
+			if i > 0 && !serving() {
+				return false
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), ReplicateTimeout)
-			err := c.b.writeMarkerVia(ctx, tpart.Topic, tpart.Partition, m.ProducerID, m.ProducerEpoch, m.Commit)
+			err := c.b.writeMarkerVia(ctx, tpart.Topic, tpart.Partition, m.ProducerID, m.ProducerEpoch, m.Commit, coordinatorEpoch)
 			cancel()
 			switch {
 			case err == nil:
