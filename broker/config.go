@@ -128,8 +128,8 @@ const (
 var topicConfigDefs = []configDef{
 	{
 		name: cfgCleanupPolicy, typ: typeList,
-		doc:       `"delete" removes old segments by retention.ms and retention.bytes. "compact" is not supported yet.`,
-		normalize: normalizeCleanupPolicy,
+		doc:          `"delete" removes old segments by retention.ms and retention.bytes. "compact" is not supported yet.`,
+		normalize:    normalizeCleanupPolicy,
 		defaultValue: func(*Config) (string, bool) { return "delete", true },
 	},
 	{
