@@ -152,7 +152,8 @@ func TestEffectiveAndDescribe(t *testing.T) {
 	cfg := Config{RetentionMs: 5000}.withDefaults()
 	set := map[string]string{cfgRetentionBytes: "100", cfgTimestampType: "LogAppendTime", cfgSegmentBytes: "2097152", cfgMaxMessageBytes: "77"}
 	tc := effectiveTopicConfig(&cfg, set)
-	want := topicConfig{retentionMs: 5000, retentionBytes: 100, segmentBytes: 2097152, maxMessageBytes: 77, logAppendTime: true}
+	want := topicConfig{retentionMs: 5000, retentionBytes: 100, segmentBytes: 2097152, maxMessageBytes: 77, logAppendTime: true,
+		compression: codecProducer, compressionLevel: codecDefaultLevel, timestampBefore: math.MaxInt64, timestampAfter: math.MaxInt64, minInsync: 1}
 	if tc != want {
 		t.Fatalf("effective %+v, want %+v", tc, want)
 	}
