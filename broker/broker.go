@@ -668,14 +668,46 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	}
 	h.buf = records
 	h.acks = acks
-	h.batches, err = parseBatches(h.hdrs[:0], records, b.produceLimits(p.topic.config()))
+	tc := p.topic.config()
+	lim := b.produceLimits(tc)
+	h.batches, err = parseBatches(h.hdrs[:0], records, lim)
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
+	}
+	if needsRecompression(h.batches, tc.compression) {
+		if h.buf, err = recompressBatches(h.batches, records, tc.compression, tc.compressionLevel, lim); err != nil {
+			return nil, fmt.Errorf("produce %s-%d: compression.type %s: %w", topic, partition, codecNames[tc.compression], err)
+		}
+	}
+	if acks == -1 && tc.minInsync > 1 {
+		if err := b.checkInsync(topic, partition, tc.minInsync); err != nil {
+			return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
+		}
 	}
 	if err := b.checkTxnBatches(ctx, h.batches, transactionalID, topic, partition, op); err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)
 	}
 	return p, nil
+}
+
+// checkInsync answers NOT_ENOUGH_REPLICAS when fewer than minInsync of
+// the partition's replicas are live (this node, and the peers it is
+// connected to), as Kafka does when the ISR is smaller than
+// min.insync.replicas. A raft commit needs a majority anyway; this makes
+// a topic that asks for more replicas than a majority refuse acks=all
+// produce rather than acknowledge it with fewer.
+func (b *Broker) checkInsync(topic string, partition int32, minInsync int) error {
+	replicas := b.PartitionReplicas(topic, partition)
+	live := 0
+	for _, id := range replicas {
+		if b.metadata.alive(id) {
+			live++
+		}
+	}
+	if live < minInsync {
+		return fmt.Errorf("%d of %d replicas live, min.insync.replicas is %d: %w", live, len(replicas), minInsync, kerr.NotEnoughReplicas)
+	}
+	return nil
 }
 
 // checkTxnBatches applies Kafka's checks of transactional batches before

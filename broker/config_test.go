@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"maps"
+	"math"
 	"strings"
 	"testing"
 
@@ -36,7 +37,43 @@ func TestNormalizeConfig(t *testing.T) {
 		{cfgCleanupPolicy, "delete,compact", "", false},
 		{cfgCleanupPolicy, "", "", false},
 		{cfgCompressionType, "producer", "producer", true},
-		{cfgCompressionType, "zstd", "", false},
+		{cfgCompressionType, " zstd ", "zstd", true},
+		{cfgCompressionType, "uncompressed", "uncompressed", true},
+		{cfgCompressionType, "none", "", false},
+		{cfgCompressionType, "ZSTD", "", false},
+		{cfgGzipLevel, "-1", "-1", true},
+		{cfgGzipLevel, "9", "9", true},
+		{cfgGzipLevel, "0", "", false},
+		{cfgGzipLevel, "10", "", false},
+		{cfgLz4Level, "17", "17", true},
+		{cfgLz4Level, "0", "", false},
+		{cfgZstdLevel, "-131072", "-131072", true},
+		{cfgZstdLevel, "23", "", false},
+		{cfgTimestampBefore, "0", "0", true},
+		{cfgTimestampBefore, "-1", "", false},
+		{cfgTimestampAfter, "3600000", "3600000", true},
+		{cfgTimestampDifference, "9223372036854775807", "9223372036854775807", true},
+		{cfgMinInsyncReplicas, "1", "1", true},
+		{cfgMinInsyncReplicas, "0", "", false},
+		{"min.cleanable.dirty.ratio", "0.25", "0.25", true},
+		{"min.cleanable.dirty.ratio", "1.5", "", false},
+		{"min.cleanable.dirty.ratio", "NaN", "", false},
+		{"preallocate", "TRUE", "true", true},
+		{"preallocate", "yes", "", false},
+		{"remote.storage.enable", "false", "false", true},
+		{"remote.storage.enable", "true", "", false},
+		{"unclean.leader.election.enable", "true", "", false},
+		{"leader.replication.throttled.replicas", "*", "*", true},
+		{"leader.replication.throttled.replicas", "0:1, 1:2", "0:1,1:2", true},
+		{"leader.replication.throttled.replicas", "0-1", "", false},
+		{"follower.replication.throttled.replicas", "", "", true},
+		{"segment.ms", "0", "", false},
+		{"segment.index.bytes", "3", "", false},
+		{"flush.messages", "1", "1", true},
+		{"local.retention.ms", "-2", "-2", true},
+		{"local.retention.ms", "-3", "", false},
+		{"message.format.version", "3.0", "", false},
+		{"message.downconversion.enable", "true", "", false},
 		{"no.such.config", "1", "", false},
 	}
 	for _, tt := range tests {
@@ -115,7 +152,8 @@ func TestEffectiveAndDescribe(t *testing.T) {
 	cfg := Config{RetentionMs: 5000}.withDefaults()
 	set := map[string]string{cfgRetentionBytes: "100", cfgTimestampType: "LogAppendTime", cfgSegmentBytes: "2097152", cfgMaxMessageBytes: "77"}
 	tc := effectiveTopicConfig(&cfg, set)
-	want := topicConfig{retentionMs: 5000, retentionBytes: 100, segmentBytes: 2097152, maxMessageBytes: 77, logAppendTime: true}
+	want := topicConfig{retentionMs: 5000, retentionBytes: 100, segmentBytes: 2097152, maxMessageBytes: 77, logAppendTime: true,
+		compression: codecProducer, compressionLevel: codecDefaultLevel, timestampBefore: math.MaxInt64, timestampAfter: math.MaxInt64, minInsync: 1}
 	if tc != want {
 		t.Fatalf("effective %+v, want %+v", tc, want)
 	}
@@ -147,5 +185,95 @@ func TestEffectiveAndDescribe(t *testing.T) {
 	}
 	if len(describeBrokerConfigs(&cfg)) == 0 {
 		t.Fatal("no broker configs")
+	}
+}
+
+// TestConfigErrorsNameTheConfig: every refusal names the config it refuses.
+func TestConfigErrorsNameTheConfig(t *testing.T) {
+	for _, tt := range []struct{ name, value string }{
+		{cfgCompressionType, "brotli"},
+		{"remote.storage.enable", "true"},
+		{"unclean.leader.election.enable", "true"},
+		{"message.format.version", "3.0"},
+		{"segment.ms", "x"},
+		{cfgCleanupPolicy, "compact"},
+		{"no.such.config", "1"},
+	} {
+		_, err := normalizeConfig(tt.name, tt.value)
+		if err == nil || !strings.Contains(err.Error(), tt.name) {
+			t.Errorf("%s=%s: %v does not name it", tt.name, tt.value, err)
+		}
+	}
+	_, err := normalizeConfig("remote.storage.enable", "true")
+	if !strings.Contains(err.Error(), "tiered storage is not supported") {
+		t.Errorf("remote.storage.enable=true: %v", err)
+	}
+}
+
+func TestCheckTopicConfigs(t *testing.T) {
+	tests := []struct {
+		set map[string]string
+		rf  int
+		ok  bool
+	}{
+		{map[string]string{}, 1, true},
+		{map[string]string{cfgMinInsyncReplicas: "1"}, 1, true},
+		{map[string]string{cfgMinInsyncReplicas: "2"}, 1, false},
+		{map[string]string{cfgMinInsyncReplicas: "2"}, 3, true},
+		{map[string]string{cfgMinInsyncReplicas: "3"}, 3, true},
+		{map[string]string{cfgMinInsyncReplicas: "4"}, 3, false},
+		{map[string]string{cfgMinCompactionLag: "10", cfgMaxCompactionLag: "10"}, 1, true},
+		{map[string]string{cfgMinCompactionLag: "11", cfgMaxCompactionLag: "10"}, 1, false},
+	}
+	for _, tt := range tests {
+		err := checkTopicConfigs(tt.set, tt.rf)
+		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, kerr.InvalidConfig)) {
+			t.Errorf("%v rf %d: %v", tt.set, tt.rf, err)
+		}
+	}
+}
+
+func TestEffectiveTopicConfigNew(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	tc := effectiveTopicConfig(&cfg, map[string]string{})
+	if tc.compression != codecProducer || tc.compressionLevel != codecDefaultLevel || tc.timestampBefore != math.MaxInt64 || tc.timestampAfter != math.MaxInt64 || tc.minInsync != 1 {
+		t.Fatalf("defaults: %+v", tc)
+	}
+	tc = effectiveTopicConfig(&cfg, map[string]string{cfgCompressionType: "zstd", cfgZstdLevel: "7", cfgGzipLevel: "2", cfgTimestampDifference: "100", cfgTimestampAfter: "5", cfgMinInsyncReplicas: "2"})
+	if tc.compression != codecZstd || tc.compressionLevel != 7 || tc.timestampBefore != 100 || tc.timestampAfter != 5 || tc.minInsync != 2 {
+		t.Fatalf("set: %+v", tc)
+	}
+	tc = effectiveTopicConfig(&cfg, map[string]string{cfgCompressionType: "snappy", cfgZstdLevel: "7"})
+	if tc.compression != codecSnappy || tc.compressionLevel != codecDefaultLevel {
+		t.Fatalf("snappy has no level: %+v", tc)
+	}
+}
+
+// TestDescribeTopicConfigsAll: every known config is described, with
+// DEFAULT_CONFIG unless set on the topic.
+func TestDescribeTopicConfigsAll(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	got := describeTopicConfigs(&cfg, map[string]string{cfgCompressionType: "lz4"})
+	if len(got) != len(topicConfigDefs) {
+		t.Fatalf("%d entries for %d configs", len(got), len(topicConfigDefs))
+	}
+	for _, e := range got {
+		if e.Value == nil || e.Doc == "" {
+			t.Errorf("%s: value %v, doc %q", e.Name, e.Value, e.Doc)
+			continue
+		}
+		want := sourceDefault
+		if e.Name == cfgCompressionType {
+			want = sourceDynamicTopic
+		}
+		if e.Source != want {
+			t.Errorf("%s: source %d, want %d", e.Name, e.Source, want)
+		}
+		def, _ := findConfigDef(e.Name)
+		if v, _ := def.defaultValue(&cfg); e.Source == sourceDefault {
+			if _, err := def.normalize(v); err != nil {
+				t.Errorf("%s: default %q does not validate: %v", e.Name, v, err)
+			}
+		}
 	}
 }

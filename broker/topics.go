@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,9 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	}
 	set, err := normalizeConfigs(configs, false)
 	if err != nil {
+		return TopicInfo{}, err
+	}
+	if err := checkTopicConfigs(set, rf); err != nil {
 		return TopicInfo{}, err
 	}
 	info := TopicInfo{Name: name, Partitions: partitions, Internal: isInternalTopic(name), Configs: maps.Clone(set)}
@@ -387,6 +391,9 @@ func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map
 	if err != nil {
 		return err
 	}
+	if err := checkTopicConfigs(configs, b.topicReplicationFactor(tm)); err != nil {
+		return err
+	}
 	if validateOnly {
 		return nil
 	}
@@ -394,4 +401,18 @@ func (b *Broker) replaceConfigs(name string, change func(map[string]string) (map
 		return fmt.Errorf("alter configs of %q: %w", name, err)
 	}
 	return nil
+}
+
+// topicReplicationFactor is the fewest replicas any partition of a topic
+// has: every node for a topic created standalone (one on a standalone
+// broker). Caller holds adminMu.
+func (b *Broker) topicReplicationFactor(tm *topicMeta) int {
+	if tm.replicas == nil {
+		return len(b.metadata.Nodes())
+	}
+	rf := math.MaxInt
+	for _, rs := range tm.replicas {
+		rf = min(rf, len(rs))
+	}
+	return rf
 }

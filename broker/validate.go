@@ -9,6 +9,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -85,17 +86,72 @@ type batchLimits struct {
 	maxMessageBytes int32 // the topic's max.message.bytes
 	maxDecompressed int64 // most bytes the records of a compressed batch may decompress to
 	logAppendTime   bool  // the topic stamps LogAppendTime itself
+	// CreateTime records must lie in [tsLow, tsHigh] when tsBounded
+	// (message.timestamp.before/after.max.ms around the broker's clock).
+	tsBounded     bool
+	tsLow, tsHigh int64
 }
 
 // produceLimits are the bounds for a client's produce to a topic: the
 // decompressed bound is never below the topic's max.message.bytes, so a
 // batch accepted uncompressed is also accepted compressed.
 func (b *Broker) produceLimits(tc *topicConfig) batchLimits {
-	return batchLimits{
+	lim := batchLimits{
 		maxMessageBytes: tc.maxMessageBytes,
 		maxDecompressed: max(b.cfg.MaxDecompressedBatchBytes, int64(tc.maxMessageBytes)),
 		logAppendTime:   tc.logAppendTime,
 	}
+	if !tc.logAppendTime && (tc.timestampBefore != math.MaxInt64 || tc.timestampAfter != math.MaxInt64) {
+		now := time.Now().UnixMilli()
+		lim.tsBounded = true
+		lim.tsLow, lim.tsHigh = satAdd(now, -tc.timestampBefore), satAdd(now, tc.timestampAfter)
+	}
+	return lim
+}
+
+// satAdd is a+b, saturating at the int64 bounds.
+func satAdd(a, b int64) int64 {
+	c := a + b
+	switch {
+	case b > 0 && c < a:
+		return math.MaxInt64
+	case b < 0 && c > a:
+		return math.MinInt64
+	}
+	return c
+}
+
+// tsWindow is the range of timestamp deltas a batch's records may carry
+// (lim's timestamp bounds relative to the batch's base timestamp), so
+// that each record costs one comparison.
+type tsWindow struct {
+	on     bool
+	lo, hi int64 // deltas
+	base   int64 // the batch's base timestamp
+	low    int64 // the absolute bounds, for messages
+	high   int64
+}
+
+func timestampWindow(h *batchHeader, lim batchLimits) tsWindow {
+	if !lim.tsBounded {
+		return tsWindow{}
+	}
+	w := tsWindow{on: true, base: h.baseTimestamp, low: lim.tsLow, high: lim.tsHigh}
+	// delta d is in range when low <= base+d <= high.
+	w.lo, w.hi = subBound(lim.tsLow, h.baseTimestamp), subBound(lim.tsHigh, h.baseTimestamp)
+	return w
+}
+
+// subBound is x-base, saturating: a bound that does not fit an int64
+// delta admits (or excludes) every delta, as the exact bound would.
+func subBound(x, base int64) int64 {
+	if base == math.MinInt64 {
+		if x >= 0 {
+			return math.MaxInt64
+		}
+		return x - base
+	}
+	return satAdd(x, -base)
 }
 
 // internalLimits are the bounds for batches the broker builds itself
@@ -139,16 +195,16 @@ func validateRecords(h *batchHeader, b []byte, lim batchLimits) error {
 	var err error
 	switch h.compression() {
 	case 0:
-		s := recordStream{buf: recs}
+		s := recordStream{buf: recs, ts: timestampWindow(h, lim)}
 		err = s.walk(h)
 	case 1:
-		err = walkGzip(h, recs, lim.maxDecompressed)
+		err = walkGzip(h, recs, lim)
 	case 2:
-		err = walkSnappy(h, recs, lim.maxDecompressed)
+		err = walkSnappy(h, recs, lim)
 	case 3:
-		err = walkLz4(h, recs, lim.maxDecompressed)
+		err = walkLz4(h, recs, lim)
 	case 4:
-		err = walkZstd(h, recs, lim.maxDecompressed)
+		err = walkZstd(h, recs, lim)
 	}
 	if err != nil {
 		return err
@@ -187,6 +243,9 @@ type recordStream struct {
 	space []byte    // the buffer src is read into
 	zeros int       // consecutive empty reads
 	codec string    // src's codec, for errors
+	ts    tsWindow  // the timestamp bounds, when on
+	badTS []RecordError
+	nBadT int32 // records out of the timestamp bounds
 }
 
 func (s *recordStream) offset() int64 { return s.base + int64(s.pos) }
@@ -348,7 +407,26 @@ func (s *recordStream) walk(h *batchHeader) error {
 		return &recordsError{code: kerr.InvalidRecord, records: badDeltas,
 			msg: fmt.Sprintf("%d records with an offset delta other than their index (first: record %d, %s)", nBad, badDeltas[0].BatchIndex, badDeltas[0].Message)}
 	}
+	if s.nBadT > 0 {
+		return &recordsError{code: kerr.InvalidTimestamp, records: s.badTS,
+			msg: fmt.Sprintf("%d records with a timestamp out of range (first: record %d, %s)", s.nBadT, s.badTS[0].BatchIndex, s.badTS[0].Message)}
+	}
 	return nil
+}
+
+// badTimestamp notes that record i's timestamp is outside the topic's
+// message.timestamp.before/after.max.ms bounds, unless it has none (-1),
+// as Kafka's LogValidator.validateTimestamp.
+func (s *recordStream) badTimestamp(i int32, delta int64) {
+	ts := s.ts.base + delta
+	if ts == -1 {
+		return
+	}
+	if s.nBadT++; len(s.badTS) < maxRecordErrors {
+		s.badTS = append(s.badTS, RecordError{BatchIndex: i, Message: fmt.Sprintf(
+			"timestamp %d is out of range, it must be within [%d, %d] (message.timestamp.before.max.ms and message.timestamp.after.max.ms around the broker's clock)",
+			ts, s.ts.low, s.ts.high)})
+	}
 }
 
 // record reads record i and returns its offset delta.
@@ -367,8 +445,12 @@ func (s *recordStream) record(i int32) (int32, error) {
 	if _, ok := s.byte1(); !ok {
 		return 0, s.fail(i, "attributes")
 	}
-	if _, ok := s.varlong(); !ok {
+	tsDelta, ok := s.varlong()
+	if !ok {
 		return 0, s.fail(i, "timestamp delta")
+	}
+	if s.ts.on && (tsDelta < s.ts.lo || tsDelta > s.ts.hi) {
+		s.badTimestamp(i, tsDelta)
 	}
 	delta, ok := s.varint()
 	if !ok {
@@ -474,10 +556,10 @@ func (s *recordStream) streamErr() error {
 var streamBufs = sync.Pool{New: func() any { return new([streamBufSize]byte) }}
 
 // walkStream walks records read from src through a pooled buffer.
-func walkStream(h *batchHeader, codec string, src io.Reader, limit int64) error {
+func walkStream(h *batchHeader, codec string, src io.Reader, lim batchLimits) error {
 	space := streamBufs.Get().(*[streamBufSize]byte)
 	defer streamBufs.Put(space)
-	s := recordStream{src: src, limit: limit, space: space[:], codec: codec}
+	s := recordStream{src: src, limit: lim.maxDecompressed, space: space[:], codec: codec, ts: timestampWindow(h, lim)}
 	s.buf = s.space[:0]
 	return s.walk(h)
 }
@@ -490,14 +572,14 @@ type gzipSource struct {
 
 var gzipSources = sync.Pool{New: func() any { return new(gzipSource) }}
 
-func walkGzip(h *batchHeader, recs []byte, limit int64) error {
+func walkGzip(h *batchHeader, recs []byte, lim batchLimits) error {
 	g := gzipSources.Get().(*gzipSource)
 	defer gzipSources.Put(g)
 	g.src.Reset(recs)
 	if err := g.r.Reset(&g.src); err != nil {
 		return fmt.Errorf("gzip: %v: %w", err, kerr.CorruptMessage)
 	}
-	return walkStream(h, "gzip", &g.r, limit)
+	return walkStream(h, "gzip", &g.r, lim)
 }
 
 // lz4Source is a pooled lz4 frame reader with the reader of its input.
@@ -508,7 +590,7 @@ type lz4Source struct {
 
 var lz4Sources = sync.Pool{New: func() any { return &lz4Source{r: lz4.NewReader(nil)} }}
 
-func walkLz4(h *batchHeader, recs []byte, limit int64) error {
+func walkLz4(h *batchHeader, recs []byte, lim batchLimits) error {
 	if err := checkLz4Frame(recs); err != nil {
 		return fmt.Errorf("lz4: %v: %w", err, kerr.CorruptMessage)
 	}
@@ -516,7 +598,7 @@ func walkLz4(h *batchHeader, recs []byte, limit int64) error {
 	defer lz4Sources.Put(l)
 	l.src.Reset(recs)
 	l.r.Reset(&l.src)
-	return walkStream(h, "lz4", l.r, limit)
+	return walkStream(h, "lz4", l.r, lim)
 }
 
 // checkLz4Frame checks that b is exactly one LZ4 frame that Kafka's Java
@@ -598,7 +680,7 @@ var zstdSources = sync.Pool{New: func() any {
 	return z
 }}
 
-func walkZstd(h *batchHeader, recs []byte, limit int64) error {
+func walkZstd(h *batchHeader, recs []byte, lim batchLimits) error {
 	z := zstdSources.Get().(*zstdSource)
 	defer zstdSources.Put(z)
 	z.src.Reset(recs)
@@ -607,7 +689,7 @@ func walkZstd(h *batchHeader, recs []byte, limit int64) error {
 	if err := z.d.Reset(&z.src); err != nil {
 		return fmt.Errorf("zstd: %v: %w", err, kerr.CorruptMessage)
 	}
-	return walkStream(h, "zstd", z.d, limit)
+	return walkStream(h, "zstd", z.d, lim)
 }
 
 // xerialMagic starts snappy data framed by the Java snappy library
@@ -635,7 +717,8 @@ func putSnappyBuf(b *[]byte) {
 // xerial magic on more than a header's worth of bytes), and with the
 // standard snappy decoder: the S2 extensions kgo's decoder also takes are
 // refused, because Java and librdkafka consumers cannot read them.
-func walkSnappy(h *batchHeader, recs []byte, limit int64) error {
+func walkSnappy(h *batchHeader, recs []byte, lim batchLimits) error {
+	limit := lim.maxDecompressed
 	buf := getSnappyBuf()
 	defer putSnappyBuf(buf)
 	if len(recs) > xerialHeaderSize && bytes.HasPrefix(recs, xerialMagic) {
@@ -643,13 +726,13 @@ func walkSnappy(h *batchHeader, recs []byte, limit int64) error {
 			return fmt.Errorf("snappy: xerial version %d, Java clients read 1 and above: %w", v, kerr.CorruptMessage)
 		}
 		x := xerialReader{blocks: recs[xerialHeaderSize:], buf: buf, left: limit + 1}
-		return walkStream(h, "snappy", &x, limit)
+		return walkStream(h, "snappy", &x, lim)
 	}
 	out, err := decodeSnappy(buf, recs, limit)
 	if err != nil {
 		return snappyErr(err, limit)
 	}
-	s := recordStream{buf: out}
+	s := recordStream{buf: out, ts: timestampWindow(h, lim)}
 	return s.walk(h)
 }
 
