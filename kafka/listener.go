@@ -117,7 +117,8 @@ func (c *conn) handshakeTLS() (reason string, err error) {
 		// Another node of the cluster (nodeauth.go): no SASL for it.
 		c.principal = nodePrincipal(c.nodeID)
 		c.sasl.authenticated = true
-		c.log.Debug().Str("principal", c.principal).Msg("TLS client certificate of a cluster node authenticated")
+		// Info: a node's connections are few and long-lived.
+		c.log.Info().Str("principal", c.principal).Str("listener", c.lst.name).Msg("cluster node authenticated by its peer certificate")
 	case len(st.PeerCertificates) > 0:
 		c.principal = "User:" + st.PeerCertificates[0].Subject.String()
 		c.log.Debug().Str("principal", c.principal).Msg("TLS client certificate authenticated")
