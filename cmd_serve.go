@@ -465,6 +465,7 @@ func serveAction(c *cli.Context) error {
 	// listeners, found in the broker's metadata once it is open.
 	var opened atomic.Pointer[broker.Broker]
 	var peerTLS *cluster.PeerTLS
+	var warnPeers func()
 	if peers, _ := parsePeers(c.String("peers"), c.Int("node-id")); peers != nil {
 		if peerTLS, err = loadPeerTLS(c, bc.NodeID, log); err != nil {
 			return cli.Exit(err.Error(), 2)
@@ -483,15 +484,21 @@ func serveAction(c *cli.Context) error {
 			return nil
 		})
 		defer peerClients.Close()
-		if tlsFiles != nil {
-			peerClients.SetTLS(tlsFiles.PeerClientConfig())
-		}
+		wireNodeAuth(&kc, peerClients, peerTLS, tlsFiles, peers)
 		bc.Peers = peerClients
+		if bc.Authorizer.Enabled {
+			warnNodeListeners(specs, peerTLS, log)
+			// Once the broker is open: it knows the other nodes' listeners.
+			warnPeers = func() { peerClients.WarnUnauthenticated(log, bc.NodeID) }
+		}
 	}
 	b, err := broker.Open(bc)
 	opened.Store(b)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("open data dir %s: %v", bc.DataDir, err), 1)
+	}
+	if warnPeers != nil {
+		warnPeers()
 	}
 	bound, err := bindListeners(specs)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
+	"github.com/chronik-stream/chronik/kafka"
 )
 
 // parsePeers reads --peers: id=host:port entries separated by commas. An
@@ -133,4 +135,42 @@ func reloadPeerTLS(p *cluster.PeerTLS, log zerolog.Logger) {
 		return
 	}
 	log.Info().Uint64("node_id", p.NodeID()).Time("not_after", p.NotAfter()).Msg("peer TLS reloaded")
+}
+
+// wireNodeAuth sets up how nodes authenticate to each other's Kafka
+// listeners. With peer TLS: this node's SSL and SASL_SSL listeners take a
+// client certificate of the cluster CA naming a node of peers as principal
+// Node:<id> (kc.NodeAuth), and this node calls the others' SSL or SASL_SSL
+// listeners with its peer certificate. Without (a lab): calls go to
+// PLAINTEXT listeners, else SSL ones trusting the client CA.
+func wireNodeAuth(kc *kafka.Config, pc *kafka.Peers, peerTLS *cluster.PeerTLS, tlsFiles *kafka.TLSFiles, peers map[uint64]string) {
+	if peerTLS == nil {
+		if tlsFiles != nil {
+			pc.SetTLS(tlsFiles.PeerClientConfig())
+		}
+		return
+	}
+	kc.NodeAuth = &kafka.NodeAuth{
+		Identity: peerTLS,
+		Member: func(id uint64) bool {
+			_, ok := peers[id]
+			return ok
+		},
+	}
+	pc.SetNodeTLS(peerTLS, tlsFiles)
+}
+
+// warnNodeListeners warns, with the authorizer on, when this node's own
+// listeners leave other nodes no way to authenticate to it: their
+// transaction calls (WriteTxnMarkers, AddPartitionsToTxn) are then refused.
+func warnNodeListeners(specs []listenerSpec, peerTLS *cluster.PeerTLS, log zerolog.Logger) {
+	if peerTLS == nil {
+		return // Peers.WarnUnauthenticated says it
+	}
+	if slices.ContainsFunc(specs, func(s listenerSpec) bool { return s.protocol.TLS() }) {
+		return
+	}
+	log.Warn().Msg("authorizer is on but this node has no SSL or SASL_SSL listener: the other nodes' transaction calls to it " +
+		"(WriteTxnMarkers, AddPartitionsToTxn) arrive as User:ANONYMOUS and are refused, so transactions spanning nodes fail; " +
+		"add an SSL or SASL_SSL listener (listeners, tls-cert-file), where nodes authenticate with their peer certificates as Node:<id>")
 }

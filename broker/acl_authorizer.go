@@ -11,6 +11,7 @@ package broker
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -215,7 +216,27 @@ func entryCovers(e *aclEntry, op kmsg.ACLOperation) bool {
 	return false
 }
 
-// authorize is the decision: super users may do anything; otherwise a
+// NodePrincipalType is the principal type of another node of this
+// cluster calling a Kafka listener (transaction markers, KIP-890
+// verifications): "Node:<id>". Only a TLS client certificate signed by the
+// cluster CA and naming a node id of the cluster gets it (kafka's
+// listener); SASL and client certificates make "User:" principals only,
+// so no client can claim it. Such a principal is allowed everything, as
+// Kafka's inter-broker principal is a super user: it is the cluster's own
+// traffic, and ACLs naming a Node: principal have no effect.
+const NodePrincipalType = "Node"
+
+// NodePrincipal is the principal of node id: "Node:<id>".
+func NodePrincipal(id uint64) string { return NodePrincipalType + ":" + strconv.FormatUint(id, 10) }
+
+// IsNodePrincipal reports whether principal is of type Node.
+func IsNodePrincipal(principal string) bool {
+	return len(principal) > len(NodePrincipalType)+1 && principal[len(NodePrincipalType)] == ':' &&
+		principal[:len(NodePrincipalType)] == NodePrincipalType
+}
+
+// authorize is the decision: nodes of the cluster (Node: principals) and
+// super users may do anything; otherwise a
 // matching DENY refuses, else a matching ALLOW allows, else a resource that
 // some binding names is refused, and one that none names is allowed only
 // with allowIfNoACL. Bindings match the resource by literal name, the
@@ -223,6 +244,9 @@ func entryCovers(e *aclEntry, op kmsg.ACLOperation) bool {
 // User:*; the host itself or "*".
 func (x *aclIndex) authorize(p *authzPolicy, principal, host string, op kmsg.ACLOperation, rt kmsg.ACLResourceType, name string) bool {
 	if !p.enabled {
+		return true
+	}
+	if IsNodePrincipal(principal) {
 		return true
 	}
 	if _, ok := p.superUsers[principal]; ok {

@@ -440,3 +440,52 @@ func TestAuthorizeAny(t *testing.T) {
 		t.Error("super user refused")
 	}
 }
+
+// TestAuthorizeNodePrincipal: a Node: principal (another node of the
+// cluster, proven by its cluster-CA certificate) is allowed everything,
+// even where a DENY names it or every user; principals that merely look
+// like one are not.
+func TestAuthorizeNodePrincipal(t *testing.T) {
+	b := openBroker(t, Config{Authorizer: AuthorizerConfig{Enabled: true, SuperUsers: []string{"User:admin"}}})
+	ctx := context.Background()
+	for _, err := range b.CreateACLs(ctx, []ACL{
+		acl(rtCluster, lit, ClusterResourceName, "User:*", "*", opAll, deny),
+		acl(rtTopic, lit, "*", "Node:2", "*", opAll, deny),
+		acl(rtTopic, lit, "*", "User:Node:1", "*", opAll, allow),
+	}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := NodePrincipal(2); got != "Node:2" {
+		t.Fatalf("NodePrincipal(2) = %q", got)
+	}
+	for _, c := range []struct {
+		principal string
+		op        kmsg.ACLOperation
+		rt        kmsg.ACLResourceType
+		name      string
+		want      bool
+	}{
+		{"Node:1", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, true},
+		{"Node:2", opWrite, rtTopic, "t", true}, // a DENY naming it has no effect
+		{"Node:3", opRead, rtGroup, "g", true},  // no ACL at all
+		{"Node:1", kmsg.ACLOperationWrite, rtTxn, "tx", true},
+		{"User:Node:1", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false}, // a SASL user named "Node:1"
+		{"User:Node:1", opRead, rtTopic, "t", true},                                            // ... is just that user
+		{"User:CN=Node:1", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"node:1", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"Nodes:1", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"Node", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"Node:", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"User:ANONYMOUS", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, false},
+		{"User:admin", kmsg.ACLOperationClusterAction, rtCluster, ClusterResourceName, true},
+	} {
+		if got := b.Authorize(c.principal, "127.0.0.1", c.op, c.rt, c.name); got != c.want {
+			t.Errorf("Authorize(%q, %s, %s %q) = %v, want %v", c.principal, c.op, c.rt, c.name, got, c.want)
+		}
+	}
+	if !b.AuthorizeAny("Node:1", "127.0.0.1", opWrite, rtTopic) {
+		t.Error("AuthorizeAny refused a node")
+	}
+}

@@ -41,6 +41,7 @@ type peerTLSState struct {
 	cert     tls.Certificate
 	id       uint64
 	roots    *x509.CertPool
+	caPEM    []byte // the CA file as loaded (AppendCAs)
 	notAfter time.Time
 }
 
@@ -109,6 +110,28 @@ func (p *PeerTLS) NodeID() uint64 { return p.state.Load().id }
 // NotAfter is when this node's certificate expires.
 func (p *PeerTLS) NotAfter() time.Time { return p.state.Load().notAfter }
 
+// VerifyNode checks a TLS client's certificate chain (leaf first, as
+// tls.ConnectionState.PeerCertificates) against the cluster CA as loaded
+// now (after the last Reload), for client authentication, and returns the
+// node id its leaf names. The Kafka listeners use it to recognise other
+// nodes of the cluster: only the cluster CA makes a node, never a client
+// CA that may have signed a certificate naming one.
+func (p *PeerTLS) VerifyNode(chain []*x509.Certificate) (uint64, error) {
+	return p.state.Load().verify(chain, x509.ExtKeyUsageClientAuth)
+}
+
+// Certificate is this node's certificate as loaded now, for presenting
+// to other nodes' Kafka listeners as a TLS client certificate.
+func (p *PeerTLS) Certificate() *tls.Certificate {
+	c := p.state.Load().cert
+	return &c
+}
+
+// AppendCAs adds the cluster CA certificates as loaded now to pool.
+func (p *PeerTLS) AppendCAs(pool *x509.CertPool) {
+	pool.AppendCertsFromPEM(p.state.Load().caPEM)
+}
+
 func newPeerTLSState(certPEM, keyPEM, caPEM []byte) (*peerTLSState, error) {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -125,7 +148,7 @@ func newPeerTLSState(certPEM, keyPEM, caPEM []byte) (*peerTLSState, error) {
 	if !roots.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("CA: no PEM certificate in it")
 	}
-	st := &peerTLSState{cert: cert, roots: roots, notAfter: leaf.NotAfter}
+	st := &peerTLSState{cert: cert, roots: roots, caPEM: caPEM, notAfter: leaf.NotAfter}
 	chain := make([]*x509.Certificate, 0, len(cert.Certificate))
 	chain = append(chain, leaf)
 	for _, der := range cert.Certificate[1:] {

@@ -18,6 +18,8 @@ import (
 //     mechanisms.
 //   - A handshake while an exchange is in progress, or a re-authentication
 //     with v0 or another mechanism, is ILLEGAL_SASL_STATE and closes.
+//   - From another node of the cluster, authenticated by its certificate
+//     (nodeauth.go): ILLEGAL_SASL_STATE, and the connection closes.
 //   - On a listener without SASL: ILLEGAL_SASL_STATE (Kafka's KafkaApis
 //     answer to a handshake outside authentication); the connection stays.
 //
@@ -41,6 +43,8 @@ func (s *Server) handleSaslHandshake(_ context.Context, r *request) kmsg.Respons
 		return resp
 	}
 	switch {
+	case c.nodeID != 0:
+		return fail(kerr.IllegalSaslState.Code, "SaslHandshake from a cluster node", errNodeSASL)
 	case st.mech != "":
 		return fail(kerr.IllegalSaslState.Code, "SaslHandshake during SASL authentication",
 			fmt.Errorf("SaslHandshake v%d while a %s exchange is in progress", req.Version, st.mech))

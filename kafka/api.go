@@ -67,6 +67,11 @@ type Config struct {
 	// client must re-authenticate (KIP-368, connections.max.reauth.ms);
 	// 0: sessions never expire.
 	ConnectionsMaxReauth time.Duration
+	// NodeAuth, in cluster mode with peer TLS, lets the other nodes of the
+	// cluster authenticate to the SSL and SASL_SSL listeners with their
+	// peer certificates, as principal Node:<id> (nodeauth.go). Nil: no
+	// connection is a node's.
+	NodeAuth *NodeAuth
 }
 
 // The Server API (implemented in server.go):

@@ -51,7 +51,9 @@ type ListenerConfig struct {
 	// ClientAuth RequireAndVerifyClientCert (mutual TLS) a client's
 	// principal is "User:" and its certificate's subject, as Kafka's
 	// default principal builder makes it (SASL, if the listener also uses
-	// it, replaces it). Use GetCertificate to reload certificates.
+	// it, replaces it). Use GetCertificate or GetConfigForClient to reload
+	// certificates. With Config.NodeAuth the server adds its own client
+	// certificate checks to it (nodeauth.go).
 	TLS *tls.Config
 }
 
@@ -94,7 +96,8 @@ func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
 }
 
 // handshakeTLS completes a TLS connection's handshake within the request
-// read timeout and takes the client certificate's subject as principal.
+// read timeout and takes the client certificate's subject as principal,
+// or Node:<id> for a certificate of a node of the cluster (nodeauth.go).
 // It returns why the connection must close, if it must.
 func (c *conn) handshakeTLS() (reason string, err error) {
 	tc, ok := c.nc.(*tls.Conn)
@@ -109,7 +112,14 @@ func (c *conn) handshakeTLS() (reason string, err error) {
 		return "TLS handshake failed", err
 	}
 	c.nc.SetDeadline(time.Time{})
-	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+	switch st := tc.ConnectionState(); {
+	case c.nodeID != 0:
+		// Another node of the cluster (nodeauth.go): no SASL for it.
+		c.principal = nodePrincipal(c.nodeID)
+		c.sasl.authenticated = true
+		// Info: a node's connections are few and long-lived.
+		c.log.Info().Str("principal", c.principal).Str("listener", c.lst.name).Msg("cluster node authenticated by its peer certificate")
+	case len(st.PeerCertificates) > 0:
 		c.principal = "User:" + st.PeerCertificates[0].Subject.String()
 		c.log.Debug().Str("principal", c.principal).Msg("TLS client certificate authenticated")
 	}

@@ -267,19 +267,11 @@ func (s *Server) startConn(nc net.Conn, l *listener) {
 	}
 	s.perIP[ip]++
 	ctx, cancel := context.WithCancel(s.baseCtx)
-	raw := socketOf(nc)
-	if l.tls != nil {
-		// The handshake runs on the connection's goroutine (serve).
-		// raw stays the TCP socket's: what has arrived there is
-		// ciphertext, a little more than the plaintext it carries.
-		nc = tls.Server(nc, l.tls)
-	}
 	c := &conn{
 		s:      s,
 		lst:    l,
 		nc:     nc,
-		raw:    raw,
-		br:     bufio.NewReaderSize(nc, readBufferSize),
+		raw:    socketOf(nc),
 		remote: nc.RemoteAddr().String(),
 		ip:     ip,
 		host:   "/" + ip,
@@ -289,6 +281,13 @@ func (s *Server) startConn(nc net.Conn, l *listener) {
 		cancel:    cancel,
 		slots:     make(chan *slot, maxPipelined),
 	}
+	if l.tls != nil {
+		// The handshake runs on the connection's goroutine (serve).
+		// raw stays the TCP socket's: what has arrived there is
+		// ciphertext, a little more than the plaintext it carries.
+		c.nc = tls.Server(nc, s.tlsConfigFor(l, c))
+	}
+	c.br = bufio.NewReaderSize(c.nc, readBufferSize)
 	c.log = s.log.With().Str("remote", c.remote).Logger()
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
@@ -347,7 +346,11 @@ type conn struct {
 	// "User:name"), anonymousPrincipal until it does. Written only by the
 	// reader goroutine, which also copies it into each request it reads.
 	principal string
-	log       zerolog.Logger
+	// nodeID is the node of this cluster whose certificate the TLS
+	// handshake verified (principal "Node:<id>"), 0 if none. Written by
+	// the handshake, on the reader goroutine.
+	nodeID uint64
+	log    zerolog.Logger
 	// sasl is the connection's SASL state (sasl.go); reader only.
 	sasl saslState
 

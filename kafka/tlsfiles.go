@@ -22,6 +22,7 @@ type TLSFiles struct {
 type tlsMaterial struct {
 	cert      *tls.Certificate
 	clientCAs *x509.CertPool // nil: no client certificates asked for
+	caPEM     []byte         // the client CA file as loaded
 }
 
 // LoadTLSFiles reads the files once; every error names the file.
@@ -50,7 +51,7 @@ func (f *TLSFiles) Reload() error {
 		if err != nil {
 			return fmt.Errorf("TLS client CA file: %w", err)
 		}
-		m.clientCAs = x509.NewCertPool()
+		m.clientCAs, m.caPEM = x509.NewCertPool(), pem
 		if !m.clientCAs.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("TLS client CA file %s: no PEM certificate in it", f.clientCAFile)
 		}
@@ -79,6 +80,14 @@ func (f *TLSFiles) Config() *tls.Config {
 
 // MutualTLS reports whether clients must present a certificate.
 func (f *TLSFiles) MutualTLS() bool { return f.clientCAFile != "" }
+
+// clientCAPEM is the client CA bundle as loaded now (nil: none).
+func (f *TLSFiles) clientCAPEM() []byte {
+	if f == nil {
+		return nil
+	}
+	return f.cur.Load().caPEM
+}
 
 // PeerClientConfig is the TLS configuration for this node calling other
 // nodes' SSL listeners (Peers.SetTLS): it trusts the system roots and the
