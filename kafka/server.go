@@ -285,7 +285,8 @@ func (s *Server) startConn(nc net.Conn, l *listener) {
 		// The handshake runs on the connection's goroutine (serve).
 		// raw stays the TCP socket's: what has arrived there is
 		// ciphertext, a little more than the plaintext it carries.
-		c.nc = tls.Server(nc, s.tlsConfigFor(l, c))
+		c.coalesce = &coalescingConn{Conn: nc}
+		c.nc = tls.Server(c.coalesce, s.tlsConfigFor(l, c))
 	}
 	c.br = bufio.NewReaderSize(c.nc, readBufferSize)
 	c.log = s.log.With().Str("remote", c.remote).Logger()
@@ -334,14 +335,17 @@ func (l *logLimiter) allow(now time.Time) (dropped int, ok bool) {
 // requests, handlers run per their api.schedule, and one goroutine writes
 // responses strictly in request order.
 type conn struct {
-	s      *Server
-	lst    *listener       // the listener the connection came in on
-	nc     net.Conn        // a *tls.Conn on TLS listeners
-	raw    syscall.RawConn // nc's socket, to see how much has arrived; nil if none
-	br     *bufio.Reader
-	remote string
-	ip     string // the client's IP address (connection limits)
-	host   string // "/" + the client's IP, for group member descriptions
+	s   *Server
+	lst *listener // the listener the connection came in on
+	nc  net.Conn  // a *tls.Conn on TLS listeners
+	// coalesce, on TLS listeners, is the socket under nc: the writer
+	// gathers each response's TLS records there (tls_coalesce.go).
+	coalesce *coalescingConn
+	raw      syscall.RawConn // nc's socket, to see how much has arrived; nil if none
+	br       *bufio.Reader
+	remote   string
+	ip       string // the client's IP address (connection limits)
+	host     string // "/" + the client's IP, for group member descriptions
 	// principal is who the connection authenticated as (Kafka's
 	// "User:name"), anonymousPrincipal until it does. Written only by the
 	// reader goroutine, which also copies it into each request it reads.
@@ -818,12 +822,20 @@ func (c *conn) writeLoop() {
 					n   int64
 					err error
 				)
+				if c.coalesce != nil {
+					c.coalesce.begin()
+				}
 				if sl.bufs != nil {
 					n, err = sl.bufs.WriteTo(c.nc) // one writev on TCP
 				} else {
 					var m int
 					m, err = c.nc.Write(*sl.frame)
 					n = int64(m)
+				}
+				if c.coalesce != nil {
+					if ferr := c.coalesce.end(); err == nil {
+						err = ferr
+					}
 				}
 				c.s.cfg.Metrics.bytesOut(int(n))
 				if err != nil {
