@@ -363,7 +363,11 @@ func TestTransportTLSBusy(t *testing.T) {
 	pki := newTestPKI(t)
 	nodes := startCluster(t, 2, func(c *TransportConfig) {
 		pki.withTLS(t)(c)
-		c.HandshakeTimeout = time.Second
+		// Long enough that the silent connections are still handshaking
+		// when the one past the cap arrives, even under -race on a loaded
+		// machine (1 s was not: they timed out first and made room);
+		// short enough that expectClosed (10 s) sees them closed.
+		c.HandshakeTimeout = 6 * time.Second
 	})
 	n1, n2 := nodes[0], nodes[1]
 	var seq uint64
