@@ -60,19 +60,34 @@ func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var lns []net.Listener
 	var out []string
-	for range n {
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for len(out) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
+		addr := ln.Addr().String()
+		if handed[addr] {
+			continue // closed by an earlier call and handed out then: the kernel may give it again
+		}
+		handed[addr] = true
+		out = append(out, addr)
 	}
 	for _, ln := range lns {
 		ln.Close()
 	}
 	return out
 }
+
+// handed remembers every address freeAddrs gave out in this test process, so
+// two calls never return the same port (a port closed by one call is free to
+// the kernel and may come back from the next).
+var (
+	handedMu sync.Mutex
+	handed   = map[string]bool{}
+)
 
 // newCluster picks addresses and directories for nodes without starting them.
 func newCluster(t *testing.T, nodes int) *testCluster {
