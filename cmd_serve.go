@@ -143,6 +143,12 @@ func serveFlags() []cli.Flag {
 			Usage: "cluster mode: the cluster CA certificate (PEM; several during a CA rotation): a peer must present a certificate it signed, valid now, naming the node id the peer claims; re-read on SIGHUP"},
 		&cli.BoolFlag{Name: "peer-insecure-plaintext",
 			Usage: "cluster mode without peer TLS, for a lab on a trusted network only: anyone who reaches a raft port can then join as any node and inject raft messages (a warning is logged at start); not allowed with the peer-tls-* files"},
+		&cli.DurationFlag{Name: "compaction-check-interval", Value: 15 * time.Second,
+			Usage: "how often the leader of a compacted partition checks whether it is due for cleaning (log.cleaner.backoff.ms)"},
+		&cli.Int64Flag{Name: "compaction-dedupe-buffer-bytes", Value: 32 << 20,
+			Usage: "memory of the log cleaner's key -> offset map, allocated on the first cleaning, 24 bytes a key (log.cleaner.dedupe.buffer.size); a cleaning that meets more keys cleans up to where the map filled and goes on later"},
+		&cli.Int64Flag{Name: "compaction-max-bytes-per-sec", Value: 0,
+			Usage: "the log cleaner's reads and writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
 	})
 }
 
@@ -277,6 +283,15 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if err := checkPeerSecurity(c); err != nil {
 		return bc, kc, err
 	}
+	if d := c.Duration("compaction-check-interval"); d < 10*time.Millisecond {
+		return bc, kc, fmt.Errorf("compaction-check-interval: %v is below 10ms", d)
+	}
+	if n := c.Int64("compaction-dedupe-buffer-bytes"); n < 1<<20 || n > 1<<34 {
+		return bc, kc, fmt.Errorf("compaction-dedupe-buffer-bytes: %d is not between 1048576 and 17179869184", n)
+	}
+	if n := c.Int64("compaction-max-bytes-per-sec"); n < 0 || (n > 0 && n < 1<<16) {
+		return bc, kc, fmt.Errorf("compaction-max-bytes-per-sec: %d is not 0 (unlimited) or at least 65536", n)
+	}
 	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
 		return bc, kc, fmt.Errorf("max-open-logs: %d is not 0 (automatic) or between 16 and 4194304", n)
 	}
@@ -315,6 +330,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		TxnIDExpiration:               c.Duration("transactional-id-expiration"),
 		NoTxnVerification:             !c.Bool("transaction-partition-verification"),
 		TxnVersion:                    int16(c.Int("transaction-version")),
+		CompactionCheckInterval:       c.Duration("compaction-check-interval"),
+		CompactionDedupeBytes:         c.Int64("compaction-dedupe-buffer-bytes"),
+		CompactionMaxBytesPerSec:      c.Int64("compaction-max-bytes-per-sec"),
 	}
 	if v := c.Int("transaction-version"); v != 1 && v != 2 {
 		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)

@@ -65,6 +65,17 @@ type Config struct {
 
 	RetentionCheckInterval time.Duration // default 5 minutes (log.retention.check.interval.ms)
 
+	// Compaction (cleaner.go; Kafka's names in comments).
+	// CompactionCheckInterval: how often the leader of a compacted
+	// partition checks whether it is due (log.cleaner.backoff.ms, default
+	// 15 s). CompactionDedupeBytes: the cleaner's key -> offset map
+	// (log.cleaner.dedupe.buffer.size, default 32 MiB, 24 bytes a key).
+	// CompactionMaxBytesPerSec: the cleaner's reads and writes per second
+	// (log.cleaner.io.max.bytes.per.second; 0, the default: unlimited).
+	CompactionCheckInterval  time.Duration
+	CompactionDedupeBytes    int64
+	CompactionMaxBytesPerSec int64
+
 	// StateSnapshotInterval is how often partitions that changed write their
 	// state file (log start offset, idempotent producer state); it bounds
 	// how much of a log Open re-reads after a crash. Default 30 seconds.

@@ -77,6 +77,8 @@ type Broker struct {
 
 	storageErrors atomic.Uint64 // failed appends (StorageErrors)
 
+	cleaner *cleaner // the log cleaner (cleaner.go)
+
 	// policy is Config.Authorizer; authz the ACLs in force, replaced (never
 	// mutated) when the metadata log changes them (acl_authorizer.go).
 	policy authzPolicy
@@ -139,6 +141,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StateSnapshotInterval <= 0 {
 		c.StateSnapshotInterval = defaultStateSnapshotInterval
+	}
+	if c.CompactionCheckInterval <= 0 {
+		c.CompactionCheckInterval = defaultCompactionCheckInterval
+	}
+	if c.CompactionDedupeBytes <= 0 {
+		c.CompactionDedupeBytes = defaultCompactionDedupeBytes
 	}
 	if c.OffsetsTopicPartitions <= 0 {
 		c.OffsetsTopicPartitions = defaultOffsetsTopicPartitions
@@ -230,6 +238,7 @@ func open(cfg Config) (*Broker, error) {
 	// that the leadership events of __transaction_state find it; it works
 	// once started, after recovery.
 	b.txns = newTxnCoordinator(b)
+	b.cleaner = newCleaner(b)
 	// The one place the mode is chosen for partitions.
 	b.replicas = standaloneReplicas{self: cfg.NodeID}
 	if cfg.Replication != nil {
@@ -264,8 +273,9 @@ func open(cfg Config) (*Broker, error) {
 	// use, if sooner).
 	b.txns.start()
 	b.ready.Store(true)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.background()
+	go b.cleaner.run()
 	return b, nil
 }
 
@@ -382,6 +392,7 @@ func (p *partition) open() error {
 	// The log end is committed when the replica says so.
 	p.highWatermark.Store(lso)
 	p.logStartOffset.Store(lso)
+	p.cleanedUpTo.Store(min(snap.CleanedUpTo, end))
 	p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
 	spec := b.spec(t, idx)
 	spec.Applied = snap.AppliedIndex

@@ -29,12 +29,6 @@ const (
 	minTopicSegmentBytes = 1 << 20
 )
 
-// compactionSupported switches cleanup.policy=compact on: until the log
-// cleaner exists it is refused with a clear message, and the compaction
-// configs (delete.retention.ms, min/max.compaction.lag.ms,
-// min.cleanable.dirty.ratio) are stored and described but not acted on.
-const compactionSupported = false
-
 // Config names.
 const (
 	cfgCleanupPolicy       = "cleanup.policy"
@@ -53,6 +47,9 @@ const (
 	cfgSegmentBytes        = "segment.bytes"
 	cfgMinCompactionLag    = "min.compaction.lag.ms"
 	cfgMaxCompactionLag    = "max.compaction.lag.ms"
+	cfgDeleteRetention     = "delete.retention.ms"
+	cfgMinCleanableRatio   = "min.cleanable.dirty.ratio"
+	cfgSegmentMs           = "segment.ms"
 )
 
 // kmsg.ConfigSource and kmsg.ConfigType values.
@@ -98,6 +95,14 @@ type topicConfig struct {
 	// minInsync is min.insync.replicas: acks=all produce needs that many
 	// live replicas.
 	minInsync int
+	// compact: cleanup.policy has compact (cleaner.go), with the
+	// compaction settings below; delete: it has delete (retention applies).
+	compact, delete    bool
+	deleteRetentionMs  int64
+	minCompactionLagMs int64
+	maxCompactionLagMs int64
+	minCleanableRatio  float64
+	segmentMs          int64
 }
 
 type configDef struct {
@@ -115,10 +120,9 @@ type configDef struct {
 
 // Docs of configs Chronik accepts, stores and describes but does not act on.
 const (
-	docNoCompaction = " Stored and described; Chronik does not act on it until log compaction exists."
-	docWALSegments  = " Stored and described; Chronik's WAL does not act on it."
-	docNoTiered     = " Stored and described; Chronik has no tiered storage, so it has no effect."
-	docNoThrottle   = " Stored and described; Chronik has no replication throttling, so it has no effect."
+	docWALSegments = " Stored and described; Chronik's WAL does not act on it."
+	docNoTiered    = " Stored and described; Chronik has no tiered storage, so it has no effect."
+	docNoThrottle  = " Stored and described; Chronik has no replication throttling, so it has no effect."
 )
 
 // topicConfigDefs is every topic config Chronik knows: Kafka 4.0's
@@ -128,7 +132,7 @@ const (
 var topicConfigDefs = []configDef{
 	{
 		name: cfgCleanupPolicy, typ: typeList,
-		doc:          `"delete" removes old segments by retention.ms and retention.bytes. "compact" is not supported yet.`,
+		doc:          `"delete" removes old segments by retention.ms and retention.bytes; "compact" keeps the latest record of each key (records without a key are refused), keeping offsets; "compact,delete" does both.`,
 		normalize:    normalizeCleanupPolicy,
 		defaultValue: func(*Config) (string, bool) { return "delete", true },
 	},
@@ -164,9 +168,9 @@ var topicConfigDefs = []configDef{
 		defaultValue: constDefault("3"),
 	},
 	{
-		name: "delete.retention.ms", typ: typeLong,
-		doc:          "How long tombstones are kept on compacted topics." + docNoCompaction,
-		normalize:    intAtLeast("delete.retention.ms", 64, 0),
+		name: cfgDeleteRetention, typ: typeLong,
+		doc:          "How long a tombstone (a record with a null value) stays readable on a compacted topic after its timestamp, so that a reader part-way through sees the deletion.",
+		normalize:    intAtLeast(cfgDeleteRetention, 64, 0),
 		defaultValue: constDefault("86400000"),
 	},
 	{
@@ -219,7 +223,7 @@ var topicConfigDefs = []configDef{
 	},
 	{
 		name: cfgMaxCompactionLag, typ: typeLong,
-		doc:          "The longest a record may stay uncompacted." + docNoCompaction,
+		doc:          "The longest a record may stay uncleaned: a partition whose oldest uncleaned record is older is cleaned whatever its dirty ratio (its active segment rolled if need be).",
 		normalize:    intAtLeast(cfgMaxCompactionLag, 64, 1),
 		defaultValue: constDefault(maxLong),
 	},
@@ -264,14 +268,14 @@ var topicConfigDefs = []configDef{
 		defaultValue: constDefault("CreateTime"),
 	},
 	{
-		name: "min.cleanable.dirty.ratio", typ: typeDouble,
-		doc:          "The share of a compacted log that must be uncleaned before it is cleaned." + docNoCompaction,
-		normalize:    doubleBetween("min.cleanable.dirty.ratio", 0, 1),
+		name: cfgMinCleanableRatio, typ: typeDouble,
+		doc:          "The share of a compacted log's sealed bytes that must be uncleaned (written since the last cleaning) before it is cleaned again.",
+		normalize:    doubleBetween(cfgMinCleanableRatio, 0, 1),
 		defaultValue: constDefault("0.5"),
 	},
 	{
 		name: cfgMinCompactionLag, typ: typeLong,
-		doc:          "The least time a record stays uncompacted." + docNoCompaction,
+		doc:          "The least time a record stays uncompacted: records younger than this are not cleaned.",
 		normalize:    intAtLeast(cfgMinCompactionLag, 64, 0),
 		defaultValue: constDefault("0"),
 	},
@@ -343,9 +347,9 @@ var topicConfigDefs = []configDef{
 		defaultValue: constDefault("0"),
 	},
 	{
-		name: "segment.ms", typ: typeLong,
-		doc:          "Roll a segment after this long even if not full. Stored and described; Chronik rolls WAL segments by size only (time-based rolling comes with compaction).",
-		normalize:    intAtLeast("segment.ms", 64, 1),
+		name: cfgSegmentMs, typ: typeLong,
+		doc:          "On a compacted topic, the active segment is rolled once its first record is older than this, so that it becomes cleanable. Delete-policy topics roll WAL segments by size only.",
+		normalize:    intAtLeast(cfgSegmentMs, 64, 1),
 		defaultValue: constDefault("604800000"),
 	},
 	{
@@ -377,11 +381,8 @@ func normalizeCleanupPolicy(v string) (string, error) {
 		switch p {
 		case "delete":
 		case "compact":
-			if !compactionSupported {
-				return "", fmt.Errorf("cleanup.policy=compact is not supported yet (no log compaction): %w", kerr.InvalidConfig)
-			}
 		default:
-			return "", fmt.Errorf("invalid cleanup.policy %q, must be delete: %w", p, kerr.InvalidConfig)
+			return "", fmt.Errorf("invalid cleanup.policy %q, must be delete, compact or both: %w", p, kerr.InvalidConfig)
 		}
 		if !slices.Contains(out, p) {
 			out = append(out, p)
@@ -626,6 +627,22 @@ func effectiveTopicConfig(cfg *Config, set map[string]string) topicConfig {
 	tc.timestampBefore = configInt(set, cfgTimestampBefore, diff)
 	tc.timestampAfter = configInt(set, cfgTimestampAfter, diff)
 	tc.minInsync = int(configInt(set, cfgMinInsyncReplicas, 1))
+	policy := "delete"
+	if v, ok := set[cfgCleanupPolicy]; ok {
+		policy = v
+	}
+	for _, p := range strings.Split(policy, ",") {
+		tc.compact = tc.compact || p == "compact"
+		tc.delete = tc.delete || p == "delete"
+	}
+	tc.deleteRetentionMs = configInt(set, cfgDeleteRetention, 86400000)
+	tc.minCompactionLagMs = configInt(set, cfgMinCompactionLag, 0)
+	tc.maxCompactionLagMs = configInt(set, cfgMaxCompactionLag, math.MaxInt64)
+	tc.segmentMs = configInt(set, cfgSegmentMs, 604800000)
+	tc.minCleanableRatio = 0.5
+	if v, ok := set[cfgMinCleanableRatio]; ok {
+		tc.minCleanableRatio, _ = strconv.ParseFloat(v, 64)
+	}
 	return tc
 }
 

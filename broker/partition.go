@@ -75,6 +75,12 @@ type partition struct {
 	unstable atomic.Pointer[[]txnSpan]
 
 	stateMu sync.Mutex // orders writes of the state file
+
+	// Compaction (cleaner.go): the request the cleaner is to carry out,
+	// and the offset below which this replica's log was last cleaned (in
+	// the state file).
+	compactReq  atomic.Pointer[CompactRequest]
+	cleanedUpTo atomic.Int64
 }
 
 // produceReq is one Produce call for one partition.
@@ -647,9 +653,10 @@ func (p *partition) enforceRetention(now int64) (int, error) {
 		return 0, nil // offline; retention resumes once it serves again
 	}
 	tc := *p.topic.config()
-	if isInternalTopic(p.topic.name) {
-		// __consumer_offsets is bounded by compaction, never by time or
-		// size: dropping its records would lose committed offsets.
+	if isInternalTopic(p.topic.name) || !tc.delete {
+		// __consumer_offsets, and a topic whose cleanup.policy is compact
+		// only, are bounded by compaction, never by time or size:
+		// dropping their records would lose the latest value of keys.
 		tc.retentionMs, tc.retentionBytes = -1, -1
 	}
 	dropped, err := p.retain(tc, now)
@@ -703,6 +710,8 @@ type partitionSnapshot struct {
 	EndedTxns [][2]int64 `json:"ended_txns,omitempty"`
 	// AbortedTxns: the aborted-transaction index (encodeAbortedIndex).
 	AbortedTxns []byte `json:"aborted_txns,omitempty"`
+	// CleanedUpTo: the log was cleaned below this offset (compaction).
+	CleanedUpTo int64 `json:"cleaned_up_to,omitempty"`
 }
 
 const partitionSnapshotVersion = 1
@@ -730,6 +739,7 @@ func (p *partition) writeStateViewLocked() error {
 		LogStartOffset: p.logStartOffset.Load(),
 		NextOffset:     p.nextOffset,
 		Producers:      p.producers,
+		CleanedUpTo:    p.cleanedUpTo.Load(),
 	}
 	p.txns.trim(snap.LogStartOffset)
 	p.txns.toSnapshot(&snap)

@@ -109,6 +109,11 @@ type Replica interface {
 	// (DeleteRecords): it returns once the move is committed and applied
 	// here (ReplicaEvents.LogStartMoved). Errors as for Replicate.
 	MoveLogStart(ctx context.Context, offset int64) error
+	// Compact asks every replica to clean its log below req.UpTo
+	// (compaction, cleaner.go): it returns once the request is committed
+	// and applied here (ReplicaEvents.CompactRequested), not once the
+	// cleaning is done. Errors as for Replicate.
+	Compact(ctx context.Context, req CompactRequest) error
 	// Applied is the last WAL index applied here (ReplicaEvents called
 	// for it).
 	Applied() uint64
@@ -143,6 +148,9 @@ type ReplicaEvents interface {
 	// LogStartMoved reports a committed log start move (MoveLogStart on
 	// the leader), after Committed covered the records before it.
 	LogStartMoved(offset int64)
+	// CompactRequested reports a committed compaction request (Compact
+	// on the leader), in log order, on every replica.
+	CompactRequested(req CompactRequest)
 	// Appended reports entries the replica wrote to the partition's log,
 	// in log order, once they are in it: this node's own as leader and
 	// the leader's as follower. The replica is the log's only writer;
@@ -157,6 +165,17 @@ type ReplicaEvents interface {
 	// and producer states from the log again. The log is already in its
 	// new state.
 	Truncated(nextOffset int64)
+}
+
+// CompactRequest is a compaction request as the partition's leader decided
+// it and every replica applies it: clean every entry whose last offset is
+// below UpTo, with Now (unix ms) as the clock and DeleteRetentionMs as the
+// topic's delete.retention.ms. Carrying the clock and the setting makes
+// every replica's cleaning of the same log come out the same.
+type CompactRequest struct {
+	UpTo              int64
+	Now               int64
+	DeleteRetentionMs int64
 }
 
 // ReplicateTimeout bounds one Replicate or MoveLogStart that waits for

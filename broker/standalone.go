@@ -70,6 +70,11 @@ func (r *standaloneReplica) MoveLogStart(_ context.Context, offset int64) error 
 	return nil
 }
 
+func (r *standaloneReplica) Compact(_ context.Context, req CompactRequest) error {
+	r.events.CompactRequested(req)
+	return nil
+}
+
 // Applied is 0: a standalone partition's state file needs no raft index.
 func (r *standaloneReplica) Applied() uint64 { return 0 }
 

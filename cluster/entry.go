@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/wal"
 )
 
@@ -92,11 +93,38 @@ func DecodeData(data []byte) (wal.Entry, error) {
 }
 
 // A partition's control entries (wal.KindControl) carry a type byte and
-// its fields. The only type: the log start offset moved (DeleteRecords on
-// the leader), with the new offset as 8 bytes big endian. Every replica
-// applies it in log order, so a new leader keeps the deleted records
-// deleted.
-const controlLogStart = 1
+// its fields. Every replica applies them in log order. Types: the log
+// start offset moved (DeleteRecords on the leader), with the new offset as
+// 8 bytes big endian, so a new leader keeps the deleted records deleted;
+// and a compaction request (broker.CompactRequest: UpTo, Now and
+// DeleteRetentionMs, 8 bytes big endian each), so every replica cleans the
+// same records with the same clock.
+const (
+	controlLogStart = 1
+	controlCompact  = 2
+)
+
+// EncodeCompact is the raft entry Data of a compaction request.
+func EncodeCompact(req broker.CompactRequest) []byte {
+	p := make([]byte, 25)
+	p[0] = controlCompact
+	binary.BigEndian.PutUint64(p[1:], uint64(req.UpTo))
+	binary.BigEndian.PutUint64(p[9:], uint64(req.Now))
+	binary.BigEndian.PutUint64(p[17:], uint64(req.DeleteRetentionMs))
+	return EncodeData(wal.KindControl, p)
+}
+
+// decodeCompact returns the compaction request of an entry, ok false for
+// any other entry (or a malformed or negative one).
+func decodeCompact(e *raftpb.Entry) (broker.CompactRequest, bool) {
+	if e.Type != raftpb.EntryNormal || len(e.Data) != 26 || wal.Kind(e.Data[0]) != wal.KindControl || e.Data[1] != controlCompact {
+		return broker.CompactRequest{}, false
+	}
+	be := binary.BigEndian
+	req := broker.CompactRequest{UpTo: int64(be.Uint64(e.Data[2:])), Now: int64(be.Uint64(e.Data[10:])),
+		DeleteRetentionMs: int64(be.Uint64(e.Data[18:]))}
+	return req, req.UpTo >= 0 && req.Now >= 0 && req.DeleteRetentionMs >= 0
+}
 
 // EncodeLogStart is the raft entry Data of a log start move to offset.
 func EncodeLogStart(offset int64) []byte {

@@ -110,6 +110,8 @@ func (r *replica) Apply(entries []raftpb.Entry) error {
 	for i := range entries {
 		if off, ok := decodeLogStart(&entries[i]); ok {
 			r.events.LogStartMoved(off)
+		} else if req, ok := decodeCompact(&entries[i]); ok {
+			r.events.CompactRequested(req)
 		}
 	}
 	return nil
@@ -142,7 +144,13 @@ func (r *replica) SetReplicas(replicas []int32) {
 // MoveLogStart implements broker.Replica: the move is a control entry in
 // the partition's log, applied by every replica in log order.
 func (r *replica) MoveLogStart(ctx context.Context, offset int64) error {
-	p, err := r.g.submit(ctx, &proposal{data: EncodeLogStart(offset)})
+	return r.proposeControl(ctx, EncodeLogStart(offset))
+}
+
+// proposeControl proposes a control entry and waits until it is committed
+// and applied here.
+func (r *replica) proposeControl(ctx context.Context, data []byte) error {
+	p, err := r.g.submit(ctx, &proposal{data: data})
 	if err != nil {
 		return mapErr(err, kerr.NotLeaderForPartition)
 	}
@@ -150,6 +158,12 @@ func (r *replica) MoveLogStart(ctx context.Context, offset int64) error {
 		return mapErr(err, kerr.NotLeaderForPartition)
 	}
 	return nil
+}
+
+// Compact implements broker.Replica: the request is a control entry in
+// the partition's log, applied by every replica in log order.
+func (r *replica) Compact(ctx context.Context, req broker.CompactRequest) error {
+	return r.proposeControl(ctx, EncodeCompact(req))
 }
 
 func (r *replica) LeaderChanged(leader, term uint64) {
