@@ -58,7 +58,13 @@ const reasonRewriteLeftover = "interrupted segment rewrite: temp file removed, s
 // first is not the first index of a sealed segment; ErrSegmentChanged if
 // the segment was dropped, truncated or rewritten meanwhile; a payload
 // over the entry limit wraps ErrInvalidEntry; damage in the segment is a
-// *CorruptError. On any error the segment is left as it was.
+// *CorruptError. On those errors the segment is left as it was. Only a
+// failed directory sync after the swap returns an error with the new file
+// in place (both files are whole; which one a crash keeps is then
+// undecided, so the caller must not record the rewrite as done).
+//
+// The callback may call the log (append, read, truncate, ...), but not
+// RewriteSegment: rewrites of one log are serialized.
 func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error) {
 	if rewrite == nil {
 		return 0, 0, fmt.Errorf("%w: rewrite of segment %d without a rewrite function", ErrInvalidEntry, first)
