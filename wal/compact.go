@@ -90,7 +90,7 @@ func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) (
 		return 0, 0, err
 	}
 	tmp := path + rewriteSuffix
-	newSeg, err := writeRewrite(tmp, data, seg, l.idx.interval, rewrite)
+	newSeg, err := writeRewrite(tmp, data, seg, int64(l.opts.IndexIntervalBytes), rewrite)
 	if err != nil {
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
