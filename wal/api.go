@@ -96,7 +96,10 @@ type Options struct {
 	OpenLogs *OpenLogs
 }
 
-// Repair describes a tail cut made by Open.
+// Repair describes a tail cut made by Open, or the removal of a temp file
+// that a crash during RewriteSegment left behind (Reason says so; File is
+// the temp file, CutIndex the first index of its segment, CutBytes its
+// size; the segment itself is intact and no entry was removed).
 type Repair struct {
 	File     string // segment file that was cut
 	CutIndex uint64 // first WAL index that was removed (the first bad entry)
@@ -110,9 +113,13 @@ type SegmentInfo struct {
 	LastIndex    uint64 // FirstIndex-1 for an empty segment
 	Bytes        int64
 	MaxTimestamp int64 // max of the entries' MaxTimestamp; -1 if none
-	FirstOffset  int64 // Kafka offset of the first record entry; -1 if none
-	NextOffset   int64 // one past the last Kafka offset in the segment; -1 if none
-	Active       bool  // the tail segment, never dropped by retention
+	// FirstTimestamp is the MaxTimestamp of the first record entry; -1 if
+	// none. The broker rolls an active segment whose first record is older
+	// than segment.ms, as Kafka does.
+	FirstTimestamp int64
+	FirstOffset    int64 // Kafka offset of the first record entry; -1 if none
+	NextOffset     int64 // one past the last Kafka offset in the segment; -1 if none
+	Active         bool  // the tail segment, never dropped by retention
 }
 
 // The methods of *Log (implemented in log.go):
@@ -158,3 +165,18 @@ type SegmentInfo struct {
 //	(*Log).Failed() error                                // why the log is unusable, nil if it is not
 //	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
 //	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
+//	(*Log).RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error)
+//	    (compact.go) Rewrites the sealed segment starting at index first:
+//	    each HasRecords entry's payload becomes what rewrite returns (in
+//	    index order; e.Payload or equal bytes: unchanged); other kinds are
+//	    copied. Index, Kind, Term, BaseOffset, LastOffsetDelta and
+//	    MaxTimestamp never change, so offset/time lookups answer the same
+//	    entries. Returns the file size before and after; nothing is written
+//	    if no payload changed. Crash-safe (temp "<segment>.rewrite", fsync,
+//	    rename, dir fsync; Open removes a leftover temp and reports it as a
+//	    Repair). Appends and reads are not blocked while rewrite runs; the
+//	    locks are taken only for the swap. ErrOutOfRange: no sealed segment
+//	    starts at first (the active one included); ErrSegmentChanged: it was
+//	    dropped, truncated or rewritten meanwhile (nothing changed);
+//	    ErrInvalidEntry: a payload over the entry limit.
+//	(*Log).Roll() error                                  // seal a non-empty active segment; the next Append starts a new one (compact.go)

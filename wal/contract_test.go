@@ -30,6 +30,8 @@ var _ interface {
 	Retain(r Retention) (dropped int, err error)
 	Recover() error
 	Failed() error
+	RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error)
+	Roll() error
 } = (*Log)(nil)
 
 var _ func(string, Options) (*Log, error) = Open

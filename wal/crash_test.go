@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
 		crashChild(dir, seed) // never returns
 	}
+	if dir := os.Getenv(rewriteCrashDirEnv); dir != "" {
+		rewriteCrashChild(dir) // never returns
+	}
 	code := m.Run()
 	benchCleanup()
 	os.Exit(code)

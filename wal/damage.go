@@ -164,8 +164,9 @@ func (l *Log) Recover() error {
 	}
 	fresh := &Log{dir: l.dir, opts: l.opts}
 	fresh.idx.interval = l.idx.interval
-	// Sealed segments were verified and are never written again: only
-	// files that changed (the tail, a segment cut short) are scanned.
+	// Sealed segments were verified and are never written again (a
+	// rewrite replaces the file whole and its index segment with it):
+	// only files that changed (the tail, a segment cut short) are scanned.
 	var sealed []*segment
 	if n := len(l.idx.segs); n > 1 {
 		sealed = l.idx.segs[:n-1]

@@ -35,12 +35,13 @@ type segment struct {
 	maxTs       int64 // math.MinInt64 when no record entries
 	firstOffset int64 // -1 when no record entries
 	nextOffset  int64 // -1 when no record entries
+	firstTs     int64 // MaxTimestamp of the first record entry; -1 when none
 	pointPos    int64 // byte position of the last point's entry
 	points      []point
 }
 
 func newSegment(first uint64) *segment {
-	return &segment{first: first, next: first, maxTs: math.MinInt64, firstOffset: -1, nextOffset: -1}
+	return &segment{first: first, next: first, maxTs: math.MinInt64, firstOffset: -1, nextOffset: -1, firstTs: -1}
 }
 
 func (s *segment) hasRecords() bool { return s.firstOffset >= 0 }
@@ -50,6 +51,7 @@ func (s *segment) add(h *header, size int64, interval int64) {
 	if h.kind.HasRecords() {
 		if s.firstOffset < 0 {
 			s.firstOffset = h.baseOffset
+			s.firstTs = h.maxTimestamp
 		}
 		s.nextOffset = h.lastOffset() + 1
 		if h.maxTimestamp > s.maxTs {
@@ -84,13 +86,14 @@ func (s *segment) seal() {
 
 func (s *segment) info(active bool) SegmentInfo {
 	si := SegmentInfo{
-		FirstIndex:   s.first,
-		LastIndex:    s.next - 1,
-		Bytes:        s.bytes,
-		MaxTimestamp: -1,
-		FirstOffset:  s.firstOffset,
-		NextOffset:   s.nextOffset,
-		Active:       active,
+		FirstIndex:     s.first,
+		LastIndex:      s.next - 1,
+		Bytes:          s.bytes,
+		MaxTimestamp:   -1,
+		FirstTimestamp: s.firstTs,
+		FirstOffset:    s.firstOffset,
+		NextOffset:     s.nextOffset,
+		Active:         active,
 	}
 	if s.hasRecords() {
 		si.MaxTimestamp = s.maxTs
@@ -99,7 +102,7 @@ func (s *segment) info(active bool) SegmentInfo {
 }
 
 // memSize estimates the heap bytes held by s.
-func (s *segment) memSize() int { return 88 + 16*cap(s.points) }
+func (s *segment) memSize() int { return 96 + 16*cap(s.points) }
 
 func (s *segment) pointOffset(p int) int64 { return s.firstOffset + int64(s.points[p].off) }
 

@@ -68,6 +68,7 @@ type Log struct {
 	syncArmed bool
 	syncTimer *time.Timer
 	stateMu   sync.Mutex // serializes SaveState
+	rewriteMu sync.Mutex // serializes RewriteSegment (compact.go); taken before wmu
 
 	// mu guards the tidwall log (its concurrent reads mutate its cache) and
 	// the index. Writers of idx, next, floor, metaFloor hold wmu too.
@@ -108,6 +109,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{dir: dir, opts: opts}
 	l.idx.interval = int64(opts.IndexIntervalBytes)
+	if l.repairs, err = removeRewriteTemps(dir); err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
 	if err := l.recover(nil); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}

@@ -157,6 +157,18 @@ func (c *ReadCache) drop(l *Log) {
 	delete(c.logs, l)
 }
 
+// dropSegment forgets l's copy of the segment starting at first (its file
+// was rewritten).
+func (c *ReadCache) dropSegment(l *Log, first uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ls := c.logs[l]; ls != nil {
+		if s := ls.segs[first]; s != nil {
+			c.remove(s)
+		}
+	}
+}
+
 // remove unlinks s and forgets it; never the log's last read. c.mu held.
 func (c *ReadCache) remove(s *sealedSeg) {
 	c.unlink(s)

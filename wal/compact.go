@@ -1,0 +1,355 @@
+package wal
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Compaction support (issue 15): the wal rewrites a sealed segment with new
+// payloads, and seals the active segment on demand. What the payloads
+// become is the caller's business (the broker's cleaner filters Kafka
+// record batches); the wal keeps every entry's index and header, so the
+// offset/time index, raft indexes and the files' framing stay valid.
+//
+// A rewrite is crash-safe: the new file is written next to the segment as
+// "<segment name>.rewrite" (a name tidwall and listSegments ignore), synced,
+// and renamed over the segment; the directory is synced last. A crash
+// leaves either the old file (and perhaps a temp file, which Open removes
+// and reports as a Repair) or the new one, each a complete segment.
+//
+// It never holds the log's locks while reading the old file, calling the
+// callback or writing the new file; it takes wmu and mu only to check that
+// the segment is still the one it read and to swap it in. Every mutation
+// that changes a sealed segment file (truncation, retention, Reset,
+// Recover's rescan, another rewrite) replaces or removes the index's
+// *segment, so pointer identity tells whether the segment changed.
+
+// ErrSegmentChanged is returned by RewriteSegment when the segment was
+// dropped, truncated or rewritten while the rewrite was being prepared;
+// nothing was changed and the caller may plan again.
+var ErrSegmentChanged = errors.New("wal: segment changed during rewrite")
+
+// rewriteSuffix names the temp file of a segment rewrite. tidwall only
+// loads names of 20 digits optionally followed by .START or .END.
+const rewriteSuffix = ".rewrite"
+
+// reasonRewriteLeftover is the Repair reason for a removed temp file.
+const reasonRewriteLeftover = "interrupted segment rewrite: temp file removed, segment intact"
+
+// RewriteSegment rewrites the sealed segment whose first index is first,
+// replacing the payload of every entry of a HasRecords kind with what
+// rewrite returns for it (called in index order; returning e.Payload, or
+// equal bytes, leaves the entry unchanged). Entries of other kinds are
+// copied as they are. Every entry keeps its index, Kind, Term, BaseOffset,
+// LastOffsetDelta and MaxTimestamp, so FindOffset and FindTimestamp answer
+// the same entries afterwards. It returns the file size before and after;
+// if no payload changed nothing is written and after == before.
+//
+// e.Payload is read-only; the returned slice is copied before rewrite is
+// called again, so the callback may reuse its buffer. Appends, reads and
+// other writers are not blocked while the callback runs. ErrOutOfRange if
+// first is not the first index of a sealed segment; ErrSegmentChanged if
+// the segment was dropped, truncated or rewritten meanwhile; a payload
+// over the entry limit wraps ErrInvalidEntry; damage in the segment is a
+// *CorruptError. On those errors the segment is left as it was. Only a
+// failed directory sync after the swap returns an error with the new file
+// in place (both files are whole; which one a crash keeps is then
+// undecided, so the caller must not record the rewrite as done).
+//
+// The callback may call the log (append, read, truncate, ...), but not
+// RewriteSegment: rewrites of one log are serialized.
+func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error) {
+	if rewrite == nil {
+		return 0, 0, fmt.Errorf("%w: rewrite of segment %d without a rewrite function", ErrInvalidEntry, first)
+	}
+	l.rewriteMu.Lock() // one temp file per segment name: one rewrite at a time
+	defer l.rewriteMu.Unlock()
+	seg, err := l.sealedSegment(first)
+	if err != nil {
+		return 0, 0, err
+	}
+	path := l.segPath(first)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !l.isCurrent(seg) {
+			return 0, 0, l.segmentChanged(first)
+		}
+		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
+	}
+	if err := checkSegmentFile(path, data, seg); err != nil {
+		if !l.isCurrent(seg) {
+			return 0, 0, l.segmentChanged(first)
+		}
+		return 0, 0, err
+	}
+	tmp := path + rewriteSuffix
+	newSeg, err := writeRewrite(tmp, data, seg, int64(l.opts.IndexIntervalBytes), rewrite)
+	if err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
+	}
+	if newSeg == nil {
+		return seg.bytes, seg.bytes, nil // nothing changed, nothing written
+	}
+	if err := l.swapSegment(seg, newSeg, tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, err
+	}
+	// The rename is durable once the directory is. Not under the locks:
+	// a crash before this leaves the old or the new file, both whole.
+	if err := syncDir(l.dir); err != nil {
+		return 0, 0, fmt.Errorf("wal: rewrite segment %s: sync directory: %w", path, err)
+	}
+	return seg.bytes, newSeg.bytes, nil
+}
+
+// sealedSegment returns the index's sealed segment starting at first.
+func (l *Log) sealedSegment(first uint64) (*segment, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	k := l.idx.segmentOf(first)
+	if k < 0 || l.idx.segs[k].first != first || k == len(l.idx.segs)-1 {
+		return nil, fmt.Errorf("%w: no sealed segment starts at index %d in %s", ErrOutOfRange, first, l.dir)
+	}
+	return l.idx.segs[k], nil
+}
+
+// isCurrent reports whether seg is still a sealed segment of the index.
+func (l *Log) isCurrent(seg *segment) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.currentLocked(seg) >= 0
+}
+
+// currentLocked returns the position of seg in the index if it is still
+// there and sealed, else -1. mu held.
+func (l *Log) currentLocked(seg *segment) int {
+	k := l.idx.segmentOf(seg.first)
+	if k < 0 || k == len(l.idx.segs)-1 || l.idx.segs[k] != seg {
+		return -1
+	}
+	return k
+}
+
+func (l *Log) segmentChanged(first uint64) error {
+	return fmt.Errorf("%w: segment %s", ErrSegmentChanged, l.segPath(first))
+}
+
+// checkSegmentFile verifies that data, the file of seg, holds exactly the
+// entries the index describes and that every frame checks.
+func checkSegmentFile(path string, data []byte, seg *segment) error {
+	pos := 0
+	for i := seg.first; i < seg.next; i++ {
+		n, _, reason := nextEntry(data[pos:])
+		if reason != "" {
+			return &CorruptError{File: path, Index: i, Pos: int64(pos), Reason: reason}
+		}
+		pos += n
+	}
+	if pos != len(data) || int64(pos) != seg.bytes {
+		return &CorruptError{File: path, Index: seg.next, Pos: int64(pos),
+			Reason: fmt.Sprintf("segment file has %d bytes, the index describes %d bytes in %d entries", len(data), seg.bytes, seg.next-seg.first)}
+	}
+	return nil
+}
+
+// writeRewrite writes the rewritten segment to tmp and syncs it, and
+// returns its index summary; nil, nil if no payload changed (then tmp was
+// never created). data is the verified file of seg.
+func writeRewrite(tmp string, data []byte, seg *segment, interval int64,
+	rewrite func(uint64, Entry) ([]byte, error)) (*segment, error) {
+	var (
+		f      *os.File
+		w      *bufio.Writer
+		frame  []byte
+		newSeg = newSegment(seg.first)
+	)
+	fail := func(err error) (*segment, error) {
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	off := 0
+	for i := seg.first; i < seg.next; i++ {
+		n, raw, _ := nextEntry(data[off:]) // verified by checkSegmentFile
+		h, _ := decodeHeader(raw)
+		stored := data[off : off+n]
+		off += n
+		e := h.entry(raw)
+		payload := e.Payload
+		if h.kind.HasRecords() {
+			p, err := rewrite(i, e)
+			if err != nil {
+				return fail(fmt.Errorf("index %d: %w", i, err))
+			}
+			if len(p) > maxPayload {
+				return fail(fmt.Errorf("%w: index %d: rewritten payload of %d bytes", ErrInvalidEntry, i, len(p)))
+			}
+			payload = p
+		}
+		changed := !bytes.Equal(payload, e.Payload)
+		if f == nil && !changed {
+			newSeg.add(&h, int64(n), interval)
+			continue
+		}
+		if f == nil {
+			// The first change: the entries before it go as they were.
+			var err error
+			if f, err = os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err != nil {
+				return nil, err
+			}
+			w = bufio.NewWriterSize(f, 256<<10)
+			if _, err := w.Write(data[:off-n]); err != nil {
+				return fail(err)
+			}
+		}
+		if !changed {
+			if _, err := w.Write(stored); err != nil {
+				return fail(err)
+			}
+			newSeg.add(&h, int64(n), interval)
+			continue
+		}
+		e.Payload = payload
+		frame = appendFrame(binary.AppendUvarint(frame[:0], uint64(frameSize(&e))), &e)
+		if _, err := w.Write(frame); err != nil {
+			return fail(err)
+		}
+		newSeg.add(&h, int64(len(frame)), interval)
+		if newSeg.bytes > math.MaxUint32 {
+			// The read cache locates entries with uint32 positions.
+			return fail(fmt.Errorf("%w: rewritten segment over %d bytes", ErrInvalidEntry, uint64(math.MaxUint32)))
+		}
+	}
+	if f == nil {
+		return nil, nil
+	}
+	err := w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	newSeg.seal()
+	return newSeg, nil
+}
+
+// swapSegment renames the synced rewrite tmp over path and puts newSeg in
+// the index in place of seg, if seg is still a sealed segment of the log.
+func (l *Log) swapSegment(seg, newSeg *segment, tmp, path string) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	k := l.currentLocked(seg)
+	if k < 0 {
+		return l.segmentChanged(seg.first)
+	}
+	if err := l.dropClean(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		// Nothing changed: the old file is in place.
+		return fmt.Errorf("wal: rewrite segment %s: %w", path, err)
+	}
+	l.idx.segs[k] = newSeg
+	// No stale copy of the old file may be read, or written back by
+	// tidwall (its truncations rewrite files from its cached parse).
+	l.readCache().dropSegment(l, seg.first)
+	if l.tl != nil {
+		if err := l.tl.ClearCache(); err != nil {
+			return l.failLocked("rewrite segment: clear tidwall cache", err)
+		}
+	}
+	return nil
+}
+
+// removeRewriteTemps removes the temp files of segment rewrites a crash
+// interrupted (the segment files are intact) and reports each as a Repair.
+func removeRewriteTemps(dir string) ([]Repair, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var repairs []Repair
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, rewriteSuffix) {
+			continue
+		}
+		index, suffix, ok := parseSegmentName(strings.TrimSuffix(name, rewriteSuffix))
+		if !ok || suffix != "" {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		var size int64
+		if fi, err := e.Info(); err == nil {
+			size = fi.Size()
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+		repairs = append(repairs, Repair{File: path, CutIndex: index, CutBytes: size, Reason: reasonRewriteLeftover})
+	}
+	if len(repairs) > 0 {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return repairs, nil
+}
+
+// Roll seals the active segment if it holds entries, so that the next
+// Append starts a new segment file; a no-op on an empty active segment.
+// The compaction cleaner rolls so that every entry it cleans lies in a
+// sealed segment, and the broker rolls by age (Kafka's segment.ms).
+//
+// tidwall cycles only when a segment is full, so Roll closes the tidwall
+// log (syncing the tail), creates the next, empty segment file (synced
+// with its directory) and leaves tidwall to reopen on the next use, which
+// then writes to the new file. A crash after the file is created reopens
+// with an empty tail, as after tidwall's own cycle.
+func (l *Log) Roll() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	tail := l.idx.tail()
+	if tail.next == tail.first {
+		return nil
+	}
+	if err := l.dropClean(); err != nil {
+		return err
+	}
+	if err := l.releaseLocked(); err != nil {
+		return err
+	}
+	if err := createEmptySegment(l.dir, tail.next); err != nil {
+		// The file may exist: tidwall would write to it while the index
+		// does not know it. Recover rescans the files.
+		return l.failLocked("roll segment", err)
+	}
+	l.idx.cycle()
+	return nil
+}
