@@ -280,7 +280,7 @@ func open(cfg Config) (*Broker, error) {
 }
 
 func (b *Broker) logRepair(r wal.Repair) {
-	b.logger.Warn().Str("file", r.File).Uint64("cut_index", r.CutIndex).Int64("cut_bytes", r.CutBytes).Str("reason", r.Reason).Msg("wal tail repaired")
+	b.logger.Warn().Str("file", r.File).Uint64("cut_index", r.CutIndex).Int64("cut_bytes", r.CutBytes).Str("reason", r.Reason).Msg("wal repaired on open")
 }
 
 // openTopics opens every partition of every topic, a few at a time. A
