@@ -98,6 +98,9 @@ type topicConfig struct {
 	// minInsync is min.insync.replicas: acks=all produce needs that many
 	// live replicas.
 	minInsync int
+	// compacted is cleanup.policy including compact: produce refuses
+	// records without a key.
+	compacted bool
 }
 
 type configDef struct {
@@ -626,6 +629,7 @@ func effectiveTopicConfig(cfg *Config, set map[string]string) topicConfig {
 	tc.timestampBefore = configInt(set, cfgTimestampBefore, diff)
 	tc.timestampAfter = configInt(set, cfgTimestampAfter, diff)
 	tc.minInsync = int(configInt(set, cfgMinInsyncReplicas, 1))
+	tc.compacted = slices.Contains(strings.Split(set[cfgCleanupPolicy], ","), "compact")
 	return tc
 }
 
