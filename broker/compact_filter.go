@@ -270,7 +270,9 @@ func (c *batchCompactor) filterBatch(dst, b []byte, h *batchHeader, keep keepFun
 		return dst, 0, batchDropped, err
 	}
 	switch {
-	case kept == n:
+	case kept == n && (n > 0 || keepEmpty):
+		// An empty batch (from an earlier cleaning) stays only while
+		// it is still wanted.
 		return dst, kept, batchUnchanged, nil
 	case kept == 0 && !keepEmpty:
 		return dst, 0, batchDropped, nil

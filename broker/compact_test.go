@@ -432,3 +432,389 @@ func TestKeylessAndTimestampErrors(t *testing.T) {
 }
 
 var _ = context.Background
+
+// ---- randomized: whole logs against a "latest per key" model ----
+
+// tEntry is one wal data entry: its first and last offsets and payload.
+type tEntry struct {
+	base, last int64
+	payload    []byte
+}
+
+// modelRec is what the model knows of one record.
+type modelRec struct {
+	offset    int64
+	key       []byte
+	value     []byte
+	ts        int64
+	control   bool
+	aborted   bool
+	batchBase int64
+}
+
+// tLog is a generated log.
+type tLog struct {
+	entries []tEntry
+	recs    []modelRec
+	aborted map[int64]bool // base offsets of aborted transactional data batches
+	bounds  []int64        // entry boundaries with no transaction open: UpTo candidates
+	end     int64
+	// per batch (by base offset): its header as written, to check kept
+	// batches against
+	headers map[int64]kmsg.RecordBatch
+}
+
+func (l *tLog) isAborted(_, base int64) bool { return l.aborted[base] }
+
+// genLog writes a random log of n entries over nkeys keys: plain,
+// idempotent and transactional producers, commits and aborts, tombstones,
+// keyless and empty keys, every codec.
+func genLog(t testing.TB, rng *rand.Rand, n, nkeys int) *tLog {
+	l := &tLog{aborted: map[int64]bool{}, headers: map[int64]kmsg.RecordBatch{}}
+	off, ts := int64(0), int64(1000)
+	open := map[int64][]int64{} // pid -> its open transaction's batch bases
+	seqs := map[int64]int32{}
+	addBatch := func(e *tEntry, b []byte, recs []modelRec) {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(b); err != nil {
+			t.Fatal(err)
+		}
+		l.headers[rb.FirstOffset] = rb
+		e.payload = append(e.payload, b...)
+		l.recs = append(l.recs, recs...)
+		off += int64(rb.LastOffsetDelta) + 1
+		ts += 100
+	}
+	marker := func(e *tEntry, pid int64) {
+		commit := rng.IntN(2) == 0
+		if !commit {
+			for _, base := range open[pid] {
+				l.aborted[base] = true
+				for i := range l.recs {
+					if l.recs[i].batchBase == base {
+						l.recs[i].aborted = true
+					}
+				}
+			}
+		}
+		delete(open, pid)
+		addBatch(e, markerBatch(t, off, pid, commit, ts), []modelRec{{offset: off, control: true, ts: ts, batchBase: off}})
+	}
+	for range n {
+		e := tEntry{base: off}
+		for range 1 + rng.IntN(3) {
+			if len(open) > 0 && rng.IntN(10) < 3 {
+				pids := make([]int64, 0, len(open))
+				for pid := range open {
+					pids = append(pids, pid)
+				}
+				slices.Sort(pids)
+				marker(&e, pids[rng.IntN(len(pids))])
+				continue
+			}
+			b := tBatch{base: off, codec: int16(rng.IntN(5)), pid: -1, epoch: -1, seq: -1, baseTs: ts, leaderEpoch: int32(rng.IntN(3))}
+			switch k := rng.IntN(10); {
+			case k < 3:
+			case k < 6:
+				b.pid, b.epoch = 1+rng.Int64N(3), 1
+			default:
+				b.pid, b.epoch, b.attrs = 10+rng.Int64N(3), 1, attrTransactional
+			}
+			nrec := 1 + rng.IntN(5)
+			if b.pid >= 0 {
+				b.seq = seqs[b.pid]
+				seqs[b.pid] += int32(nrec)
+			}
+			var recs []modelRec
+			for i := range nrec {
+				r := tRec{key: fmt.Appendf(nil, "k%d", rng.IntN(nkeys)), tsDelta: rng.Int64N(50), header: rng.IntN(4) == 0}
+				switch rng.IntN(20) {
+				case 0:
+					r.key = nil
+				case 1:
+					r.key = []byte{}
+				}
+				if rng.IntN(5) > 0 {
+					r.value = make([]byte, rng.IntN(30))
+					for j := range r.value {
+						r.value[j] = byte('a' + rng.IntN(3)) // compressible
+					}
+				}
+				b.recs = append(b.recs, r)
+				recs = append(recs, modelRec{offset: off + int64(i), key: r.key, value: r.value, ts: ts + r.tsDelta, batchBase: off})
+			}
+			if b.attrs&attrTransactional != 0 {
+				open[b.pid] = append(open[b.pid], off)
+			}
+			addBatch(&e, b.build(t), recs)
+		}
+		e.last = off - 1
+		l.entries = append(l.entries, e)
+		if len(open) == 0 {
+			l.bounds = append(l.bounds, off)
+		}
+	}
+	if len(open) > 0 {
+		e := tEntry{base: off}
+		pids := make([]int64, 0, len(open))
+		for pid := range open {
+			pids = append(pids, pid)
+		}
+		slices.Sort(pids)
+		for _, pid := range pids {
+			marker(&e, pid)
+		}
+		e.last = off - 1
+		l.entries = append(l.entries, e)
+		l.bounds = append(l.bounds, off)
+	}
+	l.end = off
+	return l
+}
+
+// cleanTestLog is one cleaning as the cleaner will run it: plan the dirty
+// range [cleanedUpTo, upTo) (and note the producers of the entries below
+// it), then filter every entry below upTo. It returns the new entries and,
+// if the map filled, the offset to stop at.
+func cleanTestLog(t testing.TB, entries []tEntry, cleanedUpTo, upTo, now, retention int64, aborted func(int64, int64) bool, budget int64) ([]tEntry, int64, bool) {
+	t.Helper()
+	c := newBatchCompactor(1 << 20)
+	p := newCompactPlanner(newOffsetMap(budget), c)
+	for _, e := range entries {
+		if e.last >= upTo {
+			break
+		}
+		if e.base < cleanedUpTo {
+			if err := p.noteEntry(e.payload); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		ok, err := p.addEntry(e.base, e.payload, aborted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			stop, full := p.stoppedAt()
+			if !full || stop != e.base {
+				t.Fatalf("planner stopped in entry %d at %d (full %v)", e.base, stop, full)
+			}
+			return nil, stop, true
+		}
+	}
+	rules := entryRules{keep: compactKeep(p.m, tombstoneHorizon(now, retention)), aborted: aborted, producerLast: p.producerLast}
+	out := make([]tEntry, 0, len(entries))
+	for _, e := range entries {
+		if e.last < upTo {
+			payload, err := c.compactEntry(nil, e.payload, &rules)
+			if err != nil {
+				t.Fatalf("entry %d: %v", e.base, err)
+			}
+			e.payload = payload
+		}
+		out = append(out, e)
+	}
+	return out, 0, false
+}
+
+func sameEntries(a, b []tEntry) error {
+	if len(a) != len(b) {
+		return fmt.Errorf("%d entries, want %d", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].base != b[i].base || !bytes.Equal(a[i].payload, b[i].payload) {
+			return fmt.Errorf("entry %d (offset %d) differs", i, a[i].base)
+		}
+	}
+	return nil
+}
+
+// checkCleaned checks a log cleaned below upTo at now against the model:
+// every record visible (through kgo) is exactly one the model keeps, at its
+// offset with its key, value and timestamp; kept batches keep their header
+// fields; no entry is empty; entries and producers keep their last batch.
+func checkCleaned(t testing.TB, l *tLog, got []tEntry, upTo, now, retention int64) {
+	t.Helper()
+	horizon := tombstoneHorizon(now, retention)
+	latest := map[string]int64{}
+	for _, r := range l.recs {
+		if r.offset < upTo && !r.control && !r.aborted && r.key != nil {
+			latest[string(r.key)] = r.offset
+		}
+	}
+	var want []modelRec
+	for _, r := range l.recs {
+		if r.control {
+			continue // kgo hides markers
+		}
+		if r.offset < upTo && (r.aborted || r.key == nil || latest[string(r.key)] != r.offset || (r.value == nil && r.ts < horizon)) {
+			continue
+		}
+		want = append(want, r)
+	}
+	// Producer's last data batch below upTo.
+	producerLast := map[int64]int64{}
+	for base, h := range l.headers {
+		if h.ProducerID >= 0 && h.Attributes&attrControl == 0 && base < upTo {
+			producerLast[h.ProducerID] = max(producerLast[h.ProducerID], base)
+		}
+	}
+	var all []byte
+	for i, e := range got {
+		if len(e.payload) == 0 {
+			t.Fatalf("entry %d left empty", e.base)
+		}
+		var bases []int64
+		for pos := 0; pos < len(e.payload); {
+			h, err := frameBatch(e.payload[pos:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := e.payload[pos : pos+h.size]
+			rb, _ := decodeBatchKmsg(t, b)
+			orig, ok := l.headers[rb.FirstOffset]
+			if !ok {
+				t.Fatalf("batch at %d is no batch of the log", rb.FirstOffset)
+			}
+			wantAttrs := orig.Attributes
+			if rb.NumRecords == 0 {
+				wantAttrs &^= attrCompressionMask
+			}
+			if rb.LastOffsetDelta != orig.LastOffsetDelta || rb.FirstTimestamp != orig.FirstTimestamp || rb.MaxTimestamp != orig.MaxTimestamp ||
+				rb.ProducerID != orig.ProducerID || rb.ProducerEpoch != orig.ProducerEpoch || rb.FirstSequence != orig.FirstSequence ||
+				rb.PartitionLeaderEpoch != orig.PartitionLeaderEpoch || rb.Attributes != wantAttrs {
+				t.Fatalf("batch at %d: header %+v, was %+v", rb.FirstOffset, rb, orig)
+			}
+			bases = append(bases, rb.FirstOffset)
+			pos += h.size
+		}
+		// The entry's last batch and the producers' last batches stay.
+		origLast := int64(-1)
+		for base := range l.headers {
+			if base >= e.base && base <= e.last {
+				origLast = max(origLast, base)
+			}
+			if h := l.headers[base]; base >= e.base && base <= e.last && h.ProducerID >= 0 && producerLast[h.ProducerID] == base && !slices.Contains(bases, base) {
+				t.Fatalf("entry %d: producer %d's last batch %d dropped", i, h.ProducerID, base)
+			}
+		}
+		if bases[len(bases)-1] != origLast {
+			t.Fatalf("entry %d: last batch %d, was %d", e.base, bases[len(bases)-1], origLast)
+		}
+		all = append(all, e.payload...)
+	}
+	fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "t"},
+		&kmsg.FetchResponseTopicPartition{HighWatermark: l.end, LastStableOffset: l.end, RecordBatches: all}, kgoDecompressor, nil)
+	if fp.Err != nil {
+		t.Fatalf("kgo: %v", fp.Err)
+	}
+	if next != l.end {
+		t.Fatalf("kgo's next offset %d, want %d", next, l.end)
+	}
+	if len(fp.Records) != len(want) {
+		t.Fatalf("kgo read %d records, the model keeps %d", len(fp.Records), len(want))
+	}
+	for i, r := range fp.Records {
+		w := want[i]
+		if r.Offset != w.offset || !bytes.Equal(r.Key, w.key) || (r.Key == nil) != (w.key == nil) ||
+			!bytes.Equal(r.Value, w.value) || (r.Value == nil) != (w.value == nil) || r.Timestamp.UnixMilli() != w.ts {
+			t.Fatalf("record %d: offset %d key %q value %q ts %d; want offset %d key %q value %q ts %d",
+				i, r.Offset, r.Key, r.Value, r.Timestamp.UnixMilli(), w.offset, w.key, w.value, w.ts)
+		}
+	}
+}
+
+// compactSeeds is how many random logs the randomized test cleans.
+var compactSeeds = uint64(40)
+
+func TestCompactRandomAgainstModel(t *testing.T) {
+	const retention = 300
+	for seed := range compactSeeds {
+		rng := rand.New(rand.NewPCG(seed, 15))
+		l := genLog(t, rng, 10+rng.IntN(30), 2+rng.IntN(10))
+		const big = 1 << 16
+		x1 := l.bounds[rng.IntN(len(l.bounds))]
+		x2 := l.bounds[rng.IntN(len(l.bounds))]
+		if x1 > x2 {
+			x1, x2 = x2, x1
+		}
+		t1 := 1000 + rng.Int64N(l.end*100+1)
+		t2 := t1 + rng.Int64N(2*retention)
+
+		c1, _, full := cleanTestLog(t, l.entries, 0, x1, t1, retention, l.isAborted, big)
+		if full {
+			t.Fatal("map filled")
+		}
+		checkCleaned(t, l, c1, x1, t1, retention)
+
+		// Idempotent: nothing dirty left, or planned again from scratch.
+		again, _, _ := cleanTestLog(t, c1, x1, x1, t1, retention, l.isAborted, big)
+		if err := sameEntries(again, c1); err != nil {
+			t.Fatalf("seed %d: cleaning twice: %v", seed, err)
+		}
+		again, _, _ = cleanTestLog(t, c1, 0, x1, t1, retention, l.isAborted, big)
+		if err := sameEntries(again, c1); err != nil {
+			t.Fatalf("seed %d: cleaning twice from scratch: %v", seed, err)
+		}
+
+		// clean(clean(L, X1, T1), X2, T2) == clean(L, X2, T2).
+		c2, _, _ := cleanTestLog(t, l.entries, 0, x2, t2, retention, l.isAborted, big)
+		checkCleaned(t, l, c2, x2, t2, retention)
+		c12, _, _ := cleanTestLog(t, c1, x1, x2, t2, retention, l.isAborted, big)
+		if err := sameEntries(c12, c2); err != nil {
+			t.Fatalf("seed %d: cleaning to %d then %d differs from cleaning to %d: %v", seed, x1, x2, x2, err)
+		}
+	}
+}
+
+// TestCompactPlannerFull: a map too small for the dirty range stops at an
+// entry; planned again up to it, the cleaning is the one of that UpTo.
+func TestCompactPlannerFull(t *testing.T) {
+	for seed := range uint64(10) {
+		rng := rand.New(rand.NewPCG(seed, 16))
+		l := genLog(t, rng, 40, 200)
+		small := int64(offsetMapMin * 2) // 28 keys
+		_, stop, full := cleanTestLog(t, l.entries, 0, l.end, 5000, 300, l.isAborted, small)
+		if !full {
+			t.Fatalf("seed %d: a 28-key map took 200 keys", seed)
+		}
+		// Plan again below stop with the same small map: it fits.
+		got, _, full := cleanTestLog(t, l.entries, 0, stop, 5000, 300, l.isAborted, small)
+		if full {
+			t.Fatalf("seed %d: the range before the stop did not fit again", seed)
+		}
+		want, _, _ := cleanTestLog(t, l.entries, 0, stop, 5000, 300, l.isAborted, 1<<16)
+		if err := sameEntries(got, want); err != nil {
+			t.Fatal(err)
+		}
+		checkCleaned(t, l, got, stop, 5000, 300)
+	}
+	// The planner itself: stoppedAt names the entry, add refuses after.
+	c := newBatchCompactor(1 << 20)
+	p := newCompactPlanner(newOffsetMap(offsetMapMin), c)
+	limit := p.m.capacity()
+	p.beginEntry(0)
+	for i := range limit {
+		if !p.add(&planRecord{offset: int64(i), key: fmt.Appendf(nil, "%d", i)}) {
+			t.Fatalf("add %d refused", i)
+		}
+	}
+	p.beginEntry(100)
+	if !p.add(&planRecord{offset: 100, key: nil}) || !p.add(&planRecord{offset: 101, key: []byte("x"), aborted: true}) ||
+		!p.add(&planRecord{offset: 102, key: []byte("y"), control: true}) || !p.add(&planRecord{offset: 103, key: []byte("0")}) {
+		t.Fatal("a record that takes no new slot was refused")
+	}
+	if p.add(&planRecord{offset: 104, key: []byte("new")}) {
+		t.Fatal("a new key was taken by a full map")
+	}
+	if stop, full := p.stoppedAt(); !full || stop != 100 {
+		t.Fatalf("stopped at %d, %v; want 100", stop, full)
+	}
+	if p.beginEntry(200) || p.add(&planRecord{offset: 200, key: []byte("0")}) {
+		t.Fatal("planner went on after it stopped")
+	}
+	p.restart()
+	if p.m.len() != 0 || !p.beginEntry(0) {
+		t.Fatal("restart did not empty the planner")
+	}
+}
