@@ -20,7 +20,7 @@ import (
 func TestClusterCompaction(t *testing.T) {
 	c := newCluster(t, 3)
 	for id := 1; id <= 3; id++ {
-		c.startWith(id, "--peers", c.peers(), "--compaction-check-interval", "50ms", "--segment-bytes", "4096")
+		c.startWith(id, "--peers", c.peers(), "--compaction-check-interval", "50ms", "--segment-bytes", "65536")
 	}
 	for id := 1; id <= 3; id++ {
 		c.waitUp(id)
@@ -75,7 +75,7 @@ func TestClusterCompaction(t *testing.T) {
 	}
 	for round := range 15 {
 		for k := range 10 {
-			produce(fmt.Sprintf("k%02d", k), fmt.Sprintf("v%02d-%02d-%s", k, round, strings.Repeat("y", 120)), false)
+			produce(fmt.Sprintf("k%02d", k), fmt.Sprintf("v%02d-%02d-%s", k, round, strings.Repeat("y", 1000)), false)
 		}
 	}
 	for k := range 3 {

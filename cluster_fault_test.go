@@ -958,9 +958,10 @@ func (e *replayEvents) LeaderChanged(leader, epoch int32) {
 	e.epoch.Store(epoch)
 	e.leader.Store(leader)
 }
-func (e *replayEvents) LogStartMoved(offset int64) { e.logStart.Store(offset) }
-func (e *replayEvents) Appended([]wal.Entry)       {}
-func (e *replayEvents) Truncated(int64)            {}
+func (e *replayEvents) LogStartMoved(offset int64)             { e.logStart.Store(offset) }
+func (e *replayEvents) Appended([]wal.Entry)                   {}
+func (e *replayEvents) CompactRequested(broker.CompactRequest) {}
+func (e *replayEvents) Truncated(int64)                        {}
 
 // TestClusterLogStartReapplied: a log start move the partition's state
 // file does not cover yet (a crash between the apply and the next state

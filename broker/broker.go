@@ -681,6 +681,9 @@ func (b *Broker) startProduce(ctx context.Context, h *ProduceHandle, topic strin
 	h.acks = acks
 	tc := p.topic.config()
 	lim := b.produceLimits(tc)
+	if tc.compact {
+		lim.keys = keyRule{on: true, topic: topic, partition: partition}
+	}
 	h.batches, err = parseBatches(h.hdrs[:0], records, lim)
 	if err != nil {
 		return nil, fmt.Errorf("produce %s-%d: %w", topic, partition, err)

@@ -56,7 +56,8 @@ type cleaner struct {
 	queued map[*partition]bool
 	wake   chan struct{}
 
-	m    *offsetMap // allocated on first use
+	m    *offsetMap      // allocated on first use
+	bc   *batchCompactor // scratch buffers, on first use
 	rate *byteRate
 
 	runs         atomic.Int64 // cleanings done
@@ -322,3 +323,164 @@ func (r *byteRate) wait(n int64, stop <-chan struct{}) {
 }
 
 var errCleanerStopped = fmt.Errorf("log cleaner stopped: %w", wal.ErrClosed)
+
+// clean carries out req on p's log (every replica: the leader and the
+// followers alike). It reads and rewrites without p's locks; appends,
+// fetches, retention and truncation go on meanwhile (a segment they
+// change is skipped and cleaned next time).
+func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
+	log := p.log
+	st := cleanStats{upTo: req.UpTo}
+	// Every entry below UpTo must lie in a sealed segment.
+	if segs := log.Segments(); len(segs) > 0 {
+		if a := segs[len(segs)-1]; a.Active && a.FirstOffset >= 0 && a.FirstOffset < st.upTo {
+			if err := log.Roll(); err != nil {
+				return st, fmt.Errorf("roll the active segment: %w", err)
+			}
+		}
+		segs = log.Segments()
+		if a := segs[len(segs)-1]; a.Active && a.FirstOffset >= 0 && a.FirstOffset < st.upTo {
+			st.upTo = a.FirstOffset // rolled meanwhile by nobody: clean what is sealed
+		}
+	}
+	if c.m == nil {
+		c.m = newOffsetMap(c.b.cfg.CompactionDedupeBytes)
+	}
+	if c.bc == nil {
+		c.bc = newBatchCompactor(c.b.cfg.MaxDecompressedBatchBytes)
+	}
+	if mm := int64(p.topic.config().maxMessageBytes); mm > c.bc.maxDecompressed {
+		c.bc.maxDecompressed = mm
+	}
+	aborted := p.abortedSpans(st.upTo)
+	isAborted := func(pid, base int64) bool {
+		for _, s := range aborted[pid] {
+			if s.First <= base && base < s.Last {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Pass 1: the dirty records into the map; the producers' last batches
+	// from the whole range.
+	plan := newCompactPlanner(c.m, c.bc)
+	cleaned := p.cleanedUpTo.Load()
+	start := p.logStartOffset.Load()
+	err := c.eachEntry(p, start, st.upTo, func(e *wal.Entry) (bool, error) {
+		if e.LastOffset() < cleaned {
+			return true, plan.noteEntry(e.Payload)
+		}
+		return plan.addEntry(e.BaseOffset, e.Payload, isAborted)
+	})
+	if err != nil {
+		return st, fmt.Errorf("plan: %w", err)
+	}
+	if at, full := plan.stoppedAt(); full {
+		st.upTo = at // the map filled: clean what it covers, the rest next time
+	}
+
+	// Pass 2: rewrite every sealed segment below UpTo.
+	rules := &entryRules{keep: compactKeep(c.m, tombstoneHorizon(req.Now, req.DeleteRetentionMs)),
+		aborted: isAborted, producerLast: plan.producerLast}
+	var buf []byte
+	for _, s := range log.Segments() {
+		if s.Active || s.FirstOffset < 0 || s.FirstOffset >= st.upTo || s.NextOffset <= start {
+			continue
+		}
+		before, after, err := log.RewriteSegment(s.FirstIndex, func(_ uint64, e wal.Entry) ([]byte, error) {
+			if e.Kind != wal.KindData || e.LastOffset() >= st.upTo {
+				return e.Payload, nil
+			}
+			c.rate.wait(int64(len(e.Payload)), c.b.stop)
+			c.bytesRead.Add(int64(len(e.Payload)))
+			if c.stopped() {
+				return nil, errCleanerStopped
+			}
+			out, err := c.bc.compactEntry(buf[:0], e.Payload, rules)
+			if err != nil {
+				return nil, fmt.Errorf("offset %d: %w", e.BaseOffset, err)
+			}
+			if len(out) > 0 && len(e.Payload) > 0 && &out[0] == &e.Payload[0] {
+				return out, nil // unchanged: the entry's own bytes, never a scratch buffer
+			}
+			buf = out
+			return out, nil
+		})
+		switch {
+		case errors.Is(err, wal.ErrSegmentChanged):
+			continue // dropped or truncated meanwhile
+		case err != nil:
+			return st, fmt.Errorf("rewrite segment %d: %w", s.FirstIndex, err)
+		}
+		st.segments++
+		st.before += before
+		st.after += after
+		c.bytesCleaned.Add(before - after)
+	}
+	for {
+		cur := p.cleanedUpTo.Load()
+		if st.upTo <= cur || p.cleanedUpTo.CompareAndSwap(cur, st.upTo) {
+			break
+		}
+	}
+	p.logMu.Lock()
+	p.dirty = true // the state file records cleanedUpTo
+	p.logMu.Unlock()
+	return st, nil
+}
+
+// eachEntry calls fn with every data entry of p's log holding offsets in
+// [from, upTo) whose last offset is below upTo, in log order, until fn
+// returns false or an error. Reads are throttled.
+func (c *cleaner) eachEntry(p *partition, from, upTo int64, fn func(e *wal.Entry) (bool, error)) error {
+	if from >= upTo {
+		return nil
+	}
+	idx, err := p.log.FindOffset(from)
+	if errors.Is(err, wal.ErrOffsetNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for last := p.log.LastIndex(); idx <= last; idx++ {
+		if c.stopped() {
+			return errCleanerStopped
+		}
+		e, err := p.log.Read(idx)
+		if err != nil {
+			return fmt.Errorf("read index %d: %w", idx, err)
+		}
+		if e.Kind != wal.KindData {
+			continue
+		}
+		if e.LastOffset() >= upTo {
+			return nil
+		}
+		c.rate.wait(int64(len(e.Payload)), c.b.stop)
+		c.bytesRead.Add(int64(len(e.Payload)))
+		if ok, err := fn(&e); err != nil || !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// abortedSpans is the aborted transactions that began below upTo, by
+// producer: [first offset, marker offset) of each.
+func (p *partition) abortedSpans(upTo int64) map[int64][]txnSpan {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	var out map[int64][]txnSpan
+	for _, a := range p.txns.aborted {
+		if a.FirstOffset >= upTo {
+			continue
+		}
+		if out == nil {
+			out = make(map[int64][]txnSpan)
+		}
+		out[a.ProducerID] = append(out[a.ProducerID], txnSpan{First: a.FirstOffset, Last: a.LastOffset})
+	}
+	return out
+}

@@ -128,6 +128,14 @@ func (l *localReplica) MoveLogStart(ctx context.Context, offset int64) error {
 	return nil
 }
 
+func (l *localReplica) Compact(ctx context.Context, req CompactRequest) error {
+	if l.fenced.Load() {
+		return fmt.Errorf("local replica fenced: %w", kerr.NotLeaderForPartition)
+	}
+	l.events.CompactRequested(req)
+	return nil
+}
+
 func (l *localReplica) SetReplicas([]int32)                 {}
 func (l *localReplica) Applied() uint64                     { return l.log.LastIndex() }
 func (l *localReplica) EpochEnd(int32) (int32, int64, bool) { return -1, -1, false }

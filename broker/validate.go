@@ -90,6 +90,24 @@ type batchLimits struct {
 	// (message.timestamp.before/after.max.ms around the broker's clock).
 	tsBounded     bool
 	tsLow, tsHigh int64
+	// keys, when on, refuses records without a key (compacted topics).
+	keys keyRule
+}
+
+// keyRule refuses records with a null key, as Kafka's
+// LogValidator.validateKey does on a topic whose cleanup.policy includes
+// compact: the cleaner could only drop them. An empty key is a key. The
+// topic and partition name the partition in the record errors, as
+// Kafka's message does.
+type keyRule struct {
+	on        bool
+	topic     string
+	partition int32
+}
+
+// message is Kafka's per-record message (LogValidator.validateKey).
+func (k *keyRule) message() string {
+	return fmt.Sprintf("Compacted topic cannot accept message without key in topic partition %s-%d", k.topic, k.partition)
 }
 
 // produceLimits are the bounds for a client's produce to a topic: the
@@ -195,7 +213,7 @@ func validateRecords(h *batchHeader, b []byte, lim batchLimits) error {
 	var err error
 	switch h.compression() {
 	case 0:
-		s := recordStream{buf: recs, ts: timestampWindow(h, lim)}
+		s := recordStream{buf: recs, ts: timestampWindow(h, lim), keys: lim.keys}
 		err = s.walk(h)
 	case 1:
 		err = walkGzip(h, recs, lim)
@@ -245,7 +263,10 @@ type recordStream struct {
 	codec string    // src's codec, for errors
 	ts    tsWindow  // the timestamp bounds, when on
 	badTS []RecordError
-	nBadT int32 // records out of the timestamp bounds
+	nBadT int32   // records out of the timestamp bounds
+	keys  keyRule // refuse null keys, when on
+	noKey []RecordError
+	nNoK  int32 // records without a key
 }
 
 func (s *recordStream) offset() int64 { return s.base + int64(s.pos) }
@@ -408,10 +429,47 @@ func (s *recordStream) walk(h *batchHeader) error {
 			msg: fmt.Sprintf("%d records with an offset delta other than their index (first: record %d, %s)", nBad, badDeltas[0].BatchIndex, badDeltas[0].Message)}
 	}
 	if s.nBadT > 0 {
-		return &recordsError{code: kerr.InvalidTimestamp, records: s.badTS,
+		// Kafka's processRecordErrors: any timestamp error makes the
+		// whole refusal INVALID_TIMESTAMP, listing every record's error.
+		return &recordsError{code: kerr.InvalidTimestamp, records: mergeRecordErrors(s.badTS, s.noKey),
 			msg: fmt.Sprintf("%d records with a timestamp out of range (first: record %d, %s)", s.nBadT, s.badTS[0].BatchIndex, s.badTS[0].Message)}
 	}
+	if s.nNoK > 0 {
+		return &recordsError{code: kerr.InvalidRecord, records: s.noKey,
+			msg: fmt.Sprintf("%d records without a key (first: record %d): %s", s.nNoK, s.noKey[0].BatchIndex, s.noKey[0].Message)}
+	}
 	return nil
+}
+
+// keyless notes that record i has no key on a topic that requires one.
+// The message is built once per batch.
+func (s *recordStream) keyless(i int32) {
+	if s.nNoK++; len(s.noKey) < maxRecordErrors {
+		msg := ""
+		if len(s.noKey) > 0 {
+			msg = s.noKey[0].Message
+		} else {
+			msg = s.keys.message()
+		}
+		s.noKey = append(s.noKey, RecordError{BatchIndex: i, Message: msg})
+	}
+}
+
+// mergeRecordErrors merges two lists of record errors, each in record
+// order, into one in record order, at most maxRecordErrors long.
+func mergeRecordErrors(a, b []RecordError) []RecordError {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]RecordError, 0, min(len(a)+len(b), maxRecordErrors))
+	for len(out) < cap(out) {
+		if len(b) == 0 || (len(a) > 0 && a[0].BatchIndex < b[0].BatchIndex) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 // badTimestamp notes that record i's timestamp is outside the topic's
@@ -449,9 +507,7 @@ func (s *recordStream) record(i int32) (int32, error) {
 	if !ok {
 		return 0, s.fail(i, "timestamp delta")
 	}
-	if s.ts.on && (tsDelta < s.ts.lo || tsDelta > s.ts.hi) {
-		s.badTimestamp(i, tsDelta)
-	}
+	tsBad := s.ts.on && (tsDelta < s.ts.lo || tsDelta > s.ts.hi)
 	delta, ok := s.varint()
 	if !ok {
 		return 0, s.fail(i, "offset delta")
@@ -459,10 +515,18 @@ func (s *recordStream) record(i int32) (int32, error) {
 	if err := s.within(i, end, "offset delta"); err != nil {
 		return 0, err
 	}
-	if err := s.bytesField(i, end, "key", -1); err != nil {
+	keyLen, err := s.bytesField(i, end, "key", -1)
+	if err != nil {
 		return 0, err
 	}
-	if err := s.bytesField(i, end, "value", -1); err != nil {
+	// As Kafka's LogValidator.validateRecord: a record without a key
+	// has that error only, not also its timestamp's.
+	if keyLen < 0 && s.keys.on {
+		s.keyless(i)
+	} else if tsBad {
+		s.badTimestamp(i, tsDelta)
+	}
+	if _, err := s.bytesField(i, end, "value", -1); err != nil {
 		return 0, err
 	}
 	headers, ok := s.varint()
@@ -476,10 +540,10 @@ func (s *recordStream) record(i int32) (int32, error) {
 		return 0, fmt.Errorf("record %d: header count %d with %d bytes left in the record: %w", i, headers, end-s.offset(), kerr.InvalidRecord)
 	}
 	for j := int32(0); j < headers; j++ {
-		if err := s.bytesField(i, end, "header key", 0); err != nil {
+		if _, err := s.bytesField(i, end, "header key", 0); err != nil {
 			return 0, err
 		}
-		if err := s.bytesField(i, end, "header value", -1); err != nil {
+		if _, err := s.bytesField(i, end, "header value", -1); err != nil {
 			return 0, err
 		}
 	}
@@ -492,28 +556,28 @@ func (s *recordStream) record(i int32) (int32, error) {
 // bytesField reads a length-prefixed field of record i that must end by
 // end; minLen is -1 where null is allowed, 0 where it is not. Kafka reads
 // any negative length as null; only -1 is accepted here, which is what
-// librdkafka accepts.
-func (s *recordStream) bytesField(i int32, end int64, what string, minLen int32) error {
+// librdkafka accepts. It returns the field's length (-1: null).
+func (s *recordStream) bytesField(i int32, end int64, what string, minLen int32) (int32, error) {
 	n, ok := s.varint()
 	if !ok {
-		return s.fail(i, what+" length")
+		return 0, s.fail(i, what+" length")
 	}
 	if s.offset() > end { // what+" length" allocates: only on failure
-		return s.within(i, end, what+" length")
+		return 0, s.within(i, end, what+" length")
 	}
 	if n < minLen {
-		return fmt.Errorf("record %d: %s length %d: %w", i, what, n, kerr.InvalidRecord)
+		return 0, fmt.Errorf("record %d: %s length %d: %w", i, what, n, kerr.InvalidRecord)
 	}
 	if n <= 0 {
-		return nil
+		return n, nil
 	}
 	if int64(n) > end-s.offset() {
-		return fmt.Errorf("record %d: %s of %d bytes with %d left in the record: %w", i, what, n, end-s.offset(), kerr.InvalidRecord)
+		return 0, fmt.Errorf("record %d: %s of %d bytes with %d left in the record: %w", i, what, n, end-s.offset(), kerr.InvalidRecord)
 	}
 	if !s.skip(int64(n)) {
-		return s.fail(i, what)
+		return 0, s.fail(i, what)
 	}
-	return nil
+	return n, nil
 }
 
 // within checks that field what of record i, just read, ended inside the
@@ -559,7 +623,7 @@ var streamBufs = sync.Pool{New: func() any { return new([streamBufSize]byte) }}
 func walkStream(h *batchHeader, codec string, src io.Reader, lim batchLimits) error {
 	space := streamBufs.Get().(*[streamBufSize]byte)
 	defer streamBufs.Put(space)
-	s := recordStream{src: src, limit: lim.maxDecompressed, space: space[:], codec: codec, ts: timestampWindow(h, lim)}
+	s := recordStream{src: src, limit: lim.maxDecompressed, space: space[:], codec: codec, ts: timestampWindow(h, lim), keys: lim.keys}
 	s.buf = s.space[:0]
 	return s.walk(h)
 }
@@ -732,7 +796,7 @@ func walkSnappy(h *batchHeader, recs []byte, lim batchLimits) error {
 	if err != nil {
 		return snappyErr(err, limit)
 	}
-	s := recordStream{buf: out, ts: timestampWindow(h, lim)}
+	s := recordStream{buf: out, ts: timestampWindow(h, lim), keys: lim.keys}
 	return s.walk(h)
 }
 

@@ -42,7 +42,7 @@ func readCompacted(t *testing.T, e *testEnv, topic string, last int64) map[int64
 	for seen := int64(-1); seen < last; {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %s through offset %d: reached %d: %v", topic, last, seen, ctx.Err())
+			t.Fatalf("read %s through offset %d: reached %d: %v\n%s", topic, last, seen, ctx.Err(), e.logs.String())
 		}
 		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s-%d: %v", tp, p, err) })
 		fs.EachRecord(func(r *kgo.Record) {
@@ -152,6 +152,7 @@ func TestCompactedTopic(t *testing.T) {
 				t.Fatalf("after compaction:\n got%s\nwant%s", describeRecords(got), describeRecords(want))
 			}
 			e.restart()
+			t.Logf("logs: %s", e.logs.String())
 			if got := readCompacted(t, e, topic, last); !maps.EqualFunc(got, want, sameKeyed) {
 				t.Fatalf("after restart:\n got%s\nwant%s", describeRecords(got), describeRecords(want))
 			}

@@ -1,0 +1,127 @@
+package broker
+
+import (
+	"crypto/md5"
+	"encoding/binary"
+)
+
+// offsetMap is the compaction cleaner's key -> latest offset map, built
+// like Kafka's SkimpyOffsetMap: a fixed array of slots, each a 16-byte
+// hash of the key and an 8-byte offset, filled by open addressing up to a
+// load factor. It never grows: its capacity follows from a byte budget
+// (log.cleaner.dedupe.buffer.size in Kafka), it is allocated once and
+// reused by every cleaning (reset), so the cleaner's memory is a
+// configured constant whatever the number of keys.
+//
+// Keys are hashed with MD5, as Kafka's map does by default: every replica
+// must drop exactly the same records, so the hash must not depend on the
+// process (hash/maphash is seeded per process). MD5 is in the standard
+// library, 128 bits make a collision between two keys of one partition
+// (which would drop the older key's latest record) as unlikely as a disk
+// error, and its speed (hundreds of MB/s) is far above what the cleaner
+// reads. It is not used for security.
+//
+// A slot whose offset field is 0 is empty: offsets are stored plus one,
+// so a stored offset is never 0.
+type offsetMap struct {
+	slots   []byte // nslots * offsetMapSlot bytes
+	nslots  uint64
+	max     int // entries allowed: nslots * offsetMapLoad
+	entries int
+}
+
+const (
+	offsetMapHash = md5.Size          // bytes of a key's hash
+	offsetMapSlot = offsetMapHash + 8 // hash + offset
+	offsetMapLoad = 0.9               // Kafka's log.cleaner.io.buffer.load.factor default
+	offsetMapMin  = 16 * offsetMapSlot
+	offsetMapMax  = 1 << 40
+)
+
+// newOffsetMap allocates a map using about budget bytes, clamped to
+// [offsetMapMin, offsetMapMax]. Fewer slots than offsetMapMin would make
+// the load factor round to a full table, where probing could not end.
+func newOffsetMap(budget int64) *offsetMap {
+	budget = min(max(budget, offsetMapMin), offsetMapMax)
+	n := uint64(budget / offsetMapSlot)
+	return &offsetMap{
+		slots:  make([]byte, n*offsetMapSlot),
+		nslots: n,
+		max:    max(1, int(float64(n)*offsetMapLoad)),
+	}
+}
+
+// capacity is how many keys the map takes before put refuses new ones.
+func (m *offsetMap) capacity() int { return m.max }
+
+// len is the number of keys in the map.
+func (m *offsetMap) len() int { return m.entries }
+
+// reset empties the map for the next cleaning, keeping its memory.
+func (m *offsetMap) reset() {
+	clear(m.slots)
+	m.entries = 0
+}
+
+// hashKey is the map's hash of a key.
+func hashKey(key []byte) [offsetMapHash]byte { return md5.Sum(key) }
+
+// put records offset as key's latest. A key already in the map keeps the
+// larger of its offsets, and always succeeds; a new key is refused (false)
+// once the map holds capacity keys.
+func (m *offsetMap) put(key []byte, offset int64) bool {
+	h := hashKey(key)
+	return m.putHash(&h, offset)
+}
+
+func (m *offsetMap) putHash(h *[offsetMapHash]byte, offset int64) bool {
+	i, found := m.find(h)
+	slot := m.slots[i*offsetMapSlot : (i+1)*offsetMapSlot]
+	if found {
+		if cur := int64(binary.BigEndian.Uint64(slot[offsetMapHash:])) - 1; offset > cur {
+			binary.BigEndian.PutUint64(slot[offsetMapHash:], uint64(offset)+1)
+		}
+		return true
+	}
+	if m.entries >= m.max {
+		return false
+	}
+	copy(slot, h[:])
+	binary.BigEndian.PutUint64(slot[offsetMapHash:], uint64(offset)+1)
+	m.entries++
+	return true
+}
+
+// get returns key's latest offset, if the map holds the key.
+func (m *offsetMap) get(key []byte) (int64, bool) {
+	h := hashKey(key)
+	return m.getHash(&h)
+}
+
+func (m *offsetMap) getHash(h *[offsetMapHash]byte) (int64, bool) {
+	i, found := m.find(h)
+	if !found {
+		return 0, false
+	}
+	slot := m.slots[i*offsetMapSlot:]
+	return int64(binary.BigEndian.Uint64(slot[offsetMapHash:])) - 1, true
+}
+
+// find returns the slot holding h (found) or the empty slot where h would
+// go. Linear probing from the slot the hash's first 8 bytes name; the load
+// factor below 1 guarantees an empty slot, so the probe ends.
+func (m *offsetMap) find(h *[offsetMapHash]byte) (uint64, bool) {
+	i := binary.BigEndian.Uint64(h[:8]) % m.nslots
+	for {
+		slot := m.slots[i*offsetMapSlot : (i+1)*offsetMapSlot]
+		if binary.BigEndian.Uint64(slot[offsetMapHash:]) == 0 {
+			return i, false
+		}
+		if [offsetMapHash]byte(slot[:offsetMapHash]) == *h {
+			return i, true
+		}
+		if i++; i == m.nslots {
+			i = 0
+		}
+	}
+}
