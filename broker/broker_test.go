@@ -647,7 +647,7 @@ func TestTopicAdminErrors(t *testing.T) {
 		{"rf 0", "x", 1, 0, nil, kerr.InvalidReplicationFactor},
 		{"bad config value", "x", 1, 1, bad("soon"), kerr.InvalidConfig},
 		{"unknown config", "x", 1, 1, map[string]*string{"x.y": nil}, kerr.InvalidConfig},
-		{"compact", "x", 1, 1, map[string]*string{cfgCleanupPolicy: func() *string { s := "compact"; return &s }()}, kerr.InvalidConfig},
+		{"bad policy", "x", 1, 1, map[string]*string{cfgCleanupPolicy: func() *string { s := "compact,shred"; return &s }()}, kerr.InvalidConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

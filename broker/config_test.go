@@ -33,8 +33,10 @@ func TestNormalizeConfig(t *testing.T) {
 		{cfgTimestampType, "logappendtime", "", false},
 		{cfgCleanupPolicy, "delete", "delete", true},
 		{cfgCleanupPolicy, " delete , delete", "delete", true},
-		{cfgCleanupPolicy, "compact", "", false},
-		{cfgCleanupPolicy, "delete,compact", "", false},
+		{cfgCleanupPolicy, "compact", "compact", true},
+		{cfgCleanupPolicy, "delete,compact", "delete,compact", true},
+		{cfgCleanupPolicy, "compact,delete,compact", "compact,delete", true},
+		{cfgCleanupPolicy, "compacted", "", false},
 		{cfgCleanupPolicy, "", "", false},
 		{cfgCompressionType, "producer", "producer", true},
 		{cfgCompressionType, " zstd ", "zstd", true},
@@ -121,7 +123,8 @@ func TestApplyConfigOps(t *testing.T) {
 		{"delete unset is fine", []ConfigOp{{Name: cfgSegmentBytes, Op: opDelete}}, base, false},
 		{"append to list", []ConfigOp{{Name: cfgCleanupPolicy, Op: opAppend, Value: sp("delete")}},
 			map[string]string{cfgRetentionMs: "1000", cfgTimestampType: "LogAppendTime", cfgCleanupPolicy: "delete"}, false},
-		{"append compact", []ConfigOp{{Name: cfgCleanupPolicy, Op: opAppend, Value: sp("compact")}}, nil, true},
+		{"append compact", []ConfigOp{{Name: cfgCleanupPolicy, Op: opAppend, Value: sp("compact")}},
+			map[string]string{cfgRetentionMs: "1000", cfgTimestampType: "LogAppendTime", cfgCleanupPolicy: "delete,compact"}, false},
 		{"subtract to empty", []ConfigOp{{Name: cfgCleanupPolicy, Op: opSubtract, Value: sp("delete")}}, nil, true},
 		{"append to non-list", []ConfigOp{{Name: cfgRetentionMs, Op: opAppend, Value: sp("1")}}, nil, true},
 		{"set without value", []ConfigOp{{Name: cfgRetentionMs, Op: opSet}}, nil, true},
@@ -153,7 +156,8 @@ func TestEffectiveAndDescribe(t *testing.T) {
 	set := map[string]string{cfgRetentionBytes: "100", cfgTimestampType: "LogAppendTime", cfgSegmentBytes: "2097152", cfgMaxMessageBytes: "77"}
 	tc := effectiveTopicConfig(&cfg, set)
 	want := topicConfig{retentionMs: 5000, retentionBytes: 100, segmentBytes: 2097152, maxMessageBytes: 77, logAppendTime: true,
-		compression: codecProducer, compressionLevel: codecDefaultLevel, timestampBefore: math.MaxInt64, timestampAfter: math.MaxInt64, minInsync: 1}
+		compression: codecProducer, compressionLevel: codecDefaultLevel, timestampBefore: math.MaxInt64, timestampAfter: math.MaxInt64, minInsync: 1,
+		delete: true, deleteRetentionMs: 86400000, maxCompactionLagMs: math.MaxInt64, minCleanableRatio: 0.5, segmentMs: 604800000}
 	if tc != want {
 		t.Fatalf("effective %+v, want %+v", tc, want)
 	}
@@ -196,7 +200,7 @@ func TestConfigErrorsNameTheConfig(t *testing.T) {
 		{"unclean.leader.election.enable", "true"},
 		{"message.format.version", "3.0"},
 		{"segment.ms", "x"},
-		{cfgCleanupPolicy, "compact"},
+		{cfgCleanupPolicy, "compact,shred"},
 		{"no.such.config", "1"},
 	} {
 		_, err := normalizeConfig(tt.name, tt.value)

@@ -239,7 +239,7 @@ func TestTopicConfigsRefusedE2E(t *testing.T) {
 		{"unclean.leader.election.enable", "true", "unclean.leader.election.enable"},
 		{"min.insync.replicas", "2", "min.insync.replicas"},
 		{"min.insync.replicas", "0", "min.insync.replicas"},
-		{"cleanup.policy", "compact", "cleanup.policy=compact"},
+		{"cleanup.policy", "compact,shred", "cleanup.policy"},
 		{"message.timestamp.before.max.ms", "-1", "message.timestamp.before.max.ms"},
 		{"min.cleanable.dirty.ratio", "2", "min.cleanable.dirty.ratio"},
 		{"segment.ms", "0", "segment.ms"},
