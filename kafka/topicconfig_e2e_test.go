@@ -209,7 +209,7 @@ func TestTopicConfigsDescribeE2E(t *testing.T) {
 	// DescribeConfigs v3+ documentation says where Chronik does not act.
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	r := kmsg.NewDescribeConfigsRequestResource()
-	r.ResourceType, r.ResourceName, r.ConfigNames = kmsg.ConfigResourceTypeTopic, "desc", []string{"min.compaction.lag.ms", "segment.ms"}
+	r.ResourceType, r.ResourceName, r.ConfigNames = kmsg.ConfigResourceTypeTopic, "desc", []string{"segment.jitter.ms", "segment.index.bytes"}
 	req.Resources, req.IncludeDocumentation = append(req.Resources, r), true
 	resp, err := req.RequestWith(context.Background(), e.client())
 	if err != nil {
