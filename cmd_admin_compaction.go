@@ -77,7 +77,7 @@ var (
 	compactionRunsDesc = prometheus.NewDesc("chronik_compaction_runs_total",
 		"Cleanings of compacted partitions this node's log cleaner completed (every replica cleans its own log).", nil, nil)
 	compactionFailuresDesc = prometheus.NewDesc("chronik_compaction_failures_total",
-		"Cleanings that failed (logged with the partition; the next request retries).", nil, nil)
+		"Cleanings that failed (logged with the partition; tried again when the leader next finds the partition due).", nil, nil)
 	compactionReadDesc = prometheus.NewDesc("chronik_compaction_read_bytes_total",
 		"Bytes of record batches the log cleaner read (planning and rewriting passes).", nil, nil)
 	compactionRemovedDesc = prometheus.NewDesc("chronik_compaction_removed_bytes_total",

@@ -18,7 +18,8 @@ import (
 // state of every compacted partition hosted here.
 type CompactionStats struct {
 	// Runs is the cleanings done; Failures those that failed (logged
-	// with the partition; retried at the next request).
+	// with the partition; tried again when the leader next finds the
+	// partition due).
 	Runs, Failures int64
 	// BytesRead is what the cleaner read (both passes: planning and
 	// rewriting); BytesRemoved what rewriting took out of segments.
