@@ -64,6 +64,7 @@ func newAdmin() *admin {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		brokerCollector{a},
+		compactionCollector{a},
 	)
 	return a
 }
@@ -117,6 +118,7 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	userRoutes(mux, a.broker.Load)
+	compactionRoutes(mux, a.broker.Load)
 	return a.auth.authenticate(mux)
 }
 

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -41,12 +45,18 @@ func topicCommand() *cli.Command {
 				Action: withArgs("no arguments", 0, 0, topicList),
 			}),
 			adminCommand(&cli.Command{
-				Name:        "describe",
-				Usage:       "show a topic's partitions (leader, replicas, offsets) and its non-default configs",
-				ArgsUsage:   "NAME",
-				Description: "A missing topic exits 1.",
-				Flags:       adminFlags(),
-				Action:      withArgs("topic NAME", 1, 1, topicDescribe),
+				Name:      "describe",
+				Usage:     "show a topic's partitions (leader, replicas, offsets), cleanup policy and non-default configs",
+				ArgsUsage: "NAME",
+				Description: `A compacted topic also shows each partition's dirty ratio (the share of its
+sealed bytes not yet cleaned) and the offset it is cleaned up to. Kafka has
+no API for these: they are read from the admin HTTP listener at
+--admin-url (the broker's --admin-listen; in a cluster, the node asked
+answers for the partitions it hosts). When it cannot be reached, the rest
+is shown and the ratio is reported as unavailable, with the reason.
+A missing topic exits 1.`,
+				Flags:  adminFlags(adminHTTPFlags()...),
+				Action: withArgs("topic NAME", 1, 1, topicDescribe),
 			}),
 			adminCommand(&cli.Command{
 				Name:      "delete",
@@ -87,13 +97,19 @@ type TopicSummary struct {
 
 // TopicDescription is what `topic describe --format json` prints. Configs
 // holds only the configs set on the topic (source DYNAMIC_TOPIC_CONFIG);
-// a sensitive value is null.
+// a sensitive value is null. CleanupPolicy is the effective
+// cleanup.policy, set on the topic or not.
 type TopicDescription struct {
-	Name       string             `json:"name"`
-	TopicID    string             `json:"topic_id"`
-	Internal   bool               `json:"internal"`
-	Partitions []PartitionDesc    `json:"partitions"`
-	Configs    map[string]*string `json:"configs"`
+	Name          string             `json:"name"`
+	TopicID       string             `json:"topic_id"`
+	Internal      bool               `json:"internal"`
+	CleanupPolicy string             `json:"cleanup_policy"`
+	Partitions    []PartitionDesc    `json:"partitions"`
+	Configs       map[string]*string `json:"configs"`
+	// CompactionError says why a compacted topic's dirty ratios are
+	// missing (the admin listener could not be asked, or answered for
+	// another topic); empty otherwise.
+	CompactionError string `json:"compaction_error,omitempty"`
 }
 
 // PartitionDesc is one partition of a TopicDescription.
@@ -108,7 +124,12 @@ type PartitionDesc struct {
 	OfflineReplicas []int32 `json:"offline_replicas"`
 	LogStartOffset  int64   `json:"log_start_offset"`
 	HighWatermark   int64   `json:"high_watermark"`
-	Error           string  `json:"error,omitempty"`
+	// DirtyRatio and CleanedUpTo: a compacted topic's partition as the
+	// admin listener at --admin-url measures it (absent when it could not
+	// be asked, or the node does not host the partition).
+	DirtyRatio  *float64 `json:"dirty_ratio,omitempty"`
+	CleanedUpTo *int64   `json:"cleaned_up_to,omitempty"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // TopicDeleted is one entry of `topic delete --format json`.
@@ -255,12 +276,13 @@ func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name s
 	if err != nil && !errors.As(err, &shardErrs) {
 		return TopicDescription{}, brokerErr(c, ctx, "list offsets of "+name, err)
 	}
-	configs, err := topicConfigs(c, ctx, adm, name)
+	all, err := allTopicConfigs(c, ctx, adm, name)
 	if err != nil {
 		return TopicDescription{}, err
 	}
 	d := TopicDescription{Name: name, TopicID: t.ID.String(), Internal: t.IsInternal,
-		Partitions: []PartitionDesc{}, Configs: configs}
+		CleanupPolicy: effectiveConfig(all, "cleanup.policy", "delete"),
+		Partitions:    []PartitionDesc{}, Configs: setConfigs(all)}
 	for _, p := range t.Partitions.Sorted() {
 		pd := PartitionDesc{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 			Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), OfflineReplicas: nonNil(p.OfflineReplicas), LogStartOffset: -1, HighWatermark: -1}
@@ -290,6 +312,38 @@ func describeTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, name s
 
 // topicConfigs returns the configs set on the topic itself.
 func topicConfigs(c *cli.Context, ctx context.Context, adm *kadm.Client, name string) (map[string]*string, error) {
+	all, err := allTopicConfigs(c, ctx, adm, name)
+	if err != nil {
+		return nil, err
+	}
+	return setConfigs(all), nil
+}
+
+// setConfigs keeps the configs set on the topic itself.
+func setConfigs(all []kadm.Config) map[string]*string {
+	out := map[string]*string{}
+	for _, cfg := range all {
+		if cfg.Source == kmsg.ConfigSourceDynamicTopicConfig {
+			out[cfg.Key] = cfg.Value
+		}
+	}
+	return out
+}
+
+// effectiveConfig is key's value as the broker applies it (set on the
+// topic or a default), else dflt.
+func effectiveConfig(all []kadm.Config, key, dflt string) string {
+	for _, cfg := range all {
+		if cfg.Key == key && cfg.Value != nil {
+			return *cfg.Value
+		}
+	}
+	return dflt
+}
+
+// allTopicConfigs returns every config the broker describes for the
+// topic, defaults included.
+func allTopicConfigs(c *cli.Context, ctx context.Context, adm *kadm.Client, name string) ([]kadm.Config, error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, name)
 	if err != nil {
 		return nil, brokerErr(c, ctx, "describe configs of "+name, err)
@@ -304,13 +358,56 @@ func topicConfigs(c *cli.Context, ctx context.Context, adm *kadm.Client, name st
 	if err != nil {
 		return nil, failErr("describe configs of %s: %s", name, withMessage(err, rc.ErrMessage))
 	}
-	out := map[string]*string{}
-	for _, cfg := range rc.Configs {
-		if cfg.Source == kmsg.ConfigSourceDynamicTopicConfig {
-			out[cfg.Key] = cfg.Value
+	return rc.Configs, nil
+}
+
+// isCompacted reports whether a cleanup.policy value has compact
+// ("compact", "compact,delete", "delete,compact").
+func isCompacted(policy string) bool {
+	for _, p := range strings.Split(policy, ",") {
+		if strings.TrimSpace(p) == "compact" {
+			return true
 		}
 	}
-	return out, nil
+	return false
+}
+
+// addDirtyRatios fills in a compacted topic's dirty ratios from the admin
+// listener. Failing to is not an error of describe: the reason goes to
+// d.CompactionError and the rest of the description stands.
+func addDirtyRatios(c *cli.Context, ctx context.Context, d *TopicDescription) {
+	if !isCompacted(d.CleanupPolicy) {
+		return
+	}
+	body, err := adminCallContext(ctx, c, http.MethodGet, "/v1/topics/"+url.PathEscape(d.Name)+"/compaction", nil, http.StatusOK)
+	if err != nil {
+		d.CompactionError = err.Error()
+		return
+	}
+	var info TopicCompactionInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		d.CompactionError = fmt.Sprintf("bad answer from %s: %v", c.String("admin-url"), err)
+		return
+	}
+	if info.TopicID != d.TopicID {
+		// Another cluster's broker (the default --admin-url is this
+		// host's), or the topic was deleted and created again.
+		d.CompactionError = fmt.Sprintf("the admin listener at %s knows topic %s with id %s, not %s: set --admin-url to a broker of the cluster described",
+			c.String("admin-url"), d.Name, info.TopicID, d.TopicID)
+		return
+	}
+	byPartition := make(map[int32]PartitionCompaction, len(info.Partitions))
+	for _, p := range info.Partitions {
+		byPartition[p.Partition] = p
+	}
+	for i := range d.Partitions {
+		p, ok := byPartition[d.Partitions[i].Partition]
+		if !ok || p.Offline {
+			continue
+		}
+		ratio, upTo := p.DirtyRatio, p.CleanedUpTo
+		d.Partitions[i].DirtyRatio, d.Partitions[i].CleanedUpTo = &ratio, &upTo
+	}
 }
 
 func nonNil(s []int32) []int32 {
@@ -334,15 +431,36 @@ func topicDescribe(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	addDirtyRatios(c, ctx, &d)
 	if format == "json" {
 		return writeJSON(c.App.Writer, d)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "Topic: %s\nTopic ID: %s\nPartitions: %d\n", d.Name, d.TopicID, len(d.Partitions))
+	fmt.Fprintf(w, "Cleanup policy: %s\n", d.CleanupPolicy)
+	compacted := isCompacted(d.CleanupPolicy)
+	if compacted && d.CompactionError != "" {
+		fmt.Fprintf(w, "Dirty ratio: unavailable (%s)\n", d.CompactionError)
+	}
 	fmt.Fprintf(w, "Configs: %s\n\n", configsLine(d.Configs))
-	tab := newTable(w, "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "OFFLINE", "LOG_START", "HIGH_WATERMARK", "ERROR")
+	header := []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "OFFLINE", "LOG_START", "HIGH_WATERMARK"}
+	if compacted {
+		header = append(header, "DIRTY_RATIO", "CLEANED_UP_TO")
+	}
+	tab := newTable(w, append(header, "ERROR")...)
 	for _, p := range d.Partitions {
-		tab.row(p.Partition, p.Leader, p.LeaderEpoch, joinInt32s(p.Replicas), joinInt32s(p.ISR), joinInt32s(p.OfflineReplicas), p.LogStartOffset, p.HighWatermark, p.Error)
+		cells := []any{p.Partition, p.Leader, p.LeaderEpoch, joinInt32s(p.Replicas), joinInt32s(p.ISR), joinInt32s(p.OfflineReplicas), p.LogStartOffset, p.HighWatermark}
+		if compacted {
+			ratio, upTo := "-", "-"
+			if p.DirtyRatio != nil {
+				ratio = strconv.FormatFloat(*p.DirtyRatio, 'f', 3, 64)
+			}
+			if p.CleanedUpTo != nil {
+				upTo = strconv.FormatInt(*p.CleanedUpTo, 10)
+			}
+			cells = append(cells, ratio, upTo)
+		}
+		tab.row(append(cells, p.Error)...)
 	}
 	return tab.flush()
 }

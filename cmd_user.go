@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,15 +28,8 @@ import (
 
 func userCommand() *cli.Command {
 	flags := func(extra ...cli.Flag) []cli.Flag {
-		return append([]cli.Flag{
-			&cli.StringFlag{Name: "admin-url", Value: "http://127.0.0.1:9644", EnvVars: []string{"CHRONIK_ADMIN_URL"},
-				Usage: "the broker's admin HTTP listener (serve --admin-listen)"},
-			&cli.StringFlag{Name: "admin-token-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_TOKEN_FILE"},
-				Usage: "file holding the admin listener's token (serve --admin-token-file); also CHRONIK_ADMIN_TOKEN holding the token itself"},
-			&cli.StringFlag{Name: "admin-ca-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_CA_FILE"},
-				Usage: "PEM CA bundle that signed the admin listener's certificate, for an https admin-url (default: the system's)"},
-			timeoutFlag(30*time.Second, "give up on the admin listener after this long"),
-		}, extra...)
+		return append(append(adminHTTPFlags(),
+			timeoutFlag(30*time.Second, "give up on the admin listener after this long")), extra...)
 	}
 	return commandGroup(&cli.Command{
 		Name:  "user",
@@ -69,6 +64,20 @@ func userCommand() *cli.Command {
 			}),
 		},
 	})
+}
+
+// adminHTTPFlags are the flags of a command that talks to a broker's admin
+// HTTP listener (cmd_admin*.go): `chronik user`, and `chronik topic
+// describe` for dirty ratios.
+func adminHTTPFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "admin-url", Value: "http://127.0.0.1:9644", EnvVars: []string{"CHRONIK_ADMIN_URL"},
+			Usage: "the broker's admin HTTP listener (serve --admin-listen)"},
+		&cli.StringFlag{Name: "admin-token-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_TOKEN_FILE"},
+			Usage: "file holding the admin listener's token (serve --admin-token-file); also CHRONIK_ADMIN_TOKEN holding the token itself"},
+		&cli.StringFlag{Name: "admin-ca-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_CA_FILE"},
+			Usage: "PEM CA bundle that signed the admin listener's certificate, for an https admin-url (default: the system's)"},
+	}
 }
 
 // readPassword gets the password: --password (with a warning),
@@ -207,6 +216,11 @@ func adminToken(c *cli.Context) (string, error) {
 // answer's body if its status is want; otherwise the broker's message, as
 // a failure (exit 1), or a usage error (exit 2) for a 400.
 func adminCall(c *cli.Context, method, path string, body any, want int) ([]byte, error) {
+	return adminCallContext(context.Background(), c, method, path, body, want)
+}
+
+// adminCallContext is adminCall bounded by ctx as well as --timeout.
+func adminCallContext(ctx context.Context, c *cli.Context, method, path string, body any, want int) ([]byte, error) {
 	base := strings.TrimRight(c.String("admin-url"), "/")
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageErr("admin-url: %q is not an http(s) URL", c.String("admin-url"))
@@ -216,7 +230,7 @@ func adminCall(c *cli.Context, method, path string, body any, want int) ([]byte,
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, usageErr("admin-url: %v", err)
 	}
@@ -236,6 +250,10 @@ func adminCall(c *cli.Context, method, path string, body any, want int) ([]byte,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // not the method and URL a second time
+		}
 		return nil, failErr("%s %s: %v", method, base+path, err)
 	}
 	defer resp.Body.Close()
