@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -51,43 +49,10 @@ func TestTopicDescribeCompaction(t *testing.T) {
 	addrs := freeAddrs(t, 3)
 	kafkaAddr, adminAddr, closedAddr := addrs[0], addrs[1], addrs[2]
 	token := writeSecret(t, dir, "token", "describe-compaction-token-0123\n")
-	var stderr syncBuffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- run([]string{"chronik", "serve", "--data-dir", filepath.Join(dir, "data"),
-			"--listen", kafkaAddr, "--admin-listen", adminAddr, "--admin-token-file", token,
-			"--compaction-check-interval", "50ms", "--log-format", "json"}, &syncBuffer{}, &stderr)
-	}()
-	defer func() {
-		select {
-		case code := <-exited:
-			t.Errorf("serve exited early: %d\n%s", code, stderr.String())
-			return
-		default:
-		}
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("serve exited %d\n%s", code, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	serveInProcess(t, []string{"chronik", "serve", "--data-dir", filepath.Join(dir, "data"),
+		"--listen", kafkaAddr, "--admin-listen", adminAddr, "--admin-token-file", token,
+		"--compaction-check-interval", "50ms", "--log-format", "json"}, adminAddr)
 	adminURL := "http://" + adminAddr
-	for i := 0; ; i++ {
-		if resp, err := http.Get(adminURL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if i > 400 {
-			t.Fatalf("not ready\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	brokers := "--brokers=" + kafkaAddr
 	admin := []string{brokers, "--admin-url", adminURL, "--admin-token-file", token}
 

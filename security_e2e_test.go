@@ -12,7 +12,6 @@ import (
 	"errors"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,45 +91,14 @@ func TestServeSASLSSLUsersAndCertReload(t *testing.T) {
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--sasl-mechanisms", "SCRAM-SHA-512,PLAIN"}
 
 	// A missing key file fails start-up, naming it.
-	var stderr syncBuffer
+	var badErr syncBuffer
 	bad := append(args[:len(args):len(args)], "--tls-key-file", filepath.Join(dir, "missing.pem"))
-	if code := run(bad, &syncBuffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), "missing.pem") {
-		t.Fatalf("bad key file: exit %d, stderr %s", code, stderr.String())
+	if code := run(bad, &syncBuffer{}, &badErr); code != 2 || !strings.Contains(badErr.String(), "missing.pem") {
+		t.Fatalf("bad key file: exit %d, stderr %s", code, badErr.String())
 	}
 
-	stderr = syncBuffer{}
-	exited := make(chan int, 1)
-	go func() { exited <- run(args, &syncBuffer{}, &stderr) }()
-	defer func() {
-		select {
-		case code := <-exited:
-			t.Errorf("serve exited early: %d\n%s", code, stderr.String())
-			return
-		default:
-		}
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("serve exited %d\n%s", code, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	stderr := serveInProcess(t, args, adminAddr)
 	adminURL := "http://" + adminAddr
-	for i := 0; ; i++ {
-		if resp, err := http.Get(adminURL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if i > 400 {
-			t.Fatalf("not ready\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 
 	// The admin listener wants its token: chronik user sends it from
 	// --admin-token-file or CHRONIK_ADMIN_TOKEN.
