@@ -471,14 +471,21 @@ func TestClusterLeaderKill(t *testing.T) {
 	c.start(victim)
 	c.waitUp(victim)
 	c.waitSameLogSize(topic, 0)
+	c.stopAndCompareLogs(topic, 0)
+}
+
+// stopAndCompareLogs stops every node, then checks that all of them hold
+// identical record entries for a partition of topic.
+func (c *testCluster) stopAndCompareLogs(topic string, partition int) {
+	c.t.Helper()
 	dir := c.topicDir(topic)
-	for id := 1; id <= 3; id++ {
+	for id := 1; id <= len(c.procs); id++ {
 		c.stop(id)
 	}
-	want := c.partitionDigestOf(1, dir, 0)
-	for id := 2; id <= 3; id++ {
-		if got := c.partitionDigestOf(id, dir, 0); got != want {
-			t.Fatalf("node %d's log differs from node 1's: %s vs %s", id, got, want)
+	want := c.partitionDigestOf(1, dir, partition)
+	for id := 2; id <= len(c.procs); id++ {
+		if got := c.partitionDigestOf(id, dir, partition); got != want {
+			c.t.Fatalf("node %d's log of %s-%d differs from node 1's: %s vs %s", id, topic, partition, got, want)
 		}
 	}
 }
