@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/wal"
 )
 
@@ -183,6 +184,7 @@ func FuzzDecodeData(f *testing.F) {
 	f.Add(EncodeEntry(testBatchesEntry(0, testBatch(2, 10, 70), testBatch(1, 3, 61))))
 	f.Add(EncodeData(wal.KindMeta, []byte("meta")))
 	f.Add(EncodeLogStart(77))
+	f.Add(EncodeCompact(broker.CompactRequest{UpTo: 1000, Now: 1700000000000, DeleteRetentionMs: 86400000}))
 	f.Add([]byte{byte(wal.KindConfChange), 1, 2})
 	f.Add([]byte{byte(wal.KindData), 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -203,7 +205,37 @@ func FuzzDecodeData(f *testing.F) {
 		if back := FromWalEntry(1, e); !bytes.Equal(back.Data, data) {
 			t.Fatalf("FromWalEntry(ToWalEntry) = %x, was %x", back.Data, data)
 		}
+		re := raftpb.Entry{Data: data}
+		if req, ok := decodeCompact(&re); ok {
+			if req.UpTo < 0 || req.Now < 0 || req.DeleteRetentionMs < 0 || !bytes.Equal(EncodeCompact(req), data) {
+				t.Fatalf("decodeCompact(%x) = %+v", data, req)
+			}
+		}
 	})
+}
+
+// A compaction request round-trips through raft entry Data; anything
+// else, or a negative field, is not one.
+func TestCompactEntry(t *testing.T) {
+	req := broker.CompactRequest{UpTo: 1 << 40, Now: 1765000000000, DeleteRetentionMs: 0}
+	e := raftpb.Entry{Index: 5, Term: 2, Data: EncodeCompact(req)}
+	if got, ok := decodeCompact(&e); !ok || got != req {
+		t.Fatalf("decodeCompact = %+v, %v; want %+v", got, ok, req)
+	}
+	if _, ok := decodeLogStart(&e); ok {
+		t.Fatal("a compaction request decoded as a log start move")
+	}
+	for _, bad := range []raftpb.Entry{
+		{Data: EncodeLogStart(5)},
+		{Data: e.Data[:25]},
+		{Data: EncodeCompact(broker.CompactRequest{UpTo: -1})},
+		{Data: EncodeCompact(broker.CompactRequest{DeleteRetentionMs: -5})},
+		{Type: raftpb.EntryConfChangeV2, Data: e.Data},
+	} {
+		if got, ok := decodeCompact(&bad); ok {
+			t.Fatalf("decodeCompact(%x) = %+v, true; want false", bad.Data, got)
+		}
+	}
 }
 
 // A log start move round-trips through raft entry Data and the wal, and
