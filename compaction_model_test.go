@@ -145,7 +145,7 @@ type compactionModel struct {
 
 	throttled bool // the running node's cleaner is throttled
 	leftovers int  // kills that left a rewrite temp file
-	logDone   int  // bytes of the node's log checkChecked
+	logDone   int  // bytes of the node's log checkLog has read
 }
 
 func (m *compactionModel) startNode(throttled bool) {
