@@ -163,6 +163,7 @@ func (c *cleaner) carryOut(p *partition) {
 	if req == nil || p.fault.Load() != nil {
 		return
 	}
+	c.b.logger.Info().Str("topic", p.topic.name).Int32("partition", p.index).Int64("up_to", req.UpTo).Msg("compacting")
 	start := time.Now()
 	st, err := c.clean(p, *req)
 	if err != nil {
