@@ -393,6 +393,7 @@ func (p *partition) open() error {
 	p.highWatermark.Store(lso)
 	p.logStartOffset.Store(lso)
 	p.cleanedUpTo.Store(min(snap.CleanedUpTo, end))
+	p.tombstoneExpiry.Store(snap.TombstoneExpiry)
 	p.replica.ctx, p.replica.cancel = context.WithCancel(context.Background())
 	spec := b.spec(t, idx)
 	spec.Applied = snap.AppliedIndex

@@ -238,7 +238,14 @@ func (p *partition) compactionDue(now int64) (CompactRequest, bool) {
 			}
 		}
 	}
-	if upTo <= cleaned {
+	// A kept tombstone's delete.retention.ms has passed: clean again even
+	// if nothing was written since, or it would stay until the next write.
+	tombstoneDue := false
+	if te := p.tombstoneExpiry.Load(); te > 0 && now >= te {
+		tombstoneDue = true
+		upTo = max(upTo, cleaned)
+	}
+	if upTo <= cleaned && !tombstoneDue {
 		return CompactRequest{}, false
 	}
 	var dirty, total int64
@@ -255,10 +262,10 @@ func (p *partition) compactionDue(now int64) (CompactRequest, bool) {
 			}
 		}
 	}
-	if total == 0 || dirty == 0 {
+	if total == 0 || (dirty == 0 && !tombstoneDue) {
 		return CompactRequest{}, false
 	}
-	if !forced && float64(dirty)/float64(total) < tc.minCleanableRatio {
+	if !forced && !tombstoneDue && float64(dirty)/float64(total) < tc.minCleanableRatio {
 		return CompactRequest{}, false
 	}
 	return CompactRequest{UpTo: upTo, Now: now, DeleteRetentionMs: tc.deleteRetentionMs}, true
@@ -382,8 +389,17 @@ func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
 	}
 
 	// Pass 2: rewrite every sealed segment below UpTo.
-	rules := &entryRules{keep: compactKeep(c.m, tombstoneHorizon(req.Now, req.DeleteRetentionMs)),
-		aborted: isAborted, producerLast: plan.producerLast}
+	// The oldest tombstone kept: the leader asks for a cleaning again when
+	// it expires, even if nothing new was written (tombstoneDue).
+	keep, oldestTombstone := compactKeep(c.m, tombstoneHorizon(req.Now, req.DeleteRetentionMs)), int64(math.MaxInt64)
+	rules := &entryRules{aborted: isAborted, producerLast: plan.producerLast,
+		keep: func(offset, ts int64, key []byte, tombstone bool) bool {
+			k := keep(offset, ts, key, tombstone)
+			if k && tombstone {
+				oldestTombstone = min(oldestTombstone, ts)
+			}
+			return k
+		}}
 	var buf []byte
 	for _, s := range log.Segments() {
 		if s.Active || s.FirstOffset < 0 || s.FirstOffset >= st.upTo || s.NextOffset <= start {
@@ -425,8 +441,13 @@ func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
 			break
 		}
 	}
+	expiry := int64(0)
+	if oldestTombstone != math.MaxInt64 {
+		expiry = max(1, satAdd(oldestTombstone, req.DeleteRetentionMs+1))
+	}
+	p.tombstoneExpiry.Store(expiry)
 	p.logMu.Lock()
-	p.dirty = true // the state file records cleanedUpTo
+	p.dirty = true // the state file records cleanedUpTo and tombstoneExpiry
 	p.logMu.Unlock()
 	return st, nil
 }

@@ -289,7 +289,7 @@ func writeCleanerLog(b *testing.B, br *Broker, cfg cleanerBenchKnobs) (records i
 
 // countRecords counts the records in partition t-0 below hw (empty
 // batches a cleaning keeps count none).
-func countRecords(b *testing.B, br *Broker, hw int64) int {
+func countRecords(b testing.TB, br *Broker, hw int64) int {
 	n := 0
 	for off := int64(0); off < hw; {
 		res, err := br.Fetch("t", 0, off, 8<<20, 0)

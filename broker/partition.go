@@ -81,6 +81,9 @@ type partition struct {
 	// the state file).
 	compactReq  atomic.Pointer[CompactRequest]
 	cleanedUpTo atomic.Int64
+	// tombstoneExpiry: when the oldest tombstone the last cleaning kept
+	// passes delete.retention.ms (unix ms; 0: none kept).
+	tombstoneExpiry atomic.Int64
 }
 
 // produceReq is one Produce call for one partition.
@@ -710,8 +713,10 @@ type partitionSnapshot struct {
 	EndedTxns [][2]int64 `json:"ended_txns,omitempty"`
 	// AbortedTxns: the aborted-transaction index (encodeAbortedIndex).
 	AbortedTxns []byte `json:"aborted_txns,omitempty"`
-	// CleanedUpTo: the log was cleaned below this offset (compaction).
-	CleanedUpTo int64 `json:"cleaned_up_to,omitempty"`
+	// CleanedUpTo: the log was cleaned below this offset (compaction);
+	// TombstoneExpiry: when its oldest kept tombstone expires (unix ms).
+	CleanedUpTo     int64 `json:"cleaned_up_to,omitempty"`
+	TombstoneExpiry int64 `json:"tombstone_expiry,omitempty"`
 }
 
 const partitionSnapshotVersion = 1
@@ -734,12 +739,13 @@ func (p *partition) writeStateViewLocked() error {
 		applied = r.Applied() // before the log start: a move applied in between is in both or applied again
 	}
 	snap := partitionSnapshot{
-		V:              partitionSnapshotVersion,
-		AppliedIndex:   applied,
-		LogStartOffset: p.logStartOffset.Load(),
-		NextOffset:     p.nextOffset,
-		Producers:      p.producers,
-		CleanedUpTo:    p.cleanedUpTo.Load(),
+		V:               partitionSnapshotVersion,
+		AppliedIndex:    applied,
+		LogStartOffset:  p.logStartOffset.Load(),
+		NextOffset:      p.nextOffset,
+		Producers:       p.producers,
+		CleanedUpTo:     p.cleanedUpTo.Load(),
+		TombstoneExpiry: p.tombstoneExpiry.Load(),
 	}
 	p.txns.trim(snap.LogStartOffset)
 	p.txns.toSnapshot(&snap)
