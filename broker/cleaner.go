@@ -47,6 +47,9 @@ const (
 	defaultCompactionDedupeBytes   = 32 << 20
 )
 
+// compactPolicy is the cleanup.policy the internal topics are created with.
+var compactPolicy = "compact"
+
 // cleaner is the broker's log cleaner.
 type cleaner struct {
 	b *Broker
@@ -207,7 +210,13 @@ func (p *partition) CompactRequested(req CompactRequest) {
 // and how far.
 func (p *partition) compactionDue(now int64) (CompactRequest, bool) {
 	tc := p.topic.config()
-	if !tc.compact || !p.leads() || p.fault.Load() != nil || p.compactReq.Load() != nil || p.log == nil {
+	// __consumer_offsets and __transaction_state are compacted topics
+	// too (whatever the configs of one created before this cleaner said);
+	// their coordinators also rewrite their live records at the log end
+	// and move the log start, which bounds what in-place cleaning cannot
+	// (a cleaned entry keeps one batch header).
+	compacted := tc.compact || isInternalTopic(p.topic.name)
+	if !compacted || !p.leads() || p.fault.Load() != nil || p.compactReq.Load() != nil || p.log == nil {
 		return CompactRequest{}, false
 	}
 	segs := p.log.Segments()

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -59,5 +60,56 @@ func TestCompactionTombstoneExpiry(t *testing.T) {
 	}
 	if _, ok := p.compactionDue(now + 120000); ok {
 		t.Fatal("due with nothing to clean")
+	}
+}
+
+// TestCompactionOfGroupOffsets: __consumer_offsets is cleaned in place by
+// the same cleaner as any compacted topic (the coordinator's own
+// compaction held off): many commits of few keys leave their latest
+// records, the offsets are unchanged, and a restart replays only those.
+func TestCompactionOfGroupOffsets(t *testing.T) {
+	defer func(old int64) { groupCompactMinRecords = old }(groupCompactMinRecords)
+	groupCompactMinRecords = 1 << 40
+	cfg := coordTestConfig()
+	cfg.SegmentBytes = 16 << 10
+	cfg.CompactionCheckInterval = time.Hour // the test drives the scheduler
+	b := openBroker(t, cfg)
+	createTopic(t, b, "t", 4, nil)
+	for r := range int64(300) {
+		commitOne(t, b, "g", "", -1, "t", int32(r%4), r)
+	}
+	want := fetchOffsets(t, b, "g")
+	op, err := b.partition(offsetsTopic, GroupOffsetsPartition("g", cfg.OffsetsTopicPartitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := b.Topic(offsetsTopic); info.Configs[cfgCleanupPolicy] != "compact" {
+		t.Fatalf("%s created with configs %v", offsetsTopic, info.Configs)
+	}
+	if err := op.log.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	req, ok := op.compactionDue(time.Now().UnixMilli())
+	if !ok {
+		t.Fatal("__consumer_offsets not due for cleaning")
+	}
+	if _, err := b.cleaner.clean(op, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchOffsets(t, b, "g"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("offsets after cleaning %v, want %v", got, want)
+	}
+	kept := 0
+	_ = op.forEachRecord(op.logStartOffset.Load(), op.highWatermark.Load(), func(int64, int64, groupBatchMeta, []byte, []byte) error {
+		kept++
+		return nil
+	})
+	// 4 offset keys and the group's metadata record at most.
+	if kept > 5 {
+		t.Fatalf("%d records left of 300 commits of 4 keys", kept)
+	}
+	b = reopen(t, b)
+	if got := fetchOffsets(t, b, "g"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("offsets after a restart %v, want %v", got, want)
 	}
 }

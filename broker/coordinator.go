@@ -109,7 +109,7 @@ func (b *Broker) ensureOffsetsTopic() (*topic, error) {
 		// Never deleted by time or size: compaction bounds it.
 		forever := "-1"
 		_, err := b.CreateTopic(offsetsTopic, b.cfg.OffsetsTopicPartitions, -1,
-			map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever}, false)
+			map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever, cfgCleanupPolicy: &compactPolicy}, false)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return nil, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
 		}

@@ -61,7 +61,7 @@ func (b *Broker) startClusterGroups() {
 func (b *Broker) ensureOffsetsClustered() {
 	defer b.wg.Done()
 	forever := "-1" // never deleted by time or size: compaction bounds it
-	configs := map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever}
+	configs := map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever, cfgCleanupPolicy: &compactPolicy}
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		b.mu.RLock()
 		t := b.topics[offsetsTopic]

@@ -231,7 +231,7 @@ func (c *txnCoordinator) topicPartitions() (int32, error) {
 	// Bounded by compaction (on load), never by time or size.
 	forever := "-1"
 	_, err := b.CreateTopic(txnTopic, b.cfg.TxnStatePartitions, -1,
-		map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever}, false)
+		map[string]*string{cfgRetentionMs: &forever, cfgRetentionBytes: &forever, cfgCleanupPolicy: &compactPolicy}, false)
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return 0, fmt.Errorf("create %s: %w: %w", txnTopic, kerr.CoordinatorNotAvailable, err)
 	}
