@@ -219,7 +219,7 @@ func (b *TailBudget) wait(slack int64) {
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		if !b.rolling || b.total <= b.limit+slack {
+		if !b.rolling || b.total-slack <= b.limit { // not limit+slack: it may be MaxInt64
 			b.mu.Unlock()
 			return
 		}
