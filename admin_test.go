@@ -136,6 +136,14 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 	if v := metricValue(t, text, `chronik_log_size_bytes{topic="metrics-test"}`); v <= 0 {
 		t.Errorf("log size = %v, want > 0", v)
 	}
+	// The produced partition's tail is open, held in memory and counted
+	// (idle logs are released only after 30 s).
+	if v := metricValue(t, text, `chronik_log_buffer_bytes`); v <= 0 {
+		t.Errorf("log buffer bytes = %v, want > 0", v)
+	}
+	if v := metricValue(t, text, `chronik_log_buffer_rolls_total`); v != 0 {
+		t.Errorf("log buffer rolls = %v, want 0 far under the budget", v)
+	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "chronik_kafka_open_connections"} {
 		if !strings.Contains(text, "\n"+name) {
 			t.Errorf("/metrics has no %s", name)

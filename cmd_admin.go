@@ -160,6 +160,10 @@ var (
 		"The cap on partition logs holding their files open (--max-open-logs).", nil, nil)
 	openLogsEvictedDesc = prometheus.NewDesc("chronik_open_logs_evicted_total",
 		"Idle partition logs closed to stay under the open-log cap.", nil, nil)
+	logBufferDesc = prometheus.NewDesc("chronik_log_buffer_bytes",
+		"Bytes of tail segments that partition logs hold in memory now, all partitions together (at most about --log-buffer-bytes plus one segment, and 64 KiB per open log).", nil, nil)
+	logBufferRollsDesc = prometheus.NewDesc("chronik_log_buffer_rolls_total",
+		"Partition logs rolled to a new segment to stay within --log-buffer-bytes.", nil, nil)
 	storageErrorsDesc = prometheus.NewDesc("chronik_storage_errors_total",
 		"Appends that failed (KAFKA_STORAGE_ERROR: a full disk, an I/O error); the log is reopened after each.", nil, nil)
 	txnOpenDesc = prometheus.NewDesc("chronik_transactions_open",
@@ -195,6 +199,8 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- openLogsDesc
 	ch <- openLogsLimitDesc
 	ch <- openLogsEvictedDesc
+	ch <- logBufferDesc
+	ch <- logBufferRollsDesc
 	ch <- storageErrorsDesc
 	ch <- txnOpenDesc
 	ch <- txnEndedDesc
@@ -228,6 +234,9 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(openLogsDesc, prometheus.GaugeValue, float64(open))
 	ch <- prometheus.MustNewConstMetric(openLogsLimitDesc, prometheus.GaugeValue, float64(limit))
 	ch <- prometheus.MustNewConstMetric(openLogsEvictedDesc, prometheus.CounterValue, float64(evicted))
+	bufBytes, _, rolls := b.LogBuffers()
+	ch <- prometheus.MustNewConstMetric(logBufferDesc, prometheus.GaugeValue, float64(bufBytes))
+	ch <- prometheus.MustNewConstMetric(logBufferRollsDesc, prometheus.CounterValue, float64(rolls))
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
 	ts := b.TxnStats()
 	ch <- prometheus.MustNewConstMetric(txnOpenDesc, prometheus.GaugeValue, float64(ts.Open))

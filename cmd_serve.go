@@ -149,6 +149,8 @@ func serveFlags() []cli.Flag {
 			Usage: "memory of the log cleaner's key -> offset map, allocated on the first cleaning, 24 bytes a key (log.cleaner.dedupe.buffer.size); a cleaning that meets more keys cleans up to where the map filled and goes on later"},
 		&cli.Int64Flag{Name: "compaction-max-bytes-per-sec", Value: 0,
 			Usage: "the log cleaner's reads and writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
+		&cli.Int64Flag{Name: "log-buffer-bytes", Value: 256 << 20,
+			Usage: "memory for the tail (active) segments that partition logs hold, all partitions together: past it the logs with the largest tails are rolled to a new segment (tails under 64 KiB are kept); 0: no budget, each active partition may hold a whole segment (segment.bytes)"},
 	})
 }
 
@@ -292,6 +294,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if n := c.Int64("compaction-max-bytes-per-sec"); n < 0 || (n > 0 && n < 1<<16) {
 		return bc, kc, fmt.Errorf("compaction-max-bytes-per-sec: %d is not 0 (unlimited) or at least 65536", n)
 	}
+	if n := c.Int64("log-buffer-bytes"); n != 0 && n < 4<<20 {
+		return bc, kc, fmt.Errorf("log-buffer-bytes: %d is not 0 (no budget) or at least 4194304", n)
+	}
 	if n := c.Int("max-open-logs"); n != 0 && (n < 16 || n > 1<<22) {
 		return bc, kc, fmt.Errorf("max-open-logs: %d is not 0 (automatic) or between 16 and 4194304", n)
 	}
@@ -333,6 +338,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		CompactionCheckInterval:       c.Duration("compaction-check-interval"),
 		CompactionDedupeBytes:         c.Int64("compaction-dedupe-buffer-bytes"),
 		CompactionMaxBytesPerSec:      c.Int64("compaction-max-bytes-per-sec"),
+		LogBufferBytes:                logBufferBytes(c.Int64("log-buffer-bytes")),
 	}
 	if v := c.Int("transaction-version"); v != 1 && v != 2 {
 		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)
@@ -367,6 +373,15 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		ConnectionsMaxReauth:    c.Duration("connections-max-reauth"),
 	}
 	return bc, kc, nil
+}
+
+// logBufferBytes maps the flag's 0 ("no budget") to broker.Config's
+// negative (its 0 means the default).
+func logBufferBytes(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // noLimitIfZero maps a flag's 0 ("no limit") to kafka.Config's -1 (its 0

@@ -77,6 +77,14 @@ func TestServeDefaults(t *testing.T) {
 	if bc.MaxDecompressedBatchBytes != 32<<20 {
 		t.Errorf("max decompressed batch bytes %d", bc.MaxDecompressedBatchBytes)
 	}
+	if bc.LogBufferBytes != 256<<20 {
+		t.Errorf("log buffer bytes %d", bc.LogBufferBytes)
+	}
+	// 0 on the command line is no budget, which broker.Config spells
+	// negative (its 0 is the default).
+	if bc, _, code, msg := resolveOnly(t, "--log-buffer-bytes", "0"); code != 0 || bc.LogBufferBytes >= 0 {
+		t.Errorf("--log-buffer-bytes 0: exit %d %s, LogBufferBytes %d", code, msg, bc.LogBufferBytes)
+	}
 }
 
 func TestConfigPrecedence(t *testing.T) {
@@ -118,6 +126,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad listen", "", []string{"--listen", "nope"}, `listen: "nope" is not host:port`},
 		{"bad admin listen", "", []string{"--admin-listen", "nope"}, `admin-listen: "nope" is not host:port`},
 		{"tiny read cache", "read_cache_bytes: 1000\n", nil, "read-cache-bytes: 1000 is below 1048576"},
+		{"tiny log buffer", "log_buffer_bytes: 1000\n", nil, "log-buffer-bytes: 1000 is not 0 (no budget) or at least 4194304"},
 		{"decompressed bound below max message bytes", "", []string{"--max-decompressed-batch-bytes", "1000000"},
 			"max-decompressed-batch-bytes: 1000000 is not between max-message-bytes 1048588 and 1073741824"},
 		{"unknown flag", "", []string{"--no-such-flag"}, "flag provided but not defined"},

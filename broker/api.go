@@ -135,6 +135,13 @@ type Config struct {
 	// the process's open-file limit (DefaultMaxOpenLogs(0)).
 	MaxOpenLogs int
 
+	// LogBufferBytes bounds the tail segments that partition logs hold in
+	// memory, all partitions together (wal.TailBudget): past it the logs
+	// with the largest tails are rolled to a new segment. 0: the default,
+	// wal.DefaultTailBudgetBytes (256 MiB); negative: no budget (each
+	// active partition may hold a whole segment).
+	LogBufferBytes int64
+
 	// DataDirLock, if set, is the caller's lock on DataDir (LockDataDir),
 	// taken before anything else touched the directory. If nil, Open takes
 	// the lock itself and Close releases it. Either way one data directory

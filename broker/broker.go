@@ -55,7 +55,8 @@ type Broker struct {
 	nextProducerID int64 // the next id this node hands out
 	producerIDEnd  int64 // end of this node's producer id block
 	readCache      *wal.ReadCache
-	openLogs       *wal.OpenLogs // the cap on logs holding files open
+	openLogs       *wal.OpenLogs   // the cap on logs holding files open
+	tailBudget     *wal.TailBudget // the budget for the tails logs hold in memory (Config.LogBufferBytes)
 	// replicas makes each partition's Replica: the raft groups of
 	// Config.Replication, or local ones standalone. Chosen once, in Open.
 	replicas interface {
@@ -223,15 +224,16 @@ func open(cfg Config) (*Broker, error) {
 		cfg.MaxOpenLogs = DefaultMaxOpenLogs(0)
 	}
 	b := &Broker{
-		readCache: wal.NewReadCache(cfg.ReadCacheBytes),
-		openLogs:  wal.NewOpenLogs(cfg.MaxOpenLogs),
-		cfg:       cfg,
-		logger:    cfg.Logger,
-		state:     newMetaState(),
-		topics:    make(map[string]*topic),
-		byID:      make(map[[16]byte]*topic),
-		stop:      make(chan struct{}),
-		policy:    newAuthzPolicy(cfg.Authorizer),
+		readCache:  wal.NewReadCache(cfg.ReadCacheBytes),
+		openLogs:   wal.NewOpenLogs(cfg.MaxOpenLogs),
+		tailBudget: newTailBudget(cfg.LogBufferBytes),
+		cfg:        cfg,
+		logger:     cfg.Logger,
+		state:      newMetaState(),
+		topics:     make(map[string]*topic),
+		byID:       make(map[[16]byte]*topic),
+		stop:       make(chan struct{}),
+		policy:     newAuthzPolicy(cfg.Authorizer),
 	}
 	b.authz.Store(newACLIndex(nil))
 	// The transaction coordinator exists before any partition opens, so
@@ -366,6 +368,7 @@ func (p *partition) open() error {
 		OnSync:        b.cfg.OnFsync,
 		ReadCache:     b.readCache,
 		OpenLogs:      b.openLogs,
+		TailBudget:    b.tailBudget,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
@@ -923,6 +926,30 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 // cap (Config.MaxOpenLogs) and how many were closed to make room.
 func (b *Broker) OpenLogs() (open, limit int, evictions int64) {
 	return b.openLogs.Open(), b.openLogs.Limit(), b.openLogs.Evictions()
+}
+
+// newTailBudget is the budget of Config.LogBufferBytes: 0 the default;
+// negative none, which is a budget that is never reached, so that the
+// bytes held are still reported.
+func newTailBudget(n int64) *wal.TailBudget {
+	switch {
+	case n < 0:
+		n = math.MaxInt64
+	case n == 0:
+		n = wal.DefaultTailBudgetBytes
+	}
+	return wal.NewTailBudget(n)
+}
+
+// LogBuffers reports the bytes of tail segments partition logs hold in
+// memory now, the budget (Config.LogBufferBytes; 0 when there is none) and
+// how many logs were rolled to stay within it.
+func (b *Broker) LogBuffers() (bytes, limit, rolls int64) {
+	limit = b.tailBudget.Limit()
+	if b.cfg.LogBufferBytes < 0 {
+		limit = 0
+	}
+	return b.tailBudget.Bytes(), limit, b.tailBudget.Rolls()
 }
 
 // LogDirs reports the data directory and every partition's size on disk.

@@ -94,6 +94,11 @@ type Options struct {
 	// OpenLogs, if set, caps the logs sharing it that hold their files
 	// open at once (openlogs.go); nil: no cap.
 	OpenLogs *OpenLogs
+	// TailBudget, if set, bounds the tail segments that the logs sharing
+	// it hold in memory: the largest are rolled when the sum passes it
+	// (tailbudget.go); nil: no budget, each open log may hold a whole
+	// segment.
+	TailBudget *TailBudget
 }
 
 // Repair describes a tail cut made by Open, or the removal of a temp file
@@ -165,6 +170,7 @@ type SegmentInfo struct {
 //	(*Log).Failed() error                                // why the log is unusable, nil if it is not
 //	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
 //	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
+//	NewTailBudget(bytes) *TailBudget                     // a budget for the tails open logs hold in memory (Options.TailBudget; tailbudget.go)
 //	(*Log).RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error)
 //	    (compact.go) Rewrites the sealed segment starting at index first:
 //	    each HasRecords entry's payload becomes what rewrite returns (in

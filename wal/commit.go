@@ -45,6 +45,9 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 	l.wmu.Lock()
 	first, err := l.write(entries, frames)
 	l.wmu.Unlock()
+	if err == nil {
+		l.waitTailBudget()
+	}
 	return first, err
 }
 
@@ -125,6 +128,13 @@ func (l *Log) write(entries []Entry, frames []byte) (uint64, error) {
 		}
 	}
 	l.next = next
+	if cycled {
+		// tidwall keeps the segment it just sealed in its cache; reads of
+		// sealed segments go through the ReadCache, so that copy only
+		// costs memory (tailbudget.go).
+		l.tl.ClearCache()
+	}
+	l.reportTail()
 	l.mu.Unlock()
 
 	if err := l.afterWrite(cycled); err != nil {

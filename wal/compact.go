@@ -335,6 +335,11 @@ func (l *Log) Roll() error {
 	if err := l.usable(); err != nil {
 		return err
 	}
+	return l.rollLocked()
+}
+
+// rollLocked is Roll. wmu and mu held, the log usable.
+func (l *Log) rollLocked() error {
 	tail := l.idx.tail()
 	if tail.next == tail.first {
 		return nil

@@ -161,6 +161,7 @@ func (l *Log) Recover() error {
 		l.tl.Close() // its state is unknown; the files are rescanned
 		l.tl = nil
 		l.releaseSlot()
+		l.reportTail()
 	}
 	fresh := &Log{dir: l.dir, opts: l.opts}
 	fresh.idx.interval = l.idx.interval

@@ -510,6 +510,7 @@ func (l *Log) ensureOpen() error {
 	}
 	l.tl = tl
 	l.untrustTail()
+	l.reportTail()
 	if l.opts.IdleTimeout > 0 {
 		if l.idleTimer == nil {
 			l.idleTimer = time.AfterFunc(l.opts.IdleTimeout, l.idleCheck)
@@ -531,6 +532,7 @@ func (l *Log) releaseLocked() error {
 	err := l.tl.Close() // fsyncs the tail
 	l.tl = nil
 	l.releaseSlot()
+	l.reportTail()
 	if err != nil {
 		l.failed = fmt.Errorf("wal: close %s: %w", l.dir, err)
 		return l.failed
@@ -808,6 +810,7 @@ func (l *Log) TruncateFront(index uint64) error {
 	}
 	l.idx.segs = append([]*segment{seg}, l.idx.segs[k+1:]...)
 	l.untrustTail()
+	l.reportTail()
 	l.closeSyncFile()
 	if err := syncDir(l.dir); err != nil {
 		return l.failLocked("truncate front", err)
@@ -908,6 +911,7 @@ func (l *Log) truncateBackLocked(index uint64) error {
 		l.durable.Store(index)
 	}
 	l.untrustTail()
+	l.reportTail()
 	l.closeSyncFile()
 	if err := syncDir(l.dir); err != nil {
 		return l.failLocked("truncate back", err)
@@ -1122,6 +1126,7 @@ func (l *Log) Close() error {
 		err := l.tl.Close() // fsyncs the tail
 		l.tl = nil
 		l.releaseSlot()
+		l.reportTail()
 		if err != nil {
 			return fmt.Errorf("wal: close %s: %w", l.dir, err)
 		}
