@@ -52,6 +52,7 @@ func BenchmarkProduceLatencyCleaner(b *testing.B) {
 		{"cleaner=off", map[string]*string{"cleanup.policy": new("delete")}, 0},
 		{"cleaner=on", busyCompaction, 0},
 		{"cleaner=on,throttled=32MB", busyCompaction, 32 << 20},
+		{"cleaner=off,1MiB-segments", map[string]*string{"cleanup.policy": new("delete"), "segment.bytes": new("1048576")}, 0},
 		{"cleaner=on,kafka-defaults", map[string]*string{"cleanup.policy": new("compact"), "segment.bytes": new("1048576")}, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
