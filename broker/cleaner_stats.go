@@ -26,7 +26,8 @@ type CompactionStats struct {
 	BytesRead, BytesRemoved int64
 	// Partitions is every partition hosted here whose topic has
 	// cleanup.policy compact (or compact,delete), in topic then partition
-	// order; partitions of other topics are not listed.
+	// order; partitions of other topics, and of the internal topics, are
+	// not listed.
 	Partitions []CompactedPartition
 }
 
@@ -68,7 +69,10 @@ func (b *Broker) CompactionStats() CompactionStats {
 		st.BytesRead, st.BytesRemoved = c.bytesRead.Load(), c.bytesCleaned.Load()
 	}
 	for _, p := range b.allPartitions() {
-		if p.topic.config().compact {
+		// The internal topics are compacted too, but by their
+		// coordinators' design (cleaner.go): not listed, so that 100
+		// partitions nobody configured do not fill the metrics.
+		if p.topic.config().compact && !isInternalTopic(p.topic.name) {
 			st.Partitions = append(st.Partitions, p.compactionState())
 		}
 	}
