@@ -30,7 +30,10 @@ func TestClusterMinInsyncReplicas(t *testing.T) {
 			if errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 				resp.Err = nil // an earlier attempt that timed out created it
 			}
-			if (err == nil || resp.Err != nil) && !errors.Is(resp.Err, kerr.NotController) && !errors.Is(resp.Err, kerr.RequestTimedOut) {
+			// INVALID_REPLICATION_FACTOR while the nodes still register
+			// with the controller (the cluster counts one node at first).
+			if (err == nil || resp.Err != nil) && !errors.Is(resp.Err, kerr.NotController) && !errors.Is(resp.Err, kerr.RequestTimedOut) &&
+				!errors.Is(resp.Err, kerr.InvalidReplicationFactor) {
 				return resp
 			}
 			if time.Now().After(deadline) {
