@@ -463,36 +463,46 @@ func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
 
 // eachEntry calls fn with every data entry of p's log holding offsets in
 // [from, upTo) whose last offset is below upTo, in log order, until fn
-// returns false or an error. Reads are throttled.
+// returns false or an error. It reads the sealed segments' files, not
+// through the shared read cache (a pass over a whole log would evict what
+// consumers read and hold its memory), throttled. Entries in the active
+// segment are not read: clean rolls it first when UpTo reaches into it.
 func (c *cleaner) eachEntry(p *partition, from, upTo int64, fn func(e *wal.Entry) (bool, error)) error {
 	if from >= upTo {
 		return nil
 	}
-	idx, err := p.log.FindOffset(from)
-	if errors.Is(err, wal.ErrOffsetNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for last := p.log.LastIndex(); idx <= last; idx++ {
-		if c.stopped() {
-			return errCleanerStopped
-		}
-		e, err := p.log.Read(idx)
-		if err != nil {
-			return fmt.Errorf("read index %d: %w", idx, err)
-		}
-		if e.Kind != wal.KindData {
+	for _, s := range p.log.Segments() {
+		if s.Active || s.FirstOffset < 0 || s.NextOffset <= from {
 			continue
 		}
-		if e.LastOffset() >= upTo {
+		if s.FirstOffset >= upTo {
 			return nil
 		}
-		c.rate.wait(int64(len(e.Payload)), c.b.stop)
-		c.bytesRead.Add(int64(len(e.Payload)))
-		if ok, err := fn(&e); err != nil || !ok {
-			return err
+		done := false
+		err := p.log.ScanSegment(s.FirstIndex, func(_ uint64, e wal.Entry) (bool, error) {
+			if c.stopped() {
+				return false, errCleanerStopped
+			}
+			if e.Kind != wal.KindData || e.LastOffset() < from {
+				return true, nil
+			}
+			if e.LastOffset() >= upTo {
+				done = true
+				return false, nil
+			}
+			c.rate.wait(int64(len(e.Payload)), c.b.stop)
+			c.bytesRead.Add(int64(len(e.Payload)))
+			ok, err := fn(&e)
+			done = !ok
+			return ok, err
+		})
+		switch {
+		case errors.Is(err, wal.ErrSegmentChanged):
+			continue // dropped meanwhile (retention): nothing of it to clean
+		case err != nil:
+			return fmt.Errorf("read segment %d: %w", s.FirstIndex, err)
+		case done:
+			return nil
 		}
 	}
 	return nil

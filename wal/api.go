@@ -171,6 +171,10 @@ type SegmentInfo struct {
 //	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
 //	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
 //	NewTailBudget(bytes) *TailBudget                     // a budget for the tails open logs hold in memory (Options.TailBudget; tailbudget.go)
+//	(*Log).ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, error)) error
+//	    (compact.go) Every entry of the sealed segment starting at first,
+//	    read from its file, not through the read cache (a whole-log pass
+//	    must not evict what consumers read); errors as RewriteSegment's.
 //	(*Log).RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error)
 //	    (compact.go) Rewrites the sealed segment starting at index first:
 //	    each HasRecords entry's payload becomes what rewrite returns (in

@@ -43,6 +43,54 @@ const rewriteSuffix = ".rewrite"
 // reasonRewriteLeftover is the Repair reason for a removed temp file.
 const reasonRewriteLeftover = "interrupted segment rewrite: temp file removed, segment intact"
 
+// readSealedFile reads and verifies the file of the sealed segment whose
+// first index is first, without the read cache: ErrOutOfRange if there is
+// none, ErrSegmentChanged if it went away meanwhile, a *CorruptError if
+// the file does not match the index.
+func (l *Log) readSealedFile(first uint64) (seg *segment, path string, data []byte, err error) {
+	if seg, err = l.sealedSegment(first); err != nil {
+		return nil, "", nil, err
+	}
+	path = l.segPath(first)
+	if data, err = os.ReadFile(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) && !l.isCurrent(seg) {
+			return nil, "", nil, l.segmentChanged(first)
+		}
+		return nil, "", nil, fmt.Errorf("wal: read segment %s: %w", path, err)
+	}
+	if err := checkSegmentFile(path, data, seg); err != nil {
+		if !l.isCurrent(seg) {
+			return nil, "", nil, l.segmentChanged(first)
+		}
+		return nil, "", nil, err
+	}
+	return seg, path, data, nil
+}
+
+// ScanSegment calls fn with every entry of the sealed segment whose first
+// index is first, in index order, until fn returns false or an error. It
+// reads the segment file itself, not through the read cache: a pass over
+// a whole log (the log cleaner's) must not evict what consumers read, nor
+// hold the cache's memory. e.Payload is valid only during the call.
+// Errors as RewriteSegment's (ErrOutOfRange, ErrSegmentChanged, a
+// *CorruptError), or fn's.
+func (l *Log) ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, error)) error {
+	seg, _, data, err := l.readSealedFile(first)
+	if err != nil {
+		return err
+	}
+	off := 0
+	for i := seg.first; i < seg.next; i++ {
+		n, raw, _ := nextEntry(data[off:]) // verified by readSealedFile
+		h, _ := decodeHeader(raw)
+		off += n
+		if ok, err := fn(i, h.entry(raw)); err != nil || !ok {
+			return err
+		}
+	}
+	return nil
+}
+
 // RewriteSegment rewrites the sealed segment whose first index is first,
 // replacing the payload of every entry of a HasRecords kind with what
 // rewrite returns for it (called in index order; returning e.Payload, or
@@ -71,22 +119,8 @@ func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) (
 	}
 	l.rewriteMu.Lock() // one temp file per segment name: one rewrite at a time
 	defer l.rewriteMu.Unlock()
-	seg, err := l.sealedSegment(first)
+	seg, path, data, err := l.readSealedFile(first)
 	if err != nil {
-		return 0, 0, err
-	}
-	path := l.segPath(first)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && !l.isCurrent(seg) {
-			return 0, 0, l.segmentChanged(first)
-		}
-		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
-	}
-	if err := checkSegmentFile(path, data, seg); err != nil {
-		if !l.isCurrent(seg) {
-			return 0, 0, l.segmentChanged(first)
-		}
 		return 0, 0, err
 	}
 	tmp := path + rewriteSuffix

@@ -31,6 +31,7 @@ var _ interface {
 	Recover() error
 	Failed() error
 	RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error)
+	ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, error)) error
 	Roll() error
 } = (*Log)(nil)
 
