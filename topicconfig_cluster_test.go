@@ -80,8 +80,17 @@ func TestClusterMinInsyncReplicas(t *testing.T) {
 		}
 		return kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
 	}
-	if err := produce(-1); err != nil {
-		t.Fatalf("acks=all with three live replicas: %v", err)
+	// The first may find a client that does not know the leader yet
+	// (unknown broker) while the nodes register: retried, bounded.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := produce(-1)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acks=all with three live replicas: %v", err)
+		}
+		clients[-1].ForceMetadataRefresh()
 	}
 	leader := c.leader("isr", 0)
 	victim := 1

@@ -348,9 +348,11 @@ func TestTailBudgetConcurrent(t *testing.T) {
 	if b.Bytes() != 0 {
 		t.Fatalf("every log closed, the budget still accounts %d bytes", b.Bytes())
 	}
-	if b.Rolls() == 0 {
-		t.Fatal("the budget rolled nothing")
-	}
+	// Whether the budget itself rolled depends on the schedule: the
+	// explicit rolls and releases may keep every tail small. That it
+	// does roll is TestTailBudgetBounded's; here the data and the
+	// accounting are checked.
+	t.Logf("the budget rolled %d tails", b.Rolls())
 	for i := range cur {
 		l := mustOpen(t, filepath.Join(root, fmt.Sprint(i)), Options{})
 		checkLogData(t, l, perLog, size)
