@@ -32,6 +32,8 @@ type admin struct {
 	reg     *prometheus.Registry
 	metrics *kafka.Metrics       // given to kafka.Config
 	fsync   prometheus.Histogram // fed by broker.Config.OnFsync
+	// rounds and roundLogs are fed by broker.Config.OnFsyncRound.
+	rounds, roundLogs prometheus.Histogram
 
 	broker atomic.Pointer[broker.Broker] // set once recovered
 	ready  atomic.Bool                   // recovered and listening, not shutting down
@@ -48,8 +50,18 @@ func newAdmin() *admin {
 	a.auth = newAdminAuth(a.reg)
 	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_fsync_duration_seconds",
-		Help:    "Time of one fsync (fdatasync) of a partition or metadata log; one per append group.",
+		Help:    "Time of one fsync: an fdatasync of a partition or metadata log, or (--fsync-batch filesystem) one syncfs of the data directory's filesystem for a round of appends.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
+	})
+	a.rounds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chronik_fsync_round_duration_seconds",
+		Help:    "Time of one shared fsync round (--fsync-batch): the partitions' appends that joined it made durable together.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	a.roundLogs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "chronik_fsync_round_partitions",
+		Help:    "Partition logs made durable by one shared fsync round (--fsync-batch).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 .. 8192
 	})
 	a.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_cluster_commit_duration_seconds",
@@ -58,6 +70,8 @@ func newAdmin() *admin {
 	})
 	a.reg.MustRegister(
 		a.fsync,
+		a.rounds,
+		a.roundLogs,
 		a.commit,
 		clusterCollector{a},
 		groupLagCollector{a},
@@ -67,6 +81,12 @@ func newAdmin() *admin {
 		compactionCollector{a},
 	)
 	return a
+}
+
+// observeFsyncRound records one shared fsync round (broker.Config.OnFsyncRound).
+func (a *admin) observeFsyncRound(logs int, d time.Duration) {
+	a.rounds.Observe(d.Seconds())
+	a.roundLogs.Observe(float64(logs))
 }
 
 // observeFsync records one log fsync (broker.Config.OnFsync).

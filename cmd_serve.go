@@ -19,6 +19,7 @@ import (
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/cluster"
 	"github.com/chronik-stream/chronik/kafka"
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // serveFlags defines every setting of `chronik serve` once: its flag, its
@@ -151,6 +152,8 @@ func serveFlags() []cli.Flag {
 			Usage: "the log cleaner's reads and writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
 		&cli.Int64Flag{Name: "log-buffer-bytes", Value: 256 << 20,
 			Usage: "memory for the tail (active) segments that partition logs hold, all partitions together: past it the logs with the largest tails are rolled to a new segment (tails under 64 KiB are kept); 0: no budget, each active partition may hold a whole segment (segment.bytes)"},
+		&cli.StringFlag{Name: "fsync-batch", Value: "auto",
+			Usage: "with --fsync always, how appends to many partitions share fsyncs: filesystem: every append joins the next round, and a round makes all of its partitions durable with one syncfs of the data directory's filesystem (best when the data directory is a filesystem of its own, since it also flushes whatever else is dirty there); files: each partition fdatasyncs its own log; auto: filesystem when the data directory is a mount point, else files"},
 	})
 }
 
@@ -197,12 +200,25 @@ func parseFsync(s string) (broker.FsyncPolicy, error) {
 	return 0, fmt.Errorf("fsync: %q is not one of always, interval, never", s)
 }
 
+func parseFsyncBatch(s string) (wal.SyncMode, error) {
+	for _, m := range []wal.SyncMode{wal.SyncAuto, wal.SyncFiles, wal.SyncFilesystem} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("fsync-batch: %q is not one of auto, files, filesystem", s)
+}
+
 // serveConfig turns flags into the broker and server configs; every error
 // names the setting.
 func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	var bc broker.Config
 	var kc kafka.Config
 	fsync, err := parseFsync(c.String("fsync"))
+	if err != nil {
+		return bc, kc, err
+	}
+	fsyncBatch, err := parseFsyncBatch(c.String("fsync-batch"))
 	if err != nil {
 		return bc, kc, err
 	}
@@ -339,6 +355,7 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		CompactionDedupeBytes:         c.Int64("compaction-dedupe-buffer-bytes"),
 		CompactionMaxBytesPerSec:      c.Int64("compaction-max-bytes-per-sec"),
 		LogBufferBytes:                logBufferBytes(c.Int64("log-buffer-bytes")),
+		FsyncBatch:                    fsyncBatch,
 	}
 	if v := c.Int("transaction-version"); v != 1 && v != 2 {
 		return bc, kc, fmt.Errorf("transaction-version: %d is not 1 or 2", v)
@@ -469,6 +486,7 @@ func serveAction(c *cli.Context) error {
 	if addr := c.String("admin-listen"); addr != "" {
 		kc.Metrics = adm.metrics
 		bc.OnFsync = adm.observeFsync
+		bc.OnFsyncRound = adm.observeFsyncRound
 		as, err := adminSettingsOf(c)
 		if err == nil {
 			err = adm.secure(as, log)

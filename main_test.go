@@ -11,6 +11,7 @@ import (
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/kafka"
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // resolveOnly runs `chronik serve ARGS` up to the point where the broker
@@ -80,6 +81,12 @@ func TestServeDefaults(t *testing.T) {
 	if bc.LogBufferBytes != 256<<20 {
 		t.Errorf("log buffer bytes %d", bc.LogBufferBytes)
 	}
+	if bc.FsyncBatch != wal.SyncAuto {
+		t.Errorf("fsync batch %v", bc.FsyncBatch)
+	}
+	if bc, _, code, msg := resolveOnly(t, "--fsync-batch", "filesystem"); code != 0 || bc.FsyncBatch != wal.SyncFilesystem {
+		t.Errorf("--fsync-batch filesystem: exit %d %s, FsyncBatch %v", code, msg, bc.FsyncBatch)
+	}
 	// 0 on the command line is no budget, which broker.Config spells
 	// negative (its 0 is the default).
 	if bc, _, code, msg := resolveOnly(t, "--log-buffer-bytes", "0"); code != 0 || bc.LogBufferBytes >= 0 {
@@ -127,6 +134,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad admin listen", "", []string{"--admin-listen", "nope"}, `admin-listen: "nope" is not host:port`},
 		{"tiny read cache", "read_cache_bytes: 1000\n", nil, "read-cache-bytes: 1000 is below 1048576"},
 		{"tiny log buffer", "log_buffer_bytes: 1000\n", nil, "log-buffer-bytes: 1000 is not 0 (no budget) or at least 4194304"},
+		{"bad fsync batch", "fsync_batch: sometimes\n", nil, `fsync-batch: "sometimes" is not one of auto, files, filesystem`},
 		{"decompressed bound below max message bytes", "", []string{"--max-decompressed-batch-bytes", "1000000"},
 			"max-decompressed-batch-bytes: 1000000 is not between max-message-bytes 1048588 and 1073741824"},
 		{"unknown flag", "", []string{"--no-such-flag"}, "flag provided but not defined"},

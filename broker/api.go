@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // Config configures a Broker. Zero values take the documented defaults.
@@ -121,8 +123,20 @@ type Config struct {
 	Peers PeerCaller
 
 	// OnFsync, if set, is called after every fsync of a partition or
-	// metadata log with its duration (metrics). It must be cheap.
+	// metadata log with its duration (metrics), and after every syncfs
+	// of a FsyncBatch "filesystem" round. It must be cheap.
 	OnFsync func(time.Duration)
+
+	// FsyncBatch is how the partitions' appends share fsyncs with
+	// Fsync=always: wal.SyncFilesystem makes every append join the next
+	// round of a wal.Syncer, one syncfs of the data directory's
+	// filesystem for all the partitions in it; wal.SyncFiles leaves each
+	// partition to fdatasync its own log. wal.SyncAuto (the default) is
+	// SyncFilesystem when the data directory is a filesystem of its own.
+	FsyncBatch wal.SyncMode
+	// OnFsyncRound, if set, is called after every round with the logs it
+	// made durable and its duration (metrics). It must be cheap.
+	OnFsyncRound func(logs int, d time.Duration)
 
 	// ReadCacheBytes bounds the verified copies of sealed segments that
 	// fetches read from, for all partitions together (default 256 MiB;

@@ -57,6 +57,7 @@ type Broker struct {
 	readCache      *wal.ReadCache
 	openLogs       *wal.OpenLogs   // the cap on logs holding files open
 	tailBudget     *wal.TailBudget // the budget for the tails logs hold in memory (Config.LogBufferBytes)
+	syncer         *wal.Syncer     // the partitions' shared fsync rounds (Config.FsyncBatch)
 	// replicas makes each partition's Replica: the raft groups of
 	// Config.Replication, or local ones standalone. Chosen once, in Open.
 	replicas interface {
@@ -223,7 +224,12 @@ func open(cfg Config) (*Broker, error) {
 	if cfg.MaxOpenLogs <= 0 {
 		cfg.MaxOpenLogs = DefaultMaxOpenLogs(0)
 	}
+	syncer, err := newSyncer(cfg)
+	if err != nil {
+		return nil, err
+	}
 	b := &Broker{
+		syncer:     syncer,
 		readCache:  wal.NewReadCache(cfg.ReadCacheBytes),
 		openLogs:   wal.NewOpenLogs(cfg.MaxOpenLogs),
 		tailBudget: newTailBudget(cfg.LogBufferBytes),
@@ -248,6 +254,7 @@ func open(cfg Config) (*Broker, error) {
 	}
 	meta, err := b.openMetaLog()
 	if err != nil {
+		b.syncer.Close()
 		return nil, err
 	}
 	b.meta = meta
@@ -369,6 +376,7 @@ func (p *partition) open() error {
 		ReadCache:     b.readCache,
 		OpenLogs:      b.openLogs,
 		TailBudget:    b.tailBudget,
+		Syncer:        b.syncer,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition %s-%d: %w", t.name, idx, err)
@@ -562,6 +570,9 @@ func (b *Broker) closeLogs() error {
 	}
 	if err := b.meta.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
 		errs = append(errs, fmt.Errorf("close metadata log: %w", err))
+	}
+	if err := b.syncer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close fsync rounds: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -926,6 +937,40 @@ func (b *Broker) InitProducerID(transactionalID *string, txnTimeoutMs int32, pro
 // cap (Config.MaxOpenLogs) and how many were closed to make room.
 func (b *Broker) OpenLogs() (open, limit int, evictions int64) {
 	return b.openLogs.Open(), b.openLogs.Limit(), b.openLogs.Evictions()
+}
+
+// newSyncer starts the shared fsync rounds of Config.FsyncBatch: nil (each
+// log fdatasyncs its own file) unless fsync is "always" and the mode is
+// "filesystem", or "auto" on a data directory that is a filesystem of its
+// own.
+func newSyncer(cfg Config) (*wal.Syncer, error) {
+	mode := cfg.FsyncBatch
+	if mode == wal.SyncAuto {
+		own, err := wal.OwnFilesystem(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		mode = wal.SyncFiles
+		if own {
+			mode = wal.SyncFilesystem
+		}
+	}
+	if cfg.Fsync != FsyncAlways || mode != wal.SyncFilesystem {
+		return nil, nil // each partition's log syncs its own file
+	}
+	s, err := wal.NewSyncer(cfg.DataDir, func(logs int, d time.Duration) {
+		if cfg.OnFsync != nil {
+			cfg.OnFsync(d) // the round's one fsync
+		}
+		if cfg.OnFsyncRound != nil {
+			cfg.OnFsyncRound(logs, d)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: fsync-batch filesystem on %s: %w", cfg.DataDir, err)
+	}
+	cfg.Logger.Info().Str("data_dir", cfg.DataDir).Msg("partition appends share fsync rounds: one syncfs of the data directory's filesystem each (fsync-batch filesystem)")
+	return s, nil
 }
 
 // newTailBudget is the budget of Config.LogBufferBytes: 0 the default;

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"github.com/chronik-stream/chronik/wal"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,9 @@ type benchTarget struct {
 
 var benchTargets = []benchTarget{
 	{"chronik", func(b *testing.B, partitions int32) string {
-		e := startEnv(b) // broker.FsyncAlways is the default
+		// broker.FsyncAlways is the default; CHRONIK_BENCH_FSYNC_BATCH
+		// (auto, files, filesystem) sets how partitions share fsyncs.
+		e := startEnv(b, func(e *testEnv) { e.bcfg.FsyncBatch = benchFsyncBatch(b) })
 		e.createTopic(benchTopic, partitions, nil)
 		return e.addr
 	}},
@@ -53,6 +56,19 @@ var benchTargets = []benchTarget{
 		b.Cleanup(c.Close)
 		return c.ListenAddrs()[0]
 	}},
+}
+
+// benchFsyncBatch is the broker.Config.FsyncBatch that
+// CHRONIK_BENCH_FSYNC_BATCH names (default auto).
+func benchFsyncBatch(b *testing.B) wal.SyncMode {
+	name := envString("CHRONIK_BENCH_FSYNC_BATCH", "auto")
+	for _, m := range []wal.SyncMode{wal.SyncAuto, wal.SyncFiles, wal.SyncFilesystem} {
+		if m.String() == name {
+			return m
+		}
+	}
+	b.Fatalf("CHRONIK_BENCH_FSYNC_BATCH: %q is not auto, files or filesystem", name)
+	return 0
 }
 
 func benchClient(b *testing.B, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -153,38 +169,51 @@ func consumeFromStart(b *testing.B, addr string, partitions int32, n int) int {
 
 // BenchmarkProduceLatency produces b.N records at a steady 20 MB/s (so
 // -benchtime bounds the duration: 3s is about 60,000 records) and reports
-// the p50 and p99 time from Produce to acknowledgement.
+// the p50 and p99 time from Produce to acknowledgement: over 8 partitions
+// with kgo's default (sticky) partitioner, and spread round-robin over 100
+// partitions, so that every produce request touches many of them.
+//
+//	go test -run '^$' -bench 'ProduceLatency$' -benchtime 60000x -count 5 ./kafka/
 func BenchmarkProduceLatency(b *testing.B) {
 	const rate = 20 << 20 / benchRecordSize // records per second
 	interval := time.Second / rate
 	for _, target := range benchTargets {
-		b.Run(fmt.Sprintf("%s/partitions=8", target.name), func(b *testing.B) {
-			cl := benchClient(b, target.start(b, 8), kgo.ProducerLinger(0))
-			produceN(b, cl, 1)
-			latencies := make([]time.Duration, b.N)
-			var wg sync.WaitGroup
-			wg.Add(b.N)
-			b.SetBytes(benchRecordSize)
-			b.ResetTimer()
-			start := time.Now()
-			for i := range b.N {
-				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-					time.Sleep(d)
-				}
-				sent := time.Now()
-				cl.Produce(context.Background(), &kgo.Record{Value: benchValue}, func(_ *kgo.Record, err error) {
-					if err != nil {
-						b.Errorf("produce: %v", err)
-					}
-					latencies[i] = time.Since(sent)
-					wg.Done()
-				})
+		for _, spread := range []struct {
+			partitions int32
+			opts       []kgo.Opt
+		}{{8, nil}, {100, []kgo.Opt{kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}}} {
+			b.Run(fmt.Sprintf("%s/partitions=%d", target.name, spread.partitions), func(b *testing.B) {
+				benchmarkProduceLatency(b, target.start(b, spread.partitions), interval, spread.opts)
+			})
+		}
+	}
+}
+
+func benchmarkProduceLatency(b *testing.B, addr string, interval time.Duration, opts []kgo.Opt) {
+	cl := benchClient(b, addr, append([]kgo.Opt{kgo.ProducerLinger(0)}, opts...)...)
+	produceN(b, cl, 1)
+	latencies := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	wg.Add(b.N)
+	b.SetBytes(benchRecordSize)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		sent := time.Now()
+		cl.Produce(context.Background(), &kgo.Record{Value: benchValue}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				b.Errorf("produce: %v", err)
 			}
-			wg.Wait()
-			b.StopTimer()
-			slices.Sort(latencies)
-			b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+			latencies[i] = time.Since(sent)
+			wg.Done()
 		})
 	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(latencies)
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -99,6 +99,10 @@ type Options struct {
 	// (tailbudget.go); nil: no budget, each open log may hold a whole
 	// segment.
 	TailBudget *TailBudget
+	// Syncer, if set, makes the appends of the logs sharing it durable in
+	// shared rounds (one syncfs, or their fdatasyncs together) instead of
+	// one fsync per Append (FsyncAlways only; syncer.go).
+	Syncer *Syncer
 }
 
 // Repair describes a tail cut made by Open, or the removal of a temp file
@@ -170,6 +174,7 @@ type SegmentInfo struct {
 //	(*Log).Failed() error                                // why the log is unusable, nil if it is not
 //	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
 //	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
+//	NewSyncer(dir, mode, onRound) (*Syncer, error)       // shared fsync rounds for many logs (Options.Syncer; syncer.go)
 //	NewTailBudget(bytes) *TailBudget                     // a budget for the tails open logs hold in memory (Options.TailBudget; tailbudget.go)
 //	(*Log).ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, error)) error
 //	    (compact.go) Every entry of the sealed segment starting at first,

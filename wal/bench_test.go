@@ -262,12 +262,12 @@ func BenchmarkReopen(b *testing.B) {
 
 // BenchmarkRawFdatasync is the disk's own floor for a durable append: a
 // 4 KiB write followed by fdatasync, on 1 file and on 8 files in parallel
-// (8 partitions). It reports the p50/p99 latency of one write+sync, the
+// (8 partitions), and on 100 (100 partitions). It reports the p50/p99 latency of one write+sync, the
 // figure to hold Chronik's acks=all produce latency against.
 //
 //	go test -run '^$' -bench RawFdatasync -benchtime 2000x ./wal/
 func BenchmarkRawFdatasync(b *testing.B) {
-	for _, files := range []int{1, 8} {
+	for _, files := range []int{1, 8, 100} {
 		b.Run(fmt.Sprintf("files=%d", files), func(b *testing.B) {
 			dir := b.TempDir()
 			buf := make([]byte, 4096)

@@ -44,12 +44,21 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 	l.touch()
 	l.wmu.Lock()
 	first, err := l.write(entries, frames)
+	shared := err == nil && l.sharedSync()
+	last, gen := l.idx.lastIndex(), l.durGen
 	l.wmu.Unlock()
+	if shared {
+		err = l.opts.Syncer.wait(l, last, gen)
+	}
 	if err == nil {
 		l.waitTailBudget()
 	}
 	return first, err
 }
+
+// sharedSync says whether appends are made durable by the shared Syncer's
+// rounds (syncer.go) rather than by an fsync of their own.
+func (l *Log) sharedSync() bool { return l.opts.Fsync == FsyncAlways && l.opts.Syncer != nil }
 
 // encodeFrames checks entries and frames them back to back into a pooled
 // buffer, which write gives back.
@@ -171,6 +180,10 @@ func (l *Log) afterWrite(cycled bool) error {
 	}
 	switch l.opts.Fsync {
 	case FsyncAlways:
+		if l.sharedSync() {
+			l.dirty = true // Append waits for the Syncer's round
+			return nil
+		}
 		return l.syncLocked()
 	case FsyncInterval:
 		l.dirty = true

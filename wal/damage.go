@@ -180,6 +180,7 @@ func (l *Log) Recover() error {
 	l.hasClean = false
 	l.dirty = false
 	l.durable.Store(l.idx.lastIndex())
+	l.durGen++
 	if err := l.ensureOpen(); err != nil {
 		return fmt.Errorf("wal: recover %s: %w", l.dir, err)
 	}

@@ -62,9 +62,13 @@ type Log struct {
 	// wmu serializes everything that writes: appends, truncation,
 	// retention, Reset, Sync, idle release and Close. Everything it guards
 	// may be read under wmu alone. Lock order: wmu, then mu.
-	wmu       sync.Mutex
-	syncFile  *os.File // read-only handle on the tail segment, for fsync
-	dirty     bool     // written but not synced
+	wmu      sync.Mutex
+	syncFile *os.File // read-only handle on the tail segment, for fsync
+	dirty    bool     // written but not synced
+	// durGen counts the times durable was lowered (truncation, Reset,
+	// Recover), so that a Syncer round that began before one does not
+	// mark the entries written after it durable (syncer.go).
+	durGen    uint64
 	syncArmed bool
 	syncTimer *time.Timer
 	stateMu   sync.Mutex // serializes SaveState
@@ -910,6 +914,7 @@ func (l *Log) truncateBackLocked(index uint64) error {
 	if l.durable.Load() > index {
 		l.durable.Store(index)
 	}
+	l.durGen++ // a Syncer round under way may hold targets past index
 	l.untrustTail()
 	l.reportTail()
 	l.closeSyncFile()
@@ -952,6 +957,7 @@ func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
 	l.idx.segs = []*segment{newSegment(firstIndex)}
 	l.floor, l.next = nextOffset, nextOffset
 	l.durable.Store(firstIndex - 1)
+	l.durGen++
 	return nil
 }
 

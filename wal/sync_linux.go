@@ -2,7 +2,10 @@ package wal
 
 import (
 	"os"
+	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fdatasync flushes a segment's data and the metadata needed to read it
@@ -17,4 +20,32 @@ func fdatasync(f *os.File) error {
 			return nil
 		}
 	}
+}
+
+// syncfs flushes every dirty file of the filesystem holding f (syncfs(2);
+// since Linux 5.8 it reports writeback errors of that filesystem met
+// since f was opened).
+func syncfs(f *os.File) error {
+	for {
+		err := unix.Syncfs(int(f.Fd()))
+		if err != syscall.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "syncfs", Path: f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+// ownFilesystem says whether dir is the root of a filesystem: its device
+// differs from its parent's (or it is /).
+func ownFilesystem(dir string) (bool, error) {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if err := unix.Stat(filepath.Join(dir, ".."), &parent); err != nil {
+		return false, &os.PathError{Op: "stat", Path: filepath.Join(dir, ".."), Err: err}
+	}
+	return st.Dev != parent.Dev || st.Ino == parent.Ino, nil
 }
