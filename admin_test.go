@@ -23,6 +23,7 @@ import (
 
 	"github.com/chronik-stream/chronik/broker"
 	"github.com/chronik-stream/chronik/kafka"
+	"github.com/chronik-stream/chronik/wal"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -80,6 +81,8 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 	kafkaAddr, b := startBrokerWith(t, func(bc *broker.Config, kc *kafka.Config) {
 		bc.AutoCreateTopics = true
 		bc.OnFsync = adm.observeFsync
+		bc.FsyncBatch = wal.SyncFilesystem // shared fsync rounds, counted
+		bc.OnFsyncRound = adm.observeFsyncRound
 		kc.Metrics = adm.metrics
 	})
 	adm.setReady(b, true)
@@ -143,6 +146,28 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 	}
 	if v := metricValue(t, text, `chronik_log_buffer_rolls_total`); v != 0 {
 		t.Errorf("log buffer rolls = %v, want 0 far under the budget", v)
+	}
+	// The acknowledged produces were made durable by shared rounds: one
+	// syncfs each, counted as an fsync too.
+	rounds := metricValue(t, text, `chronik_fsync_round_duration_seconds_count`)
+	if rounds < 5 || metricValue(t, text, `chronik_fsync_round_partitions_sum`) < 5 {
+		t.Errorf("fsync rounds = %v, want >= 5 (one per acknowledged produce at least)", rounds)
+	}
+	// Memory by owner: the produced partition's tail and index, and the
+	// idempotent producer's state.
+	for owner, positive := range map[string]bool{"log_buffers": true, "index": true, "producer_state": true, "read_cache": false} {
+		v := metricValue(t, text, `chronik_memory_bytes{owner="`+owner+`"}`)
+		if v < 0 || positive && v == 0 {
+			t.Errorf("memory of %s = %v", owner, v)
+		}
+	}
+	if strings.Contains(text, `owner="requests_in_flight"`) {
+		t.Error("requests in flight reported before a server is serving")
+	}
+	adm.server.Store(kafka.New(kafka.Config{Logger: zerolog.Nop()}, b))
+	_, text = httpGet(t, base+"/metrics")
+	if v := metricValue(t, text, `chronik_memory_bytes{owner="requests_in_flight"}`); v != 0 {
+		t.Errorf("requests in flight on an idle server = %v bytes", v)
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "chronik_kafka_open_connections"} {
 		if !strings.Contains(text, "\n"+name) {

@@ -36,6 +36,7 @@ type admin struct {
 	rounds, roundLogs prometheus.Histogram
 
 	broker atomic.Pointer[broker.Broker] // set once recovered
+	server atomic.Pointer[kafka.Server]  // set once serving
 	ready  atomic.Bool                   // recovered and listening, not shutting down
 
 	commit prometheus.Histogram         // cluster mode: propose to commit on a leader
@@ -180,6 +181,9 @@ var (
 		"The cap on partition logs holding their files open (--max-open-logs).", nil, nil)
 	openLogsEvictedDesc = prometheus.NewDesc("chronik_open_logs_evicted_total",
 		"Idle partition logs closed to stay under the open-log cap.", nil, nil)
+	memoryDesc = prometheus.NewDesc("chronik_memory_bytes",
+		"Memory held now by owner, estimated from what each keeps: log_buffers (partition tails, --log-buffer-bytes), read_cache (--read-cache-bytes), index (offset/time indexes), producer_state (idempotent and transactional producers), requests_in_flight (requests read and not yet answered, --max-inflight-request-bytes).",
+		[]string{"owner"}, nil)
 	logBufferDesc = prometheus.NewDesc("chronik_log_buffer_bytes",
 		"Bytes of tail segments that partition logs hold in memory now, all partitions together (at most about --log-buffer-bytes plus one segment, and 64 KiB per open log).", nil, nil)
 	logBufferRollsDesc = prometheus.NewDesc("chronik_log_buffer_rolls_total",
@@ -220,6 +224,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- openLogsLimitDesc
 	ch <- openLogsEvictedDesc
 	ch <- logBufferDesc
+	ch <- memoryDesc
 	ch <- logBufferRollsDesc
 	ch <- storageErrorsDesc
 	ch <- txnOpenDesc
@@ -258,6 +263,16 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(logBufferDesc, prometheus.GaugeValue, float64(bufBytes))
 	ch <- prometheus.MustNewConstMetric(logBufferRollsDesc, prometheus.CounterValue, float64(rolls))
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
+	mem := b.Memory()
+	for _, o := range []struct {
+		owner string
+		bytes int64
+	}{{"log_buffers", mem.LogBuffers}, {"read_cache", mem.ReadCache}, {"index", mem.Index}, {"producer_state", mem.ProducerState}} {
+		ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(o.bytes), o.owner)
+	}
+	if srv := c.a.server.Load(); srv != nil {
+		ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(srv.RequestBytes()), "requests_in_flight")
+	}
 	ts := b.TxnStats()
 	ch <- prometheus.MustNewConstMetric(txnOpenDesc, prometheus.GaugeValue, float64(ts.Open))
 	ch <- prometheus.MustNewConstMetric(txnEndedDesc, prometheus.CounterValue, float64(ts.Commits), "commit")

@@ -557,6 +557,7 @@ func serveAction(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	srv := kafka.New(kc, b)
+	adm.server.Store(srv)
 	served := serveListeners(srv, bound, tlsFiles)
 	adm.setReady(b, true)
 	sdNotify(daemon.SdNotifyReady, log)

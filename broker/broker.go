@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -971,6 +972,35 @@ func newSyncer(cfg Config) (*wal.Syncer, error) {
 	}
 	cfg.Logger.Info().Str("data_dir", cfg.DataDir).Msg("partition appends share fsync rounds: one syncfs of the data directory's filesystem each (fsync-batch filesystem)")
 	return s, nil
+}
+
+// MemoryUse is the memory the broker's owners hold, estimated from what
+// each keeps (chronik_memory_bytes).
+type MemoryUse struct {
+	LogBuffers    int64 // partition tails held in memory (wal.TailBudget)
+	ReadCache     int64 // verified copies of sealed segments (wal.ReadCache)
+	Index         int64 // the partitions' offset/time indexes
+	ProducerState int64 // the partitions' idempotent and transactional producer states
+}
+
+// producerStateBytes estimates one producer's state in a partition: the
+// struct, its map slot and key.
+const producerStateBytes = int64(unsafe.Sizeof(producerState{})) + 48
+
+// Memory estimates the memory held by the broker's owners now. It visits
+// every partition (a few locks each), so it suits a metrics scrape.
+func (b *Broker) Memory() MemoryUse {
+	m := MemoryUse{ReadCache: b.readCache.Bytes()}
+	m.LogBuffers, _, _ = b.LogBuffers()
+	for _, p := range b.allPartitions() {
+		if p.fault.Load() == nil {
+			m.Index += p.log.IndexBytes()
+		}
+		p.logMu.Lock()
+		m.ProducerState += int64(len(p.producers)) * producerStateBytes
+		p.logMu.Unlock()
+	}
+	return m
 }
 
 // newTailBudget is the budget of Config.LogBufferBytes: 0 the default;

@@ -230,3 +230,10 @@ func (b *byteBudget) stop() {
 	b.stopped = true
 	b.mu.Unlock()
 }
+
+// held is the request bytes the budget's holders hold now.
+func (b *byteBudget) held() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.live
+}

@@ -186,6 +186,10 @@ func (s *Server) serve(ln net.Listener, l *listener) error {
 	}
 }
 
+// RequestBytes is the memory that requests read but not yet answered hold
+// now, all connections together (bounded by Config.MaxInflightRequestBytes).
+func (s *Server) RequestBytes() int64 { return s.budget.held() }
+
 // Shutdown stops accepting, stops reading new requests, lets in-flight
 // requests finish and their responses be written, and closes every
 // connection. If ctx ends first it closes the connections at once, cancels

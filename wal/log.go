@@ -961,6 +961,18 @@ func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
 	return nil
 }
 
+// IndexBytes estimates the heap the log's offset/time index holds (its
+// segments' summaries and sparse index points).
+func (l *Log) IndexBytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, s := range l.idx.segs {
+		n += int64(s.memSize())
+	}
+	return n
+}
+
 // Segments describes the segment files, oldest first.
 func (l *Log) Segments() []SegmentInfo {
 	l.mu.Lock()
