@@ -151,6 +151,8 @@ func serveFlags() []cli.Flag {
 			Usage: "the log cleaner's reads and writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
 		&cli.Int64Flag{Name: "log-buffer-bytes", Value: 256 << 20,
 			Usage: "memory for the tail (active) segments that partition logs hold, all partitions together: past it the logs with the largest tails are rolled to a new segment (tails under 64 KiB are kept); 0: no budget, each active partition may hold a whole segment (segment.bytes)"},
+		&cli.BoolFlag{Name: "console-read-only",
+			Usage: "the web console on the admin listener (/ui/) only shows: it refuses to change topic configs, reset group offsets, or add and delete users and ACLs"},
 	})
 }
 
