@@ -435,17 +435,16 @@ func (c *console) resetOffsets(w http.ResponseWriter, r *http.Request, br *broke
 			continue
 		}
 		rs := ConsoleReset{Topic: o.Topic, Partition: o.Partition, From: o.Committed, To: -1}
-		off, _, err := br.ListOffset(o.Topic, o.Partition, ts, 0)
-		switch {
-		case err != nil:
+		var off int64
+		var err error
+		if ts >= 0 {
+			off, err = offsetForTime(br, o.Topic, o.Partition, ts)
+		} else {
+			off, _, err = br.ListOffset(o.Topic, o.Partition, ts, 0)
+		}
+		if err != nil {
 			rs.Error = err.Error()
-		case off < 0: // no record at or after the timestamp: the end, as Kafka
-			off, _, err = br.ListOffset(o.Topic, o.Partition, broker.TimestampLatest, 0)
-			rs.To = off
-			if err != nil {
-				rs.Error = err.Error()
-			}
-		default:
+		} else {
 			rs.To = off
 		}
 		plan = append(plan, rs)

@@ -193,13 +193,8 @@ func readPage(br *broker.Broker, topic string, partition int32, pq pageQuery) (*
 			return nil, fmt.Errorf("offset %d of %s-%d: the log holds %d to %d: %w", start, topic, partition, logStart, hw, kerr.OffsetOutOfRange)
 		}
 	case "timestamp":
-		off, _, err := br.ListOffset(topic, partition, pq.timestamp, 0)
-		if err != nil {
+		if start, err = offsetForTime(br, topic, partition, pq.timestamp); err != nil {
 			return nil, err
-		}
-		start = off
-		if off < 0 { // nothing at or after the timestamp
-			start = hw
 		}
 	case "end":
 		start = max(logStart, hw-int64(pq.limit))
@@ -251,6 +246,41 @@ func readPage(br *broker.Broker, topic string, partition int32, pq pageQuery) (*
 		}
 	}
 	return pg, nil
+}
+
+// offsetForTime is Kafka's ListOffsets by timestamp: the first offset
+// whose record's timestamp is at or after ts, or the high watermark. The
+// broker answers a compressed batch's first offset without decoding it,
+// so the batch is read here to find the record itself.
+func offsetForTime(br *broker.Broker, topic string, partition int32, ts int64) (int64, error) {
+	off, _, err := br.ListOffset(topic, partition, ts, 0)
+	if err != nil {
+		return -1, err
+	}
+	if off < 0 { // nothing at or after the timestamp
+		_, hw, err := br.PartitionOffsets(topic, partition)
+		return hw, err
+	}
+	res, err := br.Fetch(topic, partition, off, 1, 0) // the batch holding off
+	if err != nil {
+		return -1, err
+	}
+	found, next := int64(-1), off
+	err = broker.ReadRecords(res.Records, consoleDecompressMax, func(rec *broker.ViewRecord) bool {
+		next = rec.Offset + 1
+		if rec.Offset >= off && rec.Timestamp >= ts {
+			found = rec.Offset
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("%s-%d: %w", topic, partition, err)
+	case found >= 0:
+		return found, nil
+	}
+	return max(next, off), nil // the batch's max timestamp was later than any record's: the next batch
 }
 
 func consoleRecord(rec *broker.ViewRecord) ConsoleRecord {
