@@ -108,8 +108,11 @@ function table(headers, rows, attrs) {
     h('tbody', null, rows));
 }
 
+// present drops the null and false parts of a page (optional sections).
+function present(nodes) { return nodes.flat(3).filter(x => x !== null && x !== undefined && x !== false); }
+
 function render(...nodes) {
-  main.replaceChildren(...nodes.flat());
+  main.replaceChildren(...present(nodes));
 }
 
 // Pages ---------------------------------------------------------------
@@ -239,7 +242,7 @@ async function messagesPage(gen, name, params) {
     try {
       const pg = await api(`/v1/console/topics/${enc(name)}/partitions/${enc(part.value)}/messages?${q}`);
       showError(null);
-      results.replaceChildren(...pageView(pg, load));
+      results.replaceChildren(...present(pageView(pg, load)));
     } catch (e) {
       showError(e);
       results.replaceChildren();
@@ -269,9 +272,10 @@ function full(b) {
 function pageView(pg, load) {
   const rows = [];
   for (const r of pg.records) {
-    const detail = h('tr', { class: 'record-detail', hidden: true },
+    const detail = h('tr', { class: 'record-detail', hidden: true, dataset: { offset: r.offset } },
       h('td', { colSpan: 5 },
-        h('h2', null, 'Key'), full(r.key), h('h2', null, 'Value'), full(r.value),
+        h('h2', null, 'Key'), h('div', { class: 'rec-key' }, full(r.key)),
+        h('h2', null, 'Value'), h('div', { class: 'rec-value' }, full(r.value)),
         r.headers.length ? [h('h2', null, 'Headers'), table(['Key', 'Value'],
           r.headers.map(x => h('tr', null, h('td', null, x.key), h('td', null, full(x.value)))))] : null));
     const row = h('tr', { class: 'record-row', dataset: { offset: r.offset, encoding: r.value.encoding }, onclick: () => { detail.hidden = !detail.hidden; } },
@@ -391,7 +395,7 @@ async function usersPage(gen) {
       h('td', null, rw ? twoStep('Delete', () => act(() => api('/v1/console/users/' + enc(u.name), { method: 'DELETE' }))) : null))), { id: 'users' }),
     d.users.length === 0 ? h('p', { class: 'muted' }, 'No users.') : null,
     rw ? h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); act(() => api('/v1/console/users', { method: 'POST', body: { username: name.value, password: pass.value } })); } },
-      h('label', null, 'User', name), h('label', null, 'Password', pass), h('button', { class: 'primary', type: 'submit' }, 'Add user')) : null);
+      h('label', null, 'User', name), h('label', null, 'Password', pass), h('button', { class: 'primary', type: 'submit', id: 'user-add' }, 'Add user')) : null);
 }
 
 async function aclsPage(gen) {
@@ -420,7 +424,7 @@ async function aclsPage(gen) {
       ev.preventDefault();
       const body = Object.fromEntries(Object.entries(f).map(([k, el]) => [k, el.value]));
       act(() => api('/v1/console/acls', { method: 'POST', body }));
-    } }, Object.entries(f).map(([k, el]) => h('label', null, k.replace('_', ' '), el)), h('button', { class: 'primary', type: 'submit' }, 'Add ACL')) : null);
+    } }, Object.entries(f).map(([k, el]) => h('label', null, k.replace('_', ' '), el)), h('button', { class: 'primary', type: 'submit', id: 'acl-add' }, 'Add ACL')) : null);
 }
 
 // Routing -------------------------------------------------------------
