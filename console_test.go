@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -381,4 +383,44 @@ func TestConsoleAuthAndHeaders(t *testing.T) {
 	if code != 200 || !strings.Contains(h.Get("Set-Cookie"), "SameSite=Strict") || strings.Contains(string(raw), "<script>") {
 		t.Errorf("GET /ui/: %d %v (inline scripts are not allowed)", code, h)
 	}
+}
+
+// FuzzConsoleShowBytes: any bytes are shown as null, JSON, text or hex,
+// within the display bound, and text is valid UTF-8.
+func FuzzConsoleShowBytes(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"a":[1,2]}`, "plain", "\x00\xff", consoleHTML, "é", strings.Repeat("x", consoleValueMax+3)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := showBytes(b)
+		switch out.Encoding {
+		case "json", "text", "hex":
+		default:
+			t.Fatalf("encoding %q", out.Encoding)
+		}
+		if out.Size != len(b) || len(out.Text) > 4*consoleValueMax {
+			t.Fatalf("size %d of %d, text %d", out.Size, len(b), len(out.Text))
+		}
+		if out.Encoding == "text" && !out.Truncated && !utf8.ValidString(out.Text) {
+			t.Fatalf("text not UTF-8: %q", out.Text)
+		}
+	})
+}
+
+// FuzzConsolePageQuery: any query string parses or fails; what parses
+// is within bounds.
+func FuzzConsolePageQuery(f *testing.F) {
+	for _, s := range []string{"", "from=end&limit=500", "offset=-1", "from=timestamp&timestamp=1", "limit=0&key=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		r := &http.Request{URL: &url.URL{RawQuery: q}}
+		pq, err := parsePageQuery(r)
+		if err != nil {
+			return
+		}
+		if pq.limit < 1 || pq.limit > consolePageMax || len(pq.key) > 1024 || pq.timestamp < 0 || pq.offset < -1 {
+			t.Fatalf("parsed out of bounds: %+v", pq)
+		}
+	})
 }
