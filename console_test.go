@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -423,4 +424,46 @@ func FuzzConsolePageQuery(f *testing.F) {
 			t.Fatalf("parsed out of bounds: %+v", pq)
 		}
 	})
+}
+
+// TestConsoleServeFlags runs `chronik serve` with an admin token and
+// --console-read-only: the pages need the token, reads work with it, and
+// a write with the CSRF token is refused as read-only.
+func TestConsoleServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	addrs := freeAddrs(t, 2)
+	kafkaAddr, adminAddr := addrs[0], addrs[1]
+	token := writeSecret(t, dir, "token", "console-serve-token-0123456789\n")
+	serveInProcess(t, []string{"chronik", "serve", "--data-dir", filepath.Join(dir, "data"),
+		"--listen", kafkaAddr, "--admin-listen", adminAddr, "--admin-token-file", token,
+		"--console-read-only", "--log-format", "json"}, adminAddr)
+	ok(t, "", "topic", "create", "t1", "--brokers="+kafkaAddr, "--partitions", "1")
+	base := "http://" + adminAddr
+	if code, _ := httpGet(t, base+"/ui/"); code != 401 {
+		t.Errorf("GET /ui/ without the token: %d", code)
+	}
+	c := &consoleClient{t: t, base: base, hc: newJarClient(), hdr: http.Header{}}
+	c.hdr.Set("Authorization", "Bearer console-serve-token-0123456789")
+	c = func() *consoleClient { // load /ui/ for the CSRF cookie, with the token
+		code, _, _ := c.do("GET", "/ui/", nil, false)
+		for _, ck := range c.hc.Jar.Cookies(mustURL(t, base+"/")) {
+			if ck.Name == csrfCookie {
+				c.csrf = ck.Value
+			}
+		}
+		if code != 200 || c.csrf == "" {
+			t.Fatalf("GET /ui/ with the token: %d, cookie %q", code, c.csrf)
+		}
+		return c
+	}()
+	var s struct {
+		ReadOnly bool `json:"read_only"`
+	}
+	c.get("/v1/console/session", &s)
+	var tp struct{ Partitions []ConsolePartition }
+	c.get("/v1/console/topics/t1", &tp)
+	if !s.ReadOnly || len(tp.Partitions) != 1 {
+		t.Errorf("session %+v, topic %+v", s, tp)
+	}
+	c.wantCode("PUT", "/v1/console/topics/t1/configs", map[string]any{"set": map[string]string{"retention.ms": "1"}}, true, 403, "read-only")
 }
