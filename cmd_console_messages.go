@@ -226,6 +226,9 @@ func readPage(br *broker.Broker, topic string, partition int32, pq pageQuery) (*
 			}
 			cr := consoleRecord(rec)
 			shown += cr.Key.Size + cr.Value.Size
+			for _, h := range cr.Headers {
+				shown += len(h.Key) + h.Value.Size
+			}
 			pg.Records = append(pg.Records, cr)
 			switch {
 			case len(pg.Records) >= pq.limit:

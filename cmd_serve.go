@@ -30,7 +30,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", Value: ":9092",
 			Usage: "Kafka listener address (host:port)"},
 		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9644",
-			Usage: "HTTP admin listener for /healthz, /readyz and /metrics (host:port); empty disables it"},
+			Usage: "HTTP admin listener for /healthz, /readyz, /metrics and the web console /ui/ (host:port); empty disables it"},
 		&cli.StringFlag{Name: "advertise",
 			Usage: "address Metadata tells clients (host:port); default the listen address, or when listening on all interfaces this host's primary address (the default route's, else the first non-loopback one)"},
 		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data",
