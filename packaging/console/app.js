@@ -102,9 +102,14 @@ function sparkline(values, width = 120, height = 24) {
   return svg;
 }
 
+// numericColumns are right-aligned, header and cells alike.
+const numericColumns = new Set(['Size', 'Lag', 'Offset', 'Log start', 'High watermark', 'Last stable', 'Partitions',
+  'Partition', 'Committed', 'From', 'To', 'Headers', 'Used by logs', 'File system free', 'File system size',
+  'Partition leaders (of those hosted here)']);
+
 function table(headers, rows, attrs) {
   return h('table', attrs,
-    h('thead', null, h('tr', null, headers.map(c => h('th', { class: /^(Size|Lag|Offset|Log|High|Partitions|Committed|From|To)/.test(c) ? 'num' : '' }, c)))),
+    h('thead', null, h('tr', null, headers.map(c => h('th', { class: numericColumns.has(c) ? 'num' : '' }, c)))),
     h('tbody', null, rows));
 }
 
