@@ -43,12 +43,15 @@ type admin struct {
 	node   atomic.Pointer[cluster.Node] // cluster mode
 
 	auth *adminAuth // token and TLS (cmd_admin_auth.go)
+
+	console *console // the web console under /ui/ (cmd_console.go)
 }
 
 func newAdmin() *admin {
 	a := &admin{reg: prometheus.NewRegistry()}
 	a.metrics = kafka.NewMetrics(a.reg)
 	a.auth = newAdminAuth(a.reg)
+	a.console = newConsole(a)
 	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_fsync_duration_seconds",
 		Help:    "Time of one fsync: an fdatasync of a partition or metadata log, or (--fsync-batch filesystem) one syncfs of the data directory's filesystem for a round of appends.",
@@ -140,7 +143,8 @@ func (a *admin) handler() http.Handler {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	userRoutes(mux, a.broker.Load)
 	compactionRoutes(mux, a.broker.Load)
-	return a.auth.authenticate(mux)
+	a.console.routes(mux)
+	return a.auth.authenticate(sameOriginWrites(mux))
 }
 
 // start serves the admin endpoints on addr until stop is called: HTTPS
@@ -151,6 +155,7 @@ func (a *admin) start(addr string, log zerolog.Logger) (bound net.Addr, stop fun
 		return nil, nil, fmt.Errorf("admin-listen %s: %v", addr, err)
 	}
 	a.auth.log = &log
+	a.console.samples.start()
 	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: a.auth.tlsConfig(),
 		ErrorLog:  stdlog.New(zerologWriter{log.With().Str("component", "admin").Logger()}, "", 0)}
@@ -167,6 +172,7 @@ func (a *admin) start(addr string, log zerolog.Logger) (bound net.Addr, stop fun
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
+		a.console.samples.close()
 	}, nil
 }
 

@@ -47,6 +47,7 @@ type adminSettings struct {
 	tokenFile         string // "" no authentication
 	metricsPublic     bool
 	insecure          bool
+	consoleReadOnly   bool // the web console refuses writes
 }
 
 // adminSettingsOf checks the admin settings: the address, the TLS pair,
@@ -60,6 +61,8 @@ func adminSettingsOf(c *cli.Context) (adminSettings, error) {
 		tokenFile:     c.String("admin-token-file"),
 		metricsPublic: c.Bool("admin-metrics-public"),
 		insecure:      c.Bool("admin-insecure"),
+		// Read here so that every admin setting comes from one place.
+		consoleReadOnly: c.Bool("console-read-only"),
 	}
 	if s.addr == "" {
 		return s, nil
@@ -157,6 +160,7 @@ func newAdminAuth(reg prometheus.Registerer) *adminAuth {
 // before it starts: the token and the certificate are read now.
 func (a *admin) secure(s adminSettings, log zerolog.Logger) error {
 	a.auth.settings = s
+	a.console.readOnly = s.consoleReadOnly
 	if s.tokenFile != "" {
 		tok, err := readAdminToken(s.tokenFile)
 		if err != nil {

@@ -31,7 +31,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", Value: ":9092",
 			Usage: "Kafka listener address (host:port)"},
 		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9644",
-			Usage: "HTTP admin listener for /healthz, /readyz and /metrics (host:port); empty disables it"},
+			Usage: "HTTP admin listener for /healthz, /readyz, /metrics and the web console /ui/ (host:port); empty disables it"},
 		&cli.StringFlag{Name: "advertise",
 			Usage: "address Metadata tells clients (host:port); default the listen address, or when listening on all interfaces this host's primary address (the default route's, else the first non-loopback one)"},
 		&cli.StringFlag{Name: "data-dir", Value: "./chronik-data",
@@ -154,6 +154,8 @@ func serveFlags() []cli.Flag {
 			Usage: "memory for the tail (active) segments that partition logs hold, all partitions together: past it the logs with the largest tails are rolled to a new segment (tails under 64 KiB are kept); 0: no budget, each active partition may hold a whole segment (segment.bytes)"},
 		&cli.StringFlag{Name: "fsync-batch", Value: "auto",
 			Usage: "with --fsync always, how appends to many partitions share fsyncs: filesystem: every append joins the next round, and a round makes all of its partitions durable with one syncfs of the data directory's filesystem (best when the data directory is a filesystem of its own, since it also flushes whatever else is dirty there); files: each partition fdatasyncs its own log; auto: filesystem when the data directory is a mount point, else files"},
+		&cli.BoolFlag{Name: "console-read-only",
+			Usage: "the web console on the admin listener (/ui/) only shows: it refuses to change topic configs, reset group offsets, or add and delete users and ACLs"},
 	})
 }
 
