@@ -152,13 +152,22 @@ func (b *Broker) byIDLocked(id [16]byte) bool {
 
 // prepareLogs creates the directories of the partitions in [from, to) of
 // a topic that this node will host (replicas: each one's replica list;
-// nil: every partition lives on every node) and holds a descriptor on each
-// at once, as their open logs will hold one each, then lets go. It runs
-// before the record that creates the partitions is proposed: a node that
-// cannot create them or has no descriptors for them refuses the change
-// (POLICY_VIOLATION for descriptors, see openPartitionsError) instead of
-// committing partitions it cannot serve. ApplyMeta then opens the logs; one
-// that fails there all the same is faulted and retried (fault.go).
+// nil: every partition lives on every node) and holds a descriptor on up
+// to prepareHeld of them at once, then lets go. The open-log budget
+// (Config.MaxOpenLogs) bounds the descriptors the logs hold however many
+// partitions there are, closing idle ones to open others, so what a new
+// topic needs is room to open logs at all, not a descriptor per partition.
+// It runs before the record that creates the partitions is proposed: a
+// node that cannot create them or has no descriptors to open them refuses
+// the change (POLICY_VIOLATION for descriptors, see openPartitionsError)
+// instead of committing partitions it cannot serve. ApplyMeta then opens
+// the logs; one that fails there all the same is faulted and retried
+// (fault.go).
+// prepareHeld is how many descriptors prepareLogs must be able to hold at
+// once: the logs a topic's creation opens side by side (inParallel), two
+// descriptors each, with room to spare.
+const prepareHeld = 64
+
 func (b *Broker) prepareLogs(name string, id [16]byte, from, to int32, replicas [][]int32) error {
 	var hosted []int32
 	for i := from; i < to; i++ {
@@ -174,7 +183,7 @@ func (b *Broker) prepareLogs(name string, id [16]byte, from, to int32, replicas 
 	inParallel(len(hosted), func(k int) {
 		dir := b.partitionDir(id, hosted[k])
 		err := os.MkdirAll(dir, 0o750)
-		if err == nil {
+		if err == nil && k < prepareHeld {
 			held[k], err = os.Open(dir)
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // An open log holds file descriptors: tidwall's handle on the tail segment
@@ -29,6 +30,7 @@ const FilesPerOpenLog = 2
 // log opened with it (Options.OpenLogs).
 type OpenLogs struct {
 	limit int
+	wait  time.Duration // reserveWait; tests shorten it
 
 	mu   sync.Mutex
 	open map[*Log]struct{}
@@ -38,7 +40,7 @@ type OpenLogs struct {
 
 // NewOpenLogs returns a cap of limit open logs (at least 1).
 func NewOpenLogs(limit int) *OpenLogs {
-	return &OpenLogs{limit: max(limit, 1), open: make(map[*Log]struct{})}
+	return &OpenLogs{limit: max(limit, 1), wait: reserveWait, open: make(map[*Log]struct{})}
 }
 
 // Limit is the cap.
@@ -54,11 +56,34 @@ func (o *OpenLogs) Open() int {
 // Evictions counts logs released to make room.
 func (o *OpenLogs) Evictions() int64 { return o.evictions.Load() }
 
+// reserveWait bounds how long a log waits for room when every open log is
+// in use, and reserveRetry how often it tries again meanwhile: a produce
+// touching more partitions at once than the cap (10,000 partitions under a
+// cap of 1,536) opens them in waves as the appends before finish, instead
+// of failing the ones past the cap.
+const (
+	reserveWait  = 10 * time.Second
+	reserveRetry = 2 * time.Millisecond
+)
+
 // reserve makes room for l, which is about to open its files, releasing
 // least recently used open logs if the cap is reached. l.mu held (and
 // perhaps l.wmu); victims are only tried (TryLock), never waited for, so two
-// logs making room at once cannot deadlock.
+// logs making room at once cannot deadlock. If every open log is in use it
+// tries again until one can be released, for up to reserveWait.
 func (o *OpenLogs) reserve(l *Log) error {
+	deadline := time.Now().Add(o.wait)
+	for {
+		err := o.tryReserve(l)
+		if !errors.Is(err, ErrTooManyOpenLogs) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(reserveRetry)
+	}
+}
+
+// tryReserve is one attempt of reserve.
+func (o *OpenLogs) tryReserve(l *Log) error {
 	o.mu.Lock()
 	if _, ok := o.open[l]; ok || len(o.open) < o.limit {
 		o.open[l] = struct{}{}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // openFDs counts this process's descriptors on files under dir.
@@ -65,11 +66,13 @@ func TestOpenLogsCap(t *testing.T) {
 	}
 }
 
-// TestOpenLogsAllBusy: when every open log is in use, a log that must open
-// fails with ErrTooManyOpenLogs instead of going over the cap.
+// TestOpenLogsAllBusy: when every open log stays in use, a log that must
+// open fails with ErrTooManyOpenLogs (after waiting for room) instead of
+// going over the cap.
 func TestOpenLogsAllBusy(t *testing.T) {
 	root := t.TempDir()
 	ol := NewOpenLogs(1)
+	ol.wait = 50 * time.Millisecond
 	a := mustOpen(t, filepath.Join(root, "a"), Options{OpenLogs: ol})
 	defer a.Close()
 	a.wmu.Lock() // a is busy (a commit round in progress, say)
@@ -82,5 +85,37 @@ func TestOpenLogsAllBusy(t *testing.T) {
 	defer b.Close()
 	if ol.Open() != 1 {
 		t.Fatalf("%d open", ol.Open())
+	}
+}
+
+// TestOpenLogsWaitsForRoom: a log that must open while every open log is
+// in use waits until one of them can be released, then opens within the
+// cap: it does not fail because the others were busy for a moment.
+func TestOpenLogsWaitsForRoom(t *testing.T) {
+	root := t.TempDir()
+	ol := NewOpenLogs(1)
+	a := mustOpen(t, filepath.Join(root, "a"), Options{OpenLogs: ol})
+	defer a.Close()
+	a.wmu.Lock() // a is busy
+	opened := make(chan error, 1)
+	var b *Log
+	go func() {
+		var err error
+		b, err = Open(filepath.Join(root, "b"), Options{OpenLogs: ol})
+		opened <- err
+	}()
+	// b cannot open while a is busy; once a is done, b takes its place.
+	select {
+	case err := <-opened:
+		t.Fatalf("b opened beside a busy log under a cap of 1: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	a.wmu.Unlock()
+	if err := <-opened; err != nil {
+		t.Fatalf("b, once a was free: %v", err)
+	}
+	defer b.Close()
+	if ol.Open() != 1 || ol.Evictions() != 1 {
+		t.Fatalf("%d open, %d evictions; want 1 and 1", ol.Open(), ol.Evictions())
 	}
 }
