@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 )
@@ -95,29 +91,6 @@ func benchCheck(c *cli.Context) error {
 	}
 	if f := c.String("format"); f != "text" && f != "json" {
 		return cli.Exit(fmt.Sprintf("format: %q is not one of text, json", f), 2)
-	}
-	return nil
-}
-
-func seedBrokers(s string) []string {
-	var out []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
-// ensureTopic creates the topic if it does not exist.
-func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int) error {
-	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopic(ctx, int32(partitions), -1, nil, topic)
-	if err != nil {
-		return err
-	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return resp.Err
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 )
 
@@ -215,44 +213,6 @@ func keyValues(flag string, pairs []string) ([][2]string, error) {
 		out = append(out, [2]string{k, v})
 	}
 	return out, nil
-}
-
-// newClient makes a client for --brokers, secured by the client security
-// flags (clientOpts): every CLI client is built here. Options cannot fail
-// on a well-formed seed list, so an error here is the user's: exit 2.
-func newClient(c *cli.Context, opts ...kgo.Opt) (*kgo.Client, error) {
-	seeds := seedBrokers(c.String("brokers"))
-	if len(seeds) == 0 {
-		return nil, usageErr("brokers: no broker addresses given")
-	}
-	security, err := clientOpts(c)
-	if err != nil {
-		return nil, err
-	}
-	base := append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("chronik-cli")}, security...)
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		return nil, usageErr("brokers: %v", err)
-	}
-	return cl, nil
-}
-
-// withTimeout bounds ctx by --timeout; 0 or less is no bound.
-func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
-	if d := c.Duration("timeout"); d > 0 {
-		return context.WithTimeout(c.Context, d)
-	}
-	return context.WithCancel(c.Context)
-}
-
-// brokerErr turns a failed request into the one line the operator sees: a
-// deadline says which brokers did not answer in time instead of "context
-// deadline exceeded".
-func brokerErr(c *cli.Context, ctx context.Context, what string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return failErr("%s: no answer from %s within --timeout %s (%v)", what, c.String("brokers"), c.Duration("timeout"), err)
-	}
-	return failErr("%s: %v", what, err)
 }
 
 // writeJSON writes v as one indented JSON document.
