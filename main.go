@@ -10,6 +10,8 @@
 //	chronik cluster info     cluster id, controller and brokers
 //	chronik repair           cut damaged partition logs (broker stopped)
 //	chronik version          version, commit and Go version
+//	chronik completion SHELL shell completion script (bash, zsh, fish)
+//	chronik man              the manual page (roff)
 package main
 
 import (
@@ -80,6 +82,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			benchCommand(),
 			repairCommand(),
 			versionCommand(),
+			completionCommand(),
+			manCommand(),
 			docsCommand(),
 		},
 	}
