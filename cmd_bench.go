@@ -130,7 +130,9 @@ func benchProduceAction(c *cli.Context) error {
 	if err := ensureTopic(ctx, cl, c.String("topic"), c.Int("partitions")); err != nil {
 		return cli.Exit(fmt.Sprintf("create topic %s: %v", c.String("topic"), err), 1)
 	}
-	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"))
+	prog := startProgressBar(c.App.ErrWriter, "produced", int64(c.Int("records")))
+	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"), prog)
+	prog.end()
 	res.print(c.App.Writer, c.String("format"))
 	if res.Errors > 0 {
 		return cli.Exit(fmt.Sprintf("%d records failed", res.Errors), 1)
@@ -139,8 +141,9 @@ func benchProduceAction(c *cli.Context) error {
 }
 
 // benchProduce produces n records of size bytes, paced at rate records per
-// second when rate > 0, and measures each record's ack latency.
-func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int) BenchResult {
+// second when rate > 0, and measures each record's ack latency; prog
+// counts the acknowledged records.
+func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int, prog *progress) BenchResult {
 	value := make([]byte, size)
 	for i := range value {
 		value[i] = byte('a' + i%26)
@@ -167,6 +170,7 @@ func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int) BenchR
 		wg.Add(1)
 		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
 			lat[i] = time.Since(sent)
+			prog.add(1)
 			if err != nil {
 				mu.Lock()
 				errs++
@@ -201,7 +205,9 @@ func benchConsumeAction(c *cli.Context) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	res, err := benchConsume(ctx, cl, c.Int("records"))
+	prog := startProgressBar(c.App.ErrWriter, "consumed", int64(c.Int("records")))
+	res, err := benchConsume(ctx, cl, c.Int("records"), prog)
+	prog.end()
 	res.print(c.App.Writer, c.String("format"))
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("consume: %v", err), 1)
@@ -209,8 +215,9 @@ func benchConsumeAction(c *cli.Context) error {
 	return nil
 }
 
-// benchConsume reads n records from wherever the client is positioned.
-func benchConsume(ctx context.Context, cl *kgo.Client, n int) (BenchResult, error) {
+// benchConsume reads n records from wherever the client is positioned;
+// prog counts them.
+func benchConsume(ctx context.Context, cl *kgo.Client, n int, prog *progress) (BenchResult, error) {
 	var (
 		got   int
 		bytes int64
@@ -225,10 +232,12 @@ func benchConsume(ctx context.Context, cl *kgo.Client, n int) (BenchResult, erro
 			break
 		}
 		fetches.EachError(func(string, int32, error) { errs++ })
+		before := got
 		fetches.EachRecord(func(r *kgo.Record) {
 			got++
 			bytes += int64(len(r.Value) + len(r.Key))
 		})
+		prog.add(int64(got - before))
 	}
 	elapsed := time.Since(start).Seconds()
 	return BenchResult{Mode: "consume", Records: got, Bytes: bytes, Seconds: elapsed,

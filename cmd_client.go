@@ -378,7 +378,7 @@ func consumeAction(c *cli.Context, args []string) error {
 	if format == "json" {
 		printer.json = json.NewEncoder(out)
 	}
-	prog := startProgress(c.App.ErrWriter, "consumed")
+	prog := startProgressBar(c.App.ErrWriter, "consumed", int64(count))
 	defer prog.end()
 	got := 0
 	for (count == 0 || got < count) && !(exitAtEnd && len(remaining) == 0) {

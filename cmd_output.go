@@ -267,15 +267,18 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-// progress is the single updating line produce and consume show on a
-// terminal: every 500 ms, the count so far and the rate over the last
-// interval. On anything else it shows nothing.
+// progress is the single updating line produce, consume and bench show on
+// a terminal: every 500 ms, the count so far and the rate over the last
+// interval, as a bar towards the goal when the command knows how many
+// records it will handle (consume -n, bench --records). On anything else
+// it shows nothing, so piped or redirected output stays as it is.
 type progress struct {
 	mu    sync.Mutex
 	count int64
 
 	w    io.Writer
 	verb string
+	goal int64 // records expected; 0: unknown (no bar)
 	stop chan struct{}
 	done chan struct{}
 }
@@ -286,7 +289,13 @@ const progressInterval = 500 * time.Millisecond
 // "produced" or "consumed". The returned progress counts either way; end
 // stops the line.
 func startProgress(w io.Writer, verb string) *progress {
-	p := &progress{w: w, verb: verb}
+	return startProgressBar(w, verb, 0)
+}
+
+// startProgressBar is startProgress with a bar towards goal records (none
+// when goal is 0 or less).
+func startProgressBar(w io.Writer, verb string, goal int64) *progress {
+	p := &progress{w: w, verb: verb, goal: max(goal, 0)}
 	if !isTerminal(w) {
 		return p
 	}
@@ -327,8 +336,28 @@ func (p *progress) loop() {
 // update, when the count was last; it returns the count.
 func (p *progress) update(last int64) int64 {
 	n := p.total()
-	fmt.Fprint(p.w, "\r\x1b[K"+progressLine(p.verb, n, float64(n-last)/progressInterval.Seconds()))
+	rate := float64(n-last) / progressInterval.Seconds()
+	line := progressLine(p.verb, n, rate)
+	if p.goal > 0 {
+		line = progressBarLine(p.verb, n, p.goal, rate)
+	}
+	fmt.Fprint(p.w, "\r\x1b[K"+line)
 	return n
+}
+
+// progressBarWidth is the bar's width in characters, between the brackets.
+const progressBarWidth = 30
+
+// progressBarLine is the text of one update towards a goal:
+// "consumed [=======>      ] 2500/10000  25% (3000/s)".
+func progressBarLine(verb string, count, goal int64, perSecond float64) string {
+	frac := min(float64(count)/float64(goal), 1)
+	filled := int(frac * progressBarWidth)
+	bar := strings.Repeat("=", filled)
+	if filled < progressBarWidth {
+		bar += ">" + strings.Repeat(" ", progressBarWidth-filled-1)
+	}
+	return fmt.Sprintf("%s [%s] %d/%d %3.0f%% (%.0f/s)", verb, bar, count, goal, frac*100, perSecond)
 }
 
 // progressLine is the text of one update.
