@@ -139,6 +139,22 @@ func TestAdminMetricsWithBroker(t *testing.T) {
 	if v := metricValue(t, text, `chronik_log_size_bytes{topic="metrics-test"}`); v <= 0 {
 		t.Errorf("log size = %v, want > 0", v)
 	}
+	// Standalone, this node leads every partition it hosts; none lacks a
+	// replica or a leader. The data directory's file system is reported.
+	if v, all := metricValue(t, text, `chronik_partition_leaders`), metricValue(t, text, `chronik_partitions`); v != all {
+		t.Errorf("partition leaders = %v, want every partition (%v)", v, all)
+	}
+	for _, name := range []string{"chronik_partitions_under_replicated", "chronik_partitions_leaderless"} {
+		if v := metricValue(t, text, name); v != 0 {
+			t.Errorf("%s = %v, want 0 standalone", name, v)
+		}
+	}
+	dir := b.Config().DataDir
+	total := metricValue(t, text, `chronik_disk_total_bytes{dir="`+dir+`"}`)
+	avail := metricValue(t, text, `chronik_disk_available_bytes{dir="`+dir+`"}`)
+	if total <= 0 || avail <= 0 || avail > total {
+		t.Errorf("disk of %s: total %v, available %v; want 0 < available <= total", dir, total, avail)
+	}
 	// The produced partition's tail is open, held in memory and counted
 	// (idle logs are released only after 30 s).
 	if v := metricValue(t, text, `chronik_log_buffer_bytes`); v <= 0 {

@@ -460,3 +460,51 @@ func TestProgressLine(t *testing.T) {
 		t.Errorf("update returned %d, wrote %q", last, buf.String())
 	}
 }
+
+// TestProgressBar: with a known goal (consume -n, bench --records) the
+// line on a terminal is a bar; without a terminal nothing is written.
+func TestProgressBar(t *testing.T) {
+	for _, c := range []struct {
+		count, goal int64
+		want        string
+	}{
+		{0, 10, "consumed [>                             ] 0/10   0% (0/s)"},
+		{5, 10, "consumed [===============>              ] 5/10  50% (0/s)"},
+		{10, 10, "consumed [==============================] 10/10 100% (0/s)"},
+		{12, 10, "consumed [==============================] 12/10 100% (0/s)"},
+	} {
+		if got := progressBarLine("consumed", c.count, c.goal, 0); got != c.want {
+			t.Errorf("bar %d/%d = %q, want %q", c.count, c.goal, got, c.want)
+		}
+	}
+	var buf bytes.Buffer
+	p := startProgressBar(&buf, "produced", 1000) // not a terminal
+	p.add(250)
+	p.end()
+	if buf.Len() != 0 {
+		t.Errorf("not a terminal, wrote %q", buf.String())
+	}
+	p.update(0) // what the terminal loop writes every interval
+	if want := "\r\x1b[Kproduced [=======>                      ] 250/1000  25% (500/s)"; buf.String() != want {
+		t.Errorf("update wrote %q, want %q", buf.String(), want)
+	}
+}
+
+// TestBenchAndConsumeNotATerminal: bench and consume -n print their
+// results as before when standard error is not a terminal: no progress
+// line in either stream.
+func TestBenchAndConsumeNotATerminal(t *testing.T) {
+	addr := startBroker(t)
+	r := ok(t, "", "bench", "produce", "--brokers", addr, "--topic", "plain-bench", "--records", "50", "--record-size", "10")
+	if r.stderr != "" || !strings.HasPrefix(r.stdout, "produce: 50 records") || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("bench produce: stdout %q, stderr %q; want one result line and nothing on stderr", r.stdout, r.stderr)
+	}
+	r = ok(t, "", "bench", "consume", "--brokers", addr, "--topic", "plain-bench", "--records", "50")
+	if r.stderr != "" || !strings.HasPrefix(r.stdout, "consume: 50 records") || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("bench consume: stdout %q, stderr %q; want one result line and nothing on stderr", r.stdout, r.stderr)
+	}
+	r = ok(t, "", "consume", "--brokers", addr, "-n", "3", "plain-bench")
+	if r.stderr != "" || r.stdout != strings.Repeat("abcdefghij\n", 3) {
+		t.Errorf("consume -n 3: stdout %q, stderr %q; want 3 values and nothing on stderr", r.stdout, r.stderr)
+	}
+}

@@ -340,7 +340,21 @@ func TestClusterAdmin(t *testing.T) {
 			strings.Contains(body, `chronik_cluster_peer_bytes_total{direction="sent"}`) &&
 			strings.Contains(body, `chronik_cluster_peer_handshakes_refused_total{reason="id_mismatch",side="accept"} 0`) &&
 			strings.Contains(body, `chronik_cluster_peer_handshakes_refused_total{reason="untrusted_certificate",side="dial"} 0`) &&
-			strings.Contains(body, "chronik_cluster_peer_certificate_expiry_timestamp_seconds ")
+			strings.Contains(body, "chronik_cluster_peer_certificate_expiry_timestamp_seconds ") &&
+			strings.Contains(body, "\nchronik_partitions_under_replicated 0\n") &&
+			strings.Contains(body, "\nchronik_partitions_leaderless 0\n")
+	})
+	// Every partition has one leader among the nodes: the nodes' leader
+	// counts add up to the partitions of all topics.
+	waitUntil(t, "one leader per partition over the nodes", 30*time.Second, func() bool {
+		partitions, leaders := 0, 0
+		for _, info := range n.b.Topics() {
+			partitions += int(info.Partitions)
+		}
+		for _, in := range c.nodes {
+			leaders += in.b.PartitionHealth().Leaders
+		}
+		return partitions > 0 && leaders == partitions
 	})
 	_, body := get("/metrics")
 	for _, line := range strings.Split(body, "\n") {

@@ -200,6 +200,16 @@ var (
 		"Transactions this node coordinates that are open (Ongoing) or being completed (PrepareCommit, PrepareAbort).", nil, nil)
 	txnEndedDesc = prometheus.NewDesc("chronik_transactions_ended_total",
 		"Transactions this node's coordinator completed since it started, by outcome: commit, abort (asked by the producer, fenced, or timed out), timeout (aborted past transaction.timeout.ms; also counted as abort).", []string{"outcome"}, nil)
+	leadersDesc = prometheus.NewDesc("chronik_partition_leaders",
+		"Partitions this node leads (all it hosts when standalone); in a cluster the sum over nodes is every partition with a leader.", nil, nil)
+	underReplicatedDesc = prometheus.NewDesc("chronik_partitions_under_replicated",
+		"Partitions this node leads with a replica on a node that is not live (not connected to this one): Kafka's UnderReplicatedPartitions, counted on the leader only, so the sum over nodes counts each once. Always 0 standalone.", nil, nil)
+	leaderlessDesc = prometheus.NewDesc("chronik_partitions_leaderless",
+		"Partitions hosted here with no known leader, which clients can neither produce to nor fetch from (Kafka's OfflinePartitionsCount, as this node sees it: each replica's node counts the partition). Always 0 standalone.", nil, nil)
+	diskTotalDesc = prometheus.NewDesc("chronik_disk_total_bytes",
+		"Size of the file system holding a data directory (--data-dir).", []string{"dir"}, nil)
+	diskAvailableDesc = prometheus.NewDesc("chronik_disk_available_bytes",
+		"Bytes of the file system holding a data directory that the broker may still write (statfs f_bavail: root's reserve excluded).", []string{"dir"}, nil)
 	offlineDesc = prometheus.NewDesc("chronik_partitions_offline",
 		"Partitions hosted here that cannot serve (KAFKA_STORAGE_ERROR), by kind: corrupt (needs chronik repair) or failed (a write, sync or open failed; retried every second).", []string{"kind"}, nil)
 )
@@ -226,6 +236,11 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- partitionsDesc
 	ch <- logSizeDesc
 	ch <- offlineDesc
+	ch <- leadersDesc
+	ch <- underReplicatedDesc
+	ch <- leaderlessDesc
+	ch <- diskTotalDesc
+	ch <- diskAvailableDesc
 	ch <- openLogsDesc
 	ch <- openLogsLimitDesc
 	ch <- openLogsEvictedDesc
@@ -242,7 +257,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if b == nil {
 		return
 	}
-	_, parts := b.LogDirs()
+	dir, parts := b.LogDirs()
 	sizes := map[string]int64{}
 	for _, p := range parts {
 		sizes[p.Topic] += p.Size
@@ -261,6 +276,15 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(corrupt), "corrupt")
 	ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, float64(failed), "failed")
+	h := b.PartitionHealth()
+	ch <- prometheus.MustNewConstMetric(leadersDesc, prometheus.GaugeValue, float64(h.Leaders))
+	ch <- prometheus.MustNewConstMetric(underReplicatedDesc, prometheus.GaugeValue, float64(h.UnderReplicated))
+	ch <- prometheus.MustNewConstMetric(leaderlessDesc, prometheus.GaugeValue, float64(h.Leaderless))
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		ch <- prometheus.MustNewConstMetric(diskTotalDesc, prometheus.GaugeValue, float64(st.Blocks)*float64(st.Bsize), dir)
+		ch <- prometheus.MustNewConstMetric(diskAvailableDesc, prometheus.GaugeValue, float64(st.Bavail)*float64(st.Bsize), dir)
+	}
 	open, limit, evicted := b.OpenLogs()
 	ch <- prometheus.MustNewConstMetric(openLogsDesc, prometheus.GaugeValue, float64(open))
 	ch <- prometheus.MustNewConstMetric(openLogsLimitDesc, prometheus.GaugeValue, float64(limit))

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 )
@@ -99,29 +95,6 @@ func benchCheck(c *cli.Context) error {
 	return nil
 }
 
-func seedBrokers(s string) []string {
-	var out []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
-// ensureTopic creates the topic if it does not exist.
-func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int) error {
-	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopic(ctx, int32(partitions), -1, nil, topic)
-	if err != nil {
-		return err
-	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return resp.Err
-	}
-	return nil
-}
-
 func benchProduceAction(c *cli.Context) error {
 	if err := benchCheck(c); err != nil {
 		return err
@@ -157,7 +130,9 @@ func benchProduceAction(c *cli.Context) error {
 	if err := ensureTopic(ctx, cl, c.String("topic"), c.Int("partitions")); err != nil {
 		return cli.Exit(fmt.Sprintf("create topic %s: %v", c.String("topic"), err), 1)
 	}
-	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"))
+	prog := startProgressBar(c.App.ErrWriter, "produced", int64(c.Int("records")))
+	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"), prog)
+	prog.end()
 	res.print(c.App.Writer, c.String("format"))
 	if res.Errors > 0 {
 		return cli.Exit(fmt.Sprintf("%d records failed", res.Errors), 1)
@@ -166,8 +141,9 @@ func benchProduceAction(c *cli.Context) error {
 }
 
 // benchProduce produces n records of size bytes, paced at rate records per
-// second when rate > 0, and measures each record's ack latency.
-func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int) BenchResult {
+// second when rate > 0, and measures each record's ack latency; prog
+// counts the acknowledged records.
+func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int, prog *progress) BenchResult {
 	value := make([]byte, size)
 	for i := range value {
 		value[i] = byte('a' + i%26)
@@ -194,6 +170,7 @@ func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int) BenchR
 		wg.Add(1)
 		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
 			lat[i] = time.Since(sent)
+			prog.add(1)
 			if err != nil {
 				mu.Lock()
 				errs++
@@ -228,7 +205,9 @@ func benchConsumeAction(c *cli.Context) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	res, err := benchConsume(ctx, cl, c.Int("records"))
+	prog := startProgressBar(c.App.ErrWriter, "consumed", int64(c.Int("records")))
+	res, err := benchConsume(ctx, cl, c.Int("records"), prog)
+	prog.end()
 	res.print(c.App.Writer, c.String("format"))
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("consume: %v", err), 1)
@@ -236,8 +215,9 @@ func benchConsumeAction(c *cli.Context) error {
 	return nil
 }
 
-// benchConsume reads n records from wherever the client is positioned.
-func benchConsume(ctx context.Context, cl *kgo.Client, n int) (BenchResult, error) {
+// benchConsume reads n records from wherever the client is positioned;
+// prog counts them.
+func benchConsume(ctx context.Context, cl *kgo.Client, n int, prog *progress) (BenchResult, error) {
 	var (
 		got   int
 		bytes int64
@@ -252,10 +232,12 @@ func benchConsume(ctx context.Context, cl *kgo.Client, n int) (BenchResult, erro
 			break
 		}
 		fetches.EachError(func(string, int32, error) { errs++ })
+		before := got
 		fetches.EachRecord(func(r *kgo.Record) {
 			got++
 			bytes += int64(len(r.Value) + len(r.Key))
 		})
+		prog.add(int64(got - before))
 	}
 	elapsed := time.Since(start).Seconds()
 	return BenchResult{Mode: "consume", Records: got, Bytes: bytes, Seconds: elapsed,

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,33 +101,6 @@ func (r *produceResult) summary(topic string) string {
 		fmt.Fprintf(&b, "; %d failed: %v", r.failed, r.firstErr)
 	}
 	return b.String()
-}
-
-// checkTopic returns the partitions to work on: all of the topic's when
-// partition is -1, else just that one. It fails with errTopicMissing when
-// the topic does not exist and when the partition is not one of its.
-func checkTopic(c *cli.Context, ctx context.Context, adm *kadm.Client, topic string, partition int) ([]int32, error) {
-	topics, err := adm.ListTopics(ctx, topic)
-	if err != nil {
-		return nil, brokerErr(c, ctx, "look up topic "+topic, err)
-	}
-	t, ok := topics[topic]
-	if !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
-		return nil, errTopicMissing(topic)
-	}
-	if t.Err != nil {
-		return nil, failErr("look up topic %s: %v", topic, t.Err)
-	}
-	parts := t.Partitions.Numbers()
-	if partition < 0 {
-		return parts, nil
-	}
-	for _, q := range parts {
-		if int(q) == partition {
-			return []int32{q}, nil
-		}
-	}
-	return nil, failErr("topic %s has no partition %d (it has %d partitions)", topic, partition, len(parts))
 }
 
 func produceAction(c *cli.Context, args []string) error {
@@ -257,98 +229,6 @@ exits 1.`,
 		}, clientFlags()...),
 		Action: withArgs("TOPIC", 1, 1, consumeAction),
 	})
-}
-
-// startPoint is a parsed --from.
-type startPoint struct {
-	kind  string // "earliest", "latest", "offset", "time"
-	value int64  // the offset, or the time in Unix milliseconds
-}
-
-// parseStartPoint parses the value of --from (or group seek's --to, named
-// by flag in errors).
-func parseStartPoint(flag, s string) (startPoint, error) {
-	switch s {
-	case "earliest", "latest":
-		return startPoint{kind: s}, nil
-	}
-	if ms, ok := strings.CutPrefix(s, "@"); ok {
-		v, err := strconv.ParseInt(ms, 10, 64)
-		if err != nil || v < 0 {
-			return startPoint{}, usageErr("%s: %q is not @ and a Unix time in milliseconds", flag, s)
-		}
-		return startPoint{kind: "time", value: v}, nil
-	}
-	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if v < 0 {
-			return startPoint{}, usageErr("%s: offset %d is negative", flag, v)
-		}
-		return startPoint{kind: "offset", value: v}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return startPoint{kind: "time", value: t.UnixMilli()}, nil
-	}
-	return startPoint{}, usageErr("%s: %q is not earliest, latest, an offset, @MILLIS or an RFC 3339 time", flag, s)
-}
-
-// kgoOffset is where a group member starts on a partition without a
-// committed offset.
-func (sp startPoint) kgoOffset() kgo.Offset {
-	switch sp.kind {
-	case "latest":
-		return kgo.NewOffset().AtEnd()
-	case "offset":
-		return kgo.NewOffset().At(sp.value)
-	case "time":
-		return kgo.NewOffset().AfterMilli(sp.value)
-	}
-	return kgo.NewOffset().AtStart()
-}
-
-// startOffsets resolves sp to an exact offset in each partition, and
-// returns each partition's current end (high watermark) too.
-func startOffsets(c *cli.Context, ctx context.Context, adm *kadm.Client, topic string, parts []int32, sp startPoint) (starts, ends map[int32]int64, err error) {
-	list := func(what string, fn func() (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-		lo, err := fn()
-		if err != nil {
-			return nil, brokerErr(c, ctx, what+" of "+topic, err)
-		}
-		out := make(map[int32]int64, len(parts))
-		for _, p := range parts {
-			o, ok := lo.Lookup(topic, p)
-			if !ok {
-				return nil, failErr("%s of %s: no answer for partition %d", what, topic, p)
-			}
-			if o.Err != nil {
-				return nil, failErr("%s of %s partition %d: %v", what, topic, p, o.Err)
-			}
-			out[p] = o.Offset
-		}
-		return out, nil
-	}
-	logStarts, err := list("log start offsets", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, topic) })
-	if err != nil {
-		return nil, nil, err
-	}
-	ends, err = list("end offsets", func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, topic) })
-	if err != nil {
-		return nil, nil, err
-	}
-	switch sp.kind {
-	case "earliest":
-		return logStarts, ends, nil
-	case "latest":
-		return ends, ends, nil
-	case "time":
-		// kadm answers the end offset where no record is that recent.
-		starts, err = list("offsets by time", func() (kadm.ListedOffsets, error) { return adm.ListOffsetsAfterMilli(ctx, sp.value, topic) })
-		return starts, ends, err
-	}
-	starts = make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		starts[p] = max(logStarts[p], min(sp.value, ends[p]))
-	}
-	return starts, ends, nil
 }
 
 // ConsumedRecord is one line of `consume --format json`. Key, value and
@@ -498,7 +378,7 @@ func consumeAction(c *cli.Context, args []string) error {
 	if format == "json" {
 		printer.json = json.NewEncoder(out)
 	}
-	prog := startProgress(c.App.ErrWriter, "consumed")
+	prog := startProgressBar(c.App.ErrWriter, "consumed", int64(count))
 	defer prog.end()
 	got := 0
 	for (count == 0 || got < count) && !(exitAtEnd && len(remaining) == 0) {

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/urfave/cli/v2"
 )
 
@@ -62,52 +59,6 @@ RFC 3339 time. The group must have no members: stop its consumers first
 			}),
 		},
 	})
-}
-
-// Kafka API keys the group commands need.
-const (
-	apiOffsetCommit   = 8
-	apiOffsetFetch    = 9
-	apiFindCoord      = 10
-	apiJoinGroup      = 11
-	apiHeartbeat      = 12
-	apiLeaveGroup     = 13
-	apiSyncGroup      = 14
-	apiDescribeGroups = 15
-	apiListGroups     = 16
-	apiDeleteGroups   = 42
-)
-
-// requireAPIs fails with one clear line when a broker does not speak every
-// API in keys, instead of the client's "broker is too old".
-func requireAPIs(c *cli.Context, ctx context.Context, adm *kadm.Client, what string, keys ...int16) error {
-	versions, err := adm.ApiVersions(ctx)
-	if err != nil {
-		return brokerErr(c, ctx, what, err)
-	}
-	meta, err := adm.BrokerMetadata(ctx)
-	if err != nil {
-		return brokerErr(c, ctx, what, err)
-	}
-	addr := map[int32]string{}
-	for _, b := range meta.Brokers {
-		addr[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
-	}
-	for _, v := range versions.Sorted() {
-		if v.Err != nil {
-			return brokerErr(c, ctx, fmt.Sprintf("%s: ApiVersions of broker %d", what, v.NodeID), v.Err)
-		}
-		var missing []string
-		for _, k := range keys {
-			if _, ok := v.KeyMaxVersion(k); !ok {
-				missing = append(missing, kmsg.NameForKey(k))
-			}
-		}
-		if len(missing) > 0 {
-			return failErr("%s: the broker at %s (node %d) does not support %s", what, addr[v.NodeID], v.NodeID, strings.Join(missing, ", "))
-		}
-	}
-	return nil
 }
 
 // GroupSummary is one entry of `group list --format json`.

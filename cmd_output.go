@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 )
 
@@ -217,44 +215,6 @@ func keyValues(flag string, pairs []string) ([][2]string, error) {
 	return out, nil
 }
 
-// newClient makes a client for --brokers, secured by the client security
-// flags (clientOpts): every CLI client is built here. Options cannot fail
-// on a well-formed seed list, so an error here is the user's: exit 2.
-func newClient(c *cli.Context, opts ...kgo.Opt) (*kgo.Client, error) {
-	seeds := seedBrokers(c.String("brokers"))
-	if len(seeds) == 0 {
-		return nil, usageErr("brokers: no broker addresses given")
-	}
-	security, err := clientOpts(c)
-	if err != nil {
-		return nil, err
-	}
-	base := append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("chronik-cli")}, security...)
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		return nil, usageErr("brokers: %v", err)
-	}
-	return cl, nil
-}
-
-// withTimeout bounds ctx by --timeout; 0 or less is no bound.
-func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
-	if d := c.Duration("timeout"); d > 0 {
-		return context.WithTimeout(c.Context, d)
-	}
-	return context.WithCancel(c.Context)
-}
-
-// brokerErr turns a failed request into the one line the operator sees: a
-// deadline says which brokers did not answer in time instead of "context
-// deadline exceeded".
-func brokerErr(c *cli.Context, ctx context.Context, what string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return failErr("%s: no answer from %s within --timeout %s (%v)", what, c.String("brokers"), c.Duration("timeout"), err)
-	}
-	return failErr("%s: %v", what, err)
-}
-
 // writeJSON writes v as one indented JSON document.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -307,15 +267,18 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-// progress is the single updating line produce and consume show on a
-// terminal: every 500 ms, the count so far and the rate over the last
-// interval. On anything else it shows nothing.
+// progress is the single updating line produce, consume and bench show on
+// a terminal: every 500 ms, the count so far and the rate over the last
+// interval, as a bar towards the goal when the command knows how many
+// records it will handle (consume -n, bench --records). On anything else
+// it shows nothing, so piped or redirected output stays as it is.
 type progress struct {
 	mu    sync.Mutex
 	count int64
 
 	w    io.Writer
 	verb string
+	goal int64 // records expected; 0: unknown (no bar)
 	stop chan struct{}
 	done chan struct{}
 }
@@ -326,7 +289,13 @@ const progressInterval = 500 * time.Millisecond
 // "produced" or "consumed". The returned progress counts either way; end
 // stops the line.
 func startProgress(w io.Writer, verb string) *progress {
-	p := &progress{w: w, verb: verb}
+	return startProgressBar(w, verb, 0)
+}
+
+// startProgressBar is startProgress with a bar towards goal records (none
+// when goal is 0 or less).
+func startProgressBar(w io.Writer, verb string, goal int64) *progress {
+	p := &progress{w: w, verb: verb, goal: max(goal, 0)}
 	if !isTerminal(w) {
 		return p
 	}
@@ -367,8 +336,28 @@ func (p *progress) loop() {
 // update, when the count was last; it returns the count.
 func (p *progress) update(last int64) int64 {
 	n := p.total()
-	fmt.Fprint(p.w, "\r\x1b[K"+progressLine(p.verb, n, float64(n-last)/progressInterval.Seconds()))
+	rate := float64(n-last) / progressInterval.Seconds()
+	line := progressLine(p.verb, n, rate)
+	if p.goal > 0 {
+		line = progressBarLine(p.verb, n, p.goal, rate)
+	}
+	fmt.Fprint(p.w, "\r\x1b[K"+line)
 	return n
+}
+
+// progressBarWidth is the bar's width in characters, between the brackets.
+const progressBarWidth = 30
+
+// progressBarLine is the text of one update towards a goal:
+// "consumed [=======>      ] 2500/10000  25% (3000/s)".
+func progressBarLine(verb string, count, goal int64, perSecond float64) string {
+	frac := min(float64(count)/float64(goal), 1)
+	filled := int(frac * progressBarWidth)
+	bar := strings.Repeat("=", filled)
+	if filled < progressBarWidth {
+		bar += ">" + strings.Repeat(" ", progressBarWidth-filled-1)
+	}
+	return fmt.Sprintf("%s [%s] %d/%d %3.0f%% (%.0f/s)", verb, bar, count, goal, frac*100, perSecond)
 }
 
 // progressLine is the text of one update.

@@ -145,35 +145,6 @@ type TopicConfigs struct {
 	Configs map[string]*string `json:"configs"`
 }
 
-// adminClient is a kadm client for --brokers and a context bounded by
-// --timeout; close releases both.
-func adminClient(c *cli.Context) (*kadm.Client, context.Context, func(), error) {
-	cl, err := newClient(c)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ctx, cancel := withTimeout(c)
-	return kadm.NewClient(cl), ctx, func() { cancel(); cl.Close() }, nil
-}
-
-// withMessage adds a broker's error message to its error code, once: a
-// message that already names the code stands alone.
-func withMessage(err error, msg string) string {
-	var ke *kerr.Error
-	switch {
-	case msg == "" || strings.Contains(err.Error(), msg):
-		return err.Error()
-	case errors.As(err, &ke) && strings.Contains(msg, ke.Message):
-		return msg
-	}
-	return fmt.Sprintf("%v (%s)", err, msg)
-}
-
-// errTopicMissing is the one line for a topic the brokers do not have.
-func errTopicMissing(topic string) error {
-	return failErr("topic %q does not exist", topic)
-}
-
 func topicCreate(c *cli.Context, args []string) error {
 	format, err := outputFormat(c, "table", "json")
 	if err != nil {
@@ -408,13 +379,6 @@ func addDirtyRatios(c *cli.Context, ctx context.Context, d *TopicDescription) {
 		ratio, upTo := p.DirtyRatio, p.CleanedUpTo
 		d.Partitions[i].DirtyRatio, d.Partitions[i].CleanedUpTo = &ratio, &upTo
 	}
-}
-
-func nonNil(s []int32) []int32 {
-	if s == nil {
-		return []int32{}
-	}
-	return s
 }
 
 func topicDescribe(c *cli.Context, args []string) error {

@@ -2,12 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,20 +59,6 @@ func userCommand() *cli.Command {
 			}),
 		},
 	})
-}
-
-// adminHTTPFlags are the flags of a command that talks to a broker's admin
-// HTTP listener (cmd_admin*.go): `chronik user`, and `chronik topic
-// describe` for dirty ratios.
-func adminHTTPFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "admin-url", Value: "http://127.0.0.1:9644", EnvVars: []string{"CHRONIK_ADMIN_URL"},
-			Usage: "the broker's admin HTTP listener (serve --admin-listen)"},
-		&cli.StringFlag{Name: "admin-token-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_TOKEN_FILE"},
-			Usage: "file holding the admin listener's token (serve --admin-token-file); also CHRONIK_ADMIN_TOKEN holding the token itself"},
-		&cli.StringFlag{Name: "admin-ca-file", EnvVars: []string{"CHRONIK_CLI_ADMIN_CA_FILE"},
-			Usage: "PEM CA bundle that signed the admin listener's certificate, for an https admin-url (default: the system's)"},
-	}
 }
 
 // readPassword gets the password: --password (with a warning),
@@ -179,96 +160,4 @@ func userList(c *cli.Context, _ []string) error {
 		}
 	}
 	return tab.flush()
-}
-
-// adminHTTPClient is the HTTP client for the admin listener: the
-// system's CAs, or --admin-ca-file's for an https admin-url.
-func adminHTTPClient(c *cli.Context) (*http.Client, error) {
-	cl := &http.Client{Timeout: c.Duration("timeout")}
-	if f := c.String("admin-ca-file"); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return nil, usageErr("admin-ca-file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usageErr("admin-ca-file: %s holds no PEM certificate", f)
-		}
-		cl.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	}
-	return cl, nil
-}
-
-// adminToken is the admin listener's token: --admin-token-file's content,
-// else CHRONIK_ADMIN_TOKEN, else none.
-func adminToken(c *cli.Context) (string, error) {
-	if f := c.String("admin-token-file"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", usageErr("admin-token-file: %v", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return os.Getenv("CHRONIK_ADMIN_TOKEN"), nil
-}
-
-// adminCall sends one request to the admin listener and returns the
-// answer's body if its status is want; otherwise the broker's message, as
-// a failure (exit 1), or a usage error (exit 2) for a 400.
-func adminCall(c *cli.Context, method, path string, body any, want int) ([]byte, error) {
-	return adminCallContext(context.Background(), c, method, path, body, want)
-}
-
-// adminCallContext is adminCall bounded by ctx as well as --timeout.
-func adminCallContext(ctx context.Context, c *cli.Context, method, path string, body any, want int) ([]byte, error) {
-	base := strings.TrimRight(c.String("admin-url"), "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usageErr("admin-url: %q is not an http(s) URL", c.String("admin-url"))
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return nil, usageErr("admin-url: %v", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	token, err := adminToken(c)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	hc, err := adminHTTPClient(c)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // not the method and URL a second time
-		}
-		return nil, failErr("%s %s: %v", method, base+path, err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode == want {
-		return out, nil
-	}
-	var msg struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(out, &msg) != nil || msg.Message == "" {
-		msg.Message = strings.TrimSpace(string(out))
-	}
-	if resp.StatusCode == http.StatusBadRequest {
-		return nil, usageErr("%s", msg.Message)
-	}
-	return nil, failErr("%s (HTTP %d)", msg.Message, resp.StatusCode)
 }

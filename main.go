@@ -10,6 +10,8 @@
 //	chronik cluster info     cluster id, controller and brokers
 //	chronik repair           cut damaged partition logs (broker stopped)
 //	chronik version          version, commit and Go version
+//	chronik completion SHELL shell completion script (bash, zsh, fish)
+//	chronik man              the manual page (roff)
 package main
 
 import (
@@ -80,6 +82,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			benchCommand(),
 			repairCommand(),
 			versionCommand(),
+			completionCommand(),
+			manCommand(),
 			docsCommand(),
 		},
 	}
@@ -95,17 +99,25 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 }
 
 // newLogger builds the process logger from --log-level and --log-format.
+// auto is console on a terminal (someone reading) and JSON otherwise (a
+// journal or a file, for machines to parse).
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("log-level: %q is not one of trace, debug, info, warn, error", level)
+	}
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "console"
+		}
 	}
 	switch format {
 	case "json":
 	case "console", "text":
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	default:
-		return zerolog.Nop(), fmt.Errorf("log-format: %q is not one of json, console", format)
+		return zerolog.Nop(), fmt.Errorf("log-format: %q is not one of auto, json, console", format)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

@@ -27,7 +27,8 @@ func TestPackagedConfigParses(t *testing.T) {
 var secretWords = regexp.MustCompile(`(?i)(tls|token|passw|secret|sasl|key|cert|\.pem|user|super)`)
 
 // TestPackagesInstallNothingSecret: the deb/rpm contents are the binary,
-// the unit, the config and environment files and the data directory; no
+// the unit, the config and environment files, the data directory and the
+// documentation (packagedDocs); no
 // setting that is not commented out names a key, token, password or user;
 // the admin listener stays on loopback.
 func TestPackagesInstallNothingSecret(t *testing.T) {
@@ -43,6 +44,9 @@ func TestPackagesInstallNothingSecret(t *testing.T) {
 	}
 	allowed := map[string]bool{"/usr/bin/chronik": true, "/etc/chronik/chronik.yaml": true, "/etc/default/chronik": true,
 		"/etc/sysconfig/chronik": true, "/usr/lib/systemd/system/chronik.service": true, "/var/lib/chronik": true}
+	for _, f := range packagedDocs {
+		allowed[f] = true
+	}
 	for _, c := range pkg.Contents {
 		if !allowed[c.Dst] || secretWords.MatchString(c.Src) {
 			t.Errorf("the package installs %s from %q: only the binary, unit, config files and data directory (nothing secret)", c.Dst, c.Src)
@@ -70,6 +74,64 @@ func TestPackagesInstallNothingSecret(t *testing.T) {
 		}
 		if regexp.MustCompile(`(?i)openssl|\.pem|\.key\b|token|chpasswd|chronik (user|acl)`).Match(data) {
 			t.Errorf("%s makes keys, tokens or users: the packages install nothing secret", f)
+		}
+	}
+}
+
+// packagedDocs are the documentation files the packages install besides
+// the binary, the unit and the configuration: the manual page and shell
+// completions (generated from the binary by packaging/build.sh), the
+// Grafana dashboard and the Prometheus alert rules.
+var packagedDocs = []string{
+	"/usr/share/man/man1/chronik.1.gz",
+	"/usr/share/bash-completion/completions/chronik",
+	"/usr/share/zsh/vendor-completions/_chronik",
+	"/usr/share/zsh/site-functions/_chronik",
+	"/usr/share/fish/vendor_completions.d/chronik.fish",
+	"/usr/share/chronik/grafana/chronik.json",
+	"/usr/share/chronik/prometheus/chronik-alerts.yml",
+}
+
+// TestPackagesInstallDocs: nfpm.yaml installs every packagedDocs file,
+// world-readable, from a file of the repository or one build.sh generates.
+func TestPackagesInstallDocs(t *testing.T) {
+	data, err := os.ReadFile("packaging/nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		Contents []struct {
+			Src, Dst string
+			FileInfo struct{ Mode int } `yaml:"file_info"`
+		}
+	}
+	if err := yaml.Unmarshal(data, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	build, err := os.ReadFile("packaging/build.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range packagedDocs {
+		found := false
+		for _, c := range pkg.Contents {
+			if c.Dst != want {
+				continue
+			}
+			found = true
+			if c.FileInfo.Mode != 0o644 {
+				t.Errorf("%s is installed with mode %o, want 644", want, c.FileInfo.Mode)
+			}
+			if gen, ok := strings.CutPrefix(c.Src, "${CHRONIK_GENERATED}/"); ok {
+				if !strings.Contains(string(build), gen) {
+					t.Errorf("%s comes from %s, which packaging/build.sh does not generate", want, c.Src)
+				}
+			} else if _, err := os.Stat(c.Src); err != nil {
+				t.Errorf("%s: %v", want, err)
+			}
+		}
+		if !found {
+			t.Errorf("packaging/nfpm.yaml does not install %s", want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Packaging: build the .deb and .rpm with packaging/build.sh, install the deb
-# with dpkg, check the user, files and permissions, run the installed broker as
+# Packaging: build the .deb and .rpm with packaging/build.sh (twice: the
+# same bytes), install the deb with dpkg, check the user, files and
+# permissions, the man page and the bash completion, run the installed broker as
 # user chronik (kcat and the chronik CLI, /readyz, /metrics, SIGTERM), upgrade
 # over an edited config, purge; check the rpm with rpm -qp; check the unit with
 # systemd-analyze. Runs as root on a machine without a running systemd; it
@@ -58,6 +59,15 @@ dpkg-deb -I "$deb" conffiles | sort >"$work/conffiles"
 printf '%s\n' /etc/chronik/chronik.yaml /etc/default/chronik | diff - "$work/conffiles" >/dev/null ||
   fail "deb conffiles are $(tr '\n' ' ' <"$work/conffiles")"
 ok "deb holds the binary, config, /etc/default/chronik, the unit and /var/lib/chronik; conffiles: chronik.yaml and /etc/default/chronik"
+docs="/usr/share/man/man1/chronik.1.gz /usr/share/bash-completion/completions/chronik /usr/share/zsh/vendor-completions/_chronik /usr/share/fish/vendor_completions.d/chronik.fish /usr/share/chronik/grafana/chronik.json /usr/share/chronik/prometheus/chronik-alerts.yml"
+for f in $docs; do
+  grep -qx "$f" "$work/deb.files" || fail "deb lacks $f"
+done
+ok "deb holds the man page, the bash, zsh and fish completions, the Grafana dashboard and the alert rules"
+bash packaging/build.sh "$work/dist-again" >"$work/build-again.log" 2>&1 || { cat "$work/build-again.log"; fail "packaging/build.sh (again)"; }
+cmp -s "$deb" "$work/dist-again/$(basename "$deb")" || fail "a second build of the deb differs from the first"
+cmp -s "$rpmfile" "$work/dist-again/$(basename "$rpmfile")" || fail "a second build of the rpm differs from the first"
+ok "a second build gives the same deb and rpm, byte for byte"
 
 # 2. Install the deb.
 dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
@@ -77,6 +87,16 @@ check_stat /usr/bin/chronik 755 root:root
 check_stat /etc/chronik/chronik.yaml 640 root:chronik
 check_stat /var/lib/chronik 750 chronik:chronik
 check_stat /usr/lib/systemd/system/chronik.service 644 root:root
+for f in $docs; do check_stat "$f" 644 root:root; done
+zcat /usr/share/man/man1/chronik.1.gz | grep -q '^\.TH chronik 1' || fail "chronik.1.gz is not a section 1 man page"
+if command -v man >/dev/null; then
+  man -l /usr/share/man/man1/chronik.1.gz 2>/dev/null | grep -q -- '--data-dir' || fail "man -l chronik.1.gz does not show --data-dir"
+  ok "man -l renders the installed man page"
+fi
+completed=$(bash --norc -c 'source /usr/share/bash-completion/completions/chronik
+COMP_WORDS=(chronik serve --data-); COMP_CWORD=2; _chronik; echo "${COMPREPLY[*]}"')
+[ "$completed" = --data-dir ] || fail "bash completion of 'chronik serve --data-' gave '$completed'"
+ok "the installed bash completion completes 'chronik serve --data-' to --data-dir"
 
 # 3. Run the installed broker as user chronik. setpriv execs the broker
 # itself (runuser would stay as the parent and turn SIGTERM into status 143).
@@ -171,6 +191,9 @@ ok "dpkg --purge: binary and /etc/chronik gone, data in /var/lib/chronik kept"
 rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]' "$rpmfile" >"$work/rpm.files"
 for f in /usr/bin/chronik /etc/chronik/chronik.yaml /etc/sysconfig/chronik /usr/lib/systemd/system/chronik.service /var/lib/chronik; do
   grep -q "^$f " "$work/rpm.files" || { cat "$work/rpm.files"; fail "rpm lacks $f"; }
+done
+for f in /usr/share/man/man1/chronik.1.gz /usr/share/bash-completion/completions/chronik /usr/share/zsh/site-functions/_chronik /usr/share/fish/vendor_completions.d/chronik.fish /usr/share/chronik/grafana/chronik.json /usr/share/chronik/prometheus/chronik-alerts.yml; do
+  grep -q "^$f .* -rw-r--r-- root:root$" "$work/rpm.files" || { cat "$work/rpm.files"; fail "rpm lacks $f (0644 root)"; }
 done
 ! grep -q '^/etc/default/' "$work/rpm.files" || fail "rpm holds /etc/default"
 for f in /etc/chronik/chronik.yaml /etc/sysconfig/chronik; do
