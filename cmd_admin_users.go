@@ -82,27 +82,33 @@ func userRoutes(mux *http.ServeMux, b func() *broker.Broker) {
 			httpError(w, http.StatusServiceUnavailable, "the broker is not open yet")
 			return
 		}
-		name := r.PathValue("name")
-		var mechs []broker.ScramMechanism
-		for _, u := range br.ScramUsers() {
-			if u.Name == name {
-				for _, m := range u.Mechanisms {
-					mechs = append(mechs, m.Mechanism)
-				}
+		deleteUser(w, r, br)
+	})
+}
+
+// deleteUser deletes every credential of the user the path names (404 if
+// it has none).
+func deleteUser(w http.ResponseWriter, r *http.Request, br *broker.Broker) {
+	name := r.PathValue("name")
+	var mechs []broker.ScramMechanism
+	for _, u := range br.ScramUsers() {
+		if u.Name == name {
+			for _, m := range u.Mechanisms {
+				mechs = append(mechs, m.Mechanism)
 			}
 		}
-		if len(mechs) == 0 {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("user %q does not exist", name))
+	}
+	if len(mechs) == 0 {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("user %q does not exist", name))
+		return
+	}
+	for _, m := range mechs {
+		if err := br.DeleteScramCredential(r.Context(), name, m); err != nil {
+			httpBrokerError(w, err)
 			return
 		}
-		for _, m := range mechs {
-			if err := br.DeleteScramCredential(r.Context(), name, m); err != nil {
-				httpBrokerError(w, err)
-				return
-			}
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // setUser creates (POST: the user must not exist) or updates (PUT) a

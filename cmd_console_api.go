@@ -503,27 +503,9 @@ func (c *console) createUser(w http.ResponseWriter, r *http.Request, br *broker.
 	setUser(w, r, br, "", true)
 }
 
+// deleteUser is deleteUser (cmd_admin_users.go) behind the console's checks.
 func (c *console) deleteUser(w http.ResponseWriter, r *http.Request, br *broker.Broker) {
-	name := r.PathValue("name")
-	var mechs []broker.ScramMechanism
-	for _, u := range br.ScramUsers() {
-		if u.Name == name {
-			for _, m := range u.Mechanisms {
-				mechs = append(mechs, m.Mechanism)
-			}
-		}
-	}
-	if len(mechs) == 0 {
-		httpError(w, http.StatusNotFound, "user "+strconv.Quote(name)+" does not exist")
-		return
-	}
-	for _, m := range mechs {
-		if err := br.DeleteScramCredential(r.Context(), name, m); err != nil {
-			httpBrokerError(w, err)
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
+	deleteUser(w, r, br)
 }
 
 // ConsoleACL is one ACL binding, in kafka-acls.sh's words.
