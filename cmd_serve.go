@@ -483,6 +483,7 @@ func serveAction(c *cli.Context) error {
 	}
 	defer lock.Unlock()
 	bc.DataDirLock = lock
+	defer watchLock(lock, log)() // stops watching before the lock is released
 
 	adm := newAdmin()
 	if addr := c.String("admin-listen"); addr != "" {
@@ -602,4 +603,37 @@ wait:
 		return cli.Exit(serveErr.Error(), 1)
 	}
 	return nil
+}
+
+// lockCheckInterval is how often serve checks that its data directory lock
+// still guards the directory.
+const lockCheckInterval = 2 * time.Second
+
+// watchLock checks the data directory's lock every lockCheckInterval until
+// the returned stop is called, and stops the process at once (exit 3) if
+// the lock file was removed or replaced while it serves (the directory
+// deleted or swapped under it): another process may then lock the new
+// directory, and this one would go on writing the same paths, its clean shutdown included (clean
+// markers, state files). Exiting without touching the directory again is a
+// crash as far as the logs are concerned, which they are built to survive;
+// a supervisor that restarts it meets the new lock holder and stops there.
+func watchLock(lock *broker.DirLock, log zerolog.Logger) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(lockCheckInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			if err := lock.Check(); err != nil {
+				log.Error().Err(err).Msg("stopping at once, without closing the logs: another process may own the data directory now")
+				os.Exit(3)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }

@@ -192,6 +192,68 @@ func TestTwoBrokersOneDataDir(t *testing.T) {
 	}
 }
 
+// TestDataDirReplacedUnderBroker: the data directory of a running broker
+// is moved away, so that a new broker could start on the same path (its
+// lock would be a new file, which the first one's flock does not cover).
+// The first broker notices that its lock file is gone, logs why and exits
+// 3 at once without closing its logs, so it writes nothing more under
+// either path (no clean-shutdown markers, nothing recreated); a new broker
+// starts on the path, and the moved directory, put back, still holds the
+// acknowledged records.
+func TestDataDirReplacedUnderBroker(t *testing.T) {
+	c := newCluster(t, 1)
+	c.startWith(1)
+	c.waitUp(1)
+	cl := partitionClient(c, kgo.AllowAutoTopicCreation())
+	produceBatches(t, cl, "moved", 0, "a", 10, 10)
+	cl.Close()
+
+	moved := c.dataDir(1) + ".moved"
+	if err := os.Rename(c.dataDir(1), moved); err != nil {
+		t.Fatal(err)
+	}
+	first := c.procs[0]
+	done := make(chan error, 1)
+	go func() { done <- first.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("broker whose data directory moved: %v, want exit status 3\n%s", err, c.logTail(1))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a broker whose data directory was moved away kept running\n%s", c.logTail(1))
+	}
+	c.logs[0].Close()
+	c.procs[0] = nil
+	if !strings.Contains(c.logTail(1), "another process may own the data directory now") {
+		t.Fatalf("no reason logged:\n%s", c.logTail(1))
+	}
+	if _, err := os.Stat(c.dataDir(1)); !os.IsNotExist(err) {
+		t.Fatalf("the stopped broker wrote to the old path again: %v", err)
+	}
+	if clean, _ := filepath.Glob(filepath.Join(moved, "*", "*", "*", "chronik.clean")); len(clean) > 0 {
+		t.Fatalf("the stopped broker closed logs it no longer owned: %v", clean)
+	}
+
+	// A new broker on the path starts afresh; once it is stopped and the
+	// moved directory put back, the acknowledged records are all there.
+	c.startWith(1)
+	c.waitUp(1)
+	c.stop(1)
+	if err := os.RemoveAll(c.dataDir(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, c.dataDir(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.startWith(1)
+	c.waitUp(1)
+	if got := readPartition(t, c.kafka[0], "moved", 0); len(got) != 10 || got[9] != "a-9-xxxxxxxxxx" {
+		t.Fatalf("the moved directory serves %d records %q", len(got), got)
+	}
+}
+
 // TestFlippedByteOldSegment: one flipped byte in an old segment takes only
 // its partition offline (KAFKA_STORAGE_ERROR, logged with file and index,
 // shown by topic describe); the others serve. With the broker stopped,

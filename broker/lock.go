@@ -71,6 +71,25 @@ func LockDataDir(dir string) (*DirLock, error) {
 	return &DirLock{f: f}, nil
 }
 
+// Check says whether the lock still guards the data directory: its lock
+// file must still be the file this lock holds. If the directory was
+// removed (or its lock file deleted or replaced) while the broker runs, a
+// second process can lock a new file there and both would write the same
+// paths; the lock no longer protects anything.
+func (l *DirLock) Check() error {
+	var held, now unix.Stat_t
+	if err := unix.Fstat(int(l.f.Fd()), &held); err != nil {
+		return fmt.Errorf("data directory lock %s: %w", l.f.Name(), err)
+	}
+	if err := unix.Stat(l.f.Name(), &now); err != nil {
+		return fmt.Errorf("data directory lock %s is gone (%w): the data directory was removed or replaced while in use", l.f.Name(), err)
+	}
+	if held.Dev != now.Dev || held.Ino != now.Ino {
+		return fmt.Errorf("data directory lock %s is another file now: the data directory was removed or replaced while in use", l.f.Name())
+	}
+	return nil
+}
+
 func readLockPID(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
