@@ -559,14 +559,24 @@ func parseACL(in ConsoleACL) (broker.ACL, string) {
 		Host: host, Operation: op, Permission: perm}, ""
 }
 
-func (c *console) createACL(w http.ResponseWriter, r *http.Request, br *broker.Broker) {
+// readACL decodes and checks the binding in a write's body; false once it
+// answered a bad one.
+func readACL(w http.ResponseWriter, r *http.Request) (ConsoleACL, broker.ACL, bool) {
 	var in ConsoleACL
 	if !decodeBody(w, r, &in) {
-		return
+		return in, broker.ACL{}, false
 	}
 	acl, bad := parseACL(in)
 	if bad != "" {
 		httpError(w, http.StatusBadRequest, bad)
+		return in, acl, false
+	}
+	return in, acl, true
+}
+
+func (c *console) createACL(w http.ResponseWriter, r *http.Request, br *broker.Broker) {
+	in, acl, ok := readACL(w, r)
+	if !ok {
 		return
 	}
 	if errs := br.CreateACLs(r.Context(), []broker.ACL{acl}); len(errs) > 0 && errs[0] != nil {
@@ -578,13 +588,8 @@ func (c *console) createACL(w http.ResponseWriter, r *http.Request, br *broker.B
 
 // deleteACL deletes exactly the binding given.
 func (c *console) deleteACL(w http.ResponseWriter, r *http.Request, br *broker.Broker) {
-	var in ConsoleACL
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	acl, bad := parseACL(in)
-	if bad != "" {
-		httpError(w, http.StatusBadRequest, bad)
+	_, acl, ok := readACL(w, r)
+	if !ok {
 		return
 	}
 	f := broker.ACLFilter{ResourceType: acl.ResourceType, ResourceName: acl.ResourceName, PatternType: acl.PatternType,

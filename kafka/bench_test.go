@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"github.com/chronik-stream/chronik/wal"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,14 +111,7 @@ func produceN(b *testing.B, cl *kgo.Client, n int) {
 //
 //	CHRONIK_BENCH_PRODUCE_PARTITIONS=1,8,64,256,1000 go test -run '^$' -bench 'Produce$' -benchtime 100000x ./kafka/
 func BenchmarkProduce(b *testing.B) {
-	var counts []int32
-	for _, f := range strings.Split(envString("CHRONIK_BENCH_PRODUCE_PARTITIONS", "1,8"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			b.Fatalf("CHRONIK_BENCH_PRODUCE_PARTITIONS: %q is not a partition count", f)
-		}
-		counts = append(counts, int32(n))
-	}
+	counts := envPartitionCounts(b, "CHRONIK_BENCH_PRODUCE_PARTITIONS", "1,8")
 	for _, target := range benchTargets {
 		for _, partitions := range counts {
 			b.Run(fmt.Sprintf("%s/partitions=%d", target.name, partitions), func(b *testing.B) {

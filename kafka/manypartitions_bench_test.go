@@ -39,14 +39,7 @@ import (
 // partition counts (default "64,1000").
 func BenchmarkManyPartitions(b *testing.B) {
 	total := int64(envInt(b, "CHRONIK_BENCH_MANY_PARTITIONS_MIB", 1024)) << 20
-	var counts []int32
-	for _, s := range strings.Split(envString("CHRONIK_BENCH_MANY_PARTITIONS", "64,1000"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			b.Fatalf("CHRONIK_BENCH_MANY_PARTITIONS: %q is not a partition count", s)
-		}
-		counts = append(counts, int32(n))
-	}
+	counts := envPartitionCounts(b, "CHRONIK_BENCH_MANY_PARTITIONS", "64,1000")
 	for _, partitions := range counts {
 		for _, budget := range []struct {
 			name  string
@@ -185,6 +178,20 @@ func procStatusBytes(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// envPartitionCounts is the comma-separated partition counts the
+// environment variable name lists (dflt when unset).
+func envPartitionCounts(b *testing.B, name, dflt string) []int32 {
+	var counts []int32
+	for _, f := range strings.Split(envString(name, dflt), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.Fatalf("%s: %q is not a partition count", name, f)
+		}
+		counts = append(counts, int32(n))
+	}
+	return counts
 }
 
 func envString(name, dflt string) string {

@@ -11,26 +11,21 @@ import (
 // fdatasync flushes a segment's data and the metadata needed to read it
 // back (its size), skipping timestamps; etcd's WAL does the same on Linux.
 func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
-	}
+	return retrySync(f, "fdatasync", syscall.Fdatasync)
 }
 
 // syncfs flushes every dirty file of the filesystem holding f (syncfs(2);
 // since Linux 5.8 it reports writeback errors of that filesystem met
 // since f was opened).
-func syncfs(f *os.File) error {
+func syncfs(f *os.File) error { return retrySync(f, "syncfs", unix.Syncfs) }
+
+// retrySync calls sync on f's descriptor until it is not interrupted.
+func retrySync(f *os.File, op string, sync func(fd int) error) error {
 	for {
-		err := unix.Syncfs(int(f.Fd()))
+		err := sync(int(f.Fd()))
 		if err != syscall.EINTR {
 			if err != nil {
-				return &os.PathError{Op: "syncfs", Path: f.Name(), Err: err}
+				return &os.PathError{Op: op, Path: f.Name(), Err: err}
 			}
 			return nil
 		}
