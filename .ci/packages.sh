@@ -88,9 +88,9 @@ check_stat /etc/chronik/chronik.yaml 640 root:chronik
 check_stat /var/lib/chronik 750 chronik:chronik
 check_stat /usr/lib/systemd/system/chronik.service 644 root:root
 for f in $docs; do check_stat "$f" 644 root:root; done
-zcat /usr/share/man/man1/chronik.1.gz | grep -q '^\.TH chronik 1' || fail "chronik.1.gz is not a section 1 man page"
+grep -q '^\.TH chronik 1' <(zcat /usr/share/man/man1/chronik.1.gz) || fail "chronik.1.gz is not a section 1 man page"
 if command -v man >/dev/null; then
-  man -l /usr/share/man/man1/chronik.1.gz 2>/dev/null | grep -q -- '--data-dir' || fail "man -l chronik.1.gz does not show --data-dir"
+  grep -q -- '--data-dir' <(man -l /usr/share/man/man1/chronik.1.gz 2>/dev/null) || fail "man -l chronik.1.gz does not show --data-dir"
   ok "man -l renders the installed man page"
 fi
 completed=$(bash --norc -c 'source /usr/share/bash-completion/completions/chronik
@@ -140,7 +140,7 @@ ok "/metrics has chronik_kafka_requests_total ($(grep -c '^chronik_kafka_request
 stop_broker
 ok "SIGTERM: chronik exited 0"
 # Topic directories are named by topic id; kcat's records are uncompressed.
-datafile=$(grep -rlF kcat-17 /var/lib/chronik/data | head -1)
+datafile=$(grep -rlF kcat-17 /var/lib/chronik/data | sed -n 1p)
 [ -n "$datafile" ] || fail "no file under /var/lib/chronik/data holds the produced records"
 [ "$(stat -c %U "$datafile")" = chronik ] || fail "$datafile is owned by $(stat -c %U "$datafile"), not chronik"
 [ -z "$(find /var/lib/chronik ! -user chronik | head -1)" ] || fail "files under /var/lib/chronik not owned by chronik: $(find /var/lib/chronik ! -user chronik | head -3)"
@@ -170,7 +170,7 @@ deb2=$(ls "$work"/dist2/chronik_0.1.1_*.deb)
 dpkg --force-confold -i "$deb2" >"$work/dpkg2.log" 2>&1 </dev/null || { cat "$work/dpkg2.log"; fail "dpkg -i (upgrade)"; }
 [ "$(dpkg-query -W -f '${Version}' chronik)" = 0.1.1 ] || fail "dpkg reports $(dpkg-query -W -f '${Version}' chronik) after the upgrade"
 cmp -s "$work/edited.yaml" /etc/chronik/chronik.yaml || fail "the upgrade did not keep the edited /etc/chronik/chronik.yaml"
-/usr/bin/chronik version | grep -qx 'chronik 0.1.1' || fail "chronik version: $(/usr/bin/chronik version | head -1)"
+grep -qx 'chronik 0.1.1' <(/usr/bin/chronik version) || fail "chronik version: $(/usr/bin/chronik version | head -1)"
 check_stat /etc/chronik/chronik.yaml 640 root:chronik
 ok "upgraded to 0.1.1 (chronik version agrees); the edited chronik.yaml is kept"
 start_broker
