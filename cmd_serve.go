@@ -150,7 +150,7 @@ func serveFlags() []cli.Flag {
 			Usage: "memory of the log cleaner's key -> offset map, allocated on the first cleaning, 24 bytes a key (log.cleaner.dedupe.buffer.size); a cleaning that meets more keys cleans up to where the map filled and goes on later"},
 		&cli.Int64Flag{Name: "compaction-max-bytes-per-sec", Value: 0,
 			Usage: "the log cleaner's reads and writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
-		&cli.Int64Flag{Name: "log-buffer-bytes", Value: 256 << 20,
+		&cli.Int64Flag{Name: "log-buffer-bytes", Value: wal.DefaultTailBudgetBytes,
 			Usage: "memory for the tail (active) segments that partition logs hold, all partitions together: past it the logs with the largest tails are rolled to a new segment (tails under 64 KiB are kept); 0: no budget, each active partition may hold a whole segment (segment.bytes)"},
 		&cli.StringFlag{Name: "fsync-batch", Value: "auto",
 			Usage: "with --fsync always, how appends to many partitions share fsyncs: filesystem: every append joins the next round, and a round makes all of its partitions durable with one syncfs of the data directory's filesystem (best when the data directory is a filesystem of its own, since it also flushes whatever else is dirty there); files: each partition fdatasyncs its own log; auto: filesystem when the data directory is a mount point, else files"},

@@ -152,7 +152,7 @@ type Config struct {
 	// LogBufferBytes bounds the tail segments that partition logs hold in
 	// memory, all partitions together (wal.TailBudget): past it the logs
 	// with the largest tails are rolled to a new segment. 0: the default,
-	// wal.DefaultTailBudgetBytes (256 MiB); negative: no budget (each
+	// wal.DefaultTailBudgetBytes (64 MiB); negative: no budget (each
 	// active partition may hold a whole segment).
 	LogBufferBytes int64
 

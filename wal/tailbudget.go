@@ -21,7 +21,7 @@ import (
 //     ReadCache), so the tail is all tidwall holds.
 //   - When the sum passes the budget, one background goroutine per budget
 //     rolls (Roll: seal, new empty segment) the logs with the largest
-//     tails, largest first, until the sum is at most 90% of the budget,
+//     tails, largest first and up to rollWorkers at once, until the sum is at most 90% of the budget,
 //     and exits. Appends never roll other logs themselves, so an append
 //     does not pay for another log's fsyncs: a roll costs about three
 //     (the tail, the new file, the directory), and the roller takes only
@@ -43,7 +43,7 @@ import (
 const MinRollBytes = 64 << 10
 
 // DefaultTailBudgetBytes is the budget the broker uses unless configured.
-const DefaultTailBudgetBytes = 256 << 20
+const DefaultTailBudgetBytes = 64 << 20
 
 // maxBudgetWait bounds how long one Append waits for the roller.
 const maxBudgetWait = time.Second
@@ -122,30 +122,50 @@ func (b *TailBudget) set(l *Log, n int64) {
 	go b.roll()
 }
 
+// rollWorkers is how many victims the roller rolls at once. A roll is
+// mostly waiting for its fsyncs (the tail, the new file, the directory);
+// rolls in parallel share the filesystem's journal commits instead of
+// queueing behind each other, so the roller keeps up with appends spread
+// over many logs.
+const rollWorkers = 8
+
 // roll runs on the roller goroutine until the sum is at most b.low, or a
 // pass over the candidates rolled none (every tail is small, busy failing,
-// or gone).
+// or gone). It rolls up to rollWorkers victims at once.
 func (b *TailBudget) roll() {
 	for {
 		victims := b.victims()
 		if victims == nil {
 			return
 		}
-		rolled := 0
-		for _, v := range victims {
-			if b.Bytes() <= b.low {
-				break
-			}
-			if b.beforeRoll != nil {
-				b.beforeRoll(v)
-			}
-			if v.rollForBudget() {
-				rolled++
-				b.rolls.Add(1)
-			}
-			b.signal()
+		var (
+			rolled atomic.Int64
+			next   atomic.Int64
+			wg     sync.WaitGroup
+		)
+		for range min(rollWorkers, len(victims)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(len(victims)) || b.Bytes() <= b.low {
+						return
+					}
+					v := victims[i]
+					if b.beforeRoll != nil {
+						b.beforeRoll(v)
+					}
+					if v.rollForBudget() {
+						rolled.Add(1)
+						b.rolls.Add(1)
+					}
+					b.signal()
+				}
+			}()
 		}
-		if rolled == 0 {
+		wg.Wait()
+		if rolled.Load() == 0 {
 			b.stop(true)
 			return
 		}
