@@ -508,3 +508,19 @@ func TestBenchAndConsumeNotATerminal(t *testing.T) {
 		t.Errorf("consume -n 3: stdout %q, stderr %q; want 3 values and nothing on stderr", r.stdout, r.stderr)
 	}
 }
+
+// TestBenchProduceExistingTopic: bench produce writes to a topic that
+// already exists (kadm reports TOPIC_ALREADY_EXISTS as its error, which
+// bench once took for a failure).
+func TestBenchProduceExistingTopic(t *testing.T) {
+	addr := startBroker(t)
+	ok(t, "", "topic", "create", "--brokers", addr, "--partitions", "3", "bench-existing")
+	r := ok(t, "", "bench", "produce", "--brokers", addr, "--topic", "bench-existing", "--records", "30", "--record-size", "10")
+	if !strings.HasPrefix(r.stdout, "produce: 30 records") {
+		t.Errorf("bench produce on an existing topic: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	r = ok(t, "", "bench", "consume", "--brokers", addr, "--topic", "bench-existing", "--records", "30")
+	if !strings.HasPrefix(r.stdout, "consume: 30 records") {
+		t.Errorf("bench consume: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}

@@ -115,14 +115,15 @@ func seedBrokers(s string) []string {
 // ensureTopic creates the topic if it does not exist.
 func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int) error {
 	adm := kadm.NewClient(cl)
+	// kadm returns the topic's own error as err too.
 	resp, err := adm.CreateTopic(ctx, int32(partitions), -1, nil, topic)
-	if err != nil {
-		return err
+	if err == nil {
+		err = resp.Err
 	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return resp.Err
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // checkTopic returns the partitions to work on: all of the topic's when
