@@ -23,51 +23,145 @@ import (
 // next Open repairs the tail as after a crash, and a marker that reached the
 // disk describes entries that were synced before it was written.
 //
-// Encoding (36 bytes, little-endian):
+// The marker also carries the index of the sealed segments (version 2),
+// so that Open after a clean shutdown reads only the tail segment instead
+// of every file: a sealed segment named in the marker whose file still has
+// the recorded size keeps its recorded index entry (the same prefix test
+// Recover uses for the segments it already knows). Sealed segments were
+// synced when they were sealed and are never written again (a rewrite
+// replaces a file whole, and changes the log, which removes the marker
+// first); their frames are still checked whenever they are read, as after
+// any Open, so damage there is found on read, not at start-up (Kafka does
+// not read its segments at start-up after a clean shutdown either).
+//
+// Encoding (little-endian):
 //
 //	0  4  magic "CHWC"
-//	4  1  version (1)
+//	4  1  version (1: 36 bytes, no segments; 2: with segments)
 //	5  3  zero
 //	8  8  lastIndex u64 (LastIndex at Close)
 //	16 8  tailFirst u64 (first index of the tail segment)
 //	24 8  tailBytes i64 (size of the tail segment file)
-//	32 4  CRC32C of bytes [0, 32)
+//	version 2 only:
+//	32 4  number of sealed segments, then each: first, next u64; bytes,
+//	      maxTs, firstOffset, nextOffset, firstTs, pointPos i64; number of
+//	      points u32, then each point: rel, off u32, maxTs i64
+//	end-4 4  CRC32C of every byte before it
 const (
 	cleanFile  = "chronik.clean"
 	cleanMagic = "CHWC"
-	cleanSize  = 36
+	cleanSize  = 36 // version 1
 )
 
 type cleanMarker struct {
 	lastIndex uint64
 	tailFirst uint64
 	tailBytes int64
+	sealed    []*segment // version 2: the sealed segments' index, in order
 }
 
+const (
+	cleanSegSize   = 2*8 + 6*8 + 4
+	cleanPointSize = 4 + 4 + 8
+)
+
 func encodeClean(m cleanMarker) []byte {
-	b := make([]byte, 0, cleanSize)
+	n := 40 + 4
+	for _, s := range m.sealed {
+		n += cleanSegSize + cleanPointSize*len(s.points)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, cleanMagic...)
-	b = append(b, 1, 0, 0, 0)
+	b = append(b, 2, 0, 0, 0)
 	b = binary.LittleEndian.AppendUint64(b, m.lastIndex)
 	b = binary.LittleEndian.AppendUint64(b, m.tailFirst)
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.tailBytes))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.sealed)))
+	for _, s := range m.sealed {
+		b = binary.LittleEndian.AppendUint64(b, s.first)
+		b = binary.LittleEndian.AppendUint64(b, s.next)
+		for _, v := range [...]int64{s.bytes, s.maxTs, s.firstOffset, s.nextOffset, s.firstTs, s.pointPos} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(v))
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.points)))
+		for _, p := range s.points {
+			b = binary.LittleEndian.AppendUint32(b, p.rel)
+			b = binary.LittleEndian.AppendUint32(b, p.off)
+			b = binary.LittleEndian.AppendUint64(b, uint64(p.maxTs))
+		}
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
 // decodeClean returns the marker; ok is false for anything that is not a
 // whole, checked marker (a marker cut short by a crash counts as absent).
+// Segments that do not follow each other make the marker invalid too.
 func decodeClean(b []byte) (cleanMarker, bool) {
-	if len(b) != cleanSize || string(b[:4]) != cleanMagic || b[4] != 1 {
+	if len(b) < cleanSize || string(b[:4]) != cleanMagic || b[5] != 0 || b[6] != 0 || b[7] != 0 {
 		return cleanMarker{}, false
 	}
-	if crc32.Checksum(b[:32], castagnoli) != binary.LittleEndian.Uint32(b[32:]) {
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
 		return cleanMarker{}, false
 	}
-	return cleanMarker{
+	m := cleanMarker{
 		lastIndex: binary.LittleEndian.Uint64(b[8:]),
 		tailFirst: binary.LittleEndian.Uint64(b[16:]),
 		tailBytes: int64(binary.LittleEndian.Uint64(b[24:])),
-	}, true
+	}
+	switch b[4] {
+	case 1:
+		return m, len(b) == cleanSize
+	case 2:
+	default:
+		return cleanMarker{}, false
+	}
+	r := body[32:]
+	u32 := func() (uint32, bool) {
+		if len(r) < 4 {
+			return 0, false
+		}
+		v := binary.LittleEndian.Uint32(r)
+		r = r[4:]
+		return v, true
+	}
+	u64 := func() uint64 {
+		v := binary.LittleEndian.Uint64(r)
+		r = r[8:]
+		return v
+	}
+	count, ok := u32()
+	if !ok || uint64(count) > uint64(len(r))/cleanSegSize {
+		return cleanMarker{}, false
+	}
+	m.sealed = make([]*segment, 0, count)
+	for range count {
+		if len(r) < cleanSegSize {
+			return cleanMarker{}, false
+		}
+		s := &segment{first: u64(), next: u64()}
+		for _, v := range [...]*int64{&s.bytes, &s.maxTs, &s.firstOffset, &s.nextOffset, &s.firstTs, &s.pointPos} {
+			*v = int64(u64())
+		}
+		np, _ := u32()
+		if uint64(np) > uint64(len(r))/cleanPointSize {
+			return cleanMarker{}, false
+		}
+		s.points = make([]point, np)
+		for i := range s.points {
+			s.points[i].rel, _ = u32()
+			s.points[i].off, _ = u32()
+			s.points[i].maxTs = int64(u64())
+		}
+		if s.next < s.first || s.bytes < 0 || len(m.sealed) > 0 && m.sealed[len(m.sealed)-1].next != s.first {
+			return cleanMarker{}, false
+		}
+		m.sealed = append(m.sealed, s)
+	}
+	if len(r) != 0 || len(m.sealed) > 0 && m.sealed[len(m.sealed)-1].next != m.tailFirst {
+		return cleanMarker{}, false
+	}
+	return m, true
 }
 
 // readClean reads the marker in dir. present says whether a marker file
@@ -87,6 +181,9 @@ func readClean(dir string) (m cleanMarker, present, ok bool, err error) {
 func (l *Log) writeClean() error {
 	tail := l.idx.tail()
 	m := cleanMarker{lastIndex: l.idx.lastIndex(), tailFirst: tail.first, tailBytes: tail.bytes}
+	if n := len(l.idx.segs); n > 1 {
+		m.sealed = l.idx.segs[:n-1]
+	}
 	path := filepath.Join(l.dir, cleanFile)
 	tmp := path + tmpSuffix
 	if err := os.WriteFile(tmp, encodeClean(m), 0o640); err != nil {

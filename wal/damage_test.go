@@ -128,6 +128,18 @@ func TestRepairDirOldSegment(t *testing.T) {
 	raw[storedEntry+100] ^= 0x01
 	os.WriteFile(bad, raw, 0o640)
 
+	// After a clean shutdown Open reads only the tail segment: the damage
+	// is found when the entry is read.
+	l = mustOpen(t, dir, Options{SegmentSize: 4 * storedEntry})
+	if _, err := l.Read(5); err != nil {
+		t.Fatalf("read 5: %v", err)
+	}
+	if _, err := l.Read(6); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read 6: %v, want corruption", err)
+	}
+	l.Close()
+	// After a crash (no marker) Open reads every file and finds it.
+	os.Remove(filepath.Join(dir, cleanFile))
 	if _, err := Open(dir, Options{SegmentSize: 4 * storedEntry}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open: %v, want corruption", err)
 	}

@@ -189,6 +189,9 @@ func (l *Log) recover(sealed []*segment) error {
 		}
 		files = []uint64{first}
 	}
+	if sealed == nil && clean {
+		sealed = marker.sealed // a clean shutdown: only the tail is read
+	}
 	if interrupted || finished {
 		sealed = nil
 	}
