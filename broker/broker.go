@@ -388,7 +388,8 @@ func (p *partition) open() error {
 		p.log = nil
 		return err
 	}
-	snap, err := loadSnapshot(p.statePath())
+	snap, sum, err := loadSnapshotSum(p.statePath())
+	p.stateSum = sum // before any write of the state file
 	if err != nil {
 		b.logger.Warn().Err(err).Str("topic", t.name).Int32("partition", idx).Msg("partition state unreadable; rebuilding producer state from the log")
 		snap = partitionSnapshot{}
@@ -560,15 +561,22 @@ func (b *Broker) Close() error {
 }
 
 func (b *Broker) closeLogs() error {
-	var errs []error
-	for _, p := range b.allPartitions() {
-		if p == nil {
-			continue
+	// In parallel: each close is mostly fsyncs (the tail, the state
+	// file), and concurrent ones share the file system's journal commits.
+	var (
+		errs  []error
+		errMu sync.Mutex
+	)
+	parts := b.allPartitions()
+	inParallel(len(parts), func(i int) {
+		if p := parts[i]; p != nil {
+			if err := p.close(false); err != nil {
+				errMu.Lock()
+				errs = append(errs, err)
+				errMu.Unlock()
+			}
 		}
-		if err := p.close(false); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	})
 	if err := b.meta.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
 		errs = append(errs, fmt.Errorf("close metadata log: %w", err))
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,6 +76,10 @@ type partition struct {
 	unstable atomic.Pointer[[]txnSpan]
 
 	stateMu sync.Mutex // orders writes of the state file
+	// stateSum is the SHA-256 of the state file's content as last read or
+	// written (stateMu): a state that encodes the same is not written
+	// again, so closing thousands of idle partitions writes nothing.
+	stateSum [32]byte
 
 	// Compaction (cleaner.go): the request the cleaner is to carry out,
 	// and the offset below which this replica's log was last cleaned (in
@@ -757,9 +762,15 @@ func (p *partition) writeStateViewLocked() error {
 	if err != nil {
 		return err
 	}
+	sum := sha256.Sum256(data)
+	if sum == p.stateSum {
+		return nil
+	}
 	if err := writeFileAtomic(p.statePath(), data); err != nil {
+		p.stateSum = [32]byte{} // the file is unknown now
 		return fmt.Errorf("save state of %s-%d: %w", p.topic.name, p.index, err)
 	}
+	p.stateSum = sum
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,14 +40,25 @@ func decodeSnapshot(b []byte) (partitionSnapshot, error) {
 // loadSnapshot reads a partition state file; a missing file is the zero
 // state.
 func loadSnapshot(path string) (partitionSnapshot, error) {
+	snap, _, err := loadSnapshotSum(path)
+	return snap, err
+}
+
+// loadSnapshotSum is loadSnapshot that also returns the SHA-256 of the
+// file's content (zero when there is no file or it does not decode).
+func loadSnapshotSum(path string) (partitionSnapshot, [32]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return partitionSnapshot{}, nil
+		return partitionSnapshot{}, [32]byte{}, nil
 	}
 	if err != nil {
-		return partitionSnapshot{}, err
+		return partitionSnapshot{}, [32]byte{}, err
 	}
-	return decodeSnapshot(b)
+	snap, err := decodeSnapshot(b)
+	if err != nil {
+		return snap, [32]byte{}, err
+	}
+	return snap, sha256.Sum256(b), nil
 }
 
 // writeFileAtomic replaces path with data: temp file, fsync, rename,
