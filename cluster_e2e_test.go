@@ -190,6 +190,22 @@ func (c *testCluster) startWith(id int, extra ...string) {
 }
 
 // waitUp waits until node id accepts Kafka connections.
+// waitLogLine waits up to 30 s for node id's log to hold text.
+func (c *testCluster) waitLogLine(id int, text string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)))
+		if strings.Contains(string(b), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("node %d's log has no %q after 30 s:\n%s", id, text, c.logTail(id))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (c *testCluster) waitUp(id int) {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

@@ -194,6 +194,8 @@ var (
 		"Bytes of tail segments that partition logs hold in memory now, all partitions together (at most about --log-buffer-bytes plus one segment, and 64 KiB per open log).", nil, nil)
 	logBufferRollsDesc = prometheus.NewDesc("chronik_log_buffer_rolls_total",
 		"Partition logs rolled to a new segment to stay within --log-buffer-bytes.", nil, nil)
+	verifyPendingDesc = prometheus.NewDesc("chronik_verify_pending_bytes",
+		"Bytes of sealed segments that start-up took on trust after a clean shutdown and the background verifier has yet to read (--verify-bytes-per-sec); 0 once it is done.", nil, nil)
 	storageErrorsDesc = prometheus.NewDesc("chronik_storage_errors_total",
 		"Appends that failed (KAFKA_STORAGE_ERROR: a full disk, an I/O error); the log is reopened after each.", nil, nil)
 	txnOpenDesc = prometheus.NewDesc("chronik_transactions_open",
@@ -247,6 +249,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- logBufferDesc
 	ch <- memoryDesc
 	ch <- logBufferRollsDesc
+	ch <- verifyPendingDesc
 	ch <- storageErrorsDesc
 	ch <- txnOpenDesc
 	ch <- txnEndedDesc
@@ -292,6 +295,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	bufBytes, _, rolls := b.LogBuffers()
 	ch <- prometheus.MustNewConstMetric(logBufferDesc, prometheus.GaugeValue, float64(bufBytes))
 	ch <- prometheus.MustNewConstMetric(logBufferRollsDesc, prometheus.CounterValue, float64(rolls))
+	ch <- prometheus.MustNewConstMetric(verifyPendingDesc, prometheus.GaugeValue, float64(b.VerifyPending()))
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(b.StorageErrors()))
 	mem := b.Memory()
 	for _, o := range []struct {

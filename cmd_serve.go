@@ -156,6 +156,8 @@ func serveFlags() []cli.Flag {
 			Usage: "with --fsync always, how appends to many partitions share fsyncs: filesystem: every append joins the next round, and a round makes all of its partitions durable with one syncfs of the data directory's filesystem (best when the data directory is a filesystem of its own, since it also flushes whatever else is dirty there); files: each partition fdatasyncs its own log; auto: filesystem when the data directory is a mount point, else files"},
 		&cli.BoolFlag{Name: "console-read-only",
 			Usage: "the web console on the admin listener (/ui/) only shows: it refuses to change topic configs, reset group offsets, or add and delete users and ACLs"},
+		&cli.Int64Flag{Name: "verify-bytes-per-sec", Value: broker.DefaultVerifyBytesPerSec,
+			Usage: "after a clean shutdown, start-up reads only each partition's tail segment; the older (sealed) segments are then read and checked in the background at most this fast, and a damaged one takes its partition offline as a read would (chronik_verify_pending_bytes); 0: not at all, damage is then found when the data is read"},
 	})
 }
 
@@ -312,6 +314,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	if n := c.Int64("compaction-max-bytes-per-sec"); n < 0 || (n > 0 && n < 1<<16) {
 		return bc, kc, fmt.Errorf("compaction-max-bytes-per-sec: %d is not 0 (unlimited) or at least 65536", n)
 	}
+	if n := c.Int64("verify-bytes-per-sec"); n < 0 {
+		return bc, kc, fmt.Errorf("verify-bytes-per-sec: %d is negative (0 turns background verification off)", n)
+	}
 	if n := c.Int64("log-buffer-bytes"); n != 0 && n < 4<<20 {
 		return bc, kc, fmt.Errorf("log-buffer-bytes: %d is not 0 (no budget) or at least 4194304", n)
 	}
@@ -356,7 +361,8 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 		CompactionCheckInterval:       c.Duration("compaction-check-interval"),
 		CompactionDedupeBytes:         c.Int64("compaction-dedupe-buffer-bytes"),
 		CompactionMaxBytesPerSec:      c.Int64("compaction-max-bytes-per-sec"),
-		LogBufferBytes:                logBufferBytes(c.Int64("log-buffer-bytes")),
+		LogBufferBytes:                offIfZero(c.Int64("log-buffer-bytes")),
+		VerifyBytesPerSec:             offIfZero(c.Int64("verify-bytes-per-sec")),
 		FsyncBatch:                    fsyncBatch,
 	}
 	if v := c.Int("transaction-version"); v != 1 && v != 2 {
@@ -394,9 +400,9 @@ func serveConfig(c *cli.Context) (broker.Config, kafka.Config, error) {
 	return bc, kc, nil
 }
 
-// logBufferBytes maps the flag's 0 ("no budget") to broker.Config's
+// offIfZero maps a flag's 0 ("no budget", "not at all") to broker.Config's
 // negative (its 0 means the default).
-func logBufferBytes(n int64) int64 {
+func offIfZero(n int64) int64 {
 	if n == 0 {
 		return -1
 	}

@@ -78,7 +78,7 @@ func TestServeDefaults(t *testing.T) {
 	if bc.MaxDecompressedBatchBytes != 32<<20 {
 		t.Errorf("max decompressed batch bytes %d", bc.MaxDecompressedBatchBytes)
 	}
-	if bc.LogBufferBytes != 256<<20 {
+	if bc.LogBufferBytes != wal.DefaultTailBudgetBytes {
 		t.Errorf("log buffer bytes %d", bc.LogBufferBytes)
 	}
 	if bc.FsyncBatch != wal.SyncAuto {

@@ -155,6 +155,11 @@ type Config struct {
 	// wal.DefaultTailBudgetBytes (64 MiB); negative: no budget (each
 	// active partition may hold a whole segment).
 	LogBufferBytes int64
+	// VerifyBytesPerSec: after start-up, sealed segments that a clean
+	// shutdown let Open skip are read and checked in the background at
+	// most this fast (verify.go). 0: DefaultVerifyBytesPerSec; negative:
+	// not at all (damage is then found when the data is read).
+	VerifyBytesPerSec int64
 
 	// DataDirLock, if set, is the caller's lock on DataDir (LockDataDir),
 	// taken before anything else touched the directory. If nil, Open takes

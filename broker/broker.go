@@ -57,6 +57,7 @@ type Broker struct {
 	producerIDEnd  int64 // end of this node's producer id block
 	readCache      *wal.ReadCache
 	openLogs       *wal.OpenLogs   // the cap on logs holding files open
+	verifyPending  atomic.Int64    // bytes the background verifier has yet to read (verify.go)
 	tailBudget     *wal.TailBudget // the budget for the tails logs hold in memory (Config.LogBufferBytes)
 	syncer         *wal.Syncer     // the partitions' shared fsync rounds (Config.FsyncBatch)
 	// replicas makes each partition's Replica: the raft groups of
@@ -111,6 +112,9 @@ func (t *topic) config() *topicConfig { return t.cfg.Load() }
 func (c Config) withDefaults() Config {
 	if c.AdvertisedHost == "" {
 		c.AdvertisedHost = defaultAdvertisedHost
+	}
+	if c.VerifyBytesPerSec == 0 {
+		c.VerifyBytesPerSec = DefaultVerifyBytesPerSec
 	}
 	if c.ReadCacheBytes <= 0 {
 		c.ReadCacheBytes = wal.DefaultReadCacheBytes
@@ -286,6 +290,10 @@ func open(cfg Config) (*Broker, error) {
 	b.wg.Add(2)
 	go b.background()
 	go b.cleaner.run()
+	if cfg.VerifyBytesPerSec > 0 {
+		b.wg.Add(1)
+		go b.verifyLogs()
+	}
 	return b, nil
 }
 

@@ -95,6 +95,15 @@ func (p *partition) storageFailed(err error) error {
 		if f.Corrupt {
 			ev = ev.Str("file", f.File).Uint64("index", f.Index)
 			ev.Msg("partition offline: its log is corrupt; the other partitions serve on (run chronik repair with the broker stopped)")
+			// A corrupt log takes no more entries: in a cluster the
+			// replica leaves its raft group until repaired, so the
+			// leader's idea of what it holds stops where the damage was
+			// found and a repaired replica is sent the rest. (Damage found
+			// at open never starts the replica.) Not under the caller's
+			// locks: closing waits for the group's engine.
+			if r := p.repl(); r != nil {
+				go r.Close()
+			}
 		} else {
 			ev.Msg("partition offline: its log failed; retrying every second")
 		}

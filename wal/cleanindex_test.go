@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -40,6 +41,16 @@ func TestCleanOpenReadsOnlyTail(t *testing.T) {
 	if !reflect.DeepEqual(l.idx.segs, want) {
 		t.Fatalf("index from the marker differs from a scan:\n got %+v\nwant %+v", l.idx.segs, want)
 	}
+	var sealedBytes int64
+	for _, s := range segs[:len(segs)-1] {
+		sealedBytes += s.Bytes
+	}
+	if got := l.Unverified(); got != sealedBytes {
+		t.Fatalf("unverified %d bytes after a clean open, want the sealed segments' %d", got, sealedBytes)
+	}
+	if err := l.VerifySealed(nil); err != nil || l.Unverified() != 0 {
+		t.Fatalf("verify of a sound log: %v, %d bytes left", err, l.Unverified())
+	}
 	for off := int64(0); off < 32; off++ {
 		i, err := l.FindOffset(off)
 		if err != nil {
@@ -59,6 +70,15 @@ func TestCleanOpenReadsOnlyTail(t *testing.T) {
 	l = mustOpen(t, dir, opts)
 	if _, err := l.Read(segs[2].FirstIndex); err == nil {
 		t.Fatal("read of the overwritten segment: no error")
+	}
+	// VerifySealed reads what Open did not and names the damaged file.
+	var paced int64
+	var ce *CorruptError
+	if err := l.VerifySealed(func(n int64) { paced += n }); !errors.As(err, &ce) || ce.File != bad || ce.Index != segs[2].FirstIndex {
+		t.Fatalf("verify: %v, want damage in %s at index %d", err, bad, segs[2].FirstIndex)
+	}
+	if paced != segs[0].Bytes+segs[1].Bytes+segs[2].Bytes {
+		t.Fatalf("paced %d bytes, want the first three segments' %d", paced, segs[0].Bytes+segs[1].Bytes+segs[2].Bytes)
 	}
 	l.Close()
 	os.WriteFile(bad, raw, 0o640)

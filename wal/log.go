@@ -89,7 +89,11 @@ type Log struct {
 	// hasClean: a clean-shutdown marker file is in the directory; the
 	// first change removes it (damage.go). Guarded by wmu.
 	hasClean bool
-	syncFn   func(*os.File) error // tests: replaces fdatasync
+	// unread are the sealed segments whose index Open took from the
+	// clean-shutdown marker without reading their files, oldest first;
+	// VerifySealed reads them. Guarded by mu.
+	unread []*segment
+	syncFn func(*os.File) error // tests: replaces fdatasync
 }
 
 var epoch = time.Now()
@@ -120,11 +124,17 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
 	l.lastUse.Store(monotime())
-	l.mu.Lock()
-	err = l.ensureOpen()
-	l.mu.Unlock()
-	if err != nil {
-		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	if opts.OpenLogs == nil {
+		// Without a budget for open logs, tidwall is opened now, so that
+		// its checks run here. With one, it opens on first use: start-up
+		// with thousands of partitions then holds no descriptor and
+		// evicts nothing for the partitions nobody reads or writes.
+		l.mu.Lock()
+		err = l.ensureOpen()
+		l.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+		}
 	}
 	if opts.OnRepair != nil {
 		for _, r := range l.repairs {
@@ -189,13 +199,17 @@ func (l *Log) recover(sealed []*segment) error {
 		}
 		files = []uint64{first}
 	}
+	fromMarker := false
 	if sealed == nil && clean {
-		sealed = marker.sealed // a clean shutdown: only the tail is read
+		sealed, fromMarker = marker.sealed, true // a clean shutdown: only the tail is read
 	}
 	if interrupted || finished {
 		sealed = nil
 	}
 	kept := keptSegments(l.dir, sealed, files)
+	if fromMarker {
+		l.unread = kept
+	}
 	l.idx.segs = append(l.idx.segs[:0], kept...)
 	if err := l.scanFiles(files[len(kept):], clean); err != nil {
 		return err

@@ -67,41 +67,48 @@ func TestOpenLogsCap(t *testing.T) {
 }
 
 // TestOpenLogsAllBusy: when every open log stays in use, a log that must
-// open fails with ErrTooManyOpenLogs (after waiting for room) instead of
-// going over the cap.
+// open its files (on first use: Open under a budget opens none) fails with
+// ErrTooManyOpenLogs (after waiting for room) instead of going over the
+// cap.
 func TestOpenLogsAllBusy(t *testing.T) {
 	root := t.TempDir()
 	ol := NewOpenLogs(1)
 	ol.wait = 50 * time.Millisecond
 	a := mustOpen(t, filepath.Join(root, "a"), Options{OpenLogs: ol})
 	defer a.Close()
-	a.wmu.Lock() // a is busy (a commit round in progress, say)
-	_, err := Open(filepath.Join(root, "b"), Options{OpenLogs: ol})
-	a.wmu.Unlock()
-	if !errors.Is(err, ErrTooManyOpenLogs) {
-		t.Fatalf("open beside a busy log under a cap of 1: %v", err)
-	}
+	appendData(t, a, 1, 10) // opens a's files (Open under a budget does not)
 	b := mustOpen(t, filepath.Join(root, "b"), Options{OpenLogs: ol})
 	defer b.Close()
+	if ol.Open() != 1 {
+		t.Fatalf("%d open after Open of a second log; want 1 (files open on first use)", ol.Open())
+	}
+	a.wmu.Lock() // a is busy (a commit round in progress, say)
+	_, err := b.Append(testEntry(b, 10))
+	a.wmu.Unlock()
+	if !errors.Is(err, ErrTooManyOpenLogs) {
+		t.Fatalf("append beside a busy log under a cap of 1: %v", err)
+	}
+	appendData(t, b, 1, 10)
 	if ol.Open() != 1 {
 		t.Fatalf("%d open", ol.Open())
 	}
 }
 
-// TestOpenLogsWaitsForRoom: a log that must open while every open log is
-// in use waits until one of them can be released, then opens within the
-// cap: it does not fail because the others were busy for a moment.
+// TestOpenLogsWaitsForRoom: a log that must open its files while every
+// open log is in use waits until one of them can be released, then opens
+// within the cap: it does not fail because the others were busy for a
+// moment.
 func TestOpenLogsWaitsForRoom(t *testing.T) {
 	root := t.TempDir()
 	ol := NewOpenLogs(1)
 	a := mustOpen(t, filepath.Join(root, "a"), Options{OpenLogs: ol})
 	defer a.Close()
+	appendData(t, a, 1, 10) // opens a's files (Open under a budget does not)
+	b := mustOpen(t, filepath.Join(root, "b"), Options{OpenLogs: ol})
 	a.wmu.Lock() // a is busy
 	opened := make(chan error, 1)
-	var b *Log
 	go func() {
-		var err error
-		b, err = Open(filepath.Join(root, "b"), Options{OpenLogs: ol})
+		_, err := b.Append(testEntry(b, 10))
 		opened <- err
 	}()
 	// b cannot open while a is busy; once a is done, b takes its place.
@@ -118,4 +125,10 @@ func TestOpenLogsWaitsForRoom(t *testing.T) {
 	if ol.Open() != 1 || ol.Evictions() != 1 {
 		t.Fatalf("%d open, %d evictions; want 1 and 1", ol.Open(), ol.Evictions())
 	}
+}
+
+// testEntry is one small data entry at l's next offset.
+func testEntry(l *Log, size int) Entry {
+	off := l.NextOffset()
+	return Entry{Kind: KindData, Term: 1, BaseOffset: off, MaxTimestamp: 1000 * off, Payload: payloadFor(uint64(off), size)}
 }
