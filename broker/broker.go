@@ -223,6 +223,7 @@ func Open(cfg Config) (*Broker, error) {
 }
 
 func open(cfg Config) (*Broker, error) {
+	opened := time.Now()
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "data"), 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -281,7 +282,14 @@ func open(cfg Config) (*Broker, error) {
 	b.mu.RLock()
 	topics := len(b.topics)
 	b.mu.RUnlock()
-	b.logger.Info().Str("cluster_id", b.ClusterID()).Int("topics", topics).Str("data_dir", cfg.DataDir).Msg("broker recovered")
+	partitions := len(b.allPartitions())
+	took := time.Since(opened)
+	ev := b.logger.Info().Str("cluster_id", b.ClusterID()).Int("topics", topics).Int("partitions", partitions).
+		Str("data_dir", cfg.DataDir).Dur("took", took)
+	if partitions > 0 {
+		ev = ev.Dur("per_1000_partitions", took*1000/time.Duration(partitions))
+	}
+	ev.Msg("broker recovered")
 	// The transaction coordinator serves whatever __transaction_state
 	// partitions this node leads, loading each when elected (or on first
 	// use, if sooner).
