@@ -524,3 +524,21 @@ func TestBenchProduceExistingTopic(t *testing.T) {
 		t.Errorf("bench consume: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 }
+
+// TestBenchProduceKeys: --keys gives the records keys, which a compacted
+// topic needs (without them the broker refuses every record).
+func TestBenchProduceKeys(t *testing.T) {
+	addr := startBroker(t)
+	ok(t, "", "topic", "create", "--brokers", addr, "--partitions", "2", "--config", "cleanup.policy=compact", "bench-compact")
+	r := ok(t, "", "bench", "produce", "--brokers", addr, "--topic", "bench-compact", "--records", "40", "--record-size", "10", "--keys", "5")
+	if !strings.HasPrefix(r.stdout, "produce: 40 records") || !strings.Contains(r.stdout, "0 errors") {
+		t.Errorf("keyed bench produce to a compacted topic: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "bench", "produce", "--brokers", addr, "--topic", "bench-compact", "--records", "5", "--record-size", "10", "--timeout", "10s")
+	if r.code == 0 {
+		t.Errorf("unkeyed bench produce to a compacted topic succeeded: %q", r.stdout)
+	}
+	if r := runCLI(t, "", "bench", "produce", "--brokers", addr, "--keys", "-1"); r.code != 2 {
+		t.Errorf("--keys -1: exit %d, want 2", r.code)
+	}
+}

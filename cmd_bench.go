@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ func benchCommand() *cli.Command {
 					&cli.StringFlag{Name: "acks", Value: "all", Usage: "all, 1 or 0"},
 					&cli.IntFlag{Name: "rate", Usage: "records per second (0: as fast as possible); use for latency runs"},
 					&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, gzip, snappy, lz4, zstd"},
+					&cli.IntFlag{Name: "keys", Usage: "give record i the key \"key-<i mod keys>\" (a compacted topic needs keys; kgo then partitions by key); 0: no keys"},
 				),
 				Action: benchProduceAction,
 			},
@@ -120,6 +122,9 @@ func benchProduceAction(c *cli.Context) error {
 	if c.Int("rate") < 0 {
 		return cli.Exit("rate: must not be negative", 2)
 	}
+	if c.Int("keys") < 0 {
+		return cli.Exit("keys: must not be negative", 2)
+	}
 	cl, err := newClient(c, opts...)
 	if err != nil {
 		return err
@@ -131,7 +136,7 @@ func benchProduceAction(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("create topic %s: %v", c.String("topic"), err), 1)
 	}
 	prog := startProgressBar(c.App.ErrWriter, "produced", int64(c.Int("records")))
-	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"), prog)
+	res := benchProduce(ctx, cl, c.Int("records"), c.Int("record-size"), c.Int("rate"), c.Int("keys"), prog)
 	prog.end()
 	res.print(c.App.Writer, c.String("format"))
 	if res.Errors > 0 {
@@ -141,9 +146,10 @@ func benchProduceAction(c *cli.Context) error {
 }
 
 // benchProduce produces n records of size bytes, paced at rate records per
-// second when rate > 0, and measures each record's ack latency; prog
-// counts the acknowledged records.
-func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int, prog *progress) BenchResult {
+// second when rate > 0, keyed over keys distinct keys when keys > 0, and
+// measures each record's ack latency; prog counts the acknowledged
+// records.
+func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate, keys int, prog *progress) BenchResult {
 	value := make([]byte, size)
 	for i := range value {
 		value[i] = byte('a' + i%26)
@@ -168,7 +174,11 @@ func benchProduce(ctx context.Context, cl *kgo.Client, n, size, rate int, prog *
 		i := i
 		sent := time.Now()
 		wg.Add(1)
-		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+		rec := &kgo.Record{Value: value}
+		if keys > 0 {
+			rec.Key = strconv.AppendInt([]byte("key-"), int64(i%keys), 10)
+		}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			lat[i] = time.Since(sent)
 			prog.add(1)
 			if err != nil {
