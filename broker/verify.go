@@ -43,9 +43,15 @@ func (b *Broker) verifyLogs() {
 		if log == nil {
 			continue
 		}
-		err := log.VerifySealed(func(n int64) {
+		err := log.VerifySealed(func(n int64) bool {
 			b.verifyPending.Add(-n)
 			rate.wait(n, b.stop)
+			select {
+			case <-b.stop:
+				return false
+			default:
+				return true
+			}
 		})
 		if err != nil && !errors.Is(err, wal.ErrClosed) {
 			p.storageFailed(err)

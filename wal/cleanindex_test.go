@@ -48,6 +48,10 @@ func TestCleanOpenReadsOnlyTail(t *testing.T) {
 	if got := l.Unverified(); got != sealedBytes {
 		t.Fatalf("unverified %d bytes after a clean open, want the sealed segments' %d", got, sealedBytes)
 	}
+	// A pace that says stop leaves everything unread.
+	if err := l.VerifySealed(func(int64) bool { return false }); err != nil || l.Unverified() != sealedBytes {
+		t.Fatalf("verify told to stop: %v, %d bytes left, want %d", err, l.Unverified(), sealedBytes)
+	}
 	if err := l.VerifySealed(nil); err != nil || l.Unverified() != 0 {
 		t.Fatalf("verify of a sound log: %v, %d bytes left", err, l.Unverified())
 	}
@@ -74,7 +78,7 @@ func TestCleanOpenReadsOnlyTail(t *testing.T) {
 	// VerifySealed reads what Open did not and names the damaged file.
 	var paced int64
 	var ce *CorruptError
-	if err := l.VerifySealed(func(n int64) { paced += n }); !errors.As(err, &ce) || ce.File != bad || ce.Index != segs[2].FirstIndex {
+	if err := l.VerifySealed(func(n int64) bool { paced += n; return true }); !errors.As(err, &ce) || ce.File != bad || ce.Index != segs[2].FirstIndex {
 		t.Fatalf("verify: %v, want damage in %s at index %d", err, bad, segs[2].FirstIndex)
 	}
 	if paced != segs[0].Bytes+segs[1].Bytes+segs[2].Bytes {

@@ -11,13 +11,15 @@ import (
 // VerifySealed reads the sealed segments whose index Open took from the
 // clean-shutdown marker instead of reading them, and checks every frame
 // and the index against the file, oldest first. Before reading a segment
-// it calls pace with the segment's size (a throttle; it may sleep). A
+// it calls pace with the segment's size (a throttle; it may sleep), and
+// stops, returning nil, if pace returns false (the caller is shutting
+// down; the segments not read stay unread). A
 // segment removed or rewritten meanwhile (retention, compaction) is
 // skipped. It returns a *CorruptError for damage (the rest stays unread),
 // nil when every segment checked or the log was closed; the segments it
 // read are not read again. Reads take no lock of the log: appends, reads
 // and the cleaner go on beside it.
-func (l *Log) VerifySealed(pace func(bytes int64)) error {
+func (l *Log) VerifySealed(pace func(bytes int64) bool) error {
 	for {
 		l.mu.Lock()
 		if l.closed.Load() || len(l.unread) == 0 {
@@ -26,14 +28,18 @@ func (l *Log) VerifySealed(pace func(bytes int64)) error {
 			return nil
 		}
 		s := l.unread[0]
-		l.unread = l.unread[1:]
 		interval := l.idx.interval
+		l.mu.Unlock()
+		if l.hasSegment(s) && pace != nil && !pace(s.bytes) {
+			return nil // s stays unread
+		}
+		l.mu.Lock()
+		if len(l.unread) > 0 && l.unread[0] == s {
+			l.unread = l.unread[1:]
+		}
 		l.mu.Unlock()
 		if !l.hasSegment(s) {
 			continue
-		}
-		if pace != nil {
-			pace(s.bytes)
 		}
 		path := l.segPath(s.first)
 		data, err := os.ReadFile(path)
