@@ -146,6 +146,26 @@ func readPartition(t *testing.T, addr, topic string, partition int32) []string {
 	return out
 }
 
+// waitExit waits up to within for cmd to exit with status code; otherwise
+// it fails, naming what and showing output() (a process still running is
+// killed first).
+func waitExit(t *testing.T, cmd *exec.Cmd, code int, within time.Duration, what string, output func() string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != code {
+			t.Fatalf("%s: %v, want exit status %d\n%s", what, err, code, output())
+		}
+	case <-time.After(within):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s kept running after %v\n%s", what, within, output())
+	}
+}
+
 // TestTwoBrokersOneDataDir: a second chronik serve on a data directory in
 // use exits 2 naming the first one's pid, and the first one serves on.
 func TestTwoBrokersOneDataDir(t *testing.T) {
@@ -163,19 +183,7 @@ func TestTwoBrokersOneDataDir(t *testing.T) {
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- second.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Fatalf("second broker: %v, want exit status 2\n%s", err, out.String())
-		}
-	case <-time.After(20 * time.Second):
-		second.Process.Kill()
-		<-done
-		t.Fatalf("a second broker on the same data directory kept running\n%s", out.String())
-	}
+	waitExit(t, second, 2, 20*time.Second, "a second broker on the same data directory", out.String)
 	pid := strconv.Itoa(c.procs[0].Process.Pid)
 	if !strings.Contains(out.String(), "pid "+pid) || !strings.Contains(out.String(), c.dataDir(1)) {
 		t.Fatalf("second broker's message does not name the data dir and pid %s:\n%s", pid, out.String())
@@ -212,18 +220,8 @@ func TestDataDirReplacedUnderBroker(t *testing.T) {
 	if err := os.Rename(c.dataDir(1), moved); err != nil {
 		t.Fatal(err)
 	}
-	first := c.procs[0]
-	done := make(chan error, 1)
-	go func() { done <- first.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("broker whose data directory moved: %v, want exit status 3\n%s", err, c.logTail(1))
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("a broker whose data directory was moved away kept running\n%s", c.logTail(1))
-	}
+	waitExit(t, c.procs[0], 3, 30*time.Second, "a broker whose data directory was moved away",
+		func() string { return c.logTail(1) })
 	c.logs[0].Close()
 	c.procs[0] = nil
 	if !strings.Contains(c.logTail(1), "another process may own the data directory now") {

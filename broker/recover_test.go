@@ -3,7 +3,6 @@ package broker
 import (
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -19,8 +18,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkRecover -benchtime 3x ./broker/
 //
-// CHRONIK_BENCH_RECOVER_CPUPROFILE=file writes a CPU profile of the
-// Opens.
+// -cpuprofile profiles it, the setup included.
 func BenchmarkRecover(b *testing.B) {
 	partitions, batches := int32(10000), 1
 	if v, err := strconv.Atoi(os.Getenv("CHRONIK_BENCH_RECOVER_PARTITIONS")); err == nil && v > 0 {
@@ -41,15 +39,6 @@ func BenchmarkRecover(b *testing.B) {
 	}
 	if err := br.Close(); err != nil {
 		b.Fatal(err)
-	}
-	if f := os.Getenv("CHRONIK_BENCH_RECOVER_CPUPROFILE"); f != "" {
-		out, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer out.Close()
-		pprof.StartCPUProfile(out)
-		defer pprof.StopCPUProfile()
 	}
 	var open, close time.Duration
 	b.ResetTimer()
