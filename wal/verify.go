@@ -9,28 +9,23 @@ import (
 )
 
 // VerifySealed reads the sealed segments whose index Open took from the
-// clean-shutdown marker instead of reading them, and checks every frame
-// and the index against the file, oldest first. Before reading a segment
-// it calls pace with the segment's size (a throttle; it may sleep), and
-// stops, returning nil, if pace returns false (the caller is shutting
-// down; the segments not read stay unread). A
-// segment removed or rewritten meanwhile (retention, compaction) is
-// skipped. It returns a *CorruptError for damage (the rest stays unread),
-// nil when every segment checked or the log was closed; the segments it
-// read are not read again. Reads take no lock of the log: appends, reads
-// and the cleaner go on beside it.
+// clean-shutdown marker instead of reading them, oldest first, and checks
+// each file against its index entry as the cleaner does before a rewrite
+// (checkSegmentFile: every frame, the entry count, the size). Before
+// reading a segment it calls pace with its size (a throttle; it may
+// sleep), and stops, returning nil, if pace returns false (the caller is
+// shutting down; that segment and the rest stay unread). A segment
+// removed or rewritten meanwhile (retention, compaction) is skipped. It
+// returns a *CorruptError for damage (the rest stays unread), nil when
+// every segment checked or the log was closed. Files are read without the
+// log's locks: appends, reads and the cleaner go on beside it.
 func (l *Log) VerifySealed(pace func(bytes int64) bool) error {
 	for {
-		l.mu.Lock()
-		if l.closed.Load() || len(l.unread) == 0 {
-			l.unread = nil
-			l.mu.Unlock()
+		s := l.nextUnread()
+		if s == nil {
 			return nil
 		}
-		s := l.unread[0]
-		interval := l.idx.interval
-		l.mu.Unlock()
-		if l.hasSegment(s) && pace != nil && !pace(s.bytes) {
+		if pace != nil && !pace(s.bytes) {
 			return nil // s stays unread
 		}
 		l.mu.Lock()
@@ -38,13 +33,10 @@ func (l *Log) VerifySealed(pace func(bytes int64) bool) error {
 			l.unread = l.unread[1:]
 		}
 		l.mu.Unlock()
-		if !l.hasSegment(s) {
-			continue
-		}
 		path := l.segPath(s.first)
 		data, err := os.ReadFile(path)
 		if !l.hasSegment(s) {
-			continue // gone or replaced while it was read
+			continue // removed or replaced while it was read
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return &CorruptError{File: path, Index: s.first, Reason: "segment file missing"}
@@ -52,16 +44,26 @@ func (l *Log) VerifySealed(pace func(bytes int64) bool) error {
 		if err != nil {
 			return fmt.Errorf("wal: verify %s: %w", path, err)
 		}
-		seg, stop := scanSegment(data, s.first, interval)
-		if stop != nil {
-			return &CorruptError{File: path, Index: stop.index, Pos: stop.pos, Reason: stop.reason}
-		}
-		if seg.next != s.next || seg.bytes != s.bytes || seg.firstOffset != s.firstOffset || seg.nextOffset != s.nextOffset {
-			return &CorruptError{File: path, Index: s.first, Reason: fmt.Sprintf(
-				"segment holds indexes [%d, %d) and offsets [%d, %d) in %d bytes; its index at the clean shutdown said [%d, %d), [%d, %d), %d bytes",
-				seg.first, seg.next, seg.firstOffset, seg.nextOffset, seg.bytes, s.first, s.next, s.firstOffset, s.nextOffset, s.bytes)}
+		if err := checkSegmentFile(path, data, s); err != nil {
+			return err
 		}
 	}
+}
+
+// nextUnread drops the unread segments that are no longer the log's
+// (removed by retention, replaced by a rewrite) and returns the first
+// still unread, or nil when none is left or the log is closed.
+func (l *Log) nextUnread() *segment {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.unread) > 0 && !l.closed.Load() {
+		if s := l.unread[0]; l.hasSegmentLocked(s) {
+			return s
+		}
+		l.unread = l.unread[1:]
+	}
+	l.unread = nil
+	return nil
 }
 
 // Unverified is how many bytes of sealed segments VerifySealed has yet to
@@ -80,6 +82,11 @@ func (l *Log) Unverified() int64 {
 func (l *Log) hasSegment(s *segment) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.hasSegmentLocked(s)
+}
+
+// hasSegmentLocked is hasSegment with mu held.
+func (l *Log) hasSegmentLocked(s *segment) bool {
 	segs := l.idx.segs
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].first >= s.first })
 	return i < len(segs) && segs[i] == s
