@@ -159,6 +159,7 @@ type SegmentInfo struct {
 //	(*Log).Reset(firstIndex uint64, nextOffset int64) error // drop everything; the log restarts empty at firstIndex (raft snapshot install)
 //	(*Log).Segments() []SegmentInfo
 //	(*Log).DropSegments(n int) error                     // removes the n oldest whole segments (never the active one)
+//	(*Log).DropSegmentsBefore(index uint64) (int, error)  // removes the leading whole segments holding only entries before index
 //	(*Log).RetainBytes(maxBytes int64) (dropped int, err error)  // drop leading segments while what remains stays >= maxBytes (Kafka's retention.bytes rule)
 //	(*Log).RetainAge(cutoff int64) (dropped int, err error)      // drop leading segments whose MaxTimestamp < cutoff (ms)
 //	(*Log).Size() int64                                  // total bytes on disk

@@ -43,6 +43,10 @@ const rewriteSuffix = ".rewrite"
 // reasonRewriteLeftover is the Repair reason for a removed temp file.
 const reasonRewriteLeftover = "interrupted segment rewrite: temp file removed, segment intact"
 
+// reasonMergeLeftover is the Repair reason for a segment file removed
+// because the merged segment before it holds its entries.
+const reasonMergeLeftover = "interrupted segment merge: merged file holds this segment's entries, removed"
+
 // readSealedFile reads and verifies the file of the sealed segment whose
 // first index is first, without the read cache: ErrOutOfRange if there is
 // none, ErrSegmentChanged if it went away meanwhile, a *CorruptError if
@@ -51,20 +55,28 @@ func (l *Log) readSealedFile(first uint64) (seg *segment, path string, data []by
 	if seg, err = l.sealedSegment(first); err != nil {
 		return nil, "", nil, err
 	}
-	path = l.segPath(first)
+	path, data, err = l.readSealedSegment(seg)
+	return seg, path, data, err
+}
+
+// readSealedSegment reads and verifies the file of seg, a sealed segment
+// of the index when it was looked up: ErrSegmentChanged if it went away
+// meanwhile, a *CorruptError if the file does not match it.
+func (l *Log) readSealedSegment(seg *segment) (path string, data []byte, err error) {
+	path = l.segPath(seg.first)
 	if data, err = os.ReadFile(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) && !l.isCurrent(seg) {
-			return nil, "", nil, l.segmentChanged(first)
+			return "", nil, l.segmentChanged(seg.first)
 		}
-		return nil, "", nil, fmt.Errorf("wal: read segment %s: %w", path, err)
+		return "", nil, fmt.Errorf("wal: read segment %s: %w", path, err)
 	}
 	if err := checkSegmentFile(path, data, seg); err != nil {
 		if !l.isCurrent(seg) {
-			return nil, "", nil, l.segmentChanged(first)
+			return "", nil, l.segmentChanged(seg.first)
 		}
-		return nil, "", nil, err
+		return "", nil, err
 	}
-	return seg, path, data, nil
+	return path, data, nil
 }
 
 // ScanSegment calls fn with every entry of the sealed segment whose first
@@ -114,25 +126,56 @@ func (l *Log) ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, er
 // The callback may call the log (append, read, truncate, ...), but not
 // RewriteSegment: rewrites of one log are serialized.
 func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error) {
+	return l.RewriteSegments(first, 1, rewrite)
+}
+
+// RewriteSegments is RewriteSegment for the n consecutive sealed segments
+// starting with the one whose first index is first: their entries,
+// rewritten, become one segment file named after the first (Kafka's
+// cleaner groups small segments the same way), so that a log cleaned
+// often does not keep one small file per roll. With n > 1 the file is
+// written even if no payload changed. The caller bounds the group's size:
+// the merged file may not exceed 4 GiB (ErrInvalidEntry).
+//
+// The merge is crash-safe as a rewrite is: the merged file replaces the
+// first segment's by rename, and only then are the others removed, so a
+// crash leaves either the old files or the merged one followed by old
+// files whose entries it already holds; Open removes those (a Repair).
+// This relies on the file system making directory changes durable in the
+// order they were made, as journaling file systems (ext4, xfs) do.
+func (l *Log) RewriteSegments(first uint64, n int, rewrite func(index uint64, e Entry) ([]byte, error)) (before, after int64, err error) {
 	if rewrite == nil {
 		return 0, 0, fmt.Errorf("%w: rewrite of segment %d without a rewrite function", ErrInvalidEntry, first)
 	}
+	if n < 1 {
+		return 0, 0, fmt.Errorf("%w: rewrite of %d segments", ErrOutOfRange, n)
+	}
 	l.rewriteMu.Lock() // one temp file per segment name: one rewrite at a time
 	defer l.rewriteMu.Unlock()
-	seg, path, data, err := l.readSealedFile(first)
+	segs, err := l.sealedRun(first, n)
 	if err != nil {
 		return 0, 0, err
 	}
+	parts := make([]sealedFile, 0, n)
+	for _, seg := range segs {
+		_, data, err := l.readSealedSegment(seg)
+		if err != nil {
+			return 0, 0, err
+		}
+		parts = append(parts, sealedFile{seg: seg, data: data})
+		before += seg.bytes
+	}
+	path := l.segPath(first)
 	tmp := path + rewriteSuffix
-	newSeg, err := writeRewrite(tmp, data, seg, int64(l.opts.IndexIntervalBytes), rewrite)
+	newSeg, err := writeRewrite(tmp, parts, int64(l.opts.IndexIntervalBytes), rewrite)
 	if err != nil {
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
 	}
 	if newSeg == nil {
-		return seg.bytes, seg.bytes, nil // nothing changed, nothing written
+		return before, before, nil // nothing changed, nothing written
 	}
-	if err := l.swapSegment(seg, newSeg, tmp, path); err != nil {
+	if err := l.swapSegments(segs, newSeg, tmp, path); err != nil {
 		os.Remove(tmp)
 		return 0, 0, err
 	}
@@ -141,7 +184,28 @@ func (l *Log) RewriteSegment(first uint64, rewrite func(index uint64, e Entry) (
 	if err := syncDir(l.dir); err != nil {
 		return 0, 0, fmt.Errorf("wal: rewrite segment %s: sync directory: %w", path, err)
 	}
-	return seg.bytes, newSeg.bytes, nil
+	return before, newSeg.bytes, nil
+}
+
+// sealedFile is a sealed segment and the verified bytes of its file.
+type sealedFile struct {
+	seg  *segment
+	data []byte
+}
+
+// sealedRun returns the index's n consecutive sealed segments starting at
+// first.
+func (l *Log) sealedRun(first uint64, n int) ([]*segment, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	k := l.idx.segmentOf(first)
+	if k < 0 || l.idx.segs[k].first != first || k+n > len(l.idx.segs)-1 {
+		return nil, fmt.Errorf("%w: no %d sealed segments start at index %d in %s", ErrOutOfRange, n, first, l.dir)
+	}
+	return append([]*segment(nil), l.idx.segs[k:k+n]...), nil
 }
 
 // sealedSegment returns the index's sealed segment starting at first.
@@ -197,16 +261,17 @@ func checkSegmentFile(path string, data []byte, seg *segment) error {
 	return nil
 }
 
-// writeRewrite writes the rewritten segment to tmp and syncs it, and
-// returns its index summary; nil, nil if no payload changed (then tmp was
-// never created). data is the verified file of seg.
-func writeRewrite(tmp string, data []byte, seg *segment, interval int64,
+// writeRewrite writes the rewritten segments of parts, in order, to tmp as
+// one file and syncs it, and returns its index summary; nil, nil if there
+// is one part and no payload changed (then tmp was never created). Each
+// part's data is its verified file.
+func writeRewrite(tmp string, parts []sealedFile, interval int64,
 	rewrite func(uint64, Entry) ([]byte, error)) (*segment, error) {
 	var (
 		f      *os.File
 		w      *bufio.Writer
 		frame  []byte
-		newSeg = newSegment(seg.first)
+		newSeg = newSegment(parts[0].seg.first)
 	)
 	fail := func(err error) (*segment, error) {
 		if f != nil {
@@ -214,56 +279,70 @@ func writeRewrite(tmp string, data []byte, seg *segment, interval int64,
 		}
 		return nil, err
 	}
-	off := 0
-	for i := seg.first; i < seg.next; i++ {
-		n, raw, _ := nextEntry(data[off:]) // verified by checkSegmentFile
-		h, _ := decodeHeader(raw)
-		stored := data[off : off+n]
-		off += n
-		e := h.entry(raw)
-		payload := e.Payload
-		if h.kind.HasRecords() {
-			p, err := rewrite(i, e)
-			if err != nil {
-				return fail(fmt.Errorf("index %d: %w", i, err))
-			}
-			if len(p) > maxPayload {
-				return fail(fmt.Errorf("%w: index %d: rewritten payload of %d bytes", ErrInvalidEntry, i, len(p)))
-			}
-			payload = p
+	create := func() error {
+		var err error
+		if f, err = os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err != nil {
+			return err
 		}
-		changed := !bytes.Equal(payload, e.Payload)
-		if f == nil && !changed {
-			newSeg.add(&h, int64(n), interval)
-			continue
+		w = bufio.NewWriterSize(f, 256<<10)
+		return nil
+	}
+	if len(parts) > 1 {
+		if err := create(); err != nil {
+			return nil, err
 		}
-		if f == nil {
-			// The first change: the entries before it go as they were.
-			var err error
-			if f, err = os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err != nil {
-				return nil, err
+	}
+	for _, part := range parts {
+		data, seg := part.data, part.seg
+		off := 0
+		for i := seg.first; i < seg.next; i++ {
+			n, raw, _ := nextEntry(data[off:]) // verified by checkSegmentFile
+			h, _ := decodeHeader(raw)
+			stored := data[off : off+n]
+			off += n
+			e := h.entry(raw)
+			payload := e.Payload
+			if h.kind.HasRecords() {
+				p, err := rewrite(i, e)
+				if err != nil {
+					return fail(fmt.Errorf("index %d: %w", i, err))
+				}
+				if len(p) > maxPayload {
+					return fail(fmt.Errorf("%w: index %d: rewritten payload of %d bytes", ErrInvalidEntry, i, len(p)))
+				}
+				payload = p
 			}
-			w = bufio.NewWriterSize(f, 256<<10)
-			if _, err := w.Write(data[:off-n]); err != nil {
-				return fail(err)
+			changed := !bytes.Equal(payload, e.Payload)
+			if f == nil && !changed {
+				newSeg.add(&h, int64(n), interval)
+				continue
 			}
-		}
-		if !changed {
-			if _, err := w.Write(stored); err != nil {
-				return fail(err)
+			if f == nil {
+				// The first change: the entries before it go as they were.
+				if err := create(); err != nil {
+					return nil, err
+				}
+				if _, err := w.Write(data[:off-n]); err != nil {
+					return fail(err)
+				}
 			}
-			newSeg.add(&h, int64(n), interval)
-			continue
-		}
-		e.Payload = payload
-		frame = appendFrame(binary.AppendUvarint(frame[:0], uint64(frameSize(&e))), &e)
-		if _, err := w.Write(frame); err != nil {
-			return fail(err)
-		}
-		newSeg.add(&h, int64(len(frame)), interval)
-		if newSeg.bytes > math.MaxUint32 {
-			// The read cache locates entries with uint32 positions.
-			return fail(fmt.Errorf("%w: rewritten segment over %d bytes", ErrInvalidEntry, uint64(math.MaxUint32)))
+			if !changed {
+				if _, err := w.Write(stored); err != nil {
+					return fail(err)
+				}
+				newSeg.add(&h, int64(n), interval)
+			} else {
+				e.Payload = payload
+				frame = appendFrame(binary.AppendUvarint(frame[:0], uint64(frameSize(&e))), &e)
+				if _, err := w.Write(frame); err != nil {
+					return fail(err)
+				}
+				newSeg.add(&h, int64(len(frame)), interval)
+			}
+			if newSeg.bytes > math.MaxUint32 {
+				// The read cache locates entries with uint32 positions.
+				return fail(fmt.Errorf("%w: rewritten segment over %d bytes", ErrInvalidEntry, uint64(math.MaxUint32)))
+			}
 		}
 	}
 	if f == nil {
@@ -283,9 +362,11 @@ func writeRewrite(tmp string, data []byte, seg *segment, interval int64,
 	return newSeg, nil
 }
 
-// swapSegment renames the synced rewrite tmp over path and puts newSeg in
-// the index in place of seg, if seg is still a sealed segment of the log.
-func (l *Log) swapSegment(seg, newSeg *segment, tmp, path string) error {
+// swapSegments renames the synced rewrite tmp over path, the file of
+// segs[0], removes the files of the other segs, and puts newSeg in the
+// index in their place, if segs are still consecutive sealed segments of
+// the log.
+func (l *Log) swapSegments(segs []*segment, newSeg *segment, tmp, path string) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
@@ -293,9 +374,14 @@ func (l *Log) swapSegment(seg, newSeg *segment, tmp, path string) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
-	k := l.currentLocked(seg)
-	if k < 0 {
-		return l.segmentChanged(seg.first)
+	k := l.currentLocked(segs[0])
+	if k < 0 || k+len(segs) > len(l.idx.segs)-1 {
+		return l.segmentChanged(segs[0].first)
+	}
+	for i, seg := range segs {
+		if l.idx.segs[k+i] != seg {
+			return l.segmentChanged(seg.first)
+		}
 	}
 	if err := l.dropClean(); err != nil {
 		return err
@@ -304,11 +390,25 @@ func (l *Log) swapSegment(seg, newSeg *segment, tmp, path string) error {
 		// Nothing changed: the old file is in place.
 		return fmt.Errorf("wal: rewrite segment %s: %w", path, err)
 	}
-	l.idx.segs[k] = newSeg
-	// No stale copy of the old file may be read, or written back by
+	// The merged file holds every entry of segs now; the others' files go
+	// after it (a crash in between leaves duplicates, which Open removes).
+	for _, seg := range segs[1:] {
+		if err := os.Remove(l.segPath(seg.first)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return l.failLocked("merge segments", err)
+		}
+	}
+	idx := make([]*segment, 0, len(l.idx.segs)-len(segs)+1)
+	idx = append(append(append(idx, l.idx.segs[:k]...), newSeg), l.idx.segs[k+len(segs):]...)
+	l.idx.segs = idx
+	// No stale copy of the old files may be read, or written back by
 	// tidwall (its truncations rewrite files from its cached parse).
-	l.readCache().dropSegment(l, seg.first)
+	for _, seg := range segs {
+		l.readCache().dropSegment(l, seg.first)
+	}
 	if l.tl != nil {
+		if len(segs) > 1 {
+			l.tlStale = true // its list of files still has the removed ones
+		}
 		if err := l.tl.ClearCache(); err != nil {
 			return l.failLocked("rewrite segment: clear tidwall cache", err)
 		}

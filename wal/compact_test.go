@@ -750,7 +750,7 @@ func crashPayload(off int64) []byte { return payloadFor(uint64(off), 50+int(off%
 
 // rewriteCrashChild appends data entries (one offset each, index = offset
 // + 1) and, on another goroutine, rolls and rewrites every sealed segment
-// with shrink, until it is killed. It prints "ack <index>" for every
+// with shrink, merging small ones, until it is killed. It prints "ack <index>" for every
 // entry whose Append returned.
 func rewriteCrashChild(dir string) {
 	l, err := Open(dir, rewriteCrashOpts)
@@ -767,12 +767,20 @@ func rewriteCrashChild(dir string) {
 					os.Exit(3)
 				}
 			}
+			// Runs of sealed segments up to 20 KiB merge into one.
 			segs := l.Segments()
-			for _, s := range segs[:len(segs)-1] {
-				if _, _, err := l.RewriteSegment(s.FirstIndex, shrink); err != nil {
+			sealed := segs[:len(segs)-1]
+			for j := 0; j < len(sealed); {
+				n, size := 1, sealed[j].Bytes
+				for j+n < len(sealed) && size+sealed[j+n].Bytes <= 20<<10 {
+					size += sealed[j+n].Bytes
+					n++
+				}
+				if _, _, err := l.RewriteSegments(sealed[j].FirstIndex, n, shrink); err != nil {
 					fmt.Fprintln(os.Stderr, "child rewrite:", err)
 					os.Exit(3)
 				}
+				j += n
 			}
 		}
 	}()
@@ -796,7 +804,7 @@ func TestRewriteCrash(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(15, 2026))
 	var acked uint64
-	leftovers := 0
+	leftovers, mergeLeftovers := 0, 0
 	for cycle := 0; cycle < cycles; cycle++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), rewriteCrashDirEnv+"="+dir)
@@ -846,8 +854,11 @@ func TestRewriteCrash(t *testing.T) {
 			t.Fatalf("cycle %d: reopen after kill: %v", cycle, err)
 		}
 		for _, r := range l.Repairs() {
-			if r.Reason == reasonRewriteLeftover {
+			switch r.Reason {
+			case reasonRewriteLeftover:
 				leftovers++
+			case reasonMergeLeftover:
+				mergeLeftovers++
 			}
 		}
 		if l.FirstIndex() != 1 || l.LastIndex() < acked {
@@ -870,7 +881,7 @@ func TestRewriteCrash(t *testing.T) {
 	if acked < cycles {
 		t.Fatalf("only %d entries acknowledged in %d cycles", acked, cycles)
 	}
-	t.Logf("%d acknowledged entries survived %d kills; %d rewrite temp files removed at open", acked, cycles, leftovers)
+	t.Logf("%d acknowledged entries survived %d kills; %d rewrite temp files and %d merged segments' files removed at open", acked, cycles, leftovers, mergeLeftovers)
 }
 
 // TestScanSegment: ScanSegment yields a sealed segment's entries as Read

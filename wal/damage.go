@@ -256,7 +256,7 @@ func (l *Log) Recover() error {
 	l.readCache().drop(l)
 	if l.tl != nil {
 		l.tl.Close() // its state is unknown; the files are rescanned
-		l.tl = nil
+		l.tl, l.tlStale = nil, false
 		l.releaseSlot()
 		l.reportTail()
 	}

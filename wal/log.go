@@ -72,12 +72,13 @@ type Log struct {
 	syncArmed bool
 	syncTimer *time.Timer
 	stateMu   sync.Mutex // serializes SaveState
-	rewriteMu sync.Mutex // serializes RewriteSegment (compact.go); taken before wmu
+	rewriteMu sync.Mutex // serializes RewriteSegments (compact.go); taken before wmu
 
 	// mu guards the tidwall log (its concurrent reads mutate its cache) and
 	// the index. Writers of idx, next, floor, metaFloor hold wmu too.
 	mu        sync.Mutex
 	tl        *tidwall.Log // nil while released
+	tlStale   bool         // tl's list of files predates a merge (openCurrent)
 	idx       offsetIndex
 	next      int64  // NextOffset
 	floor     int64  // NextOffset while the log holds no record entries
@@ -261,7 +262,9 @@ func (l *Log) scanFiles(files []uint64, cleanShutdown bool) error {
 	if n := len(l.idx.segs); n > 0 && len(files) > 0 && l.idx.segs[n-1].next != files[0] {
 		return &CorruptError{File: l.segPath(files[0]), Index: files[0], Reason: fmt.Sprintf("segment does not follow index %d", l.idx.segs[n-1].next-1)}
 	}
-	for i, first := range files {
+	files = append([]uint64(nil), files...) // merge leftovers are taken out
+	for i := 0; i < len(files); i++ {
+		first := files[i]
 		path := l.segPath(first)
 		data, err := readFileInto(path, buf)
 		if err != nil {
@@ -286,6 +289,21 @@ func (l *Log) scanFiles(files []uint64, cleanShutdown bool) error {
 				CutBytes: int64(len(data)) - stop.pos,
 				Reason:   stop.reason,
 			})
+		}
+		// A merge (RewriteSegments) cut short after its rename leaves the
+		// files it merged behind this one, which holds their entries.
+		for !last && files[i+1] < seg.next {
+			left := l.segPath(files[i+1])
+			fi, err := os.Stat(left)
+			if err != nil {
+				return err
+			}
+			if err := os.Remove(left); err != nil {
+				return err
+			}
+			l.repairs = append(l.repairs, Repair{File: left, CutIndex: files[i+1], CutBytes: fi.Size(), Reason: reasonMergeLeftover})
+			files = append(files[:i+1], files[i+2:]...)
+			last = i == len(files)-1
 		}
 		if !last && seg.next != files[i+1] {
 			return &CorruptError{File: l.segPath(files[i+1]), Index: files[i+1], Reason: fmt.Sprintf("segment does not follow index %d", seg.next-1)}
@@ -542,6 +560,20 @@ func (l *Log) ensureOpen() error {
 	return nil
 }
 
+// openCurrent opens the tidwall log with a list of segment files that
+// matches the directory, reopening it if segments were merged
+// (RewriteSegments) since it was opened: its list then still names the
+// removed files, and truncations, the only tidwall calls that use the
+// list, would act on them. wmu and mu held.
+func (l *Log) openCurrent() error {
+	if l.tl != nil && l.tlStale {
+		if err := l.releaseLocked(); err != nil {
+			return err
+		}
+	}
+	return l.ensureOpen()
+}
+
 // releaseLocked closes the tidwall log, freeing its segment buffers; the
 // index stays. wmu and mu held.
 func (l *Log) releaseLocked() error {
@@ -551,7 +583,7 @@ func (l *Log) releaseLocked() error {
 		return nil
 	}
 	err := l.tl.Close() // fsyncs the tail
-	l.tl = nil
+	l.tl, l.tlStale = nil, false
 	l.releaseSlot()
 	l.reportTail()
 	if err != nil {
@@ -815,7 +847,7 @@ func (l *Log) TruncateFront(index uint64) error {
 		return l.dropLocked(k)
 	}
 	// Mid-segment: tidwall rewrites the rest of segment k as a new file.
-	if err := l.ensureOpen(); err != nil {
+	if err := l.openCurrent(); err != nil {
 		return err
 	}
 	l.readCache().drop(l)
@@ -911,7 +943,7 @@ func (l *Log) truncateBackLocked(index uint64) error {
 	if err := l.dropClean(); err != nil {
 		return err
 	}
-	if err := l.ensureOpen(); err != nil {
+	if err := l.openCurrent(); err != nil {
 		return err
 	}
 	l.readCache().drop(l)
@@ -1009,6 +1041,23 @@ func (l *Log) DropSegments(n int) error {
 	defer l.mu.Unlock()
 	_, err := l.dropLeading(n)
 	return err
+}
+
+// DropSegmentsBefore removes the leading whole segments that hold only
+// entries before index (never the active one) and returns how many went.
+// Unlike DropSegments it stays right when segments were merged
+// (RewriteSegments) since the caller looked at them: a merged segment
+// reaching index stays.
+func (l *Log) DropSegmentsBefore(index uint64) (int, error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for n < len(l.idx.segs) && l.idx.segs[n].next <= index {
+		n++
+	}
+	return l.dropLeading(n)
 }
 
 // dropLeading drops up to n leading segments. wmu and mu held.
