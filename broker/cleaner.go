@@ -410,36 +410,34 @@ func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
 			return k
 		}}
 	var buf []byte
-	for _, s := range log.Segments() {
-		if s.Active || s.FirstOffset < 0 || s.FirstOffset >= st.upTo || s.NextOffset <= start {
-			continue
+	rewrite := func(_ uint64, e wal.Entry) ([]byte, error) {
+		if e.Kind != wal.KindData || e.LastOffset() >= st.upTo {
+			return e.Payload, nil
 		}
-		before, after, err := log.RewriteSegment(s.FirstIndex, func(_ uint64, e wal.Entry) ([]byte, error) {
-			if e.Kind != wal.KindData || e.LastOffset() >= st.upTo {
-				return e.Payload, nil
-			}
-			c.rate.wait(int64(len(e.Payload)), c.b.stop)
-			c.bytesRead.Add(int64(len(e.Payload)))
-			if c.stopped() {
-				return nil, errCleanerStopped
-			}
-			out, err := c.bc.compactEntry(buf[:0], e.Payload, rules)
-			if err != nil {
-				return nil, fmt.Errorf("offset %d: %w", e.BaseOffset, err)
-			}
-			if len(out) > 0 && len(e.Payload) > 0 && &out[0] == &e.Payload[0] {
-				return out, nil // unchanged: the entry's own bytes, never a scratch buffer
-			}
-			buf = out
-			return out, nil
-		})
+		c.rate.wait(int64(len(e.Payload)), c.b.stop)
+		c.bytesRead.Add(int64(len(e.Payload)))
+		if c.stopped() {
+			return nil, errCleanerStopped
+		}
+		out, err := c.bc.compactEntry(buf[:0], e.Payload, rules)
+		if err != nil {
+			return nil, fmt.Errorf("offset %d: %w", e.BaseOffset, err)
+		}
+		if len(out) > 0 && len(e.Payload) > 0 && &out[0] == &e.Payload[0] {
+			return out, nil // unchanged: the entry's own bytes, never a scratch buffer
+		}
+		buf = out
+		return out, nil
+	}
+	for _, run := range cleanRuns(log.Segments(), start, st.upTo, int64(p.topic.config().segmentBytes)) {
+		before, after, err := log.RewriteSegments(run.first, run.n, rewrite)
 		switch {
 		case errors.Is(err, wal.ErrSegmentChanged):
 			continue // dropped or truncated meanwhile
 		case err != nil:
-			return st, fmt.Errorf("rewrite segment %d: %w", s.FirstIndex, err)
+			return st, fmt.Errorf("rewrite segment %d: %w", run.first, err)
 		}
-		st.segments++
+		st.segments += run.n
 		st.before += before
 		st.after += after
 		c.bytesCleaned.Add(before - after)
@@ -459,6 +457,41 @@ func (c *cleaner) clean(p *partition, req CompactRequest) (cleanStats, error) {
 	p.dirty = true // the state file records cleanedUpTo and tombstoneExpiry
 	p.logMu.Unlock()
 	return st, nil
+}
+
+// segmentRun is a run of consecutive sealed segments cleaned into one.
+type segmentRun struct {
+	first uint64 // first index of the first segment
+	n     int
+}
+
+// cleanRuns groups the sealed segments holding offsets in [start, upTo)
+// into runs of consecutive segments whose files together hold at most
+// maxBytes (the topic's segment.bytes), each cleaned into one file, as
+// Kafka's cleaner groups segments: a log cleaned often would otherwise
+// keep one small file per roll, and every cleaning would rewrite (create,
+// sync, rename) each of them. A segment that is not to be cleaned ends a
+// run; one larger than maxBytes is a run of its own.
+func cleanRuns(segs []wal.SegmentInfo, start, upTo, maxBytes int64) []segmentRun {
+	var (
+		runs []segmentRun
+		size int64
+		open bool // the last run may grow
+	)
+	for _, s := range segs {
+		if s.Active || s.FirstOffset < 0 || s.FirstOffset >= upTo || s.NextOffset <= start {
+			open = false
+			continue
+		}
+		if open && size+s.Bytes <= maxBytes {
+			runs[len(runs)-1].n++
+			size += s.Bytes
+			continue
+		}
+		runs = append(runs, segmentRun{first: s.FirstIndex, n: 1})
+		size, open = s.Bytes, true
+	}
+	return runs
 }
 
 // eachEntry calls fn with every data entry of p's log holding offsets in

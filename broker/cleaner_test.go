@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/chronik-stream/chronik/wal"
 )
 
 // TestCompactionTombstoneExpiry: a cleaning keeps a tombstone younger than
@@ -111,5 +113,35 @@ func TestCompactionOfGroupOffsets(t *testing.T) {
 	b = reopen(t, b)
 	if got := fetchOffsets(t, b, "g"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("offsets after a restart %v, want %v", got, want)
+	}
+}
+
+// TestCleanRuns: sealed segments to clean group into runs of at most the
+// segment size; the active segment, segments without records, segments
+// at or past UpTo and segments below the log start end a run.
+func TestCleanRuns(t *testing.T) {
+	seg := func(first uint64, firstOff, nextOff, bytes int64) wal.SegmentInfo {
+		return wal.SegmentInfo{FirstIndex: first, FirstOffset: firstOff, NextOffset: nextOff, Bytes: bytes}
+	}
+	segs := []wal.SegmentInfo{
+		seg(1, 0, 10, 100),    // below the log start (10)
+		seg(11, 10, 20, 300),  // run 1
+		seg(21, 20, 30, 300),  // run 1
+		seg(31, 30, 40, 300),  // run 1: 900
+		seg(41, 40, 50, 200),  // run 2 (would make 1100)
+		seg(51, -1, -1, 50),   // no records: ends run 2
+		seg(52, 50, 60, 2000), // larger than the limit: alone
+		seg(62, 60, 70, 100),  // run 4
+		seg(72, 70, 80, 100),  // run 4; spans UpTo (75)
+		seg(82, 80, 90, 100),  // at or past UpTo
+		{FirstIndex: 92, FirstOffset: 90, NextOffset: 91, Bytes: 10, Active: true},
+	}
+	got := cleanRuns(segs, 10, 75, 1000)
+	want := []segmentRun{{11, 3}, {41, 1}, {52, 1}, {62, 2}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("runs %v, want %v", got, want)
+	}
+	if got := cleanRuns(segs, 10, 5, 1000); len(got) != 0 {
+		t.Fatalf("nothing below UpTo: runs %v", got)
 	}
 }

@@ -634,17 +634,18 @@ func (p *partition) dropSegmentsBelow(lso int64) error {
 		return nil
 	}
 	committed := repl.CommittedIndex()
-	n := 0
+	keep := uint64(0) // first index of the first segment kept
 	for _, s := range p.log.Segments() {
 		if s.Active || (s.NextOffset >= 0 && s.NextOffset > lso) || s.LastIndex > committed {
 			break
 		}
-		n++
+		keep = s.LastIndex + 1
 	}
-	if n == 0 {
+	if keep == 0 {
 		return nil
 	}
-	if err := p.log.DropSegments(n); err != nil && !errors.Is(err, wal.ErrClosed) {
+	// By index, not by count: the cleaner may merge segments meanwhile.
+	if _, err := p.log.DropSegmentsBefore(keep); err != nil && !errors.Is(err, wal.ErrClosed) {
 		return fmt.Errorf("drop segments of %s-%d: %w", p.topic.name, p.index, err)
 	}
 	// A raft log's snapshot point follows, as after retention.
