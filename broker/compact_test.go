@@ -170,6 +170,41 @@ func TestOffsetMapAgainstMap(t *testing.T) {
 	}
 }
 
+// TestOffsetMapReset: after a cleaning of few keys (slots cleared one by
+// one) and of many (the array cleared in chunks), in any order, the map is
+// empty: no slot holds a key, and every key put afterwards is found.
+func TestOffsetMapReset(t *testing.T) {
+	m := newOffsetMap(64 << 10) // 2730 slots: 85 tracked
+	empty := func(round int) {
+		t.Helper()
+		if m.len() != 0 {
+			t.Fatalf("round %d: len %d after reset", round, m.len())
+		}
+		for i := range m.slots {
+			if m.slots[i] != 0 {
+				t.Fatalf("round %d: byte %d of the slots is %d after reset", round, i, m.slots[i])
+			}
+		}
+	}
+	for round, keys := range []int{10, 2000, 85, 86, 3, 2400, 0, 1} {
+		for k := range keys {
+			if !m.put(fmt.Appendf(nil, "r%d-k%d", round, k), int64(k)) {
+				t.Fatalf("round %d: put %d refused", round, k)
+			}
+		}
+		if tracked := m.used != nil; tracked != (keys <= 85) {
+			t.Fatalf("round %d: %d keys, slot list kept = %v", round, keys, tracked)
+		}
+		for k := range keys {
+			if off, ok := m.get(fmt.Appendf(nil, "r%d-k%d", round, k)); !ok || off != int64(k) {
+				t.Fatalf("round %d: key %d = %d, %v", round, k, off, ok)
+			}
+		}
+		m.reset()
+		empty(round)
+	}
+}
+
 // ---- filtering one batch ----
 
 // decodeBatchKmsg decodes a stored batch with kmsg and kgo's decompressor
