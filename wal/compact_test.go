@@ -444,46 +444,53 @@ func TestRewriteSegmentChangedMeanwhile(t *testing.T) {
 
 // TestRewriteThenTidwallTruncates: tidwall's own truncations parse the
 // rewritten file, never a cached copy of the old one (tidwall caches the
-// segment it just cycled away from, and truncation writes from its cache).
+// segment it just cycled away from, and truncation writes from its cache),
+// and after a merge while tidwall is open (its list of files then still
+// names the removed ones) they go through a tidwall that sees the merged
+// file.
 func TestRewriteThenTidwallTruncates(t *testing.T) {
-	for _, back := range []bool{false, true} {
-		dir := t.TempDir()
-		opts := Options{SegmentSize: 4 << 10, Fsync: FsyncNever}
-		l := mustOpen(t, dir, opts)
-		written := map[uint64]Entry{}
-		appendMixed(t, l, 80, written)
-		segs := l.Segments()
-		s := segs[len(segs)-2] // the segment tidwall cycled away from last: in its cache
-		if _, err := l.tl.Read(s.FirstIndex); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := l.RewriteSegment(s.FirstIndex, shrink); err != nil {
-			t.Fatal(err)
-		}
-		for i := s.FirstIndex; i <= s.LastIndex; i++ {
-			written[i] = rewritten(i, written[i])
-		}
-		mid := s.FirstIndex + (s.LastIndex-s.FirstIndex)/2
-		var err error
-		if back {
-			err = l.TruncateBack(mid)
-			for i := mid + 1; i <= segs[len(segs)-1].LastIndex; i++ {
-				delete(written, i)
+	for _, n := range []int{1, 3} { // segments rewritten into one
+		for _, back := range []bool{false, true} {
+			dir := t.TempDir()
+			opts := Options{SegmentSize: 4 << 10, Fsync: FsyncNever}
+			l := mustOpen(t, dir, opts)
+			written := map[uint64]Entry{}
+			appendMixed(t, l, 120, written)
+			segs := l.Segments()
+			run := segs[len(segs)-1-n : len(segs)-1] // ends with the segment tidwall cycled away from last
+			if _, err := l.tl.Read(run[0].FirstIndex); err != nil {
+				t.Fatal(err)
 			}
-		} else {
-			err = l.TruncateFront(mid)
+			if _, _, err := l.RewriteSegments(run[0].FirstIndex, n, shrink); err != nil {
+				t.Fatal(err)
+			}
+			for i := run[0].FirstIndex; i <= run[n-1].LastIndex; i++ {
+				written[i] = rewritten(i, written[i])
+			}
+			s := run[n/2] // a file tidwall last knew
+			mid := s.FirstIndex + (s.LastIndex-s.FirstIndex)/2
+			var err error
+			if back {
+				err = l.TruncateBack(mid)
+				for i := mid + 1; i <= segs[len(segs)-1].LastIndex; i++ {
+					delete(written, i)
+				}
+			} else {
+				err = l.TruncateFront(mid)
+			}
+			if err != nil {
+				t.Fatalf("%d segments, back=%v: %v", n, back, err)
+			}
+			checkEntries(t, l, written)
+			checkFiles(t, l)
+			appendMixed(t, l, 10, written)
+			checkEntries(t, l, written)
+			l.Close()
+			l = mustOpen(t, dir, opts)
+			checkEntries(t, l, written)
+			checkFiles(t, l)
+			l.Close()
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkEntries(t, l, written)
-		checkFiles(t, l)
-		appendMixed(t, l, 10, written)
-		l.Close()
-		l = mustOpen(t, dir, opts)
-		checkEntries(t, l, written)
-		checkFiles(t, l)
-		l.Close()
 	}
 }
 

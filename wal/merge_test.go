@@ -208,58 +208,6 @@ func TestRewriteSegmentsCrashAfterRename(t *testing.T) {
 	}
 }
 
-// TestRewriteSegmentsThenTidwallTruncates: after a merge while tidwall is
-// open (its list of files then names removed ones), truncations inside
-// the merged segment, back and front, go through a tidwall that sees the
-// merged file.
-func TestRewriteSegmentsThenTidwallTruncates(t *testing.T) {
-	for _, back := range []bool{false, true} {
-		dir := t.TempDir()
-		opts := Options{SegmentSize: 4 << 10, Fsync: FsyncNever}
-		l := mustOpen(t, dir, opts)
-		written := map[uint64]Entry{}
-		appendMixed(t, l, 120, written)
-		segs := l.Segments()
-		if l.tl == nil {
-			t.Fatal("tidwall not open")
-		}
-		run := segs[len(segs)-4 : len(segs)-1]
-		if _, _, err := l.RewriteSegments(run[0].FirstIndex, len(run), shrink); err != nil {
-			t.Fatal(err)
-		}
-		for i := run[0].FirstIndex; i <= run[len(run)-1].LastIndex; i++ {
-			written[i] = rewritten(i, written[i])
-		}
-		mid := run[1].FirstIndex + 2 // inside the merged segment, in a file tidwall last knew
-		var err error
-		if back {
-			err = l.TruncateBack(mid)
-			for i := mid + 1; i <= segs[len(segs)-1].LastIndex; i++ {
-				delete(written, i)
-			}
-		} else {
-			err = l.TruncateFront(mid)
-			for i := range written {
-				if i < mid {
-					delete(written, i)
-				}
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkEntries(t, l, written)
-		checkFiles(t, l)
-		appendMixed(t, l, 10, written)
-		checkEntries(t, l, written)
-		l.Close()
-		l = mustOpen(t, dir, opts)
-		checkEntries(t, l, written)
-		checkFiles(t, l)
-		l.Close()
-	}
-}
-
 // TestDropSegmentsBefore: leading whole segments before the index go, a
 // segment reaching it stays, and so does a merged segment that now
 // reaches it although the segments it was made of did not.
