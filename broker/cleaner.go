@@ -471,7 +471,9 @@ type segmentRun struct {
 // Kafka's cleaner groups segments: a log cleaned often would otherwise
 // keep one small file per roll, and every cleaning would rewrite (create,
 // sync, rename) each of them. A segment that is not to be cleaned ends a
-// run; one larger than maxBytes is a run of its own.
+// run; one larger than maxBytes, or holding records at or past upTo (left
+// dirty), is a run of its own, so that a merged segment is clean through
+// (the dirty ratio counts whole segments).
 func cleanRuns(segs []wal.SegmentInfo, start, upTo, maxBytes int64) []segmentRun {
 	var (
 		runs []segmentRun
@@ -483,13 +485,14 @@ func cleanRuns(segs []wal.SegmentInfo, start, upTo, maxBytes int64) []segmentRun
 			open = false
 			continue
 		}
-		if open && size+s.Bytes <= maxBytes {
+		spans := s.NextOffset > upTo // holds records left dirty
+		if open && !spans && size+s.Bytes <= maxBytes {
 			runs[len(runs)-1].n++
 			size += s.Bytes
 			continue
 		}
 		runs = append(runs, segmentRun{first: s.FirstIndex, n: 1})
-		size, open = s.Bytes, true
+		size, open = s.Bytes, !spans
 	}
 	return runs
 }

@@ -118,7 +118,8 @@ func TestCompactionOfGroupOffsets(t *testing.T) {
 
 // TestCleanRuns: sealed segments to clean group into runs of at most the
 // segment size; the active segment, segments without records, segments
-// at or past UpTo and segments below the log start end a run.
+// at or past UpTo and segments below the log start end a run, and one
+// holding records past UpTo is cleaned alone.
 func TestCleanRuns(t *testing.T) {
 	seg := func(first uint64, firstOff, nextOff, bytes int64) wal.SegmentInfo {
 		return wal.SegmentInfo{FirstIndex: first, FirstOffset: firstOff, NextOffset: nextOff, Bytes: bytes}
@@ -132,12 +133,12 @@ func TestCleanRuns(t *testing.T) {
 		seg(51, -1, -1, 50),   // no records: ends run 2
 		seg(52, 50, 60, 2000), // larger than the limit: alone
 		seg(62, 60, 70, 100),  // run 4
-		seg(72, 70, 80, 100),  // run 4; spans UpTo (75)
+		seg(72, 70, 80, 100),  // spans UpTo (75): alone
 		seg(82, 80, 90, 100),  // at or past UpTo
 		{FirstIndex: 92, FirstOffset: 90, NextOffset: 91, Bytes: 10, Active: true},
 	}
 	got := cleanRuns(segs, 10, 75, 1000)
-	want := []segmentRun{{11, 3}, {41, 1}, {52, 1}, {62, 2}}
+	want := []segmentRun{{11, 3}, {41, 1}, {52, 1}, {62, 1}, {72, 1}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("runs %v, want %v", got, want)
 	}
