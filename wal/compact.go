@@ -156,20 +156,26 @@ func (l *Log) RewriteSegments(first uint64, n int, rewrite func(index uint64, e 
 	if err != nil {
 		return 0, 0, err
 	}
-	parts := make([]sealedFile, 0, n)
+	path := l.segPath(first)
+	tmp := path + rewriteSuffix
+	// One segment's file in memory at a time: a run may hold up to the
+	// topic's segment.bytes in many files.
+	w := newRewriter(tmp, first, int64(l.opts.IndexIntervalBytes), n > 1)
 	for _, seg := range segs {
 		_, data, err := l.readSealedSegment(seg)
 		if err != nil {
+			w.abort()
 			return 0, 0, err
 		}
-		parts = append(parts, sealedFile{seg: seg, data: data})
 		before += seg.bytes
+		if err := w.add(seg, data, rewrite); err != nil {
+			w.abort()
+			return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
+		}
 	}
-	path := l.segPath(first)
-	tmp := path + rewriteSuffix
-	newSeg, err := writeRewrite(tmp, parts, int64(l.opts.IndexIntervalBytes), rewrite)
+	newSeg, err := w.finish()
 	if err != nil {
-		os.Remove(tmp)
+		w.abort()
 		return 0, 0, fmt.Errorf("wal: rewrite segment %s: %w", path, err)
 	}
 	if newSeg == nil {
@@ -185,12 +191,6 @@ func (l *Log) RewriteSegments(first uint64, n int, rewrite func(index uint64, e 
 		return 0, 0, fmt.Errorf("wal: rewrite segment %s: sync directory: %w", path, err)
 	}
 	return before, newSeg.bytes, nil
-}
-
-// sealedFile is a sealed segment and the verified bytes of its file.
-type sealedFile struct {
-	seg  *segment
-	data []byte
 }
 
 // sealedRun returns the index's n consecutive sealed segments starting at
@@ -261,105 +261,122 @@ func checkSegmentFile(path string, data []byte, seg *segment) error {
 	return nil
 }
 
-// writeRewrite writes the rewritten segments of parts, in order, to tmp as
-// one file and syncs it, and returns its index summary; nil, nil if there
-// is one part and no payload changed (then tmp was never created). Each
-// part's data is its verified file.
-func writeRewrite(tmp string, parts []sealedFile, interval int64,
-	rewrite func(uint64, Entry) ([]byte, error)) (*segment, error) {
-	var (
-		f      *os.File
-		w      *bufio.Writer
-		frame  []byte
-		newSeg = newSegment(parts[0].seg.first)
-	)
-	fail := func(err error) (*segment, error) {
-		if f != nil {
-			f.Close()
-		}
-		return nil, err
+// rewriter writes the rewritten entries of one or more consecutive
+// segments to tmp as one segment file, segment by segment (add), and syncs
+// it (finish). Unless forced (a merge), tmp is created only at the first
+// changed payload, and finish returns nil, nil if there was none.
+type rewriter struct {
+	tmp      string
+	interval int64
+	force    bool
+	f        *os.File
+	w        *bufio.Writer
+	frame    []byte
+	seg      *segment // the new segment's index summary
+}
+
+func newRewriter(tmp string, first uint64, interval int64, force bool) *rewriter {
+	return &rewriter{tmp: tmp, interval: interval, force: force, seg: newSegment(first)}
+}
+
+func (r *rewriter) create() error {
+	f, err := os.OpenFile(r.tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
 	}
-	create := func() error {
-		var err error
-		if f, err = os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err != nil {
+	r.f, r.w = f, bufio.NewWriterSize(f, 256<<10)
+	return nil
+}
+
+// add rewrites the entries of seg, whose verified file is data, calling
+// rewrite for each entry of a HasRecords kind.
+func (r *rewriter) add(seg *segment, data []byte, rewrite func(uint64, Entry) ([]byte, error)) error {
+	if r.force && r.f == nil {
+		if err := r.create(); err != nil {
 			return err
 		}
-		w = bufio.NewWriterSize(f, 256<<10)
-		return nil
 	}
-	if len(parts) > 1 {
-		if err := create(); err != nil {
-			return nil, err
+	off := 0
+	for i := seg.first; i < seg.next; i++ {
+		n, raw, _ := nextEntry(data[off:]) // verified by checkSegmentFile
+		h, _ := decodeHeader(raw)
+		stored := data[off : off+n]
+		off += n
+		e := h.entry(raw)
+		payload := e.Payload
+		if h.kind.HasRecords() {
+			p, err := rewrite(i, e)
+			if err != nil {
+				return fmt.Errorf("index %d: %w", i, err)
+			}
+			if len(p) > maxPayload {
+				return fmt.Errorf("%w: index %d: rewritten payload of %d bytes", ErrInvalidEntry, i, len(p))
+			}
+			payload = p
 		}
-	}
-	for _, part := range parts {
-		data, seg := part.data, part.seg
-		off := 0
-		for i := seg.first; i < seg.next; i++ {
-			n, raw, _ := nextEntry(data[off:]) // verified by checkSegmentFile
-			h, _ := decodeHeader(raw)
-			stored := data[off : off+n]
-			off += n
-			e := h.entry(raw)
-			payload := e.Payload
-			if h.kind.HasRecords() {
-				p, err := rewrite(i, e)
-				if err != nil {
-					return fail(fmt.Errorf("index %d: %w", i, err))
-				}
-				if len(p) > maxPayload {
-					return fail(fmt.Errorf("%w: index %d: rewritten payload of %d bytes", ErrInvalidEntry, i, len(p)))
-				}
-				payload = p
+		changed := !bytes.Equal(payload, e.Payload)
+		if r.f == nil && !changed {
+			r.seg.add(&h, int64(n), r.interval)
+			continue
+		}
+		if r.f == nil {
+			// The first change: the entries before it go as they were.
+			if err := r.create(); err != nil {
+				return err
 			}
-			changed := !bytes.Equal(payload, e.Payload)
-			if f == nil && !changed {
-				newSeg.add(&h, int64(n), interval)
-				continue
-			}
-			if f == nil {
-				// The first change: the entries before it go as they were.
-				if err := create(); err != nil {
-					return nil, err
-				}
-				if _, err := w.Write(data[:off-n]); err != nil {
-					return fail(err)
-				}
-			}
-			if !changed {
-				if _, err := w.Write(stored); err != nil {
-					return fail(err)
-				}
-				newSeg.add(&h, int64(n), interval)
-			} else {
-				e.Payload = payload
-				frame = appendFrame(binary.AppendUvarint(frame[:0], uint64(frameSize(&e))), &e)
-				if _, err := w.Write(frame); err != nil {
-					return fail(err)
-				}
-				newSeg.add(&h, int64(len(frame)), interval)
-			}
-			if newSeg.bytes > math.MaxUint32 {
-				// The read cache locates entries with uint32 positions.
-				return fail(fmt.Errorf("%w: rewritten segment over %d bytes", ErrInvalidEntry, uint64(math.MaxUint32)))
+			if _, err := r.w.Write(data[:off-n]); err != nil {
+				return err
 			}
 		}
+		if !changed {
+			if _, err := r.w.Write(stored); err != nil {
+				return err
+			}
+			r.seg.add(&h, int64(n), r.interval)
+		} else {
+			e.Payload = payload
+			r.frame = appendFrame(binary.AppendUvarint(r.frame[:0], uint64(frameSize(&e))), &e)
+			if _, err := r.w.Write(r.frame); err != nil {
+				return err
+			}
+			r.seg.add(&h, int64(len(r.frame)), r.interval)
+		}
+		if r.seg.bytes > math.MaxUint32 {
+			// The read cache locates entries with uint32 positions.
+			return fmt.Errorf("%w: rewritten segment over %d bytes", ErrInvalidEntry, uint64(math.MaxUint32))
+		}
 	}
-	if f == nil {
+	return nil
+}
+
+// finish syncs and closes the file and returns the new segment's index
+// summary, sealed; nil, nil if nothing was written.
+func (r *rewriter) finish() (*segment, error) {
+	if r.f == nil {
 		return nil, nil
 	}
-	err := w.Flush()
+	err := r.w.Flush()
 	if err == nil {
-		err = f.Sync()
+		err = r.f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := r.f.Close(); err == nil {
 		err = cerr
 	}
+	r.f = nil
 	if err != nil {
 		return nil, err
 	}
-	newSeg.seal()
-	return newSeg, nil
+	r.seg.seal()
+	return r.seg, nil
+}
+
+// abort closes and removes the temp file, if any.
+func (r *rewriter) abort() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+	os.Remove(r.tmp)
 }
 
 // swapSegments renames the synced rewrite tmp over path, the file of
