@@ -30,8 +30,8 @@ type offsetMap struct {
 	entries int
 	// used lists the slots filled since the last reset while they are
 	// few (at most cap(used)), so that reset clears those instead of the
-	// whole array; nil once more were filled.
-	used []uint64
+	// whole array; nil once more were filled. usedBuf is its memory.
+	used, usedBuf []uint64
 }
 
 const (
@@ -48,11 +48,13 @@ const (
 func newOffsetMap(budget int64) *offsetMap {
 	budget = min(max(budget, offsetMapMin), offsetMapMax)
 	n := uint64(budget / offsetMapSlot)
+	used := make([]uint64, 0, n/offsetMapTrackedShare)
 	return &offsetMap{
-		slots:  make([]byte, n*offsetMapSlot), // zero: every slot empty
-		nslots: n,
-		max:    max(1, int(float64(n)*offsetMapLoad)),
-		used:   make([]uint64, 0, n/offsetMapTrackedShare),
+		slots:   make([]byte, n*offsetMapSlot), // zero: every slot empty
+		nslots:  n,
+		max:     max(1, int(float64(n)*offsetMapLoad)),
+		used:    used,
+		usedBuf: used,
 	}
 }
 
@@ -82,13 +84,12 @@ func (m *offsetMap) reset() {
 		for _, i := range m.used {
 			clear(m.slots[i*offsetMapSlot : (i+1)*offsetMapSlot])
 		}
-		m.used = m.used[:0]
 	} else {
 		for off := 0; off < len(m.slots); off += offsetMapClearChunk {
 			clear(m.slots[off:min(off+offsetMapClearChunk, len(m.slots))])
 		}
-		m.used = make([]uint64, 0, m.nslots/offsetMapTrackedShare)
 	}
+	m.used = m.usedBuf[:0]
 	m.entries = 0
 }
 
