@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -818,198 +817,6 @@ func (l *Log) FindTimestamp(ts int64) (uint64, error) {
 	return index, nil
 }
 
-// TruncateFront removes the entries before index, so index becomes the first
-// entry; index LastIndex()+1 empties the log. An index at or before
-// FirstIndex() is a no-op; one past LastIndex()+1 is ErrOutOfRange.
-func (l *Log) TruncateFront(index uint64) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
-	first, last := l.idx.firstIndex(), l.idx.lastIndex()
-	if index <= first {
-		return nil
-	}
-	if index > last+1 {
-		return fmt.Errorf("%w: truncate front to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
-	}
-	if err := l.dropClean(); err != nil {
-		return err
-	}
-	if err := l.moveFloor(index); err != nil {
-		return err
-	}
-	k := l.idx.segmentOf(index)
-	if l.idx.segs[k].first == index {
-		return l.dropLocked(k)
-	}
-	// Mid-segment: tidwall rewrites the rest of segment k as a new file.
-	if err := l.openCurrent(); err != nil {
-		return err
-	}
-	l.readCache().drop(l)
-	if err := l.tl.TruncateFront(index); err != nil {
-		return l.failLocked("truncate front", err)
-	}
-	seg, err := rebuildSegment(index, l.idx.segs[k].next, l.idx.interval, l.readHeaderTL)
-	if err != nil {
-		return l.failLocked("truncate front", err)
-	}
-	if k < len(l.idx.segs)-1 {
-		seg.seal()
-	}
-	l.idx.segs = append([]*segment{seg}, l.idx.segs[k+1:]...)
-	l.untrustTail()
-	l.reportTail()
-	l.closeSyncFile()
-	if err := syncDir(l.dir); err != nil {
-		return l.failLocked("truncate front", err)
-	}
-	return nil
-}
-
-// moveFloor persists the Kafka start offset the log will have once the
-// entries before index are gone, before they go: a log left without record
-// entries must reopen with the right NextOffset. wmu and mu held.
-func (l *Log) moveFloor(index uint64) error {
-	start, err := l.idx.firstRecordFrom(index, l.readHeader)
-	if err != nil {
-		return err
-	}
-	floor := start
-	if floor < 0 {
-		floor = l.next
-	}
-	l.floor = floor
-	if floor != l.metaFloor {
-		return l.writeMeta(index, floor)
-	}
-	return nil
-}
-
-// dropLocked removes the k oldest segment files, oldest first, so that a
-// crash leaves a contiguous log. wmu and mu held.
-func (l *Log) dropLocked(k int) error {
-	if err := l.releaseLocked(); err != nil {
-		return err
-	}
-	for i := 0; i < k; i++ {
-		if err := os.Remove(l.segPath(l.idx.segs[0].first)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return l.failLocked("drop segment", err)
-		}
-		l.idx.segs = l.idx.segs[1:]
-	}
-	l.idx.segs = append([]*segment(nil), l.idx.segs...)
-	if err := syncDir(l.dir); err != nil {
-		return l.failLocked("drop segment", err)
-	}
-	return nil
-}
-
-// failLocked makes a failed mutation sticky: the in-memory state may no
-// longer match the files, so every later call fails until the log is
-// reopened. mu held.
-func (l *Log) failLocked(op string, err error) error {
-	l.failed = fmt.Errorf("wal: %s in %s: %w", op, l.dir, err)
-	return l.failed
-}
-
-// TruncateBack removes the entries after index, so index becomes the last
-// entry; FirstIndex()-1 empties the log. An index at or after LastIndex() is
-// a no-op; one before FirstIndex()-1 is ErrOutOfRange.
-func (l *Log) TruncateBack(index uint64) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
-	return l.truncateBackLocked(index)
-}
-
-// truncateBackLocked is TruncateBack. wmu and mu held.
-func (l *Log) truncateBackLocked(index uint64) error {
-	first, last := l.idx.firstIndex(), l.idx.lastIndex()
-	if index >= last {
-		return nil
-	}
-	if index+1 < first {
-		return fmt.Errorf("%w: truncate back to %d, log is [%d, %d]", ErrOutOfRange, index, first, last)
-	}
-	if err := l.dropClean(); err != nil {
-		return err
-	}
-	if err := l.openCurrent(); err != nil {
-		return err
-	}
-	l.readCache().drop(l)
-	if err := l.tl.TruncateBack(index); err != nil {
-		return l.failLocked("truncate back", err)
-	}
-	k := max(l.idx.segmentOf(index), 0)
-	seg, err := rebuildSegment(l.idx.segs[k].first, index+1, l.idx.interval, l.readHeaderTL)
-	if err != nil {
-		return l.failLocked("truncate back", err)
-	}
-	l.idx.segs = append(l.idx.segs[:k:k], seg)
-	l.next = l.idx.nextOffset()
-	if l.next < 0 {
-		l.next = l.floor
-	}
-	if l.durable.Load() > index {
-		l.durable.Store(index)
-	}
-	l.durGen++ // a Syncer round under way may hold targets past index
-	l.untrustTail()
-	l.reportTail()
-	l.closeSyncFile()
-	if err := syncDir(l.dir); err != nil {
-		return l.failLocked("truncate back", err)
-	}
-	return nil
-}
-
-// Reset drops every entry; the log restarts empty at firstIndex (>= 1) with
-// NextOffset() == nextOffset (>= 0), which survives reopening. For raft
-// snapshot installation.
-func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
-	if firstIndex == 0 || nextOffset < 0 {
-		return fmt.Errorf("%w: reset to index %d offset %d", ErrOutOfRange, firstIndex, nextOffset)
-	}
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
-	if err := l.dropClean(); err != nil {
-		return err
-	}
-	m := meta{resetting: true, firstIndex: firstIndex, floorOffset: nextOffset}
-	if err := writeAtomic(l.dir, metaFile, encodeMeta(m)); err != nil {
-		return err
-	}
-	if err := l.releaseLocked(); err != nil {
-		return err
-	}
-	if err := resetFiles(l.dir, firstIndex); err != nil {
-		return l.failLocked("reset", err)
-	}
-	if err := l.writeMeta(firstIndex, nextOffset); err != nil {
-		return l.failLocked("reset", err)
-	}
-	l.idx.segs = []*segment{newSegment(firstIndex)}
-	l.floor, l.next = nextOffset, nextOffset
-	l.durable.Store(firstIndex - 1)
-	l.durGen++
-	return nil
-}
-
 // IndexBytes estimates the heap the log's offset/time index holds (its
 // segments' summaries and sparse index points).
 func (l *Log) IndexBytes() int64 {
@@ -1031,64 +838,6 @@ func (l *Log) Segments() []SegmentInfo {
 		out[i] = s.info(i == len(l.idx.segs)-1)
 	}
 	return out
-}
-
-// DropSegments removes the n oldest whole segments, never the active one.
-func (l *Log) DropSegments(n int) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, err := l.dropLeading(n)
-	return err
-}
-
-// DropSegmentsBefore removes the leading whole segments that hold only
-// entries before index (never the active one) and returns how many went.
-// Unlike DropSegments it stays right when segments were merged
-// (RewriteSegments) since the caller looked at them: a merged segment
-// reaching index stays.
-func (l *Log) DropSegmentsBefore(index uint64) (int, error) {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for n < len(l.idx.segs) && l.idx.segs[n].next <= index {
-		n++
-	}
-	return l.dropLeading(n)
-}
-
-// dropLeading drops up to n leading segments. wmu and mu held.
-func (l *Log) dropLeading(n int) (int, error) {
-	if err := l.usable(); err != nil {
-		return 0, err
-	}
-	n = min(n, len(l.idx.segs)-1)
-	if n <= 0 {
-		return 0, nil
-	}
-	if err := l.dropClean(); err != nil {
-		return 0, err
-	}
-	if err := l.moveFloor(l.idx.segs[n].first); err != nil {
-		return 0, err
-	}
-	return n, l.dropLocked(n)
-}
-
-// RetainBytes drops leading segments while the log without them is still
-// at least maxBytes, as Kafka applies retention.bytes (Retention).
-func (l *Log) RetainBytes(maxBytes int64) (int, error) {
-	return l.Retain(Retention{AgeCutoff: NoAgeLimit, MaxBytes: max(maxBytes, 0), Through: math.MaxUint64})
-}
-
-// RetainAge drops leading segments whose MaxTimestamp < cutoff (ms), as
-// Segments reports it (-1 for a segment without record entries); see
-// Retention.
-func (l *Log) RetainAge(cutoff int64) (int, error) {
-	return l.Retain(Retention{AgeCutoff: cutoff, MaxBytes: -1, Through: math.MaxUint64})
 }
 
 // Size is the total bytes of the segment files.
@@ -1169,6 +918,14 @@ func (l *Log) syncLocked() error {
 	l.dirty = false
 	l.durable.Store(l.idx.lastIndex())
 	return nil
+}
+
+// failLocked makes a failed mutation sticky: the in-memory state may no
+// longer match the files, so every later call fails until the log is
+// reopened. mu held.
+func (l *Log) failLocked(op string, err error) error {
+	l.failed = fmt.Errorf("wal: %s in %s: %w", op, l.dir, err)
+	return l.failed
 }
 
 func (l *Log) fail(op string, err error) error {

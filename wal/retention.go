@@ -59,3 +59,61 @@ func (l *Log) Retain(r Retention) (int, error) {
 	}
 	return l.dropLeading(r.Count(segs))
 }
+
+// DropSegments removes the n oldest whole segments, never the active one.
+func (l *Log) DropSegments(n int) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.dropLeading(n)
+	return err
+}
+
+// DropSegmentsBefore removes the leading whole segments that hold only
+// entries before index (never the active one) and returns how many went.
+// Unlike DropSegments it stays right when segments were merged
+// (RewriteSegments) since the caller looked at them: a merged segment
+// reaching index stays.
+func (l *Log) DropSegmentsBefore(index uint64) (int, error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for n < len(l.idx.segs) && l.idx.segs[n].next <= index {
+		n++
+	}
+	return l.dropLeading(n)
+}
+
+// dropLeading drops up to n leading segments. wmu and mu held.
+func (l *Log) dropLeading(n int) (int, error) {
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	n = min(n, len(l.idx.segs)-1)
+	if n <= 0 {
+		return 0, nil
+	}
+	if err := l.dropClean(); err != nil {
+		return 0, err
+	}
+	if err := l.moveFloor(l.idx.segs[n].first); err != nil {
+		return 0, err
+	}
+	return n, l.dropLocked(n)
+}
+
+// RetainBytes drops leading segments while the log without them is still
+// at least maxBytes, as Kafka applies retention.bytes (Retention).
+func (l *Log) RetainBytes(maxBytes int64) (int, error) {
+	return l.Retain(Retention{AgeCutoff: NoAgeLimit, MaxBytes: max(maxBytes, 0), Through: math.MaxUint64})
+}
+
+// RetainAge drops leading segments whose MaxTimestamp < cutoff (ms), as
+// Segments reports it (-1 for a segment without record entries); see
+// Retention.
+func (l *Log) RetainAge(cutoff int64) (int, error) {
+	return l.Retain(Retention{AgeCutoff: cutoff, MaxBytes: -1, Through: math.MaxUint64})
+}
