@@ -169,14 +169,26 @@ func checkOffsets(entries []Entry, next int64) (int64, error) {
 }
 
 // afterWrite applies the fsync policy to what was just written. A new
-// segment file makes the directory fsync due (tidwall already synced the
-// segment it closed). wmu held.
+// segment file (tidwall cycled, or a roll created it since the last
+// append) makes the directory fsync due (tidwall already synced the
+// segment it closed), unless a shared round makes the entries durable:
+// its syncfs covers the directory too. wmu held.
 func (l *Log) afterWrite(cycled bool) error {
 	if cycled {
 		l.closeSyncFile()
-		if err := syncDir(l.dir); err != nil {
-			return l.fail("sync directory", err)
+		l.dirDue = true
+	}
+	if l.dirDue {
+		if !l.sharedSync() {
+			sync := syncDir
+			if l.dirSyncFn != nil {
+				sync = l.dirSyncFn
+			}
+			if err := sync(l.dir); err != nil {
+				return l.fail("sync directory", err)
+			}
 		}
+		l.dirDue = false
 	}
 	switch l.opts.Fsync {
 	case FsyncAlways:

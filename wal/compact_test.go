@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -948,5 +949,70 @@ func TestScanSegment(t *testing.T) {
 	}
 	if err := l.ScanSegment(7, func(uint64, Entry) (bool, error) { return true, nil }); !errors.Is(err, ErrOutOfRange) {
 		t.Fatalf("scan from inside a segment: %v", err)
+	}
+}
+
+// TestRollDefersDirectorySync: a roll creates the new segment file without
+// fsyncs; the first append to it syncs the directory with its own sync
+// (once), or leaves it to the shared round's syncfs; a failed directory
+// sync fails the append and the log.
+func TestRollDefersDirectorySync(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   func(t *testing.T) Options
+		shared bool
+	}{
+		{"always", func(*testing.T) Options { return Options{Fsync: FsyncAlways} }, false},
+		{"never", func(*testing.T) Options { return Options{Fsync: FsyncNever} }, false},
+		{"shared-round", func(t *testing.T) Options {
+			s, _, _ := newTestSyncer(t)
+			return Options{Fsync: FsyncAlways, Syncer: s}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := mustOpen(t, t.TempDir(), tc.opts(t))
+			defer l.Close()
+			var dirSyncs int
+			l.dirSyncFn = func(dir string) error { dirSyncs++; return syncDir(dir) }
+			written := map[uint64]Entry{}
+			appendMixed(t, l, 3, written)
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			if dirSyncs != 0 || !l.dirDue {
+				t.Fatalf("after the roll: %d directory syncs, due %v", dirSyncs, l.dirDue)
+			}
+			appendMixed(t, l, 2, written)
+			appendMixed(t, l, 2, written)
+			want := 1
+			if tc.shared {
+				want = 0 // the round's syncfs covers the directory
+			}
+			if dirSyncs != want || l.dirDue {
+				t.Fatalf("after two appends: %d directory syncs (want %d), due %v", dirSyncs, want, l.dirDue)
+			}
+			if got := l.DurableIndex(); got != 7 {
+				t.Fatalf("durable index %d, want 7", got)
+			}
+			if s := l.Segments(); len(s) != 2 || s[1].FirstIndex != 4 || s[1].LastIndex != 7 {
+				t.Fatalf("segments %+v", s)
+			}
+			checkEntries(t, l, written)
+			if tc.shared {
+				return
+			}
+			// A directory sync that fails fails the append, and the log.
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			l.dirSyncFn = func(string) error { return syscall.EIO }
+			e := Entry{Kind: KindData, BaseOffset: l.NextOffset(), MaxTimestamp: 1, Payload: []byte("x")}
+			if _, err := l.Append(e); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("append after a failed directory sync: %v", err)
+			}
+			if _, err := l.Append(e); err == nil {
+				t.Fatal("the log still appends after a failed directory sync")
+			}
+		})
 	}
 }

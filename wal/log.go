@@ -64,6 +64,10 @@ type Log struct {
 	wmu      sync.Mutex
 	syncFile *os.File // read-only handle on the tail segment, for fsync
 	dirty    bool     // written but not synced
+	// dirDue: a segment file was created since the directory was last
+	// synced (a roll); the next append's sync makes its entry durable
+	// (afterWrite).
+	dirDue bool
 	// durGen counts the times durable was lowered (truncation, Reset,
 	// Recover), so that a Syncer round that began before one does not
 	// mark the entries written after it durable (syncer.go).
@@ -92,8 +96,9 @@ type Log struct {
 	// unread are the sealed segments whose index Open took from the
 	// clean-shutdown marker without reading their files, oldest first;
 	// VerifySealed reads them. Guarded by mu.
-	unread []*segment
-	syncFn func(*os.File) error // tests: replaces fdatasync
+	unread    []*segment
+	syncFn    func(*os.File) error // tests: replaces fdatasync
+	dirSyncFn func(string) error   // tests: replaces afterWrite's directory fsync
 }
 
 var epoch = time.Now()
@@ -466,8 +471,10 @@ func listSegments(dir string) ([]uint64, error) {
 	return out, nil
 }
 
+// createEmptySegment creates the empty segment file named first and makes
+// it durable (the file and its directory entry).
 func createEmptySegment(dir string, first uint64) error {
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(first)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	f, err := createSegmentFile(dir, first)
 	if err != nil {
 		return err
 	}
@@ -479,6 +486,11 @@ func createEmptySegment(dir string, first uint64) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// createSegmentFile creates (or empties) the segment file named first.
+func createSegmentFile(dir string, first uint64) (*os.File, error) {
+	return os.OpenFile(filepath.Join(dir, segmentName(first)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 }
 
 // resetFiles removes every segment file and leaves one empty segment named
