@@ -384,13 +384,11 @@ func (r *rewriter) abort() {
 // index in their place, if segs are still consecutive sealed segments of
 // the log.
 func (l *Log) swapSegments(segs []*segment, newSeg *segment, tmp, path string) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
+	return l.mutate(func() error { return l.swapSegmentsLocked(segs, newSeg, tmp, path) })
+}
+
+// swapSegmentsLocked is swapSegments. wmu and mu held, the log usable.
+func (l *Log) swapSegmentsLocked(segs []*segment, newSeg *segment, tmp, path string) error {
 	k := l.currentLocked(segs[0])
 	if k < 0 || k+len(segs) > len(l.idx.segs)-1 {
 		return l.segmentChanged(segs[0].first)
@@ -474,19 +472,14 @@ func removeRewriteTemps(dir string) ([]Repair, error) {
 // sealed segment, and the broker rolls by age (Kafka's segment.ms).
 //
 // tidwall cycles only when a segment is full, so Roll closes the tidwall
-// log (syncing the tail), creates the next, empty segment file (synced
-// with its directory) and leaves tidwall to reopen on the next use, which
-// then writes to the new file. A crash after the file is created reopens
-// with an empty tail, as after tidwall's own cycle.
+// log (syncing the tail), creates the next, empty segment file (not
+// synced: the first append to it syncs the directory, rollLocked) and
+// leaves tidwall to reopen on the next use, which then writes to the new
+// file. A crash after the file is created reopens with an empty tail, as
+// after tidwall's own cycle; one before the file reached the disk, with
+// the sealed segment as the tail, as before the roll.
 func (l *Log) Roll() error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
-	return l.rollLocked()
+	return l.mutate(l.rollLocked)
 }
 
 // rollLocked is Roll. wmu and mu held, the log usable.

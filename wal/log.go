@@ -658,6 +658,20 @@ func (l *Log) usable() error {
 	return l.failed
 }
 
+// mutate runs f holding wmu and mu, if the log is usable: how the calls
+// that change the log's files (truncations, Reset, Roll, segment swaps)
+// begin.
+func (l *Log) mutate(f func() error) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	return f()
+}
+
 // readHeader is the index's headerReader. mu held.
 func (l *Log) readHeader(index uint64) (header, int64, error) {
 	return l.headerOf(index, l.readFrame)

@@ -298,12 +298,10 @@ func (l *Log) waitTailBudget() {
 // closed since the roller chose it). It waits for l's locks: at most an
 // append in progress.
 func (l *Log) rollForBudget() bool {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.usable() != nil || l.heldBytes() < MinRollBytes {
-		return false
-	}
-	return l.rollLocked() == nil
+	rolled := false
+	l.mutate(func() error {
+		rolled = l.heldBytes() >= MinRollBytes && l.rollLocked() == nil
+		return nil
+	})
+	return rolled
 }

@@ -13,13 +13,11 @@ import (
 // entry; index LastIndex()+1 empties the log. An index at or before
 // FirstIndex() is a no-op; one past LastIndex()+1 is ErrOutOfRange.
 func (l *Log) TruncateFront(index uint64) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
+	return l.mutate(func() error { return l.truncateFrontLocked(index) })
+}
+
+// truncateFrontLocked is TruncateFront. wmu and mu held, the log usable.
+func (l *Log) truncateFrontLocked(index uint64) error {
 	first, last := l.idx.firstIndex(), l.idx.lastIndex()
 	if index <= first {
 		return nil
@@ -104,14 +102,7 @@ func (l *Log) dropLocked(k int) error {
 // entry; FirstIndex()-1 empties the log. An index at or after LastIndex() is
 // a no-op; one before FirstIndex()-1 is ErrOutOfRange.
 func (l *Log) TruncateBack(index uint64) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
-	return l.truncateBackLocked(index)
+	return l.mutate(func() error { return l.truncateBackLocked(index) })
 }
 
 // truncateBackLocked is TruncateBack. wmu and mu held.
@@ -163,13 +154,11 @@ func (l *Log) Reset(firstIndex uint64, nextOffset int64) error {
 	if firstIndex == 0 || nextOffset < 0 {
 		return fmt.Errorf("%w: reset to index %d offset %d", ErrOutOfRange, firstIndex, nextOffset)
 	}
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
-		return err
-	}
+	return l.mutate(func() error { return l.resetLocked(firstIndex, nextOffset) })
+}
+
+// resetLocked is Reset. wmu and mu held, the log usable.
+func (l *Log) resetLocked(firstIndex uint64, nextOffset int64) error {
 	if err := l.dropClean(); err != nil {
 		return err
 	}
