@@ -367,6 +367,9 @@ func TestTransportBatchesQueuedMessages(t *testing.T) {
 	n2.startServing()
 	waitFor(t, 10*time.Second, "the queued messages", func() bool { return n2.rec.count(1) == total })
 	checkStream(t, 1, 2, n2.rec.from(1), 0, 1)
+	// The sender counts a batch once its flush returned, which may be
+	// after the receiver has read it.
+	waitFor(t, 10*time.Second, "the sender's count", func() bool { return n1.tr.Stats().MessagesSent == total })
 	if s := n1.tr.Stats(); s.FramesSent >= total || s.MessagesSent != total {
 		t.Fatalf("stats %+v: want fewer than %d frames", s, total)
 	}
