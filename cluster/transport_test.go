@@ -330,6 +330,12 @@ func TestTransportExchangeAllDirections(t *testing.T) {
 				checkStream(t, src.id, dst.id, dst.rec.from(src.id), 0, entries)
 			}
 		}
+		// A node counts what it sent once the flush returned, which may
+		// be after the receiver counted it.
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d's counts", dst.id), func() bool {
+			s := dst.tr.Stats()
+			return s.MessagesSent == perPair*(k-1) && s.MessagesReceived == perPair*(k-1)
+		})
 		s := dst.tr.Stats()
 		if s.Dropped != 0 {
 			t.Fatalf("node %d dropped %d", dst.id, s.Dropped)
