@@ -51,13 +51,7 @@ func (l *Log) truncateFrontLocked(index uint64) error {
 		seg.seal()
 	}
 	l.idx.segs = append([]*segment{seg}, l.idx.segs[k+1:]...)
-	l.untrustTail()
-	l.reportTail()
-	l.closeSyncFile()
-	if err := syncDir(l.dir); err != nil {
-		return l.failLocked("truncate front", err)
-	}
-	return nil
+	return l.truncated("truncate front")
 }
 
 // moveFloor persists the Kafka start offset the log will have once the
@@ -138,11 +132,19 @@ func (l *Log) truncateBackLocked(index uint64) error {
 		l.durable.Store(index)
 	}
 	l.durGen++ // a Syncer round under way may hold targets past index
+	return l.truncated("truncate back")
+}
+
+// truncated finishes a truncation at either end: the tail tidwall holds
+// is marked as loaded from disk (untrustTail), its size reported to the
+// budget, its sync handle dropped, and the directory synced. wmu and mu
+// held.
+func (l *Log) truncated(op string) error {
 	l.untrustTail()
 	l.reportTail()
 	l.closeSyncFile()
 	if err := syncDir(l.dir); err != nil {
-		return l.failLocked("truncate back", err)
+		return l.failLocked(op, err)
 	}
 	return nil
 }
