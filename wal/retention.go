@@ -49,24 +49,18 @@ func (r Retention) Count(segs []SegmentInfo) int {
 // Retain drops the leading segments the rule chooses, as one step, and
 // returns how many it dropped.
 func (l *Log) Retain(r Retention) (int, error) {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	segs := make([]SegmentInfo, len(l.idx.segs))
-	for i, s := range l.idx.segs {
-		segs[i] = s.info(i == len(l.idx.segs)-1)
-	}
-	return l.dropLeading(r.Count(segs))
+	return l.dropLeading(func() int {
+		segs := make([]SegmentInfo, len(l.idx.segs))
+		for i, s := range l.idx.segs {
+			segs[i] = s.info(i == len(l.idx.segs)-1)
+		}
+		return r.Count(segs)
+	})
 }
 
 // DropSegments removes the n oldest whole segments, never the active one.
 func (l *Log) DropSegments(n int) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, err := l.dropLeading(n)
+	_, err := l.dropLeading(func() int { return n })
 	return err
 }
 
@@ -76,33 +70,34 @@ func (l *Log) DropSegments(n int) error {
 // (RewriteSegments) since the caller looked at them: a merged segment
 // reaching index stays.
 func (l *Log) DropSegmentsBefore(index uint64) (int, error) {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for n < len(l.idx.segs) && l.idx.segs[n].next <= index {
-		n++
-	}
-	return l.dropLeading(n)
+	return l.dropLeading(func() int {
+		n := 0
+		for n < len(l.idx.segs) && l.idx.segs[n].next <= index {
+			n++
+		}
+		return n
+	})
 }
 
-// dropLeading drops up to n leading segments. wmu and mu held.
-func (l *Log) dropLeading(n int) (int, error) {
-	if err := l.usable(); err != nil {
-		return 0, err
-	}
-	n = min(n, len(l.idx.segs)-1)
-	if n <= 0 {
-		return 0, nil
-	}
-	if err := l.dropClean(); err != nil {
-		return 0, err
-	}
-	if err := l.moveFloor(l.idx.segs[n].first); err != nil {
-		return 0, err
-	}
-	return n, l.dropLocked(n)
+// dropLeading drops up to count() leading segments (never the active
+// one), count choosing them from the index under the log's locks, and
+// returns how many went.
+func (l *Log) dropLeading(count func() int) (dropped int, err error) {
+	err = l.mutate(func() error {
+		n := min(count(), len(l.idx.segs)-1)
+		if n <= 0 {
+			return nil
+		}
+		if err := l.dropClean(); err != nil {
+			return err
+		}
+		if err := l.moveFloor(l.idx.segs[n].first); err != nil {
+			return err
+		}
+		dropped = n
+		return l.dropLocked(n)
+	})
+	return dropped, err
 }
 
 // RetainBytes drops leading segments while the log without them is still
