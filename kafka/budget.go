@@ -184,12 +184,17 @@ func (b *byteBudget) uncollectedLocked() int64 { return b.released - b.collected
 // it started (covers bytes), and returns the freed memory to the operating
 // system: buffers of other sizes than the ones now wanted (a body's buffer
 // doubles as it grows) would otherwise stay resident beside the new ones.
+//
+// It wakes the waiters even when a sentinel's cleanup already recorded
+// covers: a waiter that found this collection running waited for it to
+// end, and may need to force the next one for bytes released since.
 func (b *byteBudget) forceGC(covers int64) {
 	debug.FreeOSMemory()
 	b.mu.Lock()
 	b.forcing = false
 	b.collectedLocked(covers)
 	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 // collectedLocked records that the bytes released before covers have been

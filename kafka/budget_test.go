@@ -148,6 +148,35 @@ func TestByteBudgetCountsGarbage(t *testing.T) {
 	}
 }
 
+// A forced collection that ends after a sentinel's cleanup has already
+// recorded what it covers still wakes the readers waiting on it: one of
+// them forces the next collection for the bytes released since (CI once
+// saw readers wait on a lost wakeup until a collection came by itself).
+func TestByteBudgetForcedCollectionWakesWaiters(t *testing.T) {
+	b := newByteBudget(32*mib, 8*mib) // share 8 MiB, reserve 4 MiB
+	defer b.stop()
+	hs := make([]budgetHolder, 4)
+	for i := range hs {
+		mustAcquire(t, b, &hs[i], 6*mib)
+	}
+	b.release(&hs[0], 6*mib)
+	b.release(&hs[1], 6*mib)
+	// A collection is running (forcing) and the cleanup has recorded what
+	// it covers, but 12 MiB released since are still uncollected.
+	b.mu.Lock()
+	b.forcing = true
+	covers := b.collected
+	b.mu.Unlock()
+	var h budgetHolder
+	got := asyncAcquire(t, b, context.Background(), &h, 8*mib)
+	expectWaiting(t, "acquire behind garbage while a collection runs", got)
+	b.forceGC(covers) // records nothing new
+	expectDone(t, "acquire after the running collection ended", got)
+	if b.uncollected() != 0 {
+		t.Fatalf("%d bytes uncollected after the next forced collection", b.uncollected())
+	}
+}
+
 func TestByteBudgetCancel(t *testing.T) {
 	b := newByteBudget(16*mib, 8*mib)
 	defer b.stop()
