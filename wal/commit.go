@@ -42,23 +42,28 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 		return 0, err
 	}
 	l.touch()
+	l.opts.Syncer.startAppend()
 	l.wmu.Lock()
-	first, err := l.write(entries, frames)
-	shared := err == nil && l.sharedSync()
+	first, shared, err := l.write(entries, frames)
 	last, gen := l.idx.lastIndex(), l.durGen
 	l.wmu.Unlock()
 	if shared {
 		err = l.opts.Syncer.wait(l, last, gen)
 	}
+	l.opts.Syncer.endAppend()
 	if err == nil {
 		l.waitTailBudget()
 	}
 	return first, err
 }
 
-// sharedSync says whether appends are made durable by the shared Syncer's
-// rounds (syncer.go) rather than by an fsync of their own.
-func (l *Log) sharedSync() bool { return l.opts.Fsync == FsyncAlways && l.opts.Syncer != nil }
+// sharedSync says whether an append now is made durable by the shared
+// Syncer's rounds (syncer.go) rather than by an fsync of its own. A Syncer
+// made by NewQuietSyncer may say no while the page cache holds much dirty
+// data, so one append asks once and keeps the answer.
+func (l *Log) sharedSync() bool {
+	return l.opts.Fsync == FsyncAlways && l.opts.Syncer != nil && l.opts.Syncer.takesAppends()
+}
 
 // encodeFrames checks entries and frames them back to back into a pooled
 // buffer, which write gives back.
@@ -84,11 +89,12 @@ func encodeFrames(entries []Entry) ([]byte, error) {
 }
 
 // write writes the frames of entries as one batch, updates the index and
-// applies the fsync policy. It gives frames back to the pool as soon as the
-// batch holds a copy. wmu held.
-func (l *Log) write(entries []Entry, frames []byte) (uint64, error) {
+// applies the fsync policy; shared says the caller must wait for the
+// Syncer's round. It gives frames back to the pool as soon as the batch
+// holds a copy. wmu held.
+func (l *Log) write(entries []Entry, frames []byte) (first uint64, shared bool, err error) {
 	l.mu.Lock()
-	err := l.usable()
+	err = l.usable()
 	if err == nil {
 		err = l.dropClean()
 	}
@@ -98,16 +104,16 @@ func (l *Log) write(entries []Entry, frames []byte) (uint64, error) {
 	l.mu.Unlock()
 	if err != nil {
 		putFrameBuf(frames)
-		return 0, err
+		return 0, false, err
 	}
 	// Everything read here of the log changes only under wmu, which we
 	// hold; mu is needed only where readers could see the change.
 	next, err := checkOffsets(entries, l.next)
 	if err != nil {
 		putFrameBuf(frames)
-		return 0, err
+		return 0, false, err
 	}
-	first := l.idx.lastIndex() + 1
+	first = l.idx.lastIndex() + 1
 	wb := batchPool.Get().(*tidwall.Batch)
 	index, start := first, 0
 	for i := range entries {
@@ -125,7 +131,7 @@ func (l *Log) write(entries []Entry, frames []byte) (uint64, error) {
 	if err != nil {
 		err = l.failLocked("write", err)
 		l.mu.Unlock()
-		return 0, err
+		return 0, false, err
 	}
 	cycled := false
 	segSize := int64(l.opts.SegmentSize)
@@ -146,10 +152,11 @@ func (l *Log) write(entries []Entry, frames []byte) (uint64, error) {
 	l.reportTail()
 	l.mu.Unlock()
 
-	if err := l.afterWrite(cycled); err != nil {
-		return 0, err
+	shared = l.sharedSync()
+	if err := l.afterWrite(cycled, shared); err != nil {
+		return 0, false, err
 	}
-	return first, nil
+	return first, shared, nil
 }
 
 // checkOffsets checks that the record entries of one append continue the
@@ -168,31 +175,27 @@ func checkOffsets(entries []Entry, next int64) (int64, error) {
 	return next, nil
 }
 
-// afterWrite applies the fsync policy to what was just written. A new
-// segment file (tidwall cycled, or a roll created it since the last
-// append) makes the directory fsync due (tidwall already synced the
-// segment it closed), unless a shared round makes the entries durable:
-// its syncfs covers the directory too. wmu held.
-func (l *Log) afterWrite(cycled bool) error {
+// afterWrite applies the fsync policy to what was just written; shared
+// says a Syncer round makes it durable. A new segment file (tidwall
+// cycled, or a roll created it since the last append) makes the directory
+// fsync due (tidwall already synced the segment it closed). A shared round
+// covers the directory too (syncfs), but the fsync stays due: a later
+// append that syncs by itself (a quiet Syncer turned it away) marks the
+// log durable up to its own entries, which may follow these before their
+// round has run, so it syncs the directory first. wmu held.
+func (l *Log) afterWrite(cycled, shared bool) error {
 	if cycled {
 		l.closeSyncFile()
 		l.dirDue = true
 	}
-	if l.dirDue {
-		if !l.sharedSync() {
-			sync := syncDir
-			if l.dirSyncFn != nil {
-				sync = l.dirSyncFn
-			}
-			if err := sync(l.dir); err != nil {
-				return l.fail("sync directory", err)
-			}
+	if !shared {
+		if err := l.syncDueDir(); err != nil {
+			return err
 		}
-		l.dirDue = false
 	}
 	switch l.opts.Fsync {
 	case FsyncAlways:
-		if l.sharedSync() {
+		if shared {
 			l.dirty = true // Append waits for the Syncer's round
 			return nil
 		}
@@ -211,6 +214,23 @@ func (l *Log) afterWrite(cycled bool) error {
 		l.dirty = true
 		l.durable.Store(l.idx.lastIndex())
 	}
+	return nil
+}
+
+// syncDueDir fsyncs the log's directory if a segment file was created
+// since it was last synced. wmu held.
+func (l *Log) syncDueDir() error {
+	if !l.dirDue {
+		return nil
+	}
+	sync := syncDir
+	if l.dirSyncFn != nil {
+		sync = l.dirSyncFn
+	}
+	if err := sync(l.dir); err != nil {
+		return l.fail("sync directory", err)
+	}
+	l.dirDue = false
 	return nil
 }
 

@@ -44,3 +44,14 @@ func ownFilesystem(dir string) (bool, error) {
 	}
 	return st.Dev != parent.Dev || st.Ino == parent.Ino, nil
 }
+
+// pageCacheDirty is the system's page cache waiting for writeback or being
+// written back: Dirty plus Writeback in /proc/meminfo, in bytes.
+func pageCacheDirty() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseMeminfoDirty(f)
+}

@@ -1,11 +1,16 @@
 package wal
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +67,19 @@ type Syncer struct {
 	beforeRound func()
 	syncfs      func(*os.File) error
 
+	// The gate (NewGatedSyncer): appends join rounds only while at least
+	// minAppends appends to its logs are under way (appending counts
+	// them), and, with dirty set, while the page cache's dirty and
+	// writeback bytes, looked at no more often than every checkEvery, are
+	// at most maxDirty.
+	minAppends int64
+	appending  atomic.Int64
+	dirty      func() (int64, error)
+	maxDirty   int64
+	checkEvery time.Duration // quietCheckEvery; tests shorten it
+	checked    atomic.Int64  // monotime of the last look
+	quiet      atomic.Bool   // what it found
+
 	mu      sync.Mutex
 	next    *syncRound // the round gathering logs; nil when none waits
 	wake    chan struct{}
@@ -101,6 +119,120 @@ func NewSyncer(dir string, onRound func(logs int, d time.Duration)) (*Syncer, er
 	s := &Syncer{dir: f, onRound: onRound, syncfs: syncfs, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.run()
 	return s, nil
+}
+
+// SyncerGate says when appends join a gated Syncer's rounds; an append
+// turned away fdatasyncs its own file, as without a Syncer.
+type SyncerGate struct {
+	// MinAppends: join only while at least this many appends to the
+	// Syncer's logs are under way, this one included. One append alone
+	// gets its fdatasync sooner than a round (which may have to wait for
+	// the round before it); many share one syncfs. 0 or 1: always.
+	MinAppends int
+	// MaxDirty: join only while the system's dirty and writeback page
+	// cache (/proc/meminfo) is at most this many bytes, looked at every
+	// quietCheckEvery at most; 0: no limit. For a data directory that
+	// shares its filesystem with other programs: a syncfs also writes back
+	// and waits for whatever they dirtied there, so a round behind a large
+	// copy would take as long as the copy's writeback (seconds). A round
+	// looks again before its syncfs: if the page cache filled since its
+	// logs joined, it syncs each log's own files instead (ownSyncs).
+	MaxDirty int64
+}
+
+// NewGatedSyncer is NewSyncer whose rounds take appends only as gate says.
+func NewGatedSyncer(dir string, gate SyncerGate, onRound func(logs int, d time.Duration)) (*Syncer, error) {
+	return newGatedSyncer(dir, gate, pageCacheDirty, onRound)
+}
+
+func newGatedSyncer(dir string, gate SyncerGate, dirty func() (int64, error), onRound func(logs int, d time.Duration)) (*Syncer, error) {
+	s, err := NewSyncer(dir, onRound)
+	if err != nil {
+		return nil, err
+	}
+	s.minAppends = int64(gate.MinAppends)
+	if gate.MaxDirty > 0 {
+		s.dirty, s.maxDirty, s.checkEvery = dirty, gate.MaxDirty, quietCheckEvery
+		s.look(monotime())
+	}
+	return s, nil
+}
+
+// quietCheckEvery is how often at most a gated Syncer reads the page
+// cache's dirty bytes (a read of /proc/meminfo, tens of microseconds).
+const quietCheckEvery = 50 * time.Millisecond
+
+// startAppend and endAppend bracket an append to one of s's logs (the gate
+// counts them). s may be nil.
+func (s *Syncer) startAppend() {
+	if s != nil {
+		s.appending.Add(1)
+	}
+}
+
+func (s *Syncer) endAppend() {
+	if s != nil {
+		s.appending.Add(-1)
+	}
+}
+
+// takesAppends says whether an append now joins a round (true) or syncs
+// its own file.
+func (s *Syncer) takesAppends() bool {
+	if s.appending.Load() < s.minAppends {
+		return false
+	}
+	if s.dirty == nil {
+		return true
+	}
+	now := monotime()
+	if last := s.checked.Load(); now-last >= int64(s.checkEvery) && s.checked.CompareAndSwap(last, now) {
+		s.look(now)
+	}
+	return s.quiet.Load()
+}
+
+// look reads the page cache's dirty bytes: quiet if at most maxDirty, not
+// quiet if more or if they cannot be read.
+func (s *Syncer) look(now int64) {
+	n, err := s.dirty()
+	s.quiet.Store(err == nil && n <= s.maxDirty)
+	s.checked.Store(now)
+}
+
+// parseMeminfoDirty sums the Dirty and Writeback lines of a
+// /proc/meminfo ("Dirty:    1234 kB").
+func parseMeminfoDirty(r io.Reader) (int64, error) {
+	var total int64
+	var dirty, writeback bool
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		name, rest, ok := bytes.Cut(sc.Bytes(), []byte(":"))
+		if !ok || (string(name) != "Dirty" && string(name) != "Writeback") {
+			continue
+		}
+		fields := bytes.Fields(rest)
+		if len(fields) != 2 || string(fields[1]) != "kB" {
+			return 0, fmt.Errorf("meminfo: %s: %q", name, rest)
+		}
+		kb, err := strconv.ParseInt(string(fields[0]), 10, 64)
+		if err != nil || kb < 0 || kb > 1<<40 {
+			return 0, fmt.Errorf("meminfo: %s: %q", name, rest)
+		}
+		total += kb << 10
+		if string(name) == "Dirty" {
+			dirty = true
+		} else {
+			writeback = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !dirty || !writeback {
+		return 0, fmt.Errorf("meminfo: Dirty and Writeback not both found")
+	}
+	return total, nil
 }
 
 var errSyncfsUnsupported = errors.New("wal: syncfs (fsync batching by filesystem) needs Linux")
@@ -185,6 +317,15 @@ func (s *Syncer) round(r *syncRound) {
 	if s.beforeRound != nil {
 		s.beforeRound()
 	}
+	if s.dirty != nil {
+		if s.look(monotime()); !s.quiet.Load() {
+			// The page cache filled since these logs joined: a syncfs
+			// would wait for its writeback too.
+			s.ownSyncs(r)
+			close(r.done)
+			return
+		}
+	}
 	start := time.Now()
 	err := s.syncfs(s.dir)
 	for l, t := range r.logs {
@@ -198,6 +339,56 @@ func (s *Syncer) round(r *syncRound) {
 		s.onRound(len(r.logs), time.Since(start))
 	}
 	close(r.done)
+}
+
+// ownSyncWorkers is how many logs of a round ownSyncs syncs at once.
+const ownSyncWorkers = 16
+
+// ownSyncs makes every log of r durable with its own fsyncs instead of a
+// syncfs, ownSyncWorkers at a time.
+func (s *Syncer) ownSyncs(r *syncRound) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, ownSyncWorkers)
+	for l, t := range r.logs {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := l.syncOwn(t); err != nil {
+				mu.Lock()
+				r.errs[l] = err
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// syncOwn makes the entries of t durable as an append that syncs by itself
+// does: the directory if a segment file was created since it was synced,
+// then the tail file (the segments before it were synced when they were
+// sealed). Nothing is done if they are durable already (a later append
+// synced them, or closing the log did) or were truncated (durGen moved:
+// their successors' own rounds cover those).
+func (l *Log) syncOwn(t syncTarget) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.durGen != t.gen || l.durable.Load() >= t.index {
+		return nil
+	}
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	l.mu.Lock()
+	err := l.usable()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := l.syncDueDir(); err != nil {
+		return err
+	}
+	return l.syncLocked()
 }
 
 // markDurable records that the entries of t are durable (a round covered

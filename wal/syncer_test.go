@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -247,5 +250,246 @@ func TestSyncerClosed(t *testing.T) {
 	s.Close()
 	if _, err := l.Append(Entry{Kind: KindData, Term: 1, Payload: []byte("x")}); !errors.Is(err, errSyncerClosed) {
 		t.Fatalf("append after the Syncer closed: %v", err)
+	}
+}
+
+// newTestQuietSyncer starts a gated Syncer whose page cache reading is
+// *dirty (bytes; negative: unreadable), looked at on every append, with
+// 1 MiB as the most it joins rounds at. Rounds and syncfs calls are
+// counted.
+func newTestQuietSyncer(t *testing.T) (s *Syncer, dirty, rounds, syncfsCalls *atomic.Int64) {
+	t.Helper()
+	dirty, rounds, syncfsCalls = new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)
+	read := func() (int64, error) {
+		if n := dirty.Load(); n >= 0 {
+			return n, nil
+		}
+		return 0, errors.New("unreadable")
+	}
+	s, err := newGatedSyncer(t.TempDir(), SyncerGate{MaxDirty: 1 << 20}, read, func(int, time.Duration) { rounds.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.checkEvery = 0
+	s.syncfs = func(f *os.File) error {
+		syncfsCalls.Add(1)
+		return syncfs(f)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dirty, rounds, syncfsCalls
+}
+
+// TestQuietSyncer: appends join rounds while the page cache holds little
+// dirty data and fdatasync their own files while it holds much (or cannot
+// be read); a round whose logs joined while it was quiet but that finds it
+// busy syncs each log's files (directory included after a roll) instead of
+// calling syncfs. Every Append returns durable either way, and the entries
+// read back after reopening.
+func TestQuietSyncer(t *testing.T) {
+	s, dirty, rounds, syncfsCalls := newTestQuietSyncer(t)
+	dir := t.TempDir()
+	var ownSyncs atomic.Int64
+	l := mustOpen(t, dir, Options{Syncer: s, OnSync: func(time.Duration) { ownSyncs.Add(1) }})
+	var dirSyncs atomic.Int64
+	l.dirSyncFn = func(d string) error { dirSyncs.Add(1); return syncDir(d) }
+	written := map[uint64]Entry{}
+	appendOne := func(what string) {
+		t.Helper()
+		e := Entry{Kind: KindData, Term: 1, BaseOffset: l.NextOffset(), Payload: payloadFor(uint64(l.NextOffset()), 100)}
+		idx, err := l.Append(e)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if l.DurableIndex() < idx {
+			t.Fatalf("%s: returned index %d with durable index %d", what, idx, l.DurableIndex())
+		}
+		written[idx] = e
+	}
+	check := func(what string, wantRounds, wantSyncfs, wantOwn, wantDir int64) {
+		t.Helper()
+		if rounds.Load() != wantRounds || syncfsCalls.Load() != wantSyncfs || ownSyncs.Load() != wantOwn || dirSyncs.Load() != wantDir {
+			t.Fatalf("%s: %d rounds, %d syncfs, %d own syncs, %d directory syncs; want %d, %d, %d, %d", what,
+				rounds.Load(), syncfsCalls.Load(), ownSyncs.Load(), dirSyncs.Load(), wantRounds, wantSyncfs, wantOwn, wantDir)
+		}
+	}
+
+	appendOne("quiet")
+	check("quiet", 1, 1, 0, 0)
+
+	dirty.Store(2 << 20)
+	appendOne("busy")
+	check("busy", 1, 1, 1, 0)
+
+	dirty.Store(-1)
+	appendOne("unreadable")
+	check("unreadable", 1, 1, 2, 0)
+
+	// Quiet when the append joins, busy when its round starts; after a
+	// roll, so the directory is due as well.
+	dirty.Store(0)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	s.beforeRound = func() { dirty.Store(2 << 20) }
+	appendOne("busy by the round")
+	check("busy by the round", 1, 1, 3, 1)
+	s.beforeRound = nil
+
+	// A roll in quiet times leaves the directory due for the first append
+	// that syncs by itself.
+	dirty.Store(0)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	appendOne("quiet after a roll")
+	check("quiet after a roll", 2, 2, 3, 1)
+	dirty.Store(2 << 20)
+	appendOne("busy after a quiet roll")
+	check("busy after a quiet roll", 2, 2, 4, 2)
+
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, Options{})
+	defer l.Close()
+	checkEntries(t, l, written)
+}
+
+// TestQuietSyncerManyLogs: 20 logs append at once while the page cache
+// reading flips between quiet and busy: every Append returns durable, and
+// everything reads back after reopening.
+func TestQuietSyncerManyLogs(t *testing.T) {
+	s, dirty, rounds, _ := newTestQuietSyncer(t)
+	base := t.TempDir()
+	const logs, appends = 20, 30
+	var wg sync.WaitGroup
+	var flips atomic.Int64
+	dirs := make([]string, logs)
+	for i := range logs {
+		dirs[i] = filepath.Join(base, fmt.Sprint(i))
+		l := mustOpen(t, dirs[i], Options{Syncer: s, SegmentSize: 4 << 10})
+		wg.Go(func() {
+			defer l.Close()
+			for range appends {
+				if flips.Add(1)%7 == 0 {
+					dirty.Store((2 << 20) - dirty.Load()) // 0 <-> 2 MiB
+				}
+				off := l.NextOffset()
+				idx, err := l.Append(Entry{Kind: KindData, Term: 1, BaseOffset: off, Payload: payloadFor(uint64(off), 1000)})
+				if err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				if d := l.DurableIndex(); d < idx {
+					t.Errorf("append returned index %d with durable index %d", idx, d)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if rounds.Load() == 0 {
+		t.Error("no round ran")
+	}
+	for _, dir := range dirs {
+		l := mustOpen(t, dir, Options{})
+		if l.NextOffset() != appends {
+			t.Errorf("%s: next offset %d after reopening, want %d", dir, l.NextOffset(), appends)
+		}
+		for i := uint64(1); i <= appends; i++ {
+			if e, err := l.Read(i); err != nil || !sameEntry(e, Entry{Kind: KindData, Term: 1, BaseOffset: int64(i - 1), Payload: payloadFor(i-1, 1000)}) {
+				t.Errorf("%s: entry %d: %v", dir, i, err)
+			}
+		}
+		l.Close()
+	}
+}
+
+// The page cache reading: Dirty plus Writeback of /proc/meminfo, and an
+// error for anything else than two well-formed lines.
+func TestParseMeminfoDirty(t *testing.T) {
+	good := "MemTotal:       24604808 kB\nDirty:              1024 kB\nWriteback:            8 kB\nAnonPages:      1 kB\n"
+	if n, err := parseMeminfoDirty(strings.NewReader(good)); err != nil || n != (1024+8)<<10 {
+		t.Errorf("good meminfo: %d, %v", n, err)
+	}
+	for _, bad := range []string{
+		"",
+		"Dirty: 1 kB\n",
+		"Dirty: 1 kB\nWriteback: x kB\n",
+		"Dirty: 1 MB\nWriteback: 1 kB\n",
+		"Dirty: -1 kB\nWriteback: 1 kB\n",
+		"Dirty: 1\nWriteback: 1 kB\n",
+		"Dirty: 99999999999999999999 kB\nWriteback: 1 kB\n",
+	} {
+		if n, err := parseMeminfoDirty(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q: %d, want an error", bad, n)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		if n, err := pageCacheDirty(); err != nil || n < 0 {
+			t.Errorf("this machine's page cache: %d, %v", n, err)
+		}
+	}
+}
+
+func FuzzParseMeminfoDirty(f *testing.F) {
+	f.Add([]byte("Dirty:  12 kB\nWriteback:  0 kB\n"))
+	f.Add([]byte("Dirty:  12 kB\nDirty:  12 kB\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := parseMeminfoDirty(bytes.NewReader(b))
+		if err == nil && (n < 0 || n > 2<<50) {
+			t.Fatalf("%q: %d", b, n)
+		}
+	})
+}
+
+// TestSyncerMinAppends: with MinAppends 2 an append alone fdatasyncs its
+// own file, and one made while another is under way joins a round.
+func TestSyncerMinAppends(t *testing.T) {
+	var rounds atomic.Int64
+	s, err := NewGatedSyncer(t.TempDir(), SyncerGate{MinAppends: 2}, func(int, time.Duration) { rounds.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ownSyncs atomic.Int64
+	a := mustOpen(t, t.TempDir(), Options{Syncer: s, OnSync: func(time.Duration) { ownSyncs.Add(1) }})
+	defer a.Close()
+	b := mustOpen(t, t.TempDir(), Options{Syncer: s, OnSync: func(time.Duration) { ownSyncs.Add(1) }})
+	defer b.Close()
+	entry := func(l *Log) Entry {
+		return Entry{Kind: KindData, Term: 1, BaseOffset: l.NextOffset(), Payload: []byte("x")}
+	}
+	if _, err := a.Append(entry(a)); err != nil {
+		t.Fatal(err)
+	}
+	if rounds.Load() != 0 || ownSyncs.Load() != 1 {
+		t.Fatalf("an append alone: %d rounds, %d own syncs; want 0, 1", rounds.Load(), ownSyncs.Load())
+	}
+	// a's next append holds its own sync until b has appended.
+	syncing, release := make(chan struct{}), make(chan struct{})
+	a.syncFn = func(f *os.File) error {
+		close(syncing)
+		<-release
+		return fdatasync(f)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Append(entry(a))
+		done <- err
+	}()
+	<-syncing
+	idx, err := b.Append(entry(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rounds.Load() != 1 || b.DurableIndex() < idx {
+		t.Fatalf("an append beside another: %d rounds, durable %d of %d; want a round", rounds.Load(), b.DurableIndex(), idx)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ownSyncs.Load() != 2 || a.DurableIndex() != 2 {
+		t.Fatalf("%d own syncs, a durable at %d; want 2, 2", ownSyncs.Load(), a.DurableIndex())
 	}
 }
