@@ -54,7 +54,7 @@ func newAdmin() *admin {
 	a.console = newConsole(a)
 	a.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "chronik_fsync_duration_seconds",
-		Help:    "Time of one fsync: an fdatasync of a partition or metadata log, or (--fsync-batch filesystem) one syncfs of the data directory's filesystem for a round of appends.",
+		Help:    "Time of one fsync: an fdatasync of a partition or metadata log, or (--fsync-batch filesystem or auto) one syncfs of the data directory's filesystem for a round of appends.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs .. 3.3s
 	})
 	a.rounds = prometheus.NewHistogram(prometheus.HistogramOpts{

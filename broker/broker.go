@@ -967,11 +967,11 @@ func (b *Broker) OpenLogs() (open, limit int, evictions int64) {
 
 // newSyncer starts the shared fsync rounds of Config.FsyncBatch: nil (each
 // log fdatasyncs its own file) unless fsync is "always" and the mode is
-// "filesystem" (every append joins a round) or "auto" (a gated Syncer: an
-// append joins a round while at least roundMinAppends are under way, and,
-// on a data directory that shares its filesystem, while the page cache
-// holds at most roundMaxDirty dirty bytes, so that a round's syncfs does
-// not wait for another program's writeback).
+// "filesystem" (every append joins a round) or "auto": on a data directory
+// that is a filesystem of its own, as "filesystem"; elsewhere a gated
+// Syncer (sharedFilesystemGate), so that a round's syncfs does not wait
+// for another program's writeback and a lone append is not held behind a
+// round.
 func newSyncer(cfg Config) (*wal.Syncer, error) {
 	if cfg.Fsync != FsyncAlways || cfg.FsyncBatch == wal.SyncFiles {
 		return nil, nil // each partition's log syncs its own file
@@ -984,47 +984,42 @@ func newSyncer(cfg Config) (*wal.Syncer, error) {
 			cfg.OnFsyncRound(logs, d)
 		}
 	}
-	if cfg.FsyncBatch == wal.SyncFilesystem {
+	own := cfg.FsyncBatch == wal.SyncFilesystem
+	if !own {
+		if runtime.GOOS != "linux" {
+			return nil, nil // no syncfs: auto means files
+		}
+		var err error
+		if own, err = wal.OwnFilesystem(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	if own {
 		s, err := wal.NewSyncer(cfg.DataDir, onRound)
 		if err != nil {
-			return nil, fmt.Errorf("broker: fsync-batch filesystem on %s: %w", cfg.DataDir, err)
+			return nil, fmt.Errorf("broker: fsync-batch %s on %s: %w", cfg.FsyncBatch, cfg.DataDir, err)
 		}
-		cfg.Logger.Info().Str("data_dir", cfg.DataDir).Msg("partition appends share fsync rounds: one syncfs of the data directory's filesystem each (fsync-batch filesystem)")
+		cfg.Logger.Info().Str("data_dir", cfg.DataDir).Stringer("fsync_batch", cfg.FsyncBatch).
+			Msg("partition appends share fsync rounds: one syncfs of the data directory's filesystem each")
 		return s, nil
 	}
-	if runtime.GOOS != "linux" {
-		return nil, nil // no syncfs: auto means files
-	}
-	own, err := wal.OwnFilesystem(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	gate := wal.SyncerGate{MinAppends: roundMinAppends}
-	if !own {
-		gate.MaxDirty = roundMaxDirty
-	}
-	s, err := wal.NewGatedSyncer(cfg.DataDir, gate, onRound)
+	s, err := wal.NewGatedSyncer(cfg.DataDir, sharedFilesystemGate, onRound)
 	if err != nil {
 		return nil, fmt.Errorf("broker: fsync-batch auto on %s: %w", cfg.DataDir, err)
 	}
-	ev := cfg.Logger.Info().Str("data_dir", cfg.DataDir).Int("min_appends", gate.MinAppends)
-	if own {
-		ev.Msg("partition appends share fsync rounds (one syncfs of the data directory's filesystem each) while several are under way, else each fdatasyncs its own file (fsync-batch auto)")
-	} else {
-		ev.Int64("max_dirty_bytes", gate.MaxDirty).Msg("partition appends share fsync rounds (one syncfs of the data directory's filesystem each) while several are under way and the page cache holds little dirty data, else each fdatasyncs its own file: the data directory shares its filesystem (fsync-batch auto)")
-	}
+	cfg.Logger.Info().Str("data_dir", cfg.DataDir).Int("min_appends", sharedFilesystemGate.MinAppends).
+		Int64("max_dirty_bytes", sharedFilesystemGate.MaxDirty).
+		Msg("the data directory shares its filesystem: partition appends share fsync rounds (one syncfs each) while several are under way and the page cache holds little dirty data, else each fdatasyncs its own file (fsync-batch auto)")
 	return s, nil
 }
 
-// The gate of fsync-batch auto: appends join syncfs rounds while at least
-// roundMinAppends are under way (fewer get their own fdatasync sooner),
-// and, on a filesystem shared with other programs, while the page cache's
-// dirty and writeback bytes are at most roundMaxDirty (a round then writes
-// back at most this much that is not the broker's).
-const (
-	roundMinAppends = 4
-	roundMaxDirty   = 64 << 20
-)
+// sharedFilesystemGate is fsync-batch auto's on a data directory that is
+// not a filesystem of its own: appends join syncfs rounds while at least 4
+// are under way (fewer get their own fdatasync, sooner than a round that
+// may first wait for the one before it), and while the page cache's dirty
+// and writeback bytes are at most 64 MiB (a round then writes back at most
+// that much that is not the broker's).
+var sharedFilesystemGate = wal.SyncerGate{MinAppends: 4, MaxDirty: 64 << 20}
 
 // MemoryUse is the memory the broker's owners hold, estimated from what
 // each keeps (chronik_memory_bytes).

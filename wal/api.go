@@ -175,7 +175,8 @@ type SegmentInfo struct {
 //	(*Log).Failed() error                                // why the log is unusable, nil if it is not
 //	RepairDir(dir) / CheckDir(dir) (RepairReport, error) // cut / report a closed log after its last good entry
 //	NewOpenLogs(limit) *OpenLogs                         // the cap on logs holding files open (Options.OpenLogs)
-//	NewSyncer(dir, mode, onRound) (*Syncer, error)       // shared fsync rounds for many logs (Options.Syncer; syncer.go)
+//	NewSyncer(dir, onRound) (*Syncer, error)             // shared fsync rounds for many logs (Options.Syncer; syncer.go)
+//	NewGatedSyncer(dir, gate, onRound) (*Syncer, error)  // rounds joined only as SyncerGate says (enough appends under way, a quiet page cache)
 //	NewTailBudget(bytes) *TailBudget                     // a budget for the tails open logs hold in memory (Options.TailBudget; tailbudget.go)
 //	(*Log).ScanSegment(first uint64, fn func(index uint64, e Entry) (bool, error)) error
 //	    (compact.go) Every entry of the sealed segment starting at first,
