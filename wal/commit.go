@@ -58,9 +58,9 @@ func (l *Log) Append(entries ...Entry) (uint64, error) {
 }
 
 // sharedSync says whether an append now is made durable by the shared
-// Syncer's rounds (syncer.go) rather than by an fsync of its own. A Syncer
-// made by NewQuietSyncer may say no while the page cache holds much dirty
-// data, so one append asks once and keeps the answer.
+// Syncer's rounds (syncer.go) rather than by an fsync of its own. A gated
+// Syncer (NewGatedSyncer) may say yes to one append and no to the next, so
+// one append asks once and keeps the answer.
 func (l *Log) sharedSync() bool {
 	return l.opts.Fsync == FsyncAlways && l.opts.Syncer != nil && l.opts.Syncer.takesAppends()
 }
@@ -180,9 +180,11 @@ func checkOffsets(entries []Entry, next int64) (int64, error) {
 // cycled, or a roll created it since the last append) makes the directory
 // fsync due (tidwall already synced the segment it closed). A shared round
 // covers the directory too (syncfs), but the fsync stays due: a later
-// append that syncs by itself (a quiet Syncer turned it away) marks the
+// append that syncs by itself (a gated Syncer turned it away) marks the
 // log durable up to its own entries, which may follow these before their
-// round has run, so it syncs the directory first. wmu held.
+// round has run, so it syncs the directory first; so does a round that
+// found the page cache busy and syncs its logs' files (syncOwn). wmu
+// held.
 func (l *Log) afterWrite(cycled, shared bool) error {
 	if cycled {
 		l.closeSyncFile()

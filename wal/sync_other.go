@@ -12,6 +12,6 @@ func syncfs(*os.File) error { return errSyncfsUnsupported }
 
 func ownFilesystem(string) (bool, error) { return false, nil }
 
-// pageCacheDirty is Linux only; a quiet Syncer needs NewSyncer, which
-// refuses other systems.
+// pageCacheDirty is Linux only; a gated Syncer is a Syncer, which
+// NewSyncer refuses to start on other systems.
 func pageCacheDirty() (int64, error) { return 0, errSyncfsUnsupported }
