@@ -47,14 +47,8 @@ func TestSyncerManyLogs(t *testing.T) {
 		wg.Go(func() {
 			defer l.Close()
 			for range appends {
-				off := l.NextOffset()
-				idx, err := l.Append(Entry{Kind: KindData, Term: 1, BaseOffset: off, Payload: payloadFor(uint64(off), 1000)})
-				if err != nil {
-					t.Errorf("append: %v", err)
+				if !appendDurable(t, l) {
 					return
-				}
-				if d := l.DurableIndex(); d < idx {
-					t.Errorf("append returned index %d with durable index %d", idx, d)
 				}
 				appended.Add(1)
 			}
@@ -67,12 +61,35 @@ func TestSyncerManyLogs(t *testing.T) {
 	if r := rounds.Load(); r < 1 || r > logs*appends {
 		t.Errorf("%d rounds for %d appends", r, logs*appends)
 	}
+	checkReopened(t, dirs, appends)
+}
+
+// appendDurable appends the next payloadFor entry to l and checks that it
+// is durable once Append returns; false if the append failed.
+func appendDurable(t *testing.T, l *Log) bool {
+	t.Helper()
+	off := l.NextOffset()
+	idx, err := l.Append(Entry{Kind: KindData, Term: 1, BaseOffset: off, Payload: payloadFor(uint64(off), 1000)})
+	if err != nil {
+		t.Errorf("append: %v", err)
+		return false
+	}
+	if d := l.DurableIndex(); d < idx {
+		t.Errorf("append returned index %d with durable index %d", idx, d)
+	}
+	return true
+}
+
+// checkReopened reopens each of dirs and checks that it holds the first
+// appends entries appendDurable writes, and nothing else.
+func checkReopened(t *testing.T, dirs []string, appends int) {
+	t.Helper()
 	for _, dir := range dirs {
 		l := mustOpen(t, dir, Options{})
-		if l.NextOffset() != appends || l.LastIndex() != appends {
+		if l.NextOffset() != int64(appends) || l.LastIndex() != uint64(appends) {
 			t.Errorf("%s: next offset %d, last index %d after reopening; want %d", dir, l.NextOffset(), l.LastIndex(), appends)
 		}
-		for i := uint64(1); i <= appends; i++ {
+		for i := uint64(1); i <= uint64(appends); i++ {
 			e, err := l.Read(i)
 			if err != nil || !sameEntry(e, Entry{Kind: KindData, Term: 1, BaseOffset: int64(i - 1), Payload: payloadFor(i-1, 1000)}) {
 				t.Errorf("%s: entry %d: %v", dir, i, err)
@@ -374,14 +391,8 @@ func TestQuietSyncerManyLogs(t *testing.T) {
 				if flips.Add(1)%7 == 0 {
 					dirty.Store((2 << 20) - dirty.Load()) // 0 <-> 2 MiB
 				}
-				off := l.NextOffset()
-				idx, err := l.Append(Entry{Kind: KindData, Term: 1, BaseOffset: off, Payload: payloadFor(uint64(off), 1000)})
-				if err != nil {
-					t.Errorf("append: %v", err)
+				if !appendDurable(t, l) {
 					return
-				}
-				if d := l.DurableIndex(); d < idx {
-					t.Errorf("append returned index %d with durable index %d", idx, d)
 				}
 			}
 		})
@@ -390,18 +401,7 @@ func TestQuietSyncerManyLogs(t *testing.T) {
 	if rounds.Load() == 0 {
 		t.Error("no round ran")
 	}
-	for _, dir := range dirs {
-		l := mustOpen(t, dir, Options{})
-		if l.NextOffset() != appends {
-			t.Errorf("%s: next offset %d after reopening, want %d", dir, l.NextOffset(), appends)
-		}
-		for i := uint64(1); i <= appends; i++ {
-			if e, err := l.Read(i); err != nil || !sameEntry(e, Entry{Kind: KindData, Term: 1, BaseOffset: int64(i - 1), Payload: payloadFor(i-1, 1000)}) {
-				t.Errorf("%s: entry %d: %v", dir, i, err)
-			}
-		}
-		l.Close()
-	}
+	checkReopened(t, dirs, appends)
 }
 
 // The page cache reading: Dirty plus Writeback of /proc/meminfo, and an
