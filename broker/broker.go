@@ -1007,6 +1007,9 @@ func newSyncer(cfg Config) (*wal.Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: fsync-batch auto on %s: %w", cfg.DataDir, err)
 	}
+	if err := s.PageCacheErr(); err != nil {
+		cfg.Logger.Warn().Err(err).Msg("cannot read the page cache's dirty bytes (/proc/meminfo): partition appends fdatasync their own files while that lasts (fsync-batch auto)")
+	}
 	cfg.Logger.Info().Str("data_dir", cfg.DataDir).Int("min_appends", sharedFilesystemGate.MinAppends).
 		Int64("max_dirty_bytes", sharedFilesystemGate.MaxDirty).
 		Msg("the data directory shares its filesystem: partition appends share fsync rounds (one syncfs each) while several are under way and the page cache holds little dirty data, else each fdatasyncs its own file (fsync-batch auto)")

@@ -79,6 +79,7 @@ type Syncer struct {
 	checkEvery time.Duration // quietCheckEvery; tests shorten it
 	checked    atomic.Int64  // monotime of the last look
 	quiet      atomic.Bool   // what it found
+	firstLook  error         // the first look's error (PageCacheErr)
 
 	mu      sync.Mutex
 	next    *syncRound // the round gathering logs; nil when none waits
@@ -153,10 +154,15 @@ func newGatedSyncer(dir string, gate SyncerGate, dirty func() (int64, error), on
 	s.minAppends = int64(gate.MinAppends)
 	if gate.MaxDirty > 0 {
 		s.dirty, s.maxDirty, s.checkEvery = dirty, gate.MaxDirty, quietCheckEvery
-		s.look(monotime())
+		s.firstLook = s.look(monotime())
 	}
 	return s, nil
 }
+
+// PageCacheErr is why a gated Syncer could not read the page cache's
+// dirty bytes when it started (nil if it could, or has no MaxDirty): while
+// that lasts, every append fdatasyncs its own file.
+func (s *Syncer) PageCacheErr() error { return s.firstLook }
 
 // quietCheckEvery is how often at most a gated Syncer reads the page
 // cache's dirty bytes (a read of /proc/meminfo, tens of microseconds).
@@ -193,11 +199,12 @@ func (s *Syncer) takesAppends() bool {
 }
 
 // look reads the page cache's dirty bytes: quiet if at most maxDirty, not
-// quiet if more or if they cannot be read.
-func (s *Syncer) look(now int64) {
+// quiet if more or if they cannot be read (the error).
+func (s *Syncer) look(now int64) error {
 	n, err := s.dirty()
 	s.quiet.Store(err == nil && n <= s.maxDirty)
 	s.checked.Store(now)
+	return err
 }
 
 // parseMeminfoDirty sums the Dirty and Writeback lines of a

@@ -340,6 +340,9 @@ func TestQuietSyncer(t *testing.T) {
 	dirty.Store(-1)
 	appendOne("unreadable")
 	check("unreadable", 1, 1, 2, 0)
+	if s.PageCacheErr() != nil {
+		t.Errorf("PageCacheErr %v: the first reading succeeded", s.PageCacheErr())
+	}
 
 	// Quiet when the append joins, busy when its round starts; after a
 	// roll, so the directory is due as well.
@@ -370,6 +373,19 @@ func TestQuietSyncer(t *testing.T) {
 	l = mustOpen(t, dir, Options{})
 	defer l.Close()
 	checkEntries(t, l, written)
+}
+
+// A gated Syncer that cannot read the page cache when it starts says why,
+// and takes no appends until it can.
+func TestQuietSyncerUnreadable(t *testing.T) {
+	s, err := newGatedSyncer(t.TempDir(), SyncerGate{MaxDirty: 1 << 20}, func() (int64, error) { return 0, os.ErrPermission }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !errors.Is(s.PageCacheErr(), os.ErrPermission) || s.takesAppends() {
+		t.Fatalf("PageCacheErr %v, takes appends %v", s.PageCacheErr(), s.takesAppends())
+	}
 }
 
 // TestQuietSyncerManyLogs: 20 logs append at once while the page cache
