@@ -354,17 +354,34 @@ const ownSyncWorkers = 16
 // ownSyncs makes every log of r durable with its own fsyncs instead of a
 // syncfs, ownSyncWorkers at a time.
 func (s *Syncer) ownSyncs(r *syncRound) {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, ownSyncWorkers)
+	type member struct {
+		l   *Log
+		t   syncTarget
+		err error
+	}
+	members := make([]member, 0, len(r.logs))
 	for l, t := range r.logs {
-		slots <- struct{}{}
+		members = append(members, member{l: l, t: t})
+	}
+	inParallel(len(members), ownSyncWorkers, func(i int) { members[i].err = members[i].l.syncOwn(members[i].t) })
+	for _, m := range members {
+		if m.err != nil {
+			r.errs[m.l] = m.err
+		}
+	}
+}
+
+// inParallel calls f(0..n-1) on up to workers goroutines and returns once
+// every call has.
+func inParallel(n, workers int, f func(i int)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(n, workers) {
 		wg.Go(func() {
-			defer func() { <-slots }()
-			if err := l.syncOwn(t); err != nil {
-				mu.Lock()
-				r.errs[l] = err
-				mu.Unlock()
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				f(int(i))
 			}
 		})
 	}

@@ -142,33 +142,21 @@ func (b *TailBudget) roll() {
 		if victims == nil {
 			return
 		}
-		var (
-			rolled atomic.Int64
-			next   atomic.Int64
-			wg     sync.WaitGroup
-		)
-		for range min(rollWorkers, len(victims)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(len(victims)) || b.Bytes() <= b.low {
-						return
-					}
-					v := victims[i]
-					if b.beforeRoll != nil {
-						b.beforeRoll(v)
-					}
-					if v.rollForBudget() {
-						rolled.Add(1)
-						b.rolls.Add(1)
-					}
-					b.signal()
-				}
-			}()
-		}
-		wg.Wait()
+		var rolled atomic.Int64
+		inParallel(len(victims), rollWorkers, func(i int) {
+			if b.Bytes() <= b.low {
+				return
+			}
+			v := victims[i]
+			if b.beforeRoll != nil {
+				b.beforeRoll(v)
+			}
+			if v.rollForBudget() {
+				rolled.Add(1)
+				b.rolls.Add(1)
+			}
+			b.signal()
+		})
 		if rolled.Load() == 0 {
 			b.stop(true)
 			return
