@@ -124,7 +124,8 @@ type Config struct {
 
 	// OnFsync, if set, is called after every fsync of a partition or
 	// metadata log with its duration (metrics), and after every syncfs
-	// of a FsyncBatch "filesystem" round. It must be cheap.
+	// of a shared round (FsyncBatch "filesystem" or "auto"). It must be
+	// cheap.
 	OnFsync func(time.Duration)
 
 	// FsyncBatch is how the partitions' appends share fsyncs with
@@ -132,7 +133,8 @@ type Config struct {
 	// round of a wal.Syncer, one syncfs of the data directory's
 	// filesystem for all the partitions in it; wal.SyncFiles leaves each
 	// partition to fdatasync its own log. wal.SyncAuto (the default) is
-	// SyncFilesystem when the data directory is a filesystem of its own.
+	// SyncFilesystem when the data directory is a filesystem of its own,
+	// and elsewhere rounds gated by sharedFilesystemGate (newSyncer).
 	FsyncBatch wal.SyncMode
 	// OnFsyncRound, if set, is called after every round with the logs it
 	// made durable and its duration (metrics). It must be cheap.

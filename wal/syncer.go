@@ -29,10 +29,12 @@ import (
 //
 // syncfs flushes whatever else is dirty on that filesystem too, so it
 // suits a data directory on a filesystem of its own (a dedicated volume,
-// as Kafka and Redpanda deployments use): SyncAuto picks it only there
-// and leaves each log to fdatasync its own file elsewhere (SyncFiles:
-// concurrent appends to different logs still sync concurrently, and the
-// journal groups their commits).
+// as Kafka and Redpanda deployments use): SyncAuto gives every append to
+// a round only there. Elsewhere it uses a gated Syncer (NewGatedSyncer):
+// appends join rounds only while several are under way and the page
+// cache holds little dirty data, and otherwise fdatasync their own files
+// as with SyncFiles (concurrent appends to different logs still sync
+// concurrently, and the journal groups their commits).
 //
 // A failed round fails each log in it, as a failed fsync of its own would
 // (the log turns unusable until Recover; its waiters get the error).
@@ -42,7 +44,7 @@ import (
 type SyncMode int
 
 const (
-	SyncAuto       SyncMode = iota // SyncFilesystem if the data directory is a mount point, else SyncFiles
+	SyncAuto       SyncMode = iota // SyncFilesystem if the data directory is a mount point, else a gated Syncer (the broker's)
 	SyncFiles                      // no Syncer: each log fdatasyncs its own file per Append
 	SyncFilesystem                 // a Syncer: one syncfs of the directory's filesystem per round
 )
@@ -98,7 +100,7 @@ type syncRound struct {
 
 // OwnFilesystem says whether dir is the root of a filesystem of its own
 // (its device differs from its parent's), where SyncAuto means
-// SyncFilesystem.
+// SyncFilesystem (elsewhere, a gated Syncer).
 func OwnFilesystem(dir string) (bool, error) { return ownFilesystem(dir) }
 
 // syncTarget is the last index a log's waiters need durable, written while
