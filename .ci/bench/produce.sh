@@ -54,7 +54,8 @@ run() { # run WHO ROUND
 	wait "$pid" || true
 	echo "round=$round $who $(grep -o '[0-9.]* MB/s' <<<"$out" | head -1)" \
 		"$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms, p99.9 [0-9.]* ms' <<<"$out")" \
-		"server-ticks=$((t1 - t0)) peak-rss=${hwm}MiB $(grep -o 'client-cpu .*' <<<"$out")"
+		"server-ticks=$((t1 - t0)) peak-rss=${hwm}MiB $(grep -o 'client-cpu .*' <<<"$out")" \
+		"$([ "$who" = kfake ] && grep -o 'produce requests=.*' "$bin/kfake.log" || true)"
 }
 
 for r in $(seq "$rounds"); do
