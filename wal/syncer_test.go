@@ -37,16 +37,33 @@ func newTestSyncer(t *testing.T) (*Syncer, *atomic.Int64, *atomic.Int64) {
 func TestSyncerManyLogs(t *testing.T) {
 	s, rounds, _ := newTestSyncer(t)
 	const logs, appends = 50, 20
+	dirs := appendOnLogs(t, s, logs, appends, 16<<10, nil)
+	if r := rounds.Load(); r < 1 || r > logs*appends {
+		t.Errorf("%d rounds for %d appends", r, logs*appends)
+	}
+	checkReopened(t, dirs, appends)
+}
+
+// appendOnLogs opens logs logs (segments of segSize bytes) sharing s and
+// appends to each from a goroutine of its own, appends times, each append
+// checked durable (appendDurable) and preceded by a call of before unless
+// it is nil; it fails the test unless every append succeeded, and returns
+// the logs' directories (the logs are closed).
+func appendOnLogs(t *testing.T, s *Syncer, logs, appends, segSize int, before func()) []string {
+	t.Helper()
+	base := t.TempDir()
 	dirs := make([]string, logs)
 	var wg sync.WaitGroup
 	var appended atomic.Int64
-	base := t.TempDir()
 	for i := range logs {
 		dirs[i] = filepath.Join(base, fmt.Sprint(i))
-		l := mustOpen(t, dirs[i], Options{Syncer: s, SegmentSize: 16 << 10})
+		l := mustOpen(t, dirs[i], Options{Syncer: s, SegmentSize: segSize})
 		wg.Go(func() {
 			defer l.Close()
 			for range appends {
+				if before != nil {
+					before()
+				}
 				if !appendDurable(t, l) {
 					return
 				}
@@ -55,13 +72,10 @@ func TestSyncerManyLogs(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if appended.Load() != logs*appends {
-		t.Fatalf("%d appends of %d", appended.Load(), logs*appends)
+	if n := appended.Load(); n != int64(logs*appends) {
+		t.Fatalf("%d appends of %d", n, logs*appends)
 	}
-	if r := rounds.Load(); r < 1 || r > logs*appends {
-		t.Errorf("%d rounds for %d appends", r, logs*appends)
-	}
-	checkReopened(t, dirs, appends)
+	return dirs
 }
 
 // appendDurable appends the next payloadFor entry to l and checks that it
@@ -393,27 +407,13 @@ func TestQuietSyncerUnreadable(t *testing.T) {
 // everything reads back after reopening.
 func TestQuietSyncerManyLogs(t *testing.T) {
 	s, dirty, rounds, _ := newTestQuietSyncer(t)
-	base := t.TempDir()
 	const logs, appends = 20, 30
-	var wg sync.WaitGroup
 	var flips atomic.Int64
-	dirs := make([]string, logs)
-	for i := range logs {
-		dirs[i] = filepath.Join(base, fmt.Sprint(i))
-		l := mustOpen(t, dirs[i], Options{Syncer: s, SegmentSize: 4 << 10})
-		wg.Go(func() {
-			defer l.Close()
-			for range appends {
-				if flips.Add(1)%7 == 0 {
-					dirty.Store((2 << 20) - dirty.Load()) // 0 <-> 2 MiB
-				}
-				if !appendDurable(t, l) {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	dirs := appendOnLogs(t, s, logs, appends, 4<<10, func() {
+		if flips.Add(1)%7 == 0 {
+			dirty.Store((2 << 20) - dirty.Load()) // 0 <-> 2 MiB
+		}
+	})
 	if rounds.Load() == 0 {
 		t.Error("no round ran")
 	}
