@@ -11,17 +11,16 @@
 #   .ci/bench/produce.sh 10 1000 1048576        # 1 GiB over 1,000 partitions
 #   .ci/bench/produce.sh 3 100 200000 20000     # latency at 20 MB/s
 #
-# Env: DATA (default /tmp/chronik-bench-data) holds one data directory per
-# run, kept until the end: on ext4 without a journal, files created just
-# after many were deleted are slow to create, which would bias the next
-# run. SERVE_FLAGS are added to chronik serve. Prints one line per run:
+# Env: DATA (default /tmp) is where a new directory of this script's own
+# holds one data directory per run, kept until the end and then removed:
+# on ext4 without a journal, files created just after many were deleted
+# are slow to create, which would bias the next run. SERVE_FLAGS are added to chronik serve. Prints one line per run:
 # MB/s, latency, server CPU ticks (1/100 s), peak RSS, client CPU.
 set -euo pipefail
 rounds=$1 parts=$2 records=$3 rate=${4:-0}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$(mktemp -d)
-data=${DATA:-/tmp/chronik-bench-data}
-mkdir -p "$data"
+data=$(mktemp -d "${DATA:-/tmp}/chronik-bench.XXXXXX")
 trap 'rm -rf "$bin" "$data"' EXIT
 (cd "$repo" && go build -o "$bin/chronik" .)
 (cd "$repo/.ci/bench/kfake" && go build -o "$bin/kfake" .)
