@@ -14,8 +14,13 @@
 # Env: DATA (default /tmp) is where a new directory of this script's own
 # holds one data directory per run, kept until the end and then removed:
 # on ext4 without a journal, files created just after many were deleted
-# are slow to create, which would bias the next run. SERVE_FLAGS are added to chronik serve. Prints one line per run:
-# MB/s, latency, server CPU ticks (1/100 s), peak RSS, client CPU.
+# are slow to create, which would bias the next run. SERVE_FLAGS are added
+# to chronik serve. WARMUP=N first sends N records to a topic "warmup" of
+# the same partition count on each broker, unmeasured, so that the run
+# measures a broker that has been running (a new process spends its first
+# GiB faulting in its heap and starting threads); peak RSS still covers the
+# whole process. Prints one line per run: MB/s, latency, server CPU ticks
+# (1/100 s, the measured run only), peak RSS, client CPU.
 set -euo pipefail
 rounds=$1 parts=$2 records=$3 rate=${4:-0}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +49,13 @@ run() { # run WHO ROUND
 		for _ in $(seq 300); do curl -sf http://127.0.0.1:29644/readyz >/dev/null && break; sleep 0.1; done
 	fi
 	local t0 out t1 hwm
+	if [ "${WARMUP:-0}" -gt 0 ]; then
+		# A broker that has been running: the same producer first sends
+		# WARMUP records to a topic of its own (same partition count),
+		# not measured.
+		"$bin/chronik" bench produce --brokers "$addr" --topic warmup \
+			--partitions "$parts" --records "$WARMUP" >/dev/null 2>&1
+	fi
 	t0=$(ticks "$pid")
 	out=$(/usr/bin/time -f "client-cpu %U+%S s" "$bin/chronik" bench produce --brokers "$addr" \
 		--partitions "$parts" --records "$records" --rate "$rate" 2>&1)
