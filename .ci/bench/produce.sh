@@ -30,6 +30,10 @@ trap 'rm -rf "$bin" "$data"' EXIT
 (cd "$repo" && go build -o "$bin/chronik" .)
 (cd "$repo/.ci/bench/kfake" && go build -o "$bin/kfake" .)
 command -v /usr/bin/time >/dev/null || apt-get install -y time >/dev/null
+# The build's output (and whatever else is dirty) is written back now, not
+# by the kernel's flusher 30 s later in the middle of a run: on a shared
+# file system that writeback alone takes a run's p99 from ~8 ms to 30-60.
+sync
 # The systemd unit sets it; the bench gives every process the same.
 export GODEBUG=madvdontneed=0
 
