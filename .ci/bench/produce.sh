@@ -18,8 +18,8 @@
 # to chronik serve. WARMUP=N first sends N records to a topic "warmup" of
 # the same partition count on each broker, unmeasured, so that the run
 # measures a broker that has been running (a new process spends its first
-# GiB faulting in its heap and starting threads); peak RSS still covers the
-# whole process. Prints one line per run: MB/s, latency, server CPU ticks
+# GiB faulting in its heap and starting threads); peak RSS, and kfake's
+# request counts, still cover the whole process. Prints one line per run: MB/s, latency, server CPU ticks
 # (1/100 s, the measured run only), peak RSS, client CPU.
 set -euo pipefail
 rounds=$1 parts=$2 records=$3 rate=${4:-0}
@@ -58,7 +58,7 @@ run() { # run WHO ROUND
 		# WARMUP records to a topic of its own (same partition count),
 		# not measured.
 		"$bin/chronik" bench produce --brokers "$addr" --topic warmup \
-			--partitions "$parts" --records "$WARMUP" >/dev/null 2>&1
+			--partitions "$parts" --records "$WARMUP" >/dev/null
 	fi
 	t0=$(ticks "$pid")
 	out=$(/usr/bin/time -f "client-cpu %U+%S s" "$bin/chronik" bench produce --brokers "$addr" \
