@@ -19,8 +19,9 @@
 # the same partition count on each broker, unmeasured, so that the run
 # measures a broker that has been running (a new process spends its first
 # GiB faulting in its heap and starting threads); peak RSS, and kfake's
-# request counts, still cover the whole process. Prints one line per run: MB/s, latency, server CPU ticks
-# (1/100 s, the measured run only), peak RSS, client CPU.
+# request counts, still cover the whole process. Prints one line per run:
+# MB/s, latency, server CPU ticks (1/100 s, the measured run only), peak
+# RSS, client CPU.
 set -euo pipefail
 rounds=$1 parts=$2 records=$3 rate=${4:-0}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
